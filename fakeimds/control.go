@@ -1,0 +1,333 @@
+package fakeimds
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/identity"
+	"github.com/idharness/idharness/fakeimds/journal"
+)
+
+// ControlError is the control API's error body.
+type ControlError struct {
+	Error string `json:"error"`
+	// Field names the request field at fault, if one is.
+	Field string `json:"field,omitempty"`
+}
+
+// TokenSettings is the body of GET and PUT /v1/tokens. In a PUT, fields
+// left out keep their value.
+type TokenSettings struct {
+	Lifetime      *config.Duration `json:"lifetime,omitempty"`
+	Cache         *bool            `json:"cache,omitempty"`
+	RefreshBefore *config.Duration `json:"refreshBefore,omitempty"`
+}
+
+// IdentityPatch is the body of PATCH /v1/identities: what to change on
+// one identity. A zero tokenLifetime restores the server default.
+type IdentityPatch struct {
+	TokenLifetime *config.Duration `json:"tokenLifetime,omitempty"`
+}
+
+func controlError(w http.ResponseWriter, status int, field, format string, a ...any) {
+	writeJSON(w, status, ControlError{Error: fmt.Sprintf(format, a...), Field: field})
+}
+
+// decodeBody strictly decodes a JSON request body into v.
+func decodeBody(w http.ResponseWriter, req *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(req.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		controlError(w, http.StatusBadRequest, "", "invalid JSON body: %v", err)
+		return false
+	}
+	return true
+}
+
+// selectorFromQuery reads which identity a control request names: one of
+// client_id, object_id or resource_id.
+func selectorFromQuery(req *http.Request) (identity.Selector, error) {
+	q := req.URL.Query()
+	var sels []identity.Selector
+	for _, p := range []struct {
+		name string
+		kind identity.Kind
+	}{{"client_id", identity.ByClientID}, {"object_id", identity.ByObjectID}, {"resource_id", identity.ByResourceID}} {
+		if v := q.Get(p.name); v != "" {
+			sels = append(sels, identity.Selector{Kind: p.kind, Value: v})
+		}
+	}
+	if len(sels) != 1 {
+		return identity.Selector{}, errors.New("name exactly one identity with client_id, object_id or resource_id")
+	}
+	return sels[0], nil
+}
+
+func (s *Server) buildControlMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.cfg) })
+	mux.HandleFunc("GET /v1/identities", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.store.List()) })
+	mux.HandleFunc("POST /v1/identities", s.controlAttach)
+	mux.HandleFunc("DELETE /v1/identities", s.controlDetach)
+	mux.HandleFunc("PATCH /v1/identities", s.controlPatch)
+	mux.HandleFunc("PUT /v1/identities/system", s.controlSetSystem)
+	mux.HandleFunc("DELETE /v1/identities/system", func(w http.ResponseWriter, _ *http.Request) {
+		s.store.SetSystem(nil)
+		s.minter.Flush()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/tokens", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.tokenSettings()) })
+	mux.HandleFunc("PUT /v1/tokens", s.controlTokens)
+	mux.HandleFunc("POST /v1/tokens/flush", func(w http.ResponseWriter, _ *http.Request) {
+		s.minter.Flush()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/journal", s.controlJournal)
+	mux.HandleFunc("GET /v1/journal/stream", s.controlJournalStream)
+	mux.HandleFunc("DELETE /v1/journal", func(w http.ResponseWriter, _ *http.Request) {
+		s.journal.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/reset", s.controlReset)
+	return mux
+}
+
+func (s *Server) tokenSettings() TokenSettings {
+	on, rb := s.minter.CacheSettings()
+	return TokenSettings{Lifetime: &config.Duration{Duration: s.minter.Lifetime()}, Cache: &on, RefreshBefore: &config.Duration{Duration: rb}}
+}
+
+// identityFromControl validates an identity given to the control API the
+// same way the configuration file's identities are validated.
+func (s *Server) identityFromControl(in config.Identity, system bool) (identity.Identity, error) {
+	c := s.cfg
+	c.SystemAssigned, c.UserAssigned = nil, nil
+	if system {
+		c.SystemAssigned = &in
+	} else {
+		c.UserAssigned = []config.Identity{in}
+	}
+	if err := c.Validate(); err != nil {
+		return identity.Identity{}, err
+	}
+	sys, users := c.Identities()
+	if system {
+		return *sys, nil
+	}
+	return users[0], nil
+}
+
+func (s *Server) writeValidation(w http.ResponseWriter, err error) {
+	var fe *config.FieldError
+	if errors.As(err, &fe) {
+		field := fe.Field
+		if i := strings.IndexByte(field, '.'); i >= 0 {
+			field = field[i+1:] // drop userAssigned[0] / systemAssigned
+		}
+		controlError(w, http.StatusBadRequest, field, "%s", fe.Problem)
+		return
+	}
+	controlError(w, http.StatusBadRequest, "", "%v", err)
+}
+
+func (s *Server) controlAttach(w http.ResponseWriter, req *http.Request) {
+	var in config.Identity
+	if !decodeBody(w, req, &in) {
+		return
+	}
+	id, err := s.identityFromControl(in, false)
+	if err != nil {
+		s.writeValidation(w, err)
+		return
+	}
+	if err := s.store.Attach(id); err != nil {
+		controlError(w, http.StatusConflict, "clientId", "%v", err)
+		return
+	}
+	s.log.Info("identity attached", "name", id.Name, "clientId", id.ClientID)
+	writeJSON(w, http.StatusCreated, id)
+}
+
+func (s *Server) controlDetach(w http.ResponseWriter, req *http.Request) {
+	sel, err := selectorFromQuery(req)
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "", "%v", err)
+		return
+	}
+	id, err := s.store.Detach(sel)
+	if err != nil {
+		controlError(w, http.StatusNotFound, "", "no user-assigned identity with %s is attached", sel)
+		return
+	}
+	s.minter.Flush()
+	s.log.Info("identity detached", "name", id.Name, "clientId", id.ClientID)
+	writeJSON(w, http.StatusOK, id)
+}
+
+func (s *Server) controlPatch(w http.ResponseWriter, req *http.Request) {
+	sel, err := selectorFromQuery(req)
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "", "%v", err)
+		return
+	}
+	var p IdentityPatch
+	if !decodeBody(w, req, &p) {
+		return
+	}
+	if p.TokenLifetime != nil && p.TokenLifetime.Duration < 0 {
+		controlError(w, http.StatusBadRequest, "tokenLifetime", "must not be negative")
+		return
+	}
+	id, err := s.store.Update(sel, func(id *identity.Identity) {
+		if p.TokenLifetime != nil {
+			id.TokenLifetime = p.TokenLifetime.Duration
+		}
+	})
+	if err != nil {
+		controlError(w, http.StatusNotFound, "", "no identity with %s is attached", sel)
+		return
+	}
+	writeJSON(w, http.StatusOK, id)
+}
+
+func (s *Server) controlSetSystem(w http.ResponseWriter, req *http.Request) {
+	var in config.Identity
+	if !decodeBody(w, req, &in) {
+		return
+	}
+	id, err := s.identityFromControl(in, true)
+	if err != nil {
+		s.writeValidation(w, err)
+		return
+	}
+	s.store.SetSystem(&id)
+	s.minter.Flush()
+	writeJSON(w, http.StatusOK, id)
+}
+
+func (s *Server) controlTokens(w http.ResponseWriter, req *http.Request) {
+	var in TokenSettings
+	if !decodeBody(w, req, &in) {
+		return
+	}
+	if in.Lifetime != nil && in.Lifetime.Duration <= 0 {
+		controlError(w, http.StatusBadRequest, "lifetime", "must be positive, e.g. 24h or 90s")
+		return
+	}
+	if in.RefreshBefore != nil && in.RefreshBefore.Duration < 0 {
+		controlError(w, http.StatusBadRequest, "refreshBefore", "must not be negative")
+		return
+	}
+	if in.Lifetime != nil {
+		s.minter.SetLifetime(in.Lifetime.Duration)
+	}
+	on, rb := s.minter.CacheSettings()
+	if in.Cache != nil {
+		on = *in.Cache
+	}
+	if in.RefreshBefore != nil {
+		rb = in.RefreshBefore.Duration
+	}
+	s.minter.SetCache(on, rb)
+	writeJSON(w, http.StatusOK, s.tokenSettings())
+}
+
+func sinceParam(req *http.Request) (uint64, error) {
+	v := req.URL.Query().Get("since")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("since: want a sequence number, got %q", v)
+	}
+	return n, nil
+}
+
+func (s *Server) controlJournal(w http.ResponseWriter, req *http.Request) {
+	since, err := sinceParam(req)
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "since", "%v", err)
+		return
+	}
+	entries := s.journal.Since(since)
+	if entries == nil {
+		entries = []journal.Entry{}
+	}
+	writeJSON(w, http.StatusOK, entries)
+}
+
+// controlJournalStream sends entries as JSON lines, first those after
+// ?since, then new ones as they come, until the client goes away.
+func (s *Server) controlJournalStream(w http.ResponseWriter, req *http.Request) {
+	since, err := sinceParam(req)
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "since", "%v", err)
+		return
+	}
+	// Subscribe before reading the backlog so nothing falls in between;
+	// the sequence number drops what both would deliver.
+	live, cancel := s.journal.Subscribe(1024)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	last := since
+	for _, e := range s.journal.Since(since) {
+		if enc.Encode(e) != nil {
+			return
+		}
+		last = e.Seq
+	}
+	_ = rc.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-req.Context().Done():
+			return
+		case e := <-live:
+			if e.Seq <= last {
+				continue
+			}
+			if enc.Encode(e) != nil {
+				return
+			}
+			last = e.Seq
+			_ = rc.Flush()
+		case <-keepalive.C:
+			// A blank line keeps proxies from closing an idle stream.
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+	}
+}
+
+// controlReset restores the identities and token settings the server
+// started with, empties the token cache and the journal.
+func (s *Server) controlReset(w http.ResponseWriter, _ *http.Request) {
+	sys, users := s.cfg.Identities()
+	if err := s.store.Replace(sys, users); err != nil {
+		controlError(w, http.StatusInternalServerError, "", "restore identities: %v", err)
+		return
+	}
+	s.applyTokenSettings()
+	s.minter.Flush()
+	s.journal.Reset()
+	w.WriteHeader(http.StatusNoContent)
+}

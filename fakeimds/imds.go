@@ -1,0 +1,173 @@
+package fakeimds
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/idharness/idharness/fakeimds/identity"
+	"github.com/idharness/idharness/fakeimds/token"
+)
+
+// IMDSTokenPath is where IMDS serves managed identity tokens.
+const IMDSTokenPath = "/metadata/identity/oauth2/token"
+
+// minTokenAPIVersion is the oldest API version the token endpoint accepts.
+const minTokenAPIVersion = "2018-02-01"
+
+// IMDSToken is the 200 body of the IMDS token endpoint. Every value is a
+// JSON string, as the real service sends them; clients depend on it.
+type IMDSToken struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    string `json:"expires_in"`
+	ExpiresOn    string `json:"expires_on"`
+	ExtExpiresIn string `json:"ext_expires_in"`
+	NotBefore    string `json:"not_before"`
+	Resource     string `json:"resource"`
+	TokenType    string `json:"token_type"`
+	ClientID     string `json:"client_id"`
+}
+
+// selectorParams maps each query parameter that names an identity to its kind.
+var selectorParams = []struct {
+	name string
+	kind identity.Kind
+}{
+	{"client_id", identity.ByClientID},
+	{"object_id", identity.ByObjectID},
+	{"msi_res_id", identity.ByResourceID},
+	{"mi_res_id", identity.ByResourceID},
+}
+
+// parseSelector reads at most one identity selector from q using params.
+func parseSelector(q url.Values, params []struct {
+	name string
+	kind identity.Kind
+}) (identity.Selector, error) {
+	var sel identity.Selector
+	var names []string
+	for _, p := range params {
+		if v := q.Get(p.name); v != "" {
+			names = append(names, p.name)
+			sel = identity.Selector{Kind: p.kind, Value: v}
+		}
+	}
+	if len(names) > 1 {
+		return identity.Selector{}, errors.New("Only one of " + strings.Join(names, ", ") + " may be specified in the token request")
+	}
+	return sel, nil
+}
+
+// metadataHeaderOK reports whether the SSRF guard header is right.
+func metadataHeaderOK(req *http.Request) bool {
+	v := req.Header["Metadata"]
+	return len(v) > 0 && strings.EqualFold(v[0], "true")
+}
+
+// serveIMDSToken implements GET /metadata/identity/oauth2/token.
+func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeOAuthError(w, http.StatusMethodNotAllowed, "method_not_allowed", "The requested resource does not support http method '"+req.Method+"'.")
+		return
+	}
+	if req.Header.Get("X-Forwarded-For") != "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Request contains the X-Forwarded-For header; requests through a proxy are refused")
+		return
+	}
+	if !metadataHeaderOK(req) {
+		writeOAuthError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
+		return
+	}
+	q, err := url.ParseQuery(req.URL.RawQuery)
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Malformed query string")
+		return
+	}
+	if v := q.Get("api-version"); !versionAtLeast(v, minTokenAPIVersion) {
+		note(w).Error = "invalid_request"
+		writeJSON(w, http.StatusBadRequest, OAuthError{
+			Error:          "invalid_request",
+			Description:    apiVersionProblem(v) + "; supported versions are " + minTokenAPIVersion + " and later, e.g. " + strings.Join(newestVersions(), ", "),
+			NewestVersions: newestVersions(),
+		})
+		return
+	}
+	resource := q.Get("resource")
+	if resource == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Required audience parameter not specified")
+		return
+	}
+	note(w).Resource = resource
+	sel, err := parseSelector(q, selectorParams)
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	id, ok := s.resolve(w, sel)
+	if !ok {
+		return
+	}
+	tok, ok := s.issue(w, id, resource)
+	if !ok {
+		return
+	}
+	now := s.minter.Now()
+	expiresIn := strconv.FormatInt(tok.ExpiresIn(now), 10)
+	writeJSON(w, http.StatusOK, IMDSToken{
+		AccessToken:  tok.Raw,
+		RefreshToken: "",
+		ExpiresIn:    expiresIn,
+		ExpiresOn:    unixString(tok.ExpiresOn),
+		ExtExpiresIn: expiresIn,
+		NotBefore:    unixString(tok.NotBefore),
+		Resource:     resource,
+		TokenType:    "Bearer",
+		ClientID:     id.ClientID,
+	})
+}
+
+func apiVersionProblem(v string) string {
+	if v == "" {
+		return "Required query variable 'api-version' is missing"
+	}
+	return "Unsupported api-version '" + v + "'"
+}
+
+// resolve finds the identity sel names, answering the request itself with
+// the real service's error when there is none.
+func (s *Server) resolve(w http.ResponseWriter, sel identity.Selector) (identity.Identity, bool) {
+	id, err := s.store.Resolve(sel)
+	switch {
+	case err == nil:
+		noteIdentity(w, sel, id)
+		return id, true
+	case errors.Is(err, identity.ErrAmbiguous):
+		note(w).Selector = sel.String()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request")
+	default:
+		note(w).Selector = sel.String()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Identity not found")
+	}
+	return identity.Identity{}, false
+}
+
+// issue gets a token for id from the minter, answering 500 if signing fails.
+func (s *Server) issue(w http.ResponseWriter, id identity.Identity, resource string) (token.Token, bool) {
+	tok, err := s.minter.Issue(id, resource)
+	if err != nil {
+		s.log.Error("mint token", "identity", id.Name, "err", err)
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Failed to mint a token")
+		return token.Token{}, false
+	}
+	if tok.Cached {
+		note(w).Cached = true
+	} else {
+		s.metrics.minted.Inc()
+	}
+	return tok, true
+}

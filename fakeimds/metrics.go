@@ -1,0 +1,50 @@
+package fakeimds
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the server's Prometheus series, on a registry of its own so
+// that several servers in one test process do not collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	minted   prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "fakeimds", Name: "requests_total",
+			Help: "Requests served, by face, HTTP status and identity name.",
+		}, []string{"face", "status", "identity"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "fakeimds", Name: "request_duration_seconds",
+			Help:    "Time to serve a request, by face.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 70},
+		}, []string{"face"}),
+		minted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "fakeimds", Name: "tokens_minted_total",
+			Help: "Tokens signed (cache misses included, cache hits excluded).",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.minted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(face string, status int, identity string, d time.Duration) {
+	m.requests.WithLabelValues(face, statusLabel(status), identity).Inc()
+	m.latency.WithLabelValues(face).Observe(d.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,250 @@
+package fakeimds
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/identity"
+	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/fakeimds/token"
+)
+
+// Server is a fake metadata service with its faces, identities, token
+// minter, journal and control API.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   *identity.Store
+	minter  *token.Minter
+	journal *journal.Journal
+	metrics *metrics
+	arc     *arcChallenges
+	auth    *authority
+
+	imdsHandler    http.Handler
+	controlHandler http.Handler
+	arcHandler     http.Handler
+
+	now        func() time.Time
+	signingKey *rsa.PrivateKey
+	journalCap int
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClock replaces time.Now for token times; tests use it.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithSigningKey signs tokens with key instead of the configured or a
+// generated one.
+func WithSigningKey(key *rsa.PrivateKey) Option { return func(s *Server) { s.signingKey = key } }
+
+// WithJournalCapacity sets how many requests the journal keeps.
+func WithJournalCapacity(n int) Option { return func(s *Server) { s.journalCap = n } }
+
+// New validates cfg and builds a server ready to serve; it opens no
+// listener (Run does).
+func New(cfg config.Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	s := &Server{cfg: cfg, log: slog.Default(), now: time.Now, journalCap: journal.DefaultCapacity}
+	for _, o := range opts {
+		o(s)
+	}
+	key := s.signingKey
+	var err error
+	if key == nil && cfg.Tokens.SigningKeyFile != "" {
+		if key, err = token.LoadKeyFile(cfg.Tokens.SigningKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if key == nil {
+		if key, err = token.GenerateKey(); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := token.NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	s.minter = token.NewMinter(signer, cfg.TenantID, token.WithClock(s.now))
+	sys, users := cfg.Identities()
+	if s.store, err = identity.NewStore(sys, users); err != nil {
+		return nil, fmt.Errorf("identities: %w", err)
+	}
+	s.applyTokenSettings()
+	s.journal = journal.New(s.journalCap)
+	s.metrics = newMetrics()
+	s.arc = newArcChallenges(cfg.Faces.Arc.SecretDir)
+	if cfg.Faces.Authority.On() {
+		if s.auth, err = newAuthority(cfg.Faces.Authority, s.log); err != nil {
+			return nil, err
+		}
+	}
+	s.imdsHandler = s.buildIMDSMux()
+	s.controlHandler = s.buildControlMux()
+	s.arcHandler = s.record(FaceArc, http.HandlerFunc(s.serveArc))
+	return s, nil
+}
+
+func (s *Server) applyTokenSettings() {
+	s.minter.SetLifetime(s.cfg.Tokens.Lifetime.Duration)
+	s.minter.SetCache(s.cfg.Tokens.CacheOn(), s.cfg.Tokens.RefreshBefore.Duration)
+}
+
+func (s *Server) buildIMDSMux() http.Handler {
+	mux := http.NewServeMux()
+	f := s.cfg.Faces
+	if f.IMDS.On() {
+		h := s.record(FaceIMDS, http.HandlerFunc(s.serveIMDSToken))
+		mux.Handle(IMDSTokenPath, h)
+		// The JS SDK, redirected with AZURE_POD_IDENTITY_AUTHORITY_HOST, adds a trailing slash.
+		mux.Handle(IMDSTokenPath+"/", h)
+	}
+	if f.Instance.On() {
+		h := s.record(FaceInstance, http.HandlerFunc(s.serveInstance))
+		mux.Handle(InstancePath, h)
+		mux.Handle(InstancePath+"/", h)
+		mux.Handle(VersionsPath, s.record(FaceInstance, http.HandlerFunc(s.serveVersions)))
+	}
+	if f.AppService.On() {
+		mux.Handle(f.AppService.Path, s.record(FaceAppService, http.HandlerFunc(s.serveAppService)))
+	}
+	if s.auth != nil {
+		s.mountAuthority(mux)
+	}
+	mux.Handle("/", s.record(FaceIMDS, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeInstanceError(w, http.StatusNotFound, "Not found", false)
+	})))
+	return mux
+}
+
+// IMDSHandler serves the metadata, App Service and authority faces.
+func (s *Server) IMDSHandler() http.Handler { return s.imdsHandler }
+
+// ControlHandler serves the control API and /metrics.
+func (s *Server) ControlHandler() http.Handler { return s.controlHandler }
+
+// ArcHandler serves the Azure Arc endpoint.
+func (s *Server) ArcHandler() http.Handler { return s.arcHandler }
+
+// Store returns the identity store.
+func (s *Server) Store() *identity.Store { return s.store }
+
+// Minter returns the token minter.
+func (s *Server) Minter() *token.Minter { return s.minter }
+
+// Journal returns the request journal.
+func (s *Server) Journal() *journal.Journal { return s.journal }
+
+// Config returns the configuration the server started with.
+func (s *Server) Config() config.Config { return s.cfg }
+
+// Addrs are the addresses the server listens on once running; empty for
+// a listener that is off.
+type Addrs struct {
+	IMDS, Control, Arc, AuthorityTLS string
+}
+
+// Run opens the listeners, serves until ctx ends, then shuts down
+// gracefully: in-flight requests get up to ten seconds. ready, if not nil,
+// is called with the bound addresses once all listeners are open.
+func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
+	type srv struct {
+		name string
+		ln   net.Listener
+		hs   *http.Server
+	}
+	var srvs []srv
+	closeAll := func() {
+		for _, x := range srvs {
+			_ = x.ln.Close()
+		}
+	}
+	add := func(name, addr string, h http.Handler, tlsCfg *tls.Config) (string, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", fmt.Errorf("listen for %s on %s: %w (is another process using the port? set a different address)", name, addr, err)
+		}
+		if tlsCfg != nil {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		srvs = append(srvs, srv{name, ln, hs})
+		return ln.Addr().String(), nil
+	}
+	var a Addrs
+	var err error
+	if s.cfg.Listen.IMDS != "" {
+		if a.IMDS, err = add("imds", s.cfg.Listen.IMDS, s.imdsHandler, nil); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if a.Control, err = add("control", s.cfg.Listen.Control, s.controlHandler, nil); err != nil {
+		closeAll()
+		return err
+	}
+	if s.cfg.Faces.Arc.On() {
+		if a.Arc, err = add("arc", s.cfg.Faces.Arc.Addr, s.arcHandler, nil); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if s.auth != nil && s.cfg.Listen.AuthorityTLS != "" {
+		tlsCfg, err := s.auth.serverTLS()
+		if err != nil {
+			closeAll()
+			return err
+		}
+		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.imdsHandler, tlsCfg); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	errc := make(chan error, len(srvs))
+	var wg sync.WaitGroup
+	for _, x := range srvs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.log.Info("listening", "listener", x.name, "addr", x.ln.Addr().String())
+			if err := x.hs.Serve(x.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s listener: %w", x.name, err)
+			}
+		}()
+	}
+	if ready != nil {
+		ready(a)
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, x := range srvs {
+		if err := x.hs.Shutdown(sctx); err != nil {
+			s.log.Warn("shutdown", "listener", x.name, "err", err)
+		}
+	}
+	wg.Wait()
+	s.arc.cleanup()
+	s.log.Info("stopped")
+	return runErr
+}

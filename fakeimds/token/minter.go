@@ -1,0 +1,246 @@
+package token
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/identity"
+)
+
+// DefaultLifetime is how long Azure AD's managed identity tokens live.
+const DefaultLifetime = 24 * time.Hour
+
+// DefaultRefreshBefore is how close to expiry a cached token must be before
+// the server mints a new one instead of handing the cached one out again.
+const DefaultRefreshBefore = 5 * time.Minute
+
+// Claims are the claims of a managed identity access token (a version 1.0
+// Azure AD token, the kind IMDS hands out).
+type Claims struct {
+	Audience   string `json:"aud"`
+	Issuer     string `json:"iss"`
+	IssuedAt   int64  `json:"iat"`
+	NotBefore  int64  `json:"nbf"`
+	Expiry     int64  `json:"exp"`
+	AppID      string `json:"appid"`
+	AppIDACR   string `json:"appidacr"`
+	AZP        string `json:"azp"`
+	IDP        string `json:"idp"`
+	IDType     string `json:"idtyp"`
+	ObjectID   string `json:"oid"`
+	Subject    string `json:"sub"`
+	TenantID   string `json:"tid"`
+	UTI        string `json:"uti"`
+	Version    string `json:"ver"`
+	ResourceID string `json:"xms_mirid,omitempty"`
+}
+
+// Token is a minted access token with the times the response reports.
+type Token struct {
+	// Raw is the compact JWT.
+	Raw       string
+	IssuedAt  time.Time
+	NotBefore time.Time
+	ExpiresOn time.Time
+	// Cached is true when the token came from the server's cache.
+	Cached bool
+}
+
+// ExpiresIn returns the whole seconds left at now, never negative.
+func (t Token) ExpiresIn(now time.Time) int64 {
+	s := int64(t.ExpiresOn.Sub(now) / time.Second)
+	if s < 0 {
+		return 0
+	}
+	return s
+}
+
+// Shift moves a token's times; chaos faults use it for clock skew.
+type Shift struct {
+	// Offset is added to iat, nbf and exp.
+	Offset time.Duration
+	// Lifetime, when non-zero, replaces the identity's lifetime; a negative
+	// value mints an already expired token.
+	Lifetime time.Duration
+}
+
+// Minter mints and caches tokens. It is safe for concurrent use.
+type Minter struct {
+	signer        *Signer
+	defaultTenant string
+	now           func() time.Time
+
+	lifetime      atomic.Int64 // time.Duration
+	refreshBefore atomic.Int64 // time.Duration
+	cacheOn       atomic.Bool
+
+	mu    sync.RWMutex
+	cache map[cacheKey]Token
+}
+
+type cacheKey struct {
+	client   string // identity.Key()
+	tenant   string
+	resource string
+	lifetime time.Duration
+}
+
+// MinterOption configures a Minter.
+type MinterOption func(*Minter)
+
+// WithClock replaces time.Now; tests use it to move time.
+func WithClock(now func() time.Time) MinterOption { return func(m *Minter) { m.now = now } }
+
+// NewMinter returns a minter that signs with s and puts defaultTenant in
+// tokens of identities that name none. Caching is on, with the default
+// lifetime and refresh threshold.
+func NewMinter(s *Signer, defaultTenant string, opts ...MinterOption) *Minter {
+	m := &Minter{signer: s, defaultTenant: defaultTenant, now: time.Now, cache: map[cacheKey]Token{}}
+	m.lifetime.Store(int64(DefaultLifetime))
+	m.refreshBefore.Store(int64(DefaultRefreshBefore))
+	m.cacheOn.Store(true)
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// Signer returns the minter's signer.
+func (m *Minter) Signer() *Signer { return m.signer }
+
+// Now returns the minter's current time.
+func (m *Minter) Now() time.Time { return m.now() }
+
+// SetLifetime sets the default token lifetime for identities without their own.
+func (m *Minter) SetLifetime(d time.Duration) { m.lifetime.Store(int64(d)) }
+
+// Lifetime returns the default token lifetime.
+func (m *Minter) Lifetime() time.Duration { return time.Duration(m.lifetime.Load()) }
+
+// SetCache turns the token cache on or off and sets how close to expiry a
+// cached token is replaced. Turning it off also empties it.
+func (m *Minter) SetCache(on bool, refreshBefore time.Duration) {
+	m.cacheOn.Store(on)
+	m.refreshBefore.Store(int64(refreshBefore))
+	if !on {
+		m.Flush()
+	}
+}
+
+// CacheSettings returns whether the cache is on and its refresh threshold.
+func (m *Minter) CacheSettings() (bool, time.Duration) {
+	return m.cacheOn.Load(), time.Duration(m.refreshBefore.Load())
+}
+
+// Flush empties the token cache.
+func (m *Minter) Flush() {
+	m.mu.Lock()
+	clear(m.cache)
+	m.mu.Unlock()
+}
+
+// TenantOf returns the tenant id's tokens are issued in.
+func (m *Minter) TenantOf(id identity.Identity) string {
+	if id.TenantID != "" {
+		return id.TenantID
+	}
+	return m.defaultTenant
+}
+
+// LifetimeOf returns how long id's tokens live.
+func (m *Minter) LifetimeOf(id identity.Identity) time.Duration {
+	if id.TokenLifetime > 0 {
+		return id.TokenLifetime
+	}
+	return m.Lifetime()
+}
+
+// Issue returns a token for id and resource: the cached one while it has
+// more than the refresh threshold left, else a newly minted one.
+func (m *Minter) Issue(id identity.Identity, resource string) (Token, error) {
+	lifetime := m.LifetimeOf(id)
+	if !m.cacheOn.Load() {
+		return m.mint(id, resource, m.now(), lifetime, 0)
+	}
+	k := cacheKey{client: id.Key(), tenant: m.TenantOf(id), resource: resource, lifetime: lifetime}
+	now := m.now()
+	m.mu.RLock()
+	t, ok := m.cache[k]
+	m.mu.RUnlock()
+	if ok && t.ExpiresOn.Sub(now) > time.Duration(m.refreshBefore.Load()) {
+		t.Cached = true
+		return t, nil
+	}
+	t, err := m.mint(id, resource, now, lifetime, 0)
+	if err != nil {
+		return Token{}, err
+	}
+	m.mu.Lock()
+	m.cache[k] = t
+	m.mu.Unlock()
+	return t, nil
+}
+
+// Mint always signs a new token, bypassing the cache, with its times moved
+// as shift says.
+func (m *Minter) Mint(id identity.Identity, resource string, shift Shift) (Token, error) {
+	lifetime := m.LifetimeOf(id)
+	if shift.Lifetime != 0 {
+		lifetime = shift.Lifetime
+	}
+	return m.mint(id, resource, m.now(), lifetime, shift.Offset)
+}
+
+// Issuer returns the v1 token issuer URL for tenant, as Azure AD writes it.
+func Issuer(tenant string) string { return "https://sts.windows.net/" + tenant + "/" }
+
+func (m *Minter) mint(id identity.Identity, resource string, now time.Time, lifetime, offset time.Duration) (Token, error) {
+	tenant := m.TenantOf(id)
+	iat := now.Add(offset).Truncate(time.Second)
+	// Azure AD back-dates nbf by five minutes to absorb clock skew.
+	nbf := iat.Add(-5 * time.Minute)
+	if lifetime > 0 && lifetime < 5*time.Minute {
+		nbf = iat
+	}
+	exp := iat.Add(lifetime)
+	c := Claims{
+		Audience:   resource,
+		Issuer:     Issuer(tenant),
+		IssuedAt:   iat.Unix(),
+		NotBefore:  nbf.Unix(),
+		Expiry:     exp.Unix(),
+		AppID:      id.ClientID,
+		AppIDACR:   "2",
+		AZP:        id.ClientID,
+		IDP:        Issuer(tenant),
+		IDType:     "app",
+		ObjectID:   id.ObjectID,
+		Subject:    id.ObjectID,
+		TenantID:   tenant,
+		UTI:        newUTI(),
+		Version:    "1.0",
+		ResourceID: id.ResourceID,
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return Token{}, fmt.Errorf("encode claims: %w", err)
+	}
+	raw, err := m.signer.Sign(payload)
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Raw: raw, IssuedAt: iat, NotBefore: nbf, ExpiresOn: exp}, nil
+}
+
+// newUTI returns a unique token identifier in the shape Azure AD uses.
+func newUTI() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.TrimRight(base64.RawURLEncoding.EncodeToString(b[:]), "=")
+}
