@@ -235,7 +235,7 @@ func (c *Config) Validate() error {
 			return bad(a.field, "want host:port or :port, got %q", a.addr)
 		}
 	}
-	if c.Listen.IMDS != "" && c.Listen.IMDS == c.Listen.Control {
+	if c.Listen.IMDS != "" && c.Listen.IMDS == c.Listen.Control && !strings.HasSuffix(c.Listen.IMDS, ":0") {
 		return bad("listen.control", "must differ from listen.imds: workloads must never reach the control API")
 	}
 	if c.Faces.AppService.On() {
@@ -280,7 +280,7 @@ func (c *Config) Validate() error {
 
 // UserAssignedResourceID returns the ARM resource ID a user-assigned
 // identity named name has in the host's subscription and resource group.
-func (c *Config) UserAssignedResourceID(name string) string {
+func (c Config) UserAssignedResourceID(name string) string {
 	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s",
 		c.Host.SubscriptionID, c.Host.ResourceGroup, name)
 }

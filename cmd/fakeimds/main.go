@@ -1,0 +1,102 @@
+// Command fakeimds runs the fake Azure Instance Metadata Service and
+// authority. Configuration comes from a YAML file (--config or
+// FAKEIMDS_CONFIG), then FAKEIMDS_* variables, then flags; --print-config
+// shows the result and exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/config"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "fakeimds:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// load builds the configuration from defaults, file, env and flags.
+func load(args []string, stderr io.Writer, lookup func(string) (string, bool)) (config.Config, bool, error) {
+	fs := flag.NewFlagSet("fakeimds", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "YAML configuration file (env FAKEIMDS_CONFIG)")
+	printCfg := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
+	config.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, false, err
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, false, fmt.Errorf("unexpected argument %q; every option is a flag (see -h)", fs.Arg(0))
+	}
+	cfg := config.Default()
+	path := *file
+	if path == "" {
+		path, _ = lookup("FAKEIMDS_CONFIG")
+	}
+	if path != "" {
+		if err := config.LoadFile(&cfg, path); err != nil {
+			return cfg, false, err
+		}
+	}
+	if err := config.ApplyEnv(&cfg, lookup); err != nil {
+		return cfg, false, err
+	}
+	if err := config.ApplyFlags(&cfg, fs); err != nil {
+		return cfg, false, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, fmt.Errorf("effective configuration: %w", err)
+	}
+	return cfg, *printCfg, nil
+}
+
+func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	cfg, printOnly, err := load(args, stderr, lookup)
+	if err != nil {
+		return err
+	}
+	if printOnly {
+		b, err := yaml.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("render configuration: %w", err)
+		}
+		_, err = stdout.Write(b)
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return srv.Run(ctx, func(a fakeimds.Addrs) {
+		log.Info("ready", "imds", a.IMDS, "control", a.Control, "arc", a.Arc, "authorityTls", a.AuthorityTLS,
+			"identities", len(srv.Store().List()))
+	})
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
