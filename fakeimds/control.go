@@ -10,34 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/api"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
 )
 
-// ControlError is the control API's error body.
-type ControlError struct {
-	Error string `json:"error"`
-	// Field names the request field at fault, if one is.
-	Field string `json:"field,omitempty"`
-}
-
-// TokenSettings is the body of GET and PUT /v1/tokens. In a PUT, fields
-// left out keep their value.
-type TokenSettings struct {
-	Lifetime      *config.Duration `json:"lifetime,omitempty"`
-	Cache         *bool            `json:"cache,omitempty"`
-	RefreshBefore *config.Duration `json:"refreshBefore,omitempty"`
-}
-
-// IdentityPatch is the body of PATCH /v1/identities: what to change on
-// one identity. A zero tokenLifetime restores the server default.
-type IdentityPatch struct {
-	TokenLifetime *config.Duration `json:"tokenLifetime,omitempty"`
-}
-
 func controlError(w http.ResponseWriter, status int, field, format string, a ...any) {
-	writeJSON(w, status, ControlError{Error: fmt.Sprintf(format, a...), Field: field})
+	writeJSON(w, status, api.Error{Error: fmt.Sprintf(format, a...), Field: field})
 }
 
 // decodeBody strictly decodes a JSON request body into v.
@@ -72,41 +52,41 @@ func selectorFromQuery(req *http.Request) (identity.Selector, error) {
 
 func (s *Server) buildControlMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.cfg) })
-	mux.HandleFunc("GET /v1/identities", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.store.List()) })
-	mux.HandleFunc("POST /v1/identities", s.controlAttach)
-	mux.HandleFunc("DELETE /v1/identities", s.controlDetach)
-	mux.HandleFunc("PATCH /v1/identities", s.controlPatch)
-	mux.HandleFunc("PUT /v1/identities/system", s.controlSetSystem)
-	mux.HandleFunc("DELETE /v1/identities/system", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET "+api.PathMetrics, s.metrics.handler())
+	mux.HandleFunc("GET "+api.PathConfig, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.cfg) })
+	mux.HandleFunc("GET "+api.PathIdentities, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.store.List()) })
+	mux.HandleFunc("POST "+api.PathIdentities, s.controlAttach)
+	mux.HandleFunc("DELETE "+api.PathIdentities, s.controlDetach)
+	mux.HandleFunc("PATCH "+api.PathIdentities, s.controlPatch)
+	mux.HandleFunc("PUT "+api.PathSystem, s.controlSetSystem)
+	mux.HandleFunc("DELETE "+api.PathSystem, func(w http.ResponseWriter, _ *http.Request) {
 		s.store.SetSystem(nil)
 		s.minter.Flush()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /v1/tokens", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.tokenSettings()) })
-	mux.HandleFunc("PUT /v1/tokens", s.controlTokens)
-	mux.HandleFunc("POST /v1/tokens/flush", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+api.PathTokens, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.tokenSettings()) })
+	mux.HandleFunc("PUT "+api.PathTokens, s.controlTokens)
+	mux.HandleFunc("POST "+api.PathTokensFlush, func(w http.ResponseWriter, _ *http.Request) {
 		s.minter.Flush()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /v1/journal", s.controlJournal)
-	mux.HandleFunc("GET /v1/journal/stream", s.controlJournalStream)
-	mux.HandleFunc("DELETE /v1/journal", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+api.PathJournal, s.controlJournal)
+	mux.HandleFunc("GET "+api.PathJournalWatch, s.controlJournalStream)
+	mux.HandleFunc("DELETE "+api.PathJournal, func(w http.ResponseWriter, _ *http.Request) {
 		s.journal.Reset()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("POST /v1/reset", s.controlReset)
+	mux.HandleFunc("POST "+api.PathReset, s.controlReset)
 	return mux
 }
 
-func (s *Server) tokenSettings() TokenSettings {
+func (s *Server) tokenSettings() api.TokenSettings {
 	on, rb := s.minter.CacheSettings()
-	return TokenSettings{Lifetime: &config.Duration{Duration: s.minter.Lifetime()}, Cache: &on, RefreshBefore: &config.Duration{Duration: rb}}
+	return api.TokenSettings{Lifetime: &config.Duration{Duration: s.minter.Lifetime()}, Cache: &on, RefreshBefore: &config.Duration{Duration: rb}}
 }
 
 // identityFromControl validates an identity given to the control API the
@@ -182,7 +162,7 @@ func (s *Server) controlPatch(w http.ResponseWriter, req *http.Request) {
 		controlError(w, http.StatusBadRequest, "", "%v", err)
 		return
 	}
-	var p IdentityPatch
+	var p api.IdentityPatch
 	if !decodeBody(w, req, &p) {
 		return
 	}
@@ -218,7 +198,7 @@ func (s *Server) controlSetSystem(w http.ResponseWriter, req *http.Request) {
 }
 
 func (s *Server) controlTokens(w http.ResponseWriter, req *http.Request) {
-	var in TokenSettings
+	var in api.TokenSettings
 	if !decodeBody(w, req, &in) {
 		return
 	}

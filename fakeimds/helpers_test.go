@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,7 +70,7 @@ func newServer(t testing.TB, mutate func(*config.Config), opts ...Option) *Serve
 	if c.Faces.Authority.TLSDir == "" {
 		c.Faces.Authority.TLSDir = t.TempDir()
 	}
-	s, err := New(c, append([]Option{WithSigningKey(sharedKey(t))}, opts...)...)
+	s, err := New(c, append([]Option{WithSigningKey(sharedKey(t)), WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -176,6 +176,11 @@ type Authority struct {
 	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
 	// TLSDir receives the generated CA certificate (ca.crt) clients trust.
 	TLSDir string `json:"tlsDir,omitempty"`
+	// TLSHosts are extra host names and IP addresses the generated
+	// certificate covers, besides localhost, 127.0.0.1 and ::1: the name
+	// clients use as authority host, and login.microsoftonline.com when
+	// MSAL's instance discovery is sent to the fake.
+	TLSHosts []string `json:"tlsHosts,omitempty"`
 }
 
 // Issuer says where an external issuer's signing keys are. With neither

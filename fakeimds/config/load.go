@@ -78,6 +78,15 @@ var Settings = []Setting{
 	{"arc-secret-dir", "directory for the Arc challenge's secret files", str(func(c *Config) *string { return &c.Faces.Arc.SecretDir })},
 	{"authority", "serve the Azure AD authority (token exchange, keys, discovery)", boolean(func(c *Config) **bool { return &c.Faces.Authority.Enabled })},
 	{"tls-dir", "directory where the generated authority CA certificate is written", str(func(c *Config) *string { return &c.Faces.Authority.TLSDir })},
+	{"tls-hosts", "comma-separated extra host names and IPs of the generated authority certificate", func(c *Config, v string) error {
+		c.Faces.Authority.TLSHosts = nil
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				c.Faces.Authority.TLSHosts = append(c.Faces.Authority.TLSHosts, h)
+			}
+		}
+		return nil
+	}},
 	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
 }
@@ -264,6 +273,11 @@ func (c *Config) Validate() error {
 	}
 	if (c.Faces.Authority.TLSCertFile == "") != (c.Faces.Authority.TLSKeyFile == "") {
 		return bad("faces.authority.tlsCertFile", "set both tlsCertFile and tlsKeyFile, or neither to generate them")
+	}
+	for i, h := range c.Faces.Authority.TLSHosts {
+		if h == "" || (strings.ContainsAny(h, "/: \t") && net.ParseIP(h) == nil) {
+			return bad(fmt.Sprintf("faces.authority.tlsHosts[%d]", i), "want a bare host name or IP address such as fakeimds.example or 10.0.0.5, got %q", h)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -52,9 +52,11 @@ type Token struct {
 	Cached bool
 }
 
-// ExpiresIn returns the whole seconds left at now, never negative.
+// ExpiresIn returns the seconds left at now, never negative, counted
+// between whole-second timestamps so that now + expires_in is exactly
+// expires_on, as clients that derive one from the other expect.
 func (t Token) ExpiresIn(now time.Time) int64 {
-	s := int64(t.ExpiresOn.Sub(now) / time.Second)
+	s := t.ExpiresOn.Unix() - now.Unix()
 	if s < 0 {
 		return 0
 	}
