@@ -150,3 +150,11 @@ func imdsURL(query string) string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// uniqueResource returns a resource no other test asks for. MSAL Go, and
+// azidentity built on it, cache managed identity tokens process-wide
+// across credential instances, so tests sharing a resource would be
+// served from each other's cache instead of reaching their server.
+func uniqueResource(t testing.TB) string {
+	return "https://" + strings.NewReplacer("/", ".", "_", "-", " ", "-").Replace(strings.ToLower(t.Name())) + ".idharness.test"
+}

@@ -70,7 +70,7 @@ func TestAzidentityManagedIdentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := len(s.Journal().Since(0))
-			resource := "https://vault.azure.net"
+			resource := uniqueResource(t)
 			tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{resource + "/.default"}})
 			if err != nil {
 				t.Fatalf("GetToken: %v", err)
@@ -116,7 +116,7 @@ func TestAzidentityErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://management.azure.com/.default"}})
+			_, err = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{uniqueResource(t) + "/.default"}})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("GetToken error %v, want it to contain %q", err, tc.want)
 			}
@@ -134,7 +134,7 @@ func TestAzidentityDefaultCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://storage.azure.com/.default"}})
+	tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{uniqueResource(t) + "/.default"}})
 	if err != nil {
 		t.Fatalf("GetToken: %v", err)
 	}
@@ -175,9 +175,7 @@ func TestMSALManagedIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// MSAL caches tokens process-wide, so each case asks for its
-			// own resource to be sure the request reaches the server.
-			resource := "https://msal.example/" + strings.ReplaceAll(tc.name, " ", "-")
+			resource := uniqueResource(t)
 			res, err := c.AcquireToken(context.Background(), resource)
 			if err != nil {
 				t.Fatalf("AcquireToken: %v", err)
@@ -196,7 +194,7 @@ func TestMSALManagedIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.AcquireToken(context.Background(), "https://msal.example/unknown")
+		_, err = c.AcquireToken(context.Background(), uniqueResource(t))
 		if err == nil || !strings.Contains(err.Error(), "Identity not found") {
 			t.Fatalf("error %v, want Identity not found", err)
 		}

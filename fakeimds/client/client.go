@@ -132,7 +132,9 @@ func decodeError(resp *http.Response) error {
 }
 
 // Health returns nil once the server answers its health check.
-func (c *Client) Health(ctx context.Context) error { return c.do(ctx, http.MethodGet, api.PathHealth, nil, nil) }
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, api.PathHealth, nil, nil)
+}
 
 // WaitReady polls Health until it succeeds or ctx ends.
 func (c *Client) WaitReady(ctx context.Context) error {
@@ -225,7 +227,9 @@ func (c *Client) ResetJournal(ctx context.Context) error {
 
 // Reset restores the identities and token settings the server started
 // with and empties the token cache and journal.
-func (c *Client) Reset(ctx context.Context) error { return c.do(ctx, http.MethodPost, api.PathReset, nil, nil) }
+func (c *Client) Reset(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, api.PathReset, nil, nil)
+}
 
 // ErrStop, returned by a StreamJournal callback, ends the stream without error.
 var ErrStop = errors.New("stop streaming")
