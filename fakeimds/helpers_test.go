@@ -158,3 +158,9 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 func uniqueResource(t testing.TB) string {
 	return "https://" + strings.NewReplacer("/", ".", "_", "-", " ", "-").Replace(strings.ToLower(t.Name())) + ".idharness.test"
 }
+
+func newRecorderFor(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
