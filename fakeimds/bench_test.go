@@ -147,4 +147,3 @@ type discardWriter struct{ h http.Header }
 func (d discardWriter) Header() http.Header         { clear(d.h); return d.h }
 func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d discardWriter) WriteHeader(int)             {}
-
