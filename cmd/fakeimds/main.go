@@ -22,10 +22,11 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "fakeimds:", err)
-		}
+	err := run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "fakeimds:", err)
 		os.Exit(2)
 	}
 }
