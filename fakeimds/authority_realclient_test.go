@@ -80,10 +80,10 @@ func writeAssertion(t *testing.T, raw string) string {
 
 // TestAuthorityRealClientWorkloadIdentity runs azidentity's
 // WorkloadIdentityCredential, MSAL underneath, against the authority over
-// HTTPS with instance discovery on, the authority host given both ways a
-// pod can give it.
+// HTTPS: the authority host given both ways a pod can give it, with
+// instance discovery on (answered by the fake) and off.
 func TestAuthorityRealClientWorkloadIdentity(t *testing.T) {
-	for _, how := range []string{"ClientOptions.Cloud", "AZURE_AUTHORITY_HOST"} {
+	for _, how := range []string{"ClientOptions.Cloud", "AZURE_AUTHORITY_HOST", "DisableInstanceDiscovery"} {
 		t.Run(how, func(t *testing.T) {
 			s, host, hc, iss := workloadSetup(t)
 			opts := &azidentity.WorkloadIdentityCredentialOptions{
@@ -92,9 +92,13 @@ func TestAuthorityRealClientWorkloadIdentity(t *testing.T) {
 				TokenFilePath: writeAssertion(t, iss.sign(t, assertion{})),
 				ClientOptions: azcore.ClientOptions{Transport: hc},
 			}
-			if how == "AZURE_AUTHORITY_HOST" {
+			switch how {
+			case "AZURE_AUTHORITY_HOST":
 				t.Setenv("AZURE_AUTHORITY_HOST", host)
-			} else {
+			case "DisableInstanceDiscovery":
+				opts.DisableInstanceDiscovery = true
+				t.Setenv("AZURE_AUTHORITY_HOST", host)
+			default:
 				opts.ClientOptions.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: host, Services: map[cloud.ServiceName]cloud.ServiceConfiguration{}}
 			}
 			cred, err := azidentity.NewWorkloadIdentityCredential(opts)
@@ -121,8 +125,8 @@ func TestAuthorityRealClientWorkloadIdentity(t *testing.T) {
 					sawToken = e.Identity == uaClient && e.Resource == vaultResource
 				}
 			}
-			if !sawDiscovery || !sawToken {
-				t.Errorf("journal: instance discovery seen %v, token for %s seen %v", sawDiscovery, uaClient, sawToken)
+			if wantDiscovery := how != "DisableInstanceDiscovery"; sawDiscovery != wantDiscovery || !sawToken {
+				t.Errorf("journal: instance discovery seen %v (want %v), token for %s seen %v", sawDiscovery, wantDiscovery, uaClient, sawToken)
 			}
 		})
 	}
