@@ -7,32 +7,15 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/duration"
 )
 
-// Duration is a time.Duration that reads and writes as a Go duration
-// string ("90s", "24h") in YAML and JSON.
-type Duration struct{ time.Duration }
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON reads a duration string such as "90s" or "24h".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"90s\" or \"24h\", got %s", string(b))
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("want a duration such as \"90s\" or \"24h\": %w", err)
-	}
-	d.Duration = v
-	return nil
-}
+// Duration is a time.Duration written as a duration string ("90s").
+type Duration = duration.Duration
 
 // Config is the whole fakeimds configuration.
 type Config struct {
