@@ -1,0 +1,57 @@
+#!/bin/bash
+# idharness-podnet: the pod network of an offline idharness kind node.
+#
+# Every node runs this loop (a systemd unit baked in the node image, so it
+# needs no container image and runs before any pod network exists). It reads
+# the nodes with the kubelet's own credentials, writes a bridge + host-local +
+# portmap CNI config for this node's pod range (spec.podCIDR, allocated by the
+# controller manager), and keeps a route to every other node's pod range via
+# that node's InternalIP. All nodes share one Docker network, so plain routes
+# are enough (the host-gw model).
+set -u
+kubeconfig=/etc/kubernetes/kubelet.conf
+conf=/etc/cni/net.d/10-idharness.conflist
+self=$(hostname)
+interval=${IDH_PODNET_INTERVAL:-5}
+
+write_conf() {
+  local cidr=$1 tmp
+  tmp=$(mktemp /etc/cni/net.d/.idharness.XXXXXX)
+  cat >"$tmp" <<JSON
+{
+  "cniVersion": "0.4.0",
+  "name": "idharness",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "idh0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$cidr"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+JSON
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$conf"
+  echo "idharness-podnet: CNI config for $cidr"
+}
+
+while true; do
+  if [ -s "$kubeconfig" ]; then
+    lines=$(kubectl --kubeconfig "$kubeconfig" get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' 2>/dev/null) || lines=""
+    while read -r name cidr ip; do
+      [ -n "$name" ] && [ -n "$cidr" ] || continue
+      if [ "$name" = "$self" ]; then
+        grep -q "\"subnet\": \"$cidr\"" "$conf" 2>/dev/null || write_conf "$cidr"
+      elif [ -n "$ip" ]; then
+        if ! ip route show "$cidr" | grep -q "via $ip "; then
+          ip route replace "$cidr" via "$ip" && echo "idharness-podnet: route $cidr via $ip ($name)"
+        fi
+      fi
+    done <<<"$lines"
+  fi
+  sleep "$interval"
+done
