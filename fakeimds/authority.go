@@ -231,16 +231,11 @@ func (s *Server) exchange(w http.ResponseWriter, req *http.Request) (AADToken, *
 	if fail := s.auth.verifyAssertion(req, id, assertion, s.minter.Now()); fail != nil {
 		return AADToken{}, fail
 	}
-	t, err := s.minter.Issue(id, resource)
+	t, err := s.tokenFor(w, id, resource)
 	if err != nil {
 		s.log.Error("mint token", "face", FaceAuthority, "identity", id.Name, "err", err)
 		return AADToken{}, &aadFailure{http.StatusInternalServerError, "temporarily_unavailable", 90033,
 			"A transient error has occurred. Please try again."}
-	}
-	if t.Cached {
-		note(w).Cached = true
-	} else {
-		s.metrics.minted.Inc()
 	}
 	in := t.ExpiresIn(s.minter.Now())
 	return AADToken{TokenType: "Bearer", ExpiresIn: in, ExtExpiresIn: in, AccessToken: t.Raw}, nil

@@ -1,6 +1,7 @@
 package fakeimds
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/api"
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
@@ -81,6 +83,14 @@ func (s *Server) buildControlMux() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST "+api.PathReset, s.controlReset)
+	mux.HandleFunc("GET "+api.PathChaos, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, api.ChaosState{Seed: s.engine.Seed(), Throttle: s.limiter.Limits(), Rules: s.engine.Rules()})
+	})
+	mux.HandleFunc("GET "+api.PathFaults, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.engine.Rules()) })
+	mux.HandleFunc("POST "+api.PathFaults, s.controlAddFaults)
+	mux.HandleFunc("DELETE "+api.PathFaults, s.controlRemoveFaults)
+	mux.HandleFunc("GET "+api.PathThrottle, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.limiter.Limits()) })
+	mux.HandleFunc("PUT "+api.PathThrottle, s.controlThrottle)
 	return mux
 }
 
@@ -298,8 +308,80 @@ func (s *Server) controlJournalStream(w http.ResponseWriter, req *http.Request) 
 	}
 }
 
-// controlReset restores the identities and token settings the server
-// started with, empties the token cache and the journal.
+// controlAddFaults adds one rule (a JSON object) or several (an array),
+// all or none.
+func (s *Server) controlAddFaults(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "", "read body: %v", err)
+		return
+	}
+	var rules []chaos.Rule
+	trimmed := strings.TrimSpace(string(body))
+	if strings.HasPrefix(trimmed, "[") {
+		err = strictJSON(body, &rules)
+	} else {
+		var r chaos.Rule
+		err = strictJSON(body, &r)
+		rules = []chaos.Rule{r}
+	}
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "", "invalid rule: %v", err)
+		return
+	}
+	if err := s.engine.Add(rules...); err != nil {
+		var re *chaos.RuleError
+		if errors.As(err, &re) {
+			controlError(w, http.StatusBadRequest, re.Field, "rule %s: %s", re.Rule, re.Problem)
+			return
+		}
+		controlError(w, http.StatusBadRequest, "", "%v", err)
+		return
+	}
+	for _, r := range rules {
+		s.log.Info("fault rule added", "rule", r.Name, "action", r.Action.Type)
+	}
+	writeJSON(w, http.StatusCreated, s.engine.Rules())
+}
+
+// controlRemoveFaults removes the rule ?name names, or every rule.
+func (s *Server) controlRemoveFaults(w http.ResponseWriter, req *http.Request) {
+	name := req.URL.Query().Get("name")
+	if name == "" {
+		s.engine.Reset()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if !s.engine.Remove(name) {
+		controlError(w, http.StatusNotFound, "name", "no fault rule named %q", name)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) controlThrottle(w http.ResponseWriter, req *http.Request) {
+	var l chaos.Limits
+	if !decodeBody(w, req, &l) {
+		return
+	}
+	if err := l.Validate(); err != nil {
+		controlError(w, http.StatusBadRequest, "", "%v", err)
+		return
+	}
+	s.limiter.Set(l)
+	writeJSON(w, http.StatusOK, s.limiter.Limits())
+}
+
+// strictJSON decodes b into v, rejecting unknown fields.
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// controlReset restores the identities, token settings, fault rules and
+// throttling the server started with, and empties the token cache and
+// the journal.
 func (s *Server) controlReset(w http.ResponseWriter, _ *http.Request) {
 	sys, users := s.cfg.Identities()
 	if err := s.store.Replace(sys, users); err != nil {
@@ -309,5 +391,11 @@ func (s *Server) controlReset(w http.ResponseWriter, _ *http.Request) {
 	s.applyTokenSettings()
 	s.minter.Flush()
 	s.journal.Reset()
+	s.engine.Reset()
+	if err := s.engine.Add(s.cfg.Chaos.Faults...); err != nil {
+		controlError(w, http.StatusInternalServerError, "", "restore fault rules: %v", err)
+		return
+	}
+	s.limiter.Set(s.cfg.Chaos.Throttle)
 	w.WriteHeader(http.StatusNoContent)
 }

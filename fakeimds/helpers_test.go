@@ -54,6 +54,9 @@ func testConfig() config.Config {
 	c := config.Default()
 	c.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
 	c.Faces.Authority.TLSDir = ""
+	// Rule tests send bursts; throttling has tests of its own.
+	off := false
+	c.Chaos.Throttle.Enabled = &off
 	c.UserAssigned = []config.Identity{
 		{Name: "id-a", ClientID: uaClient, ObjectID: uaObject},
 		{Name: "id-b", ClientID: ubClient, ObjectID: ubObject},

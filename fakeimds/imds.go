@@ -156,18 +156,36 @@ func (s *Server) resolve(w http.ResponseWriter, sel identity.Selector) (identity
 	return identity.Identity{}, false
 }
 
-// issue gets a token for id from the minter, answering 500 if signing fails.
+// issue gets a token for id, answering 500 if signing fails.
 func (s *Server) issue(w http.ResponseWriter, id identity.Identity, resource string) (token.Token, bool) {
-	tok, err := s.minter.Issue(id, resource)
+	tok, err := s.tokenFor(w, id, resource)
 	if err != nil {
 		s.log.Error("mint token", "identity", id.Name, "err", err)
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Failed to mint a token")
 		return token.Token{}, false
+	}
+	return tok, true
+}
+
+// tokenFor returns the token every face hands out for id and resource:
+// from the cache, or newly minted, or — when a fault says so — minted
+// skewed, expired or for another identity. It notes cache hits in the
+// journal and counts signatures.
+func (s *Server) tokenFor(w http.ResponseWriter, id identity.Identity, resource string) (token.Token, error) {
+	var tok token.Token
+	var err error
+	if fx := effectsOf(w); fx != nil && (fx.Shift != nil || fx.WrongIdentity) {
+		tok, _, err = s.mintFor(fx, id, resource)
+	} else {
+		tok, err = s.minter.Issue(id, resource)
+	}
+	if err != nil {
+		return token.Token{}, err
 	}
 	if tok.Cached {
 		note(w).Cached = true
 	} else {
 		s.metrics.minted.Inc()
 	}
-	return tok, true
+	return tok, nil
 }

@@ -22,10 +22,10 @@ const (
 // the handler learnt (identity, resource, error code) for the journal.
 type recorder struct {
 	http.ResponseWriter
-	status   int
-	entry    journal.Entry
-	written  bool
-	hijacked bool
+	status  int
+	entry   journal.Entry
+	written bool
+	aborted bool
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -52,11 +52,18 @@ func (r *recorder) Flush() {
 // Unwrap exposes the underlying writer to http.ResponseController.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// entryHolder is a ResponseWriter that carries the request's journal entry.
+type entryHolder interface {
+	journalEntry() *journal.Entry
+}
+
+func (r *recorder) journalEntry() *journal.Entry { return &r.entry }
+
 // note returns the journal entry a face fills in for w, or a throwaway one
 // when w was not wrapped (handlers called directly in tests).
 func note(w http.ResponseWriter) *journal.Entry {
-	if r, ok := w.(*recorder); ok {
-		return &r.entry
+	if h, ok := w.(entryHolder); ok {
+		return h.journalEntry()
 	}
 	return &journal.Entry{}
 }
@@ -68,29 +75,55 @@ func noteIdentity(w http.ResponseWriter, sel identity.Selector, id identity.Iden
 	e.IdentityName = id.Name
 }
 
-// record wraps a face's handler so each request is journaled and counted.
+// record wraps a face's handler so each request passes throttling and the
+// fault rules, and is journaled and counted.
 func (s *Server) record(face string, h http.Handler) http.Handler {
+	h = s.faulty(face, h)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		rec.entry.Face = face
+		defer func() {
+			// A fault that aborts the connection panics with
+			// ErrAbortHandler; record the request before net/http
+			// handles the panic.
+			if p := recover(); p != nil {
+				s.finish(rec, req, start)
+				panic(p)
+			}
+		}()
 		h.ServeHTTP(rec, req)
-		if !rec.written {
-			rec.status = http.StatusOK
-		}
-		elapsed := time.Since(start)
-		e := rec.entry
-		e.Time = start
-		e.Remote = req.RemoteAddr
-		e.Method = req.Method
-		e.Path = req.URL.Path
-		e.Query = req.URL.RawQuery
-		e.Headers = interestingHeaders(req)
-		e.Status = rec.status
-		e.LatencyMS = float64(elapsed.Microseconds()) / 1000
-		s.journal.Add(e)
-		s.metrics.observe(face, rec.status, e.IdentityName, elapsed)
+		s.finish(rec, req, start)
 	})
+}
+
+// finish records a served request in the journal and metrics.
+// A request whose connection a fault aborted (or whose client gave up
+// first) is recorded with status 0.
+func (s *Server) finish(rec *recorder, req *http.Request, start time.Time) {
+	if !rec.written && !rec.aborted {
+		rec.status = http.StatusOK
+	}
+	elapsed := time.Since(start)
+	e := rec.entry
+	e.Time = start
+	e.Remote = req.RemoteAddr
+	e.Method = req.Method
+	e.Path = req.URL.Path
+	e.Query = req.URL.RawQuery
+	e.Headers = interestingHeaders(req)
+	e.Status = rec.status
+	e.LatencyMS = float64(elapsed.Microseconds()) / 1000
+	s.journal.Add(e)
+	s.metrics.observe(e.Face, rec.status, e.IdentityName, elapsed)
+}
+
+// markAborted records that w's request got no response, and why.
+func markAborted(w http.ResponseWriter, why string) {
+	if r, ok := w.(*recorder); ok {
+		r.aborted = true
+	}
+	note(w).Error = why
 }
 
 func interestingHeaders(req *http.Request) map[string]string {

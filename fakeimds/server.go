@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
@@ -29,6 +31,8 @@ type Server struct {
 	metrics *metrics
 	arc     *arcChallenges
 	auth    *authority
+	engine  *chaos.Engine
+	limiter *chaos.Limiter
 
 	imdsHandler    http.Handler
 	controlHandler http.Handler
@@ -87,6 +91,15 @@ func New(cfg config.Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("identities: %w", err)
 	}
 	s.applyTokenSettings()
+	seed := cfg.Chaos.Seed
+	if seed == 0 {
+		seed = rand.Int64N(1<<53) + 1
+	}
+	s.engine = chaos.NewEngine(seed, s.now)
+	if err := s.engine.Add(cfg.Chaos.Faults...); err != nil {
+		return nil, fmt.Errorf("chaos.faults: %w", err)
+	}
+	s.limiter = chaos.NewLimiter(cfg.Chaos.Throttle, s.now)
 	s.journal = journal.New(s.journalCap)
 	s.metrics = newMetrics()
 	s.arc = newArcChallenges(cfg.Faces.Arc.SecretDir)
@@ -175,10 +188,13 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			_ = x.ln.Close()
 		}
 	}
-	add := func(name, addr string, h http.Handler, tlsCfg *tls.Config) (string, error) {
+	add := func(name, addr string, h http.Handler, tlsCfg *tls.Config, faces ...string) (string, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return "", fmt.Errorf("listen for %s on %s: %w (is another process using the port? set a different address)", name, addr, err)
+		}
+		if len(faces) > 0 {
+			ln = newFaultListener(s, ln, faces)
 		}
 		if tlsCfg != nil {
 			ln = tls.NewListener(ln, tlsCfg)
@@ -190,7 +206,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	var a Addrs
 	var err error
 	if s.cfg.Listen.IMDS != "" {
-		if a.IMDS, err = add("imds", s.cfg.Listen.IMDS, s.imdsHandler, nil); err != nil {
+		if a.IMDS, err = add("imds", s.cfg.Listen.IMDS, s.imdsHandler, nil, FaceIMDS, FaceInstance, FaceAppService, FaceAuthority); err != nil {
 			closeAll()
 			return err
 		}
@@ -200,7 +216,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	if s.cfg.Faces.Arc.On() {
-		if a.Arc, err = add("arc", s.cfg.Faces.Arc.Addr, s.arcHandler, nil); err != nil {
+		if a.Arc, err = add("arc", s.cfg.Faces.Arc.Addr, s.arcHandler, nil, FaceArc); err != nil {
 			closeAll()
 			return err
 		}
@@ -211,7 +227,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			closeAll()
 			return err
 		}
-		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.imdsHandler, tlsCfg); err != nil {
+		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.imdsHandler, tlsCfg, FaceAuthority); err != nil {
 			closeAll()
 			return err
 		}

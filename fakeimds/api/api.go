@@ -2,7 +2,10 @@
 // the server and its Go client so the two cannot drift apart.
 package api
 
-import "github.com/idharness/idharness/fakeimds/config"
+import (
+	"github.com/idharness/idharness/fakeimds/chaos"
+	"github.com/idharness/idharness/fakeimds/config"
+)
 
 // Error is the body of every control API error.
 type Error struct {
@@ -40,4 +43,16 @@ const (
 	PathJournal      = "/v1/journal"
 	PathJournalWatch = "/v1/journal/stream"
 	PathReset        = "/v1/reset"
+	PathChaos        = "/v1/chaos"
+	PathFaults       = "/v1/faults"
+	PathThrottle     = "/v1/throttle"
 )
+
+// ChaosState is the body of GET /v1/chaos: the seed every fault decision
+// derives from (record it to replay a run), the throttling limits and the
+// rules with their counters.
+type ChaosState struct {
+	Seed     int64              `json:"seed"`
+	Throttle chaos.Limits       `json:"throttle"`
+	Rules    []chaos.RuleStatus `json:"rules"`
+}

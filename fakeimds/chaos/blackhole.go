@@ -8,7 +8,9 @@ import (
 	"github.com/idharness/idharness/fakeimds/duration"
 )
 
-func init() { Register("blackhole", func() Fault { return &Blackhole{Max: duration.Of(5 * time.Minute)} }) }
+func init() {
+	Register("blackhole", func() Fault { return &Blackhole{Max: duration.Of(5 * time.Minute)} })
+}
 
 // Blackhole makes a listener accept connections and never read from them,
 // as a wedged metadata endpoint does; connections are closed when the

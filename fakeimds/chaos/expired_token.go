@@ -9,7 +9,9 @@ import (
 	"github.com/idharness/idharness/fakeimds/token"
 )
 
-func init() { Register("expired-token", func() Fault { return &ExpiredToken{Ago: duration.Of(time.Minute)} }) }
+func init() {
+	Register("expired-token", func() Fault { return &ExpiredToken{Ago: duration.Of(time.Minute)} })
+}
 
 // ExpiredToken hands out a token whose exp is already in the past:
 // {"type":"expired-token","ago":"1m"}.

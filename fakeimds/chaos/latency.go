@@ -8,7 +8,9 @@ import (
 	"github.com/idharness/idharness/fakeimds/duration"
 )
 
-func init() { Register("latency", func() Fault { return &Latency{Distribution: "fixed", Where: "before-headers"} }) }
+func init() {
+	Register("latency", func() Fault { return &Latency{Distribution: "fixed", Where: "before-headers"} })
+}
 
 // Latency delays a response: {"type":"latency","delay":"1.2s"}.
 type Latency struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/api"
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
@@ -229,6 +230,46 @@ func (c *Client) ResetJournal(ctx context.Context) error {
 // with and empties the token cache and journal.
 func (c *Client) Reset(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, api.PathReset, nil, nil)
+}
+
+// Chaos returns the fault seed, throttling limits and rules.
+func (c *Client) Chaos(ctx context.Context) (api.ChaosState, error) {
+	var out api.ChaosState
+	return out, c.do(ctx, http.MethodGet, api.PathChaos, nil, &out)
+}
+
+// Faults lists the fault rules with their state and counters.
+func (c *Client) Faults(ctx context.Context) ([]chaos.RuleStatus, error) {
+	var out []chaos.RuleStatus
+	return out, c.do(ctx, http.MethodGet, api.PathFaults, nil, &out)
+}
+
+// AddFaults adds rules, all or none; their schedules start now.
+func (c *Client) AddFaults(ctx context.Context, rules ...chaos.Rule) ([]chaos.RuleStatus, error) {
+	var out []chaos.RuleStatus
+	return out, c.do(ctx, http.MethodPost, api.PathFaults, rules, &out)
+}
+
+// RemoveFault removes the named rule.
+func (c *Client) RemoveFault(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, api.PathFaults+"?name="+url.QueryEscape(name), nil, nil)
+}
+
+// ResetFaults removes every rule.
+func (c *Client) ResetFaults(ctx context.Context) error {
+	return c.do(ctx, http.MethodDelete, api.PathFaults, nil, nil)
+}
+
+// Throttle returns the throttling limits in force.
+func (c *Client) Throttle(ctx context.Context) (chaos.Limits, error) {
+	var out chaos.Limits
+	return out, c.do(ctx, http.MethodGet, api.PathThrottle, nil, &out)
+}
+
+// SetThrottle replaces the throttling limits; zero limits take IMDS's.
+func (c *Client) SetThrottle(ctx context.Context, l chaos.Limits) (chaos.Limits, error) {
+	var out chaos.Limits
+	return out, c.do(ctx, http.MethodPut, api.PathThrottle, l, &out)
 }
 
 // ErrStop, returned by a StreamJournal callback, ends the stream without error.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/duration"
 )
 
@@ -33,8 +34,22 @@ type Config struct {
 	Listen Listen `json:"listen"`
 	// Faces turns endpoints on and off and configures them.
 	Faces Faces `json:"faces"`
+	// Chaos configures fault injection and throttling.
+	Chaos Chaos `json:"chaos"`
 	// Log sets logging.
 	Log Log `json:"log"`
+}
+
+// Chaos configures fault injection: rules loaded at start, the seed of
+// their randomness, and IMDS's throttling limits.
+type Chaos struct {
+	// Seed makes fault decisions reproducible; 0 picks one at start (logged
+	// and reported by the control API so the run can be replayed).
+	Seed int64 `json:"seed,omitempty"`
+	// Faults are rules active from start (subject to their schedules).
+	Faults []chaos.Rule `json:"faults,omitempty"`
+	// Throttle sets IMDS's documented limits; on by default.
+	Throttle chaos.Limits `json:"throttle"`
 }
 
 // Host is the VM's instance metadata.
@@ -206,16 +221,17 @@ func Default() Config {
 			ObjectID: "9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a501",
 		},
 		Tokens: Tokens{
-			Lifetime:      Duration{24 * time.Hour},
-			RefreshBefore: Duration{5 * time.Minute},
+			Lifetime:      duration.Of(24 * time.Hour),
+			RefreshBefore: duration.Of(5 * time.Minute),
 		},
 		Listen: Listen{IMDS: ":80", Control: "127.0.0.1:8079"},
 		Faces: Faces{
 			AppService: AppService{Path: "/msi/token", Secret: "idharness-identity-header"},
 			Arc:        Arc{Addr: "127.0.0.1:40342", Path: "/metadata/identity/oauth2/token", SecretDir: "/var/opt/azcmagent/tokens"},
-			Authority:  Authority{ClockSkew: Duration{5 * time.Minute}, TLSDir: "/var/run/fakeimds"},
+			Authority:  Authority{ClockSkew: duration.Of(5 * time.Minute), TLSDir: "/var/run/fakeimds"},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Chaos: Chaos{Throttle: chaos.DefaultLimits()},
+		Log:   Log{Level: "info", Format: "text"},
 	}
 }
 

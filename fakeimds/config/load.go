@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/internal/yamlfile"
 )
@@ -87,6 +88,15 @@ var Settings = []Setting{
 		}
 		return nil
 	}},
+	{"seed", "seed of fault randomness (0: pick one and log it)", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", v)
+		}
+		c.Chaos.Seed = n
+		return nil
+	}},
+	{"throttle", "enforce IMDS's documented rate limits (5/s metadata, 20/s and 5 concurrent tokens)", boolean(func(c *Config) **bool { return &c.Chaos.Throttle.Enabled })},
 	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
 }
@@ -278,6 +288,25 @@ func (c *Config) Validate() error {
 		if h == "" || (strings.ContainsAny(h, "/: \t") && net.ParseIP(h) == nil) {
 			return bad(fmt.Sprintf("faces.authority.tlsHosts[%d]", i), "want a bare host name or IP address such as fakeimds.example or 10.0.0.5, got %q", h)
 		}
+	}
+	ruleNames := map[string]bool{}
+	for i := range c.Chaos.Faults {
+		r := &c.Chaos.Faults[i]
+		f := fmt.Sprintf("chaos.faults[%d]", i)
+		if err := r.Validate(); err != nil {
+			var re *chaos.RuleError
+			if errors.As(err, &re) {
+				return bad(f+"."+re.Field, "%s", re.Problem)
+			}
+			return bad(f, "%v", err)
+		}
+		if ruleNames[r.Name] {
+			return bad(f+".name", "%q is used twice; rule names must be unique", r.Name)
+		}
+		ruleNames[r.Name] = true
+	}
+	if err := c.Chaos.Throttle.Validate(); err != nil {
+		return bad("chaos.throttle", "%v", err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -1,0 +1,197 @@
+package fakeimds
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/chaos"
+	"github.com/idharness/idharness/fakeimds/journal"
+)
+
+// faultListener carries the listener-level faults: while a refuse rule is
+// active for one of its faces the socket is closed, so clients get
+// "connection refused", and reopened on the same address after; while a
+// blackhole rule is active, connections are accepted and never read.
+type faultListener struct {
+	s     *Server
+	faces []string
+	addr  string
+
+	mu      sync.Mutex
+	ln      net.Listener // nil while refusing
+	closed  bool
+	refusal string // name of the refuse rule in force
+	held    map[net.Conn]struct{}
+	wake    chan struct{} // the socket is open again
+	changed chan struct{} // the rule set changed
+	done    chan struct{}
+}
+
+func newFaultListener(s *Server, ln net.Listener, faces []string) *faultListener {
+	l := &faultListener{s: s, faces: faces, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{},
+		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), done: make(chan struct{})}
+	s.engine.OnChange(func() {
+		select {
+		case l.changed <- struct{}{}:
+		default:
+		}
+	})
+	go l.watch()
+	return l
+}
+
+// fault returns the active listener-level rule for this listener's faces.
+func (l *faultListener) fault() (string, chaos.Fault) {
+	for _, f := range l.faces {
+		if name, fault := l.s.engine.ListenerFault(f); fault != nil {
+			return name, fault
+		}
+	}
+	return "", nil
+}
+
+// watch closes or reopens the socket as refuse rules start and end: it
+// wakes when rules change and when the next scheduled start or end is due.
+func (l *faultListener) watch() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		case <-l.changed:
+		}
+		l.apply()
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		if next := l.s.engine.NextChange(); !next.IsZero() {
+			t.Reset(time.Until(next))
+		}
+	}
+}
+
+// apply brings the socket and held connections in line with the rules now.
+func (l *faultListener) apply() {
+	name, f := l.fault()
+	_, refuse := f.(*chaos.Refuse)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	switch {
+	case refuse && l.ln != nil:
+		_ = l.ln.Close()
+		l.ln, l.refusal = nil, name
+		l.s.journal.Add(journal.Entry{Time: time.Now(), Face: l.faces[0], Faults: []string{name}, Error: "listener down: connections refused"})
+		l.s.log.Info("listener refusing connections", "addr", l.addr, "rule", name)
+	case !refuse && l.ln == nil && !l.closed:
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			l.s.log.Warn("reopen listener after refuse rule", "addr", l.addr, "err", err)
+			break
+		}
+		l.ln, l.refusal = ln, ""
+		l.s.log.Info("listener accepting again", "addr", l.addr)
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	if _, hole := f.(*chaos.Blackhole); !hole && len(l.held) > 0 {
+		for c := range l.held {
+			_ = c.Close()
+			delete(l.held, c)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// Accept returns the next connection that is not refused or blackholed.
+func (l *faultListener) Accept() (net.Conn, error) {
+	for {
+		l.mu.Lock()
+		ln, closed := l.ln, l.closed
+		l.mu.Unlock()
+		if closed {
+			return nil, net.ErrClosed
+		}
+		if ln == nil {
+			select {
+			case <-l.wake:
+			case <-l.done:
+			}
+			continue
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			l.mu.Lock()
+			refusing, closed := l.ln == nil, l.closed
+			l.mu.Unlock()
+			if refusing && !closed {
+				continue
+			}
+			return nil, err
+		}
+		if name, f := l.fault(); f != nil {
+			if hole, ok := f.(*chaos.Blackhole); ok {
+				l.hold(c, name, hole.Max.Duration)
+				continue
+			}
+		}
+		return c, nil
+	}
+}
+
+// hold keeps a blackholed connection open, unread, until the rule ends
+// or max passes.
+func (l *faultListener) hold(c net.Conn, rule string, max time.Duration) {
+	l.mu.Lock()
+	l.held[c] = struct{}{}
+	l.mu.Unlock()
+	l.s.journal.Add(journal.Entry{Time: time.Now(), Face: l.faces[0], Remote: c.RemoteAddr().String(), Faults: []string{rule}, Error: "blackholed: accepted, never read"})
+	time.AfterFunc(max, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if _, ok := l.held[c]; ok {
+			_ = c.Close()
+			delete(l.held, c)
+		}
+	})
+}
+
+// Close stops the listener and drops held connections.
+func (l *faultListener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	for c := range l.held {
+		_ = c.Close()
+	}
+	l.held = nil
+	if l.ln != nil {
+		return l.ln.Close()
+	}
+	return nil
+}
+
+// Addr returns the listening address.
+func (l *faultListener) Addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr()
+	}
+	a, _ := net.ResolveTCPAddr("tcp", l.addr)
+	return a
+}
