@@ -1,0 +1,135 @@
+package scenario
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/journal"
+)
+
+// Millis is a duration written in JSON as a number of milliseconds.
+type Millis time.Duration
+
+// D returns m as a time.Duration.
+func (m Millis) D() time.Duration { return time.Duration(m) }
+
+// MarshalJSON writes the milliseconds with microsecond precision.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return json.Marshal(math.Round(float64(m)/1e3) / 1e3)
+}
+
+// UnmarshalJSON reads a number of milliseconds.
+func (m *Millis) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("want milliseconds as a number: %w", err)
+	}
+	*m = Millis(f * 1e6)
+	return nil
+}
+
+// Result is what a run produced: the verdicts and the evidence they rest
+// on. It is written as JSON by `idharness scenario run`.
+type Result struct {
+	// Scenario is the scenario's id; Title and File identify it further.
+	Scenario string `json:"scenario"`
+	Title    string `json:"title"`
+	File     string `json:"file,omitempty"`
+	// Seed is the fault rules' seed, for a replay.
+	Seed int64 `json:"seed"`
+	// Started is when the timeline and the workload started; every
+	// *Ms offset below counts from it.
+	Started  time.Time `json:"started"`
+	Duration Millis    `json:"durationMs"`
+	// Passed is true when every verdict is as expected.
+	Passed   bool           `json:"passed"`
+	Verdicts []Verdict      `json:"verdicts"`
+	Steps    []StepRecord   `json:"steps"`
+	Clients  []ClientResult `json:"clients"`
+	// Requests is the fake's journal of the run, each entry with the
+	// client that sent it when known.
+	Requests []Request `json:"requests"`
+}
+
+// StepRecord is a timeline step as it was played.
+type StepRecord struct {
+	Index  int    `json:"index"`
+	Name   string `json:"name,omitempty"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+	At     Millis `json:"atMs"`
+	// End is when the step was undone or its rule expired, if it was.
+	End   Millis `json:"endMs,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// ClientResult is one simulated client and its attempts.
+type ClientResult struct {
+	Name  string `json:"name"`
+	Group string `json:"group"`
+	Kind  string `json:"kind"`
+	// Identity is the client ID of the identity the client should get.
+	Identity string `json:"identity"`
+	// Resource is the client's own resource (see ClientGroup.Resource).
+	Resource string    `json:"resource"`
+	Attempts []Attempt `json:"attempts"`
+}
+
+// Attempt is one GetToken / AcquireToken call of a client.
+type Attempt struct {
+	Start Millis `json:"startMs"`
+	End   Millis `json:"endMs"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Cancelled attempts were cut off by the end of the workload; they
+	// count for no expectation.
+	Cancelled bool `json:"cancelled,omitempty"`
+	// Requests counts the requests the fake received from the client
+	// during the attempt; 0 for a success means the client's cache
+	// answered.
+	Requests int `json:"requests"`
+	// TokenAppID and TokenExpires are read from the token's claims.
+	TokenAppID   string    `json:"tokenAppId,omitempty"`
+	TokenExpires time.Time `json:"tokenExpires,omitempty"`
+}
+
+// Took returns how long the attempt took.
+func (a Attempt) Took() time.Duration { return a.End.D() - a.Start.D() }
+
+// Request is one journal entry of the fake, placed on the run's clock.
+type Request struct {
+	At     Millis `json:"atMs"`
+	Client string `json:"client,omitempty"`
+	journal.Entry
+}
+
+// The outcomes of a verdict.
+const (
+	// OutcomePass: the expectation held.
+	OutcomePass = "pass"
+	// OutcomeFail: the expectation did not hold.
+	OutcomeFail = "fail"
+	// OutcomeKnownFailure: it did not hold, as the scenario's finding
+	// says real clients behave.
+	OutcomeKnownFailure = "known-failure"
+	// OutcomeUnexpectedPass: it held although the scenario records a
+	// finding that it does not; the finding no longer reproduces.
+	OutcomeUnexpectedPass = "unexpected-pass"
+)
+
+// Verdict is the outcome of one expectation.
+type Verdict struct {
+	Expectation string `json:"expectation"`
+	Kind        string `json:"kind"`
+	// Held says whether the condition held.
+	Held    bool   `json:"held"`
+	Outcome string `json:"outcome"`
+	// Detail gives the figures the verdict rests on.
+	Detail  string `json:"detail"`
+	Finding string `json:"finding,omitempty"`
+}
+
+// OK reports whether the verdict is as the scenario expects.
+func (v Verdict) OK() bool { return v.Outcome == OutcomePass || v.Outcome == OutcomeKnownFailure }

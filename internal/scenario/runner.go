@@ -1,0 +1,528 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/api"
+	"github.com/idharness/idharness/fakeimds/client"
+	"github.com/idharness/idharness/fakeimds/config"
+)
+
+// Options tune a run.
+type Options struct {
+	// Progress receives the timeline steps as they fire and a line per
+	// second of requests and attempts; nil prints nothing.
+	Progress io.Writer
+	// Logger receives the fake's own log; nil discards it.
+	Logger *slog.Logger
+}
+
+// runSeq makes each run's resources distinct within one process, whose
+// SDK token caches outlive a run.
+var runSeq atomic.Uint64
+
+// Run plays s against an in-process fakeimds on loopback with the
+// workload's real SDK clients in goroutines, then evaluates the
+// expectations. The error is for runs that could not be carried out; a
+// run whose expectations fail returns a Result with Passed false.
+func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
+	if err := CheckEnv(); err != nil {
+		return nil, err
+	}
+	cfg, err := s.ServerConfig()
+	if err != nil {
+		return nil, err
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("start the fake metadata service: %w", err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	ready := make(chan fakeimds.Addrs, 1)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(srvCtx, func(a fakeimds.Addrs) { ready <- a }) }()
+	defer func() {
+		stopSrv()
+		<-done
+	}()
+	var addrs fakeimds.Addrs
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		done <- err
+		return nil, fmt.Errorf("start the fake metadata service: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctl, err := client.New("http://" + addrs.Control)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, progress: o.Progress,
+		nonce: fmt.Sprintf("r%d-%s", runSeq.Add(1), strconv.FormatInt(time.Now().UnixNano()%1e9, 36))}
+	return r.run(ctx)
+}
+
+type runner struct {
+	s        *Scenario
+	cfg      config.Config
+	ctl      *client.Client
+	imds     string
+	progress io.Writer
+	nonce    string
+	start    time.Time
+
+	mu       sync.Mutex
+	clients  []*ClientResult
+	steps    []StepRecord
+	requests []Request
+	cursor   uint64
+	printed  int // attempts already counted in progress lines
+}
+
+func (r *runner) printf(format string, a ...any) {
+	if r.progress == nil {
+		return
+	}
+	fmt.Fprintf(r.progress, "[%6.1fs] ", time.Since(r.start).Seconds())
+	fmt.Fprintf(r.progress, format+"\n", a...)
+}
+
+func (r *runner) run(ctx context.Context) (*Result, error) {
+	state, err := r.ctl.Chaos(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the fake's chaos state: %w", err)
+	}
+	// Requests before the start (none, normally) are not the run's.
+	if old, err := r.ctl.Journal(ctx, 0); err == nil && len(old) > 0 {
+		r.cursor = old[len(old)-1].Seq
+	}
+	workers, err := r.buildClients()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: state.Seed}
+	runCtx, cancel := context.WithTimeout(ctx, r.s.Duration())
+	defer cancel()
+	r.start = time.Now()
+	res.Started = r.start
+	r.printf("scenario %s: %s (seed %d, %d clients, %v)", r.s.ID, r.s.Title, state.Seed, len(workers), r.s.Duration())
+
+	var wg sync.WaitGroup
+	for i, st := range r.s.Timeline {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.playStep(runCtx, i, st)
+		}()
+	}
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop(runCtx, r)
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-runCtx.Done():
+			break loop
+		case <-tick.C:
+			r.poll(ctx)
+		}
+	}
+	wg.Wait()
+	for _, w := range workers {
+		w.transport.CloseIdleConnections()
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("run interrupted: %w", ctx.Err())
+	}
+	res.Duration = Millis(time.Since(r.start))
+	// Give requests cut off at the end a moment to reach the journal.
+	time.Sleep(50 * time.Millisecond)
+	if err := r.fetchJournal(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	res.Steps = append([]StepRecord(nil), r.steps...)
+	sort.Slice(res.Steps, func(i, j int) bool { return res.Steps[i].Index < res.Steps[j].Index })
+	res.Requests = r.requests
+	for _, c := range r.clients {
+		res.Clients = append(res.Clients, *c)
+	}
+	r.mu.Unlock()
+	attribute(res)
+	Evaluate(r.s, res)
+	return res, nil
+}
+
+// attribute counts, for each attempt, the requests its client sent
+// while it ran.
+func attribute(res *Result) {
+	byClient := map[string][]time.Duration{}
+	for _, q := range res.Requests {
+		if q.Client != "" {
+			byClient[q.Client] = append(byClient[q.Client], q.At.D())
+		}
+	}
+	for i := range res.Clients {
+		c := &res.Clients[i]
+		ts := byClient[c.Name]
+		for j := range c.Attempts {
+			a := &c.Attempts[j]
+			a.Requests = 0
+			for _, t := range ts {
+				if t >= a.Start.D() && t <= a.End.D() {
+					a.Requests++
+				}
+			}
+		}
+	}
+}
+
+// poll reads new journal entries and prints a progress line.
+func (r *runner) poll(ctx context.Context) {
+	before := len(r.requests)
+	if err := r.fetchJournal(ctx); err != nil {
+		r.printf("journal: %v", err)
+		return
+	}
+	if r.progress == nil {
+		return
+	}
+	r.mu.Lock()
+	codes := map[int]int{}
+	for _, q := range r.requests[before:] {
+		codes[q.Status]++
+	}
+	ok, failed, total := 0, 0, 0
+	for _, c := range r.clients {
+		total += len(c.Attempts)
+	}
+	var all []Attempt
+	for _, c := range r.clients {
+		all = append(all, c.Attempts...)
+	}
+	r.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].End < all[j].End })
+	since := time.Since(r.start) - time.Second
+	for _, a := range all {
+		if a.End.D() >= since {
+			if a.OK {
+				ok++
+			} else if !a.Cancelled {
+				failed++
+			}
+		}
+	}
+	var parts []string
+	for _, k := range sortedInts(codes) {
+		label := strconv.Itoa(k)
+		if k == 0 {
+			label = "none"
+		}
+		parts = append(parts, fmt.Sprintf("%s×%d", label, codes[k]))
+	}
+	r.printf("requests %3d [%s]  attempts ended: %d ok, %d failed", len(r.requests)-before, strings.Join(parts, " "), ok, failed)
+}
+
+func sortedInts(m map[int]int) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// fetchJournal appends the journal entries since the cursor.
+func (r *runner) fetchJournal(ctx context.Context) error {
+	r.mu.Lock()
+	cursor := r.cursor
+	r.mu.Unlock()
+	entries, err := r.ctl.Journal(ctx, cursor)
+	if err != nil {
+		return fmt.Errorf("read the fake's journal: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range entries {
+		if e.Seq <= r.cursor {
+			continue
+		}
+		r.cursor = e.Seq
+		r.requests = append(r.requests, Request{At: Millis(e.Time.Sub(r.start)), Client: clientOf(e.Headers["User-Agent"]), Entry: e})
+	}
+	return nil
+}
+
+// playStep waits for the step's time, applies it and, with for, undoes it.
+func (r *runner) playStep(ctx context.Context, i int, st Step) {
+	rec := StepRecord{Index: i, Name: st.Name, Kind: st.Kind(), At: Millis(st.At.Duration)}
+	if !sleepUntil(ctx, r.start.Add(st.At.Duration)) {
+		return
+	}
+	rec.At = Millis(time.Since(r.start))
+	undo, detail, err := r.apply(ctx, st)
+	rec.Detail = detail
+	label := st.Name
+	if label == "" {
+		label = fmt.Sprintf("step %d", i)
+	}
+	if err != nil {
+		rec.Error = err.Error()
+		r.printf("%s: %s FAILED: %v", label, detail, err)
+	} else if st.For.Duration > 0 {
+		r.printf("%s: %s for %v", label, detail, st.For.Duration)
+	} else {
+		r.printf("%s: %s", label, detail)
+	}
+	if err == nil && st.For.Duration > 0 {
+		if sleepUntil(ctx, r.start.Add(st.End())) {
+			rec.End = Millis(time.Since(r.start))
+			if undo != nil {
+				if err := undo(ctx); err != nil {
+					rec.Error = "undo: " + err.Error()
+					r.printf("%s: undo FAILED: %v", label, err)
+				}
+			}
+			r.printf("%s: ends", label)
+		}
+	}
+	r.mu.Lock()
+	r.steps = append(r.steps, rec)
+	r.mu.Unlock()
+}
+
+// apply carries out a step and returns how to undo it.
+func (r *runner) apply(ctx context.Context, st Step) (func(context.Context) error, string, error) {
+	switch st.Kind() {
+	case "fault":
+		rule := *st.Fault
+		rule.Schedule.For = st.For
+		detail := fmt.Sprintf("fault %s (%s)", rule.Name, rule.Action.Type)
+		_, err := r.ctl.AddFaults(ctx, rule)
+		// The rule expires by its schedule; removing it leaves the list tidy.
+		return func(ctx context.Context) error { return r.ctl.RemoveFault(ctx, rule.Name) }, detail, err
+	case "attach":
+		detail := "attach identity " + st.Attach
+		if err := r.attach(ctx, st.Attach); err != nil {
+			return nil, detail, err
+		}
+		return func(ctx context.Context) error { return r.detach(ctx, st.Attach) }, detail, nil
+	case "detach":
+		detail := "detach identity " + st.Detach
+		if err := r.detach(ctx, st.Detach); err != nil {
+			return nil, detail, err
+		}
+		return func(ctx context.Context) error { return r.attach(ctx, st.Detach) }, detail, nil
+	case "lifetime":
+		l := st.Lifetime
+		if l.Identity == "" {
+			prev, err := r.ctl.Tokens(ctx)
+			if err != nil {
+				return nil, "set token lifetime", err
+			}
+			d := config.Duration(l.Lifetime)
+			detail := fmt.Sprintf("default token lifetime %v", l.Lifetime.Duration)
+			if _, err := r.ctl.SetTokens(ctx, api.TokenSettings{Lifetime: &d}); err != nil {
+				return nil, detail, err
+			}
+			return func(ctx context.Context) error {
+				_, err := r.ctl.SetTokens(ctx, api.TokenSettings{Lifetime: prev.Lifetime})
+				return err
+			}, detail, nil
+		}
+		id, _ := r.s.Identity(l.Identity)
+		detail := fmt.Sprintf("token lifetime of %s %v", l.Identity, l.Lifetime.Duration)
+		sel := client.Selector{ClientID: id.ClientID}
+		if _, err := r.ctl.SetIdentityLifetime(ctx, sel, l.Lifetime.Duration); err != nil {
+			return nil, detail, err
+		}
+		return func(ctx context.Context) error {
+			_, err := r.ctl.SetIdentityLifetime(ctx, sel, id.TokenLifetime.Duration)
+			return err
+		}, detail, nil
+	}
+	return nil, "", errors.New("empty step")
+}
+
+func (r *runner) attach(ctx context.Context, name string) error {
+	if name == "system" {
+		sys := config.Default().SystemAssigned
+		_, err := r.ctl.SetSystem(ctx, *sys)
+		return err
+	}
+	id, _ := r.s.Identity(name)
+	_, err := r.ctl.Attach(ctx, id)
+	return err
+}
+
+func (r *runner) detach(ctx context.Context, name string) error {
+	if name == "system" {
+		return r.ctl.RemoveSystem(ctx)
+	}
+	id, _ := r.s.Identity(name)
+	_, err := r.ctl.Detach(ctx, client.Selector{ClientID: id.ClientID})
+	return err
+}
+
+// worker is one simulated client.
+type worker struct {
+	res       *ClientResult
+	group     ClientGroup
+	first     time.Duration
+	get       getter
+	transport *http.Transport
+}
+
+func (r *runner) buildClients() ([]*worker, error) {
+	var out []*worker
+	for _, g := range r.s.Workload.Clients {
+		sel, expect := r.selection(g)
+		base := g.Resource
+		if base == "" {
+			base = DefaultResource
+		}
+		n := g.Clients()
+		for i := 1; i <= n; i++ {
+			name := fmt.Sprintf("%s-%d", g.Name, i)
+			resource := fmt.Sprintf("%s/idharness/%s/%s", strings.TrimRight(base, "/"), r.nonce, name)
+			hc, tr := redirectClient(r.imds, name)
+			get, err := newGetter(g.Kind, sel, resource, hc)
+			if err != nil {
+				return nil, fmt.Errorf("client %s: %w", name, err)
+			}
+			first := g.Start.Duration
+			if n > 1 && g.Spread.Duration > 0 {
+				first += g.Spread.Duration * time.Duration(i-1) / time.Duration(n)
+			}
+			c := &ClientResult{Name: name, Group: g.Name, Kind: g.Kind, Identity: expect, Resource: resource}
+			r.clients = append(r.clients, c)
+			out = append(out, &worker{res: c, group: g, first: first, get: get, transport: tr})
+		}
+	}
+	return out, nil
+}
+
+// selection returns how a group's clients name their identity, and the
+// client ID of the identity they should get.
+func (r *runner) selection(g ClientGroup) (selection, string) {
+	if g.Identity == "" {
+		if r.cfg.SystemAssigned != nil {
+			return selection{}, r.cfg.SystemAssigned.ClientID
+		}
+		if len(r.cfg.UserAssigned) == 1 {
+			return selection{}, r.cfg.UserAssigned[0].ClientID
+		}
+		return selection{}, ""
+	}
+	id, _ := r.s.Identity(g.Identity)
+	switch g.SelectBy {
+	case "objectId":
+		return selection{ObjectID: id.ObjectID}, id.ClientID
+	case "resourceId":
+		rid := id.ResourceID
+		if rid == "" {
+			rid = r.cfg.UserAssignedResourceID(id.Name)
+		}
+		return selection{ResourceID: rid}, id.ClientID
+	}
+	return selection{ClientID: id.ClientID}, id.ClientID
+}
+
+// loop runs the client's attempts until the workload ends.
+func (w *worker) loop(ctx context.Context, r *runner) {
+	next := r.start.Add(w.first)
+	for sleepUntil(ctx, next) {
+		started := time.Now()
+		a := w.attempt(ctx, r.start)
+		r.mu.Lock()
+		w.res.Attempts = append(w.res.Attempts, a)
+		r.mu.Unlock()
+		next = started.Add(w.group.Every.Duration)
+	}
+}
+
+func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
+	actx := ctx
+	if w.group.Timeout.Duration > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, w.group.Timeout.Duration)
+		defer cancel()
+	}
+	a := Attempt{Start: Millis(time.Since(t0))}
+	tok, err := w.get(actx)
+	a.End = Millis(time.Since(t0))
+	switch {
+	case err != nil && ctx.Err() != nil:
+		a.Cancelled = true
+		a.Error = "cut off by the end of the workload"
+	case err != nil:
+		a.Error = oneLine(err.Error())
+	default:
+		a.OK = true
+		if c, err := readClaims(tok); err == nil {
+			a.TokenAppID = c.AppID
+			if c.Exp > 0 {
+				a.TokenExpires = time.Unix(c.Exp, 0)
+			}
+		} else {
+			a.Error = "token unreadable: " + err.Error()
+		}
+	}
+	return a
+}
+
+// oneLine shortens an SDK error (often many lines with a response dump)
+// to its first meaningful line.
+func oneLine(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "===") {
+			continue
+		}
+		keep = append(keep, l)
+		if len(keep) == 3 {
+			break
+		}
+	}
+	return truncate(strings.Join(keep, " | "), 300)
+}
+
+// sleepUntil waits until t and reports whether ctx is still live.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
+}
