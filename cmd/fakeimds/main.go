@@ -19,6 +19,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/internal/linklocal"
 )
 
 func main() {
@@ -83,6 +84,18 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(log))
 	if err != nil {
 		return err
+	}
+	if ip := cfg.Listen.LinkLocal; ip != "" {
+		cleanup, err := linklocal.Ensure(ip, linklocal.DefaultDevice)
+		if err != nil {
+			return err
+		}
+		log.Info("metadata address added", "ip", ip, "device", linklocal.DefaultDevice)
+		defer func() {
+			if err := cleanup(); err != nil {
+				log.Warn("remove metadata address", "err", err)
+			}
+		}()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

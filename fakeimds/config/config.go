@@ -117,6 +117,11 @@ type Listen struct {
 	// AuthorityTLS, when set, also serves the authority over HTTPS, which
 	// MSAL-based clients require of an authority host.
 	AuthorityTLS string `json:"authorityTls,omitempty"`
+	// LinkLocal, when set (169.254.169.254), is put on the host's loopback
+	// before listening, so that a fakeimds on a node's host network
+	// answers at the metadata address for every pod of the node. It needs
+	// CAP_NET_ADMIN; the address is removed at shutdown.
+	LinkLocal string `json:"linkLocal,omitempty"`
 }
 
 // Faces turns each endpoint family on or off.

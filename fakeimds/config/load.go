@@ -65,6 +65,7 @@ var Settings = []Setting{
 	{"imds-addr", "listen address of the metadata, App Service and authority faces", str(func(c *Config) *string { return &c.Listen.IMDS })},
 	{"control-addr", "listen address of the control API and /metrics (never the IMDS address)", str(func(c *Config) *string { return &c.Listen.Control })},
 	{"authority-tls-addr", "also serve the authority over HTTPS on this address (empty: off)", str(func(c *Config) *string { return &c.Listen.AuthorityTLS })},
+	{"link-local", "put this address (169.254.169.254) on the host's loopback before listening; needs CAP_NET_ADMIN", str(func(c *Config) *string { return &c.Listen.LinkLocal })},
 	{"token-lifetime", "default token lifetime, e.g. 24h or 90s", dur(func(c *Config) *Duration { return &c.Tokens.Lifetime })},
 	{"token-cache", "reuse tokens per identity and resource until near expiry", boolean(func(c *Config) **bool { return &c.Tokens.Cache })},
 	{"token-refresh-before", "replace a cached token with less than this left", dur(func(c *Config) *Duration { return &c.Tokens.RefreshBefore })},
@@ -252,6 +253,11 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return bad(a.field, "want host:port or :port, got %q", a.addr)
+		}
+	}
+	if c.Listen.LinkLocal != "" {
+		if ip := net.ParseIP(c.Listen.LinkLocal); ip == nil || ip.To4() == nil {
+			return bad("listen.linkLocal", "want an IPv4 address such as 169.254.169.254, got %q", c.Listen.LinkLocal)
 		}
 	}
 	if c.Listen.IMDS != "" && c.Listen.IMDS == c.Listen.Control && !strings.HasSuffix(c.Listen.IMDS, ":0") {
