@@ -216,7 +216,7 @@ func podState(p *corev1.Pod) string {
 // every check passes; the probe's output is logged.
 func runProbe(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string, checks ...string) {
 	t.Helper()
-	mustCreatePod(ctx, t, cs, ns, &corev1.Pod{
+	runPod(ctx, t, cs, ns, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
@@ -226,6 +226,14 @@ func runProbe(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, na
 			}},
 		},
 	})
+}
+
+// runPod runs a pod to completion, logs its output and fails the test
+// unless it succeeded.
+func runPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, pod *corev1.Pod) {
+	t.Helper()
+	name := pod.Name
+	mustCreatePod(ctx, t, cs, ns, pod)
 	deadline := time.Now().Add(4 * time.Minute)
 	var p *corev1.Pod
 	for {
@@ -235,17 +243,17 @@ func runProbe(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, na
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("probe %s did not finish: %v %s", name, err, podState(p))
+			t.Fatalf("pod %s did not finish: %v %s", name, err, podState(p))
 		}
 		time.Sleep(time.Second)
 	}
 	logs, err := cs.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).Do(ctx).Raw()
 	if err != nil {
-		t.Fatalf("probe %s logs: %v", name, err)
+		t.Fatalf("pod %s logs: %v", name, err)
 	}
 	t.Logf("%s:\n%s", name, strings.TrimSpace(string(logs)))
 	if p.Status.Phase != corev1.PodSucceeded {
-		t.Fatalf("probe %s failed", name)
+		t.Fatalf("pod %s failed", name)
 	}
 }
 

@@ -41,9 +41,10 @@ JSON
 
 while true; do
   if [ -s "$kubeconfig" ]; then
-    lines=$(kubectl --kubeconfig "$kubeconfig" get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' 2>/dev/null) || lines=""
-    while read -r name cidr ip; do
-      [ -n "$name" ] && [ -n "$cidr" ] || continue
+    lines=$(kubectl --kubeconfig "$kubeconfig" get nodes -o jsonpath='{range .items[*]}{.metadata.name}|{.spec.podCIDR}|{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' 2>/dev/null) || lines=""
+    # Fields are separated by '|': a node without a podCIDR yet leaves that field empty.
+    while IFS='|' read -r name cidr ip; do
+      [ -n "$name" ] && [[ $cidr == */* ]] || continue
       if [ "$name" = "$self" ]; then
         grep -q "\"subnet\": \"$cidr\"" "$conf" 2>/dev/null || write_conf "$cidr"
       elif [ -n "$ip" ]; then

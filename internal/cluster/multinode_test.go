@@ -1,0 +1,111 @@
+//go:build e2e
+
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/idharness/idharness/internal/cluster"
+	"github.com/idharness/idharness/internal/images"
+)
+
+// TestMultiNode checks the offline image's pod network across nodes: a
+// control-plane and one worker, fakeimds pinned to the control plane, and a
+// probe pinned to the worker reaching it by Service DNS name and by pod IP
+// (CoreDNS runs on the control plane too, so DNS crosses nodes as well).
+func TestMultiNode(t *testing.T) {
+	if os.Getenv("IDHARNESS_SKIP_MULTINODE") != "" {
+		t.Skip("IDHARNESS_SKIP_MULTINODE set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	name := "idh-multinode"
+
+	work := t.TempDir()
+	server, err := images.BuildGo(ctx, images.GoProgram{Package: "./cmd/fakeimds", ModuleDir: "../..", Image: "idharness.local/fakeimds:smoke", WorkDir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := images.BuildGo(ctx, images.GoProgram{Package: "./internal/cluster/testdata/probe", ModuleDir: "../..", Image: "idharness.local/probe:smoke", WorkDir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(work, "images.tar")
+	if err := images.WriteBuiltArchive(archive, server, probe); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := cluster.New(cluster.WithName(name), cluster.WithNodeImage(cluster.NodeImageOffline),
+		cluster.WithWorkers(1), cluster.WithReuse(false), cluster.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Create(ctx); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Logf("FIGURE 2-node cluster create: %s", time.Since(start).Round(100*time.Millisecond))
+	t.Cleanup(func() {
+		if os.Getenv("IDHARNESS_SMOKE_KEEP") == "" {
+			if err := c.Delete(context.Background()); err != nil {
+				t.Errorf("delete: %v", err)
+			}
+		}
+	})
+	if err := c.LoadImageArchive(archive); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "default"
+	cp, worker := name+"-control-plane", name+"-worker"
+	// The control plane keeps its NoSchedule taint when there are workers.
+	tolerate := []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	mustCreatePod(ctx, t, cs, ns, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "fakeimds", Labels: map[string]string{"app": "fakeimds"}},
+		Spec: corev1.PodSpec{NodeName: cp, Tolerations: tolerate, Containers: []corev1.Container{{
+			Name: "fakeimds", Image: server.Name, ImagePullPolicy: corev1.PullNever, Args: []string{"--imds-addr", ":8080"},
+		}}},
+	})
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "fakeimds"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "fakeimds"},
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPodRunning(ctx, t, cs, ns, "fakeimds")
+	if p.Spec.NodeName != cp {
+		t.Fatalf("fakeimds runs on %s, want %s", p.Spec.NodeName, cp)
+	}
+	probePod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe-cross-node"},
+		Spec: corev1.PodSpec{NodeName: worker, RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
+			Name: "probe", Image: probe.Name, ImagePullPolicy: corev1.PullNever,
+			Args: []string{"-timeout", "90s",
+				"cross-node-service-dns 200 http://fakeimds.default.svc.cluster.local/metadata/versions",
+				fmt.Sprintf("cross-node-pod-ip 200 http://%s:8080/metadata/versions", p.Status.PodIP),
+				"apiserver 200 https://kubernetes.default.svc/api",
+			},
+		}}},
+	}
+	runPod(ctx, t, cs, ns, probePod)
+}
