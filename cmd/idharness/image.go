@@ -77,6 +77,6 @@ The image name is printed on standard output.`,
 		},
 	}
 	f.register(build)
-	img.AddCommand(build)
+	img.AddCommand(build, newProgramImageCommand())
 	return img
 }

@@ -288,6 +288,7 @@ func (b *Builder) Build(ctx context.Context) (Result, error) {
 	if err := b.assemble(ctx, k, base, bins, archive, image); err != nil {
 		return Result{}, err
 	}
+	b.prune(ctx, k, image, base)
 	res.Duration = time.Since(start)
 	b.log.Info("node image built", "image", image, "duration", res.Duration.Round(time.Second))
 	return res, nil

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idharness/idharness/internal/run"
+)
+
+// runFlags are the flags of `idharness run`.
+type runFlags struct {
+	opts        run.Options
+	suite       string
+	labelFilter string
+	focus       string
+}
+
+func newRunCommand() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Bring up a cluster, deploy fakeimds and the workloads, run the suites, write the report",
+		Long: `run is idharness's main job. It creates (or reuses) a kind cluster — or takes an existing
+cluster with --kubeconfig — builds idharness's images and loads them into the nodes, deploys
+fakeimds on every node at 169.254.169.254 and the protected resource, runs the suites and writes
+the report to --report-dir. A cluster it created is deleted at the end unless --keep-cluster.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			if f.opts.ModuleDir == "" {
+				f.opts.ModuleDir = wd
+			}
+			f.opts.Log = slog.Default()
+			start := time.Now()
+			res, err := run.Run(cmd.Context(), f.opts)
+			out := cmd.OutOrStdout()
+			if res != nil {
+				fmt.Fprintln(out, "phases:")
+				for _, p := range res.Phases {
+					status := "ok"
+					if p.Err != "" {
+						status = "FAILED"
+					}
+					fmt.Fprintf(out, "  %-16s %8s  %s\n", p.Name, p.Duration.Round(100*time.Millisecond), status)
+				}
+				fmt.Fprintf(out, "total %s; kubeconfig %s\n", time.Since(start).Round(100*time.Millisecond), res.Kubeconfig)
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.suite, "suite", "conformance", "suite to run")
+	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
+	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")
+	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
+	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")
+	fl.BoolVar(&f.opts.KeepCluster, "keep-cluster", false, "keep a cluster this run created")
+	fl.IntVar(&f.opts.Workers, "workers", 1, "kind worker nodes (the node-scoped specs need one)")
+	fl.StringVar(&f.opts.NodeImage, "node-image", "auto", "auto, offline, published, or an image name")
+	fl.Int64Var(&f.opts.Seed, "seed", 0, "chaos seed (0 picks one; recorded in the report)")
+	fl.StringVar(&f.opts.ReportDir, "report-dir", "_output/report", "where the report is written")
+	fl.StringVar(&f.opts.ModuleDir, "source", "", "idharness source tree to build images from (default: current directory)")
+	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "cache directory (default /var/cache/idharness or IDHARNESS_CACHE_DIR)")
+	return cmd
+}
