@@ -1,0 +1,185 @@
+// Package deploy applies rendered manifests to a cluster with server-side
+// apply (idempotent: a second run updates in place) and waits for the
+// workloads to be ready, reporting progress.
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// FieldManager names idharness in managed fields.
+const FieldManager = "idharness"
+
+// Client applies objects and waits on workloads.
+type Client struct {
+	Kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+	log     *slog.Logger
+	Timeout time.Duration
+}
+
+// New returns a client for the cluster cfg points at.
+func New(cfg *rest.Config, log *slog.Logger) (*Client, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery client: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Client{Kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), log: log, Timeout: 3 * time.Minute}, nil
+}
+
+// Apply server-side-applies objs in order.
+func (c *Client) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			c.mapper.Reset()
+			if m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return fmt.Errorf("apply %s %s: unknown kind: %w", gvk.Kind, o.GetName(), err)
+			}
+		}
+		body, err := json.Marshal(o.Object)
+		if err != nil {
+			return fmt.Errorf("apply %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = c.dyn.Resource(m.Resource)
+		if m.Scope.Name() == "namespace" {
+			ri = c.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		force := true
+		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
+			return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
+		}
+		c.log.Debug("applied", "kind", gvk.Kind, "namespace", o.GetNamespace(), "name", o.GetName())
+	}
+	return nil
+}
+
+// WaitDaemonSet waits until every scheduled pod of the DaemonSet runs
+// the current template and is ready.
+func (c *Client) WaitDaemonSet(ctx context.Context, ns, name string) error {
+	return c.poll(ctx, "daemonset "+ns+"/"+name, func(ctx context.Context) (bool, string, error) {
+		ds, err := c.Kube.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, "", ignoreNotFound(err)
+		}
+		st := ds.Status
+		msg := fmt.Sprintf("%d/%d ready, %d updated", st.NumberReady, st.DesiredNumberScheduled, st.UpdatedNumberScheduled)
+		return st.ObservedGeneration >= ds.Generation && st.DesiredNumberScheduled > 0 &&
+			st.NumberReady == st.DesiredNumberScheduled && st.UpdatedNumberScheduled == st.DesiredNumberScheduled, msg, nil
+	})
+}
+
+// WaitDeployment waits until the Deployment's pods run the current
+// template and are available.
+func (c *Client) WaitDeployment(ctx context.Context, ns, name string) error {
+	return c.poll(ctx, "deployment "+ns+"/"+name, func(ctx context.Context) (bool, string, error) {
+		d, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, "", ignoreNotFound(err)
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		st := d.Status
+		msg := fmt.Sprintf("%d/%d available", st.AvailableReplicas, want)
+		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.AvailableReplicas == want && st.Replicas == want, msg, nil
+	})
+}
+
+func (c *Client) poll(ctx context.Context, what string, cond func(context.Context) (bool, string, error)) error {
+	start := time.Now()
+	var last string
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		ok, msg, err := cond(ctx)
+		if msg != last && msg != "" {
+			c.log.Info("waiting", "for", what, "status", msg, "elapsed", time.Since(start).Round(time.Second))
+			last = msg
+		}
+		return ok, err
+	})
+	if err != nil {
+		return fmt.Errorf("%s not ready after %s (last status: %s): %w", what, time.Since(start).Round(time.Second), last, err)
+	}
+	return nil
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// PodsOf returns the pods matching selector in ns.
+func (c *Client) PodsOf(ctx context.Context, ns, selector string) ([]corev1.Pod, error) {
+	l, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("list pods %s in %s: %w", selector, ns, err)
+	}
+	return l.Items, nil
+}
+
+// NodeNames returns the cluster's node names.
+func (c *Client) NodeNames(ctx context.Context) ([]string, error) {
+	l, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var out []string
+	for _, n := range l.Items {
+		out = append(out, n.Name)
+	}
+	return out, nil
+}
+
+// DeleteNamespace deletes ns and, when wait is set, waits until it is gone.
+func (c *Client) DeleteNamespace(ctx context.Context, ns string, waitGone bool) error {
+	err := c.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s: %w", ns, err)
+	}
+	if !waitGone {
+		return nil
+	}
+	return c.poll(ctx, "namespace "+ns+" deletion", func(ctx context.Context) (bool, string, error) {
+		_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, "", nil
+		}
+		return false, "terminating", err
+	})
+}
+

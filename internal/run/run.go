@@ -1,0 +1,219 @@
+// Package run is `idharness run`, the main job: bring up or reuse a
+// cluster, build idharness's images and load them, deploy the stack, run
+// the suites and write the report — an ordered list of phases, each timed
+// and reported.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/cluster"
+	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/internal/stack"
+)
+
+// Options configure a run.
+type Options struct {
+	// ClusterName is the kind cluster to create or reuse.
+	ClusterName string
+	// Kubeconfig selects an existing cluster; nothing is created or deleted.
+	Kubeconfig string
+	// Workers is the number of kind worker nodes (1: the node-scoped specs need two nodes).
+	Workers int
+	// NodeImage is auto, offline, published or an image name.
+	NodeImage string
+	// KeepCluster leaves a cluster this run created.
+	KeepCluster bool
+	// Seed is the chaos seed; 0 picks one.
+	Seed int64
+	// ReportDir receives the report.
+	ReportDir string
+	// ModuleDir is the idharness source tree the images are built from.
+	ModuleDir string
+	// CacheDir is idharness's cache (node images, clusters).
+	CacheDir string
+	// ImageTag tags the images built for this run.
+	ImageTag string
+	// Suite runs the suites against the deployed stack; nil skips them.
+	Suite func(ctx context.Context, s *stack.Stack) error
+	Log   *slog.Logger
+}
+
+// Phase is one timed step of a run.
+type Phase struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration"`
+	Err      string        `json:"error,omitempty"`
+}
+
+// Result is what a run did.
+type Result struct {
+	Phases     []Phase
+	Stack      *stack.Stack
+	Kubeconfig string
+	Cluster    string
+}
+
+// Programs are the images idharness builds, by main package.
+var Programs = map[string]string{
+	"fakeimds": "./cmd/fakeimds",
+	"probe":    "./cmd/probe",
+	"vault":    "./cmd/vault",
+}
+
+// Run executes the phases in order and stops at the first failure.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.ImageTag == "" {
+		o.ImageTag = "dev"
+	}
+	res := &Result{Cluster: o.ClusterName, Kubeconfig: o.Kubeconfig}
+	var cl *cluster.Cluster
+	var created bool
+	imgs := fixtures.Images{}
+	phases := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"cluster", func(ctx context.Context) error {
+			opts := []cluster.Option{cluster.WithLogger(o.Log), cluster.WithReuse(true), cluster.WithWorkers(o.Workers)}
+			if o.ClusterName != "" {
+				opts = append(opts, cluster.WithName(o.ClusterName))
+			}
+			if o.Kubeconfig != "" {
+				opts = append(opts, cluster.WithExistingKubeconfig(o.Kubeconfig))
+			}
+			if o.NodeImage != "" {
+				opts = append(opts, cluster.WithNodeImage(o.NodeImage))
+			}
+			if o.CacheDir != "" {
+				opts = append(opts, cluster.WithCacheDir(o.CacheDir))
+			}
+			var err error
+			if cl, err = cluster.New(opts...); err != nil {
+				return err
+			}
+			info, err := cl.Create(ctx)
+			if err != nil {
+				return err
+			}
+			created = !info.Reused && !cl.Existing()
+			res.Kubeconfig, res.Cluster = info.Kubeconfig, info.Name
+			return nil
+		}},
+		{"images", func(ctx context.Context) error {
+			var built []images.Built
+			for _, name := range []string{"fakeimds", "probe", "vault"} {
+				pkg := Programs[name]
+				if m, _ := filepath.Glob(filepath.Join(o.ModuleDir, pkg, "*.go")); len(m) == 0 {
+					continue // not part of this tree yet
+				}
+				img := "idharness.local/" + name + ":" + o.ImageTag
+				start := time.Now()
+				b, err := images.BuildGo(ctx, images.GoProgram{Package: pkg, ModuleDir: o.ModuleDir, Image: img, User: userFor(name)})
+				if err != nil {
+					return fmt.Errorf("build image %s: %w", img, err)
+				}
+				o.Log.Info("image built", "image", img, "elapsed", time.Since(start).Round(time.Millisecond))
+				built = append(built, b)
+				switch name {
+				case "fakeimds":
+					imgs.FakeIMDS = img
+				case "probe":
+					imgs.Probe = img
+				case "vault":
+					imgs.Vault = img
+				}
+			}
+			if cl.Existing() {
+				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes", "images", imgs)
+				return nil
+			}
+			dir, err := os.MkdirTemp("", "idharness-images-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			archive := filepath.Join(dir, "images.tar")
+			if err := images.WriteBuiltArchive(archive, built...); err != nil {
+				return err
+			}
+			return images.LoadArchive(cl.Provider(), res.Cluster, archive)
+		}},
+		{"deploy", func(ctx context.Context) error {
+			cfg, err := clientcmd.BuildConfigFromFlags("", res.Kubeconfig)
+			if err != nil {
+				return fmt.Errorf("kubeconfig %s: %w", res.Kubeconfig, err)
+			}
+			nodes, err := cl.Nodes()
+			if err != nil && !cl.Existing() {
+				return err
+			}
+			onlyOn := ""
+			for _, n := range nodes {
+				if r, _ := n.Role(); r == "worker" {
+					onlyOn = n.String()
+					break
+				}
+			}
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed}, o.Log)
+			return err
+		}},
+		{"suites", func(ctx context.Context) error {
+			if o.Suite == nil {
+				return nil
+			}
+			return o.Suite(ctx, res.Stack)
+		}},
+	}
+	var runErr error
+	for _, p := range phases {
+		start := time.Now()
+		o.Log.Info("phase", "name", p.name)
+		err := p.fn(ctx)
+		ph := Phase{Name: p.name, Duration: time.Since(start)}
+		if err != nil {
+			ph.Err = err.Error()
+		}
+		res.Phases = append(res.Phases, ph)
+		o.Log.Info("phase done", "name", p.name, "elapsed", ph.Duration.Round(time.Millisecond), "ok", err == nil)
+		if err != nil {
+			runErr = fmt.Errorf("%s: %w", p.name, err)
+			break
+		}
+		if ctx.Err() != nil {
+			runErr = ctx.Err()
+			break
+		}
+	}
+	if created && !o.KeepCluster && cl != nil {
+		start := time.Now()
+		// Delete even when ctx was cancelled (Ctrl-C): leave nothing behind.
+		err := cl.Delete(context.WithoutCancel(ctx))
+		res.Phases = append(res.Phases, Phase{Name: "delete cluster", Duration: time.Since(start)})
+		if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("delete cluster: %w", err))
+		}
+	}
+	return res, runErr
+}
+
+// userFor returns the image user: fakeimds binds port 80 and changes the
+// node's addresses, so it runs as root; the rest as nonroot.
+func userFor(name string) string {
+	if name == "fakeimds" {
+		return "0:0"
+	}
+	return ""
+}

@@ -1,0 +1,201 @@
+// Package stack deploys idharness's components into a cluster — fakeimds
+// on every node, the protected resource — and gives suites handles on
+// them: each node's fakeimds control API (through the API server's proxy,
+// so it works on any cluster), the run's identities, the images.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/idharness/idharness/fakeimds/client"
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/token"
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/deploy"
+)
+
+// Options configure a deployment.
+type Options struct {
+	Namespace  string
+	Images     fixtures.Images
+	Identities fixtures.Identities
+	// AppServiceSecret is the IDENTITY_HEADER value (default generated).
+	AppServiceSecret string
+	Seed             int64
+	Throttle         bool
+}
+
+// Stack is a deployed idharness stack.
+type Stack struct {
+	Namespace string
+	// Nodes maps node names to their fakeimds configuration.
+	Nodes  map[string]config.Config
+	Images fixtures.Images
+	// Identities is the run's identity set.
+	Identities fixtures.Identities
+	Seed       int64
+	// AppServiceSecret is what App Service clients must send.
+	AppServiceSecret string
+
+	rest   *rest.Config
+	deploy *deploy.Client
+	log    *slog.Logger
+}
+
+// runInfo is stored in the cluster so that suites run later (go test
+// ./suites/...) can connect to a stack deployed by `idharness run`.
+type runInfo struct {
+	Images           fixtures.Images     `json:"images"`
+	Identities       fixtures.Identities `json:"identities"`
+	Seed             int64               `json:"seed"`
+	AppServiceSecret string              `json:"appServiceSecret"`
+}
+
+const runInfoName = "idharness-run"
+
+// Deploy applies the stack for opts and waits until it is ready.
+func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logger) (*Stack, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = fixtures.DefaultNamespace
+	}
+	if opts.AppServiceSecret == "" {
+		opts.AppServiceSecret = "idharness-identity-header"
+	}
+	dc, err := deploy.New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := dc.NodeNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key, err := signingKey(ctx, dc, opts.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	p := fixtures.Params{Namespace: opts.Namespace, Images: opts.Images, Nodes: nodes, Identities: opts.Identities,
+		SigningKeyPEM: key, AppServiceSecret: opts.AppServiceSecret, Seed: opts.Seed, Throttle: opts.Throttle}
+	cm, hash, err := fixtures.FakeIMDSConfig(p)
+	if err != nil {
+		return nil, err
+	}
+	p.ConfigHash = hash
+	ns, err := fixtures.Render(p, "namespace")
+	if err != nil {
+		return nil, err
+	}
+	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret})
+	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
+	rest, err := fixtures.Render(p, "fakeimds")
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	log.Info("deploying", "namespace", opts.Namespace, "nodes", len(nodes))
+	objs := append(ns, fixtures.SigningKeySecret(p), cm, infoCM)
+	if err := dc.Apply(ctx, append(objs, rest...)...); err != nil {
+		return nil, err
+	}
+	if err := dc.WaitDaemonSet(ctx, opts.Namespace, "fakeimds"); err != nil {
+		return nil, fmt.Errorf("%w (look at: kubectl -n %s describe ds/fakeimds; kubectl -n %s logs ds/fakeimds)", err, opts.Namespace, opts.Namespace)
+	}
+	log.Info("deployed", "elapsed", time.Since(start).Round(time.Millisecond))
+	return Connect(ctx, cfg, opts.Namespace, log)
+}
+
+// signingKey returns the key of an existing deployment, so that a
+// redeploy keeps tokens valid, or a new one.
+func signingKey(ctx context.Context, dc *deploy.Client, ns string) ([]byte, error) {
+	s, err := dc.Kube.CoreV1().Secrets(ns).Get(ctx, "fakeimds-signing-key", metav1.GetOptions{})
+	if err == nil && len(s.Data["signing.pem"]) > 0 {
+		return s.Data["signing.pem"], nil
+	}
+	k, err := token.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	return token.EncodeKeyPEM(k), nil
+}
+
+// Connect returns the stack deployed in ns.
+func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger) (*Stack, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	dc, err := deploy.New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	info, err := dc.Kube.CoreV1().ConfigMaps(ns).Get(ctx, runInfoName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("no idharness stack in namespace %s (run `idharness run` or deploy first): %w", ns, err)
+	}
+	var ri runInfo
+	if err := json.Unmarshal([]byte(info.Data["run.json"]), &ri); err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", ns, runInfoName, err)
+	}
+	cm, err := dc.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "fakeimds-config", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read fakeimds config: %w", err)
+	}
+	nodes := map[string]config.Config{}
+	for k, v := range cm.Data {
+		var c config.Config
+		if err := yaml.Unmarshal([]byte(v), &c); err != nil {
+			return nil, fmt.Errorf("fakeimds config %s: %w", k, err)
+		}
+		nodes[c.Host.Name] = c
+	}
+	return &Stack{Namespace: ns, Nodes: nodes, Images: ri.Images, Identities: ri.Identities, Seed: ri.Seed,
+		AppServiceSecret: ri.AppServiceSecret, rest: cfg, deploy: dc, log: log}, nil
+}
+
+// Deployer returns the stack's Kubernetes client.
+func (s *Stack) Deployer() *deploy.Client { return s.deploy }
+
+// REST returns the cluster's REST configuration.
+func (s *Stack) REST() *rest.Config { return s.rest }
+
+// NodeNames returns the nodes, sorted.
+func (s *Stack) NodeNames() []string {
+	out := make([]string, 0, len(s.Nodes))
+	for n := range s.Nodes {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FakeIMDS returns a control API client for node's fakeimds, reached
+// through the API server's pod proxy.
+func (s *Stack) FakeIMDS(ctx context.Context, node string) (*client.Client, error) {
+	pods, err := s.deploy.PodsOf(ctx, s.Namespace, "app.kubernetes.io/name=fakeimds")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pods {
+		if p.Spec.NodeName != node {
+			continue
+		}
+		hc, err := rest.HTTPClientFor(s.rest)
+		if err != nil {
+			return nil, fmt.Errorf("API server client: %w", err)
+		}
+		base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:8079/proxy", s.rest.Host, s.Namespace, p.Name)
+		return client.New(base, client.WithHTTPClient(hc))
+	}
+	return nil, fmt.Errorf("no fakeimds pod on node %s", node)
+}
+
