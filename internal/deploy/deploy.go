@@ -182,4 +182,3 @@ func (c *Client) DeleteNamespace(ctx context.Context, ns string, waitGone bool) 
 		return false, "terminating", err
 	})
 }
-

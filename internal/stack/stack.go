@@ -198,4 +198,3 @@ func (s *Stack) FakeIMDS(ctx context.Context, node string) (*client.Client, erro
 	}
 	return nil, fmt.Errorf("no fakeimds pod on node %s", node)
 }
-
