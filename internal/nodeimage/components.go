@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -95,6 +96,7 @@ func (b *Builder) goRun(ctx context.Context, dir string, extraEnv []string, args
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=")
 	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var buf bytes.Buffer
 	if b.out != nil {

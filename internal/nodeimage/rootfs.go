@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -73,7 +74,9 @@ func (b *Builder) rootfsTar(ctx context.Context, k keys) (string, error) {
 				return err
 			}
 			cmd := exec.CommandContext(ctx, "mmdebstrap", b.mmdebstrapArgs(tmp, kindFiles, assetsDir)...)
-			cmd.WaitDelay = 10 * time.Second
+			// SIGTERM lets mmdebstrap unmount and remove its temporary root.
+			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+			cmd.WaitDelay = 30 * time.Second
 			out, err := cmd.CombinedOutput()
 			if b.out != nil {
 				b.out.Write(out)
