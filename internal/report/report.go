@@ -1,0 +1,303 @@
+// Package report is the one results model of an idharness run and its
+// output formats: JSON (machine-readable, with evidence), JUnit XML (for
+// CI) and a Markdown summary with the spec × client matrix and the
+// conformance verdict.
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The spec states.
+const (
+	Passed  = "passed"
+	Failed  = "failed"
+	Skipped = "skipped"
+)
+
+// The conformance levels.
+const (
+	MUST   = "MUST"
+	SHOULD = "SHOULD"
+)
+
+// Report is the result of one run.
+type Report struct {
+	Suite     string    `json:"suite"`
+	Profile   string    `json:"profile,omitempty"`
+	Seed      int64     `json:"seed"`
+	Cluster   string    `json:"cluster,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	Duration  Seconds   `json:"durationSeconds"`
+	Phases    []Phase   `json:"phases,omitempty"`
+	Specs     []Spec    `json:"specs"`
+	Summary   Summary   `json:"summary"`
+	// Verdict is "Conformant" when every MUST spec that ran passed.
+	Verdict string `json:"verdict"`
+}
+
+// Seconds is a duration written as seconds.
+type Seconds float64
+
+// Phase is one timed step of the run.
+type Phase struct {
+	Name     string  `json:"name"`
+	Duration Seconds `json:"durationSeconds"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// Spec is one spec's outcome.
+type Spec struct {
+	// ID is the stable spec ID, e.g. IDH-CONF-0001.
+	ID string `json:"id"`
+	// Level is MUST or SHOULD.
+	Level string `json:"level"`
+	// Statement is the one-line requirement.
+	Statement string   `json:"statement"`
+	Labels    []string `json:"labels,omitempty"`
+	State     string   `json:"state"`
+	Duration  Seconds  `json:"durationSeconds"`
+	Failure   string   `json:"failure,omitempty"`
+	Location  string   `json:"location,omitempty"`
+	// Clients is the per-client outcome (client → passed/failed) for the
+	// spec × client matrix.
+	Clients map[string]string `json:"clients,omitempty"`
+	// Evidence holds what the verdict rests on: probe lines, journal
+	// extracts.
+	Evidence []string `json:"evidence,omitempty"`
+}
+
+// Summary counts the specs.
+type Summary struct {
+	Total        int `json:"total"`
+	Passed       int `json:"passed"`
+	Failed       int `json:"failed"`
+	Skipped      int `json:"skipped"`
+	MustFailed   int `json:"mustFailed"`
+	ShouldFailed int `json:"shouldFailed"`
+}
+
+// Finalize computes the summary and the verdict.
+func (r *Report) Finalize() {
+	s := Summary{Total: len(r.Specs)}
+	for _, sp := range r.Specs {
+		switch sp.State {
+		case Passed:
+			s.Passed++
+		case Failed:
+			s.Failed++
+			if sp.Level == SHOULD {
+				s.ShouldFailed++
+			} else {
+				s.MustFailed++
+			}
+		default:
+			s.Skipped++
+		}
+	}
+	r.Summary = s
+	switch {
+	case s.Passed+s.Failed == 0:
+		r.Verdict = "No verdict: no spec ran"
+	case s.MustFailed == 0:
+		r.Verdict = "Conformant"
+	default:
+		r.Verdict = "Not conformant"
+	}
+}
+
+// WriteDir writes report.json, junit.xml and summary.md into dir.
+func (r *Report) WriteDir(dir string) error {
+	r.Finalize()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report dir: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report.json: %w", err)
+	}
+	x, err := r.JUnit()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "junit.xml"), x, 0o644); err != nil {
+		return fmt.Errorf("write junit.xml: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(r.Markdown()), 0o644); err != nil {
+		return fmt.Errorf("write summary.md: %w", err)
+	}
+	return nil
+}
+
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     float64      `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       float64         `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr"`
+	Properties []junitProperty `xml:"properties>property"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      float64       `xml:"time,attr"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Body    string `xml:",chardata"`
+}
+
+// JUnit renders the report as JUnit XML, one test case per spec named
+// "[ID] LEVEL statement".
+func (r *Report) JUnit() ([]byte, error) {
+	r.Finalize()
+	s := junitSuite{Name: "idharness " + r.Suite, Tests: r.Summary.Total, Failures: r.Summary.Failed, Skipped: r.Summary.Skipped,
+		Time: float64(r.Duration), Timestamp: r.StartedAt.UTC().Format(time.RFC3339),
+		Properties: []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"verdict", r.Verdict}, {"profile", r.Profile}}}
+	for _, sp := range r.Specs {
+		c := junitCase{Name: fmt.Sprintf("[%s] %s %s", sp.ID, sp.Level, sp.Statement), Classname: r.Suite, Time: float64(sp.Duration),
+			SystemOut: strings.Join(sp.Evidence, "\n")}
+		switch sp.State {
+		case Failed:
+			c.Failure = &junitMessage{Message: firstLine(sp.Failure), Body: sp.Failure + "\n" + sp.Location}
+		case Skipped:
+			c.Skipped = &junitMessage{Message: firstLine(sp.Failure)}
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	out, err := xml.MarshalIndent(junitSuites{Name: "idharness", Tests: s.Tests, Failures: s.Failures, Skipped: s.Skipped, Time: s.Time, Suites: []junitSuite{s}}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode junit: %w", err)
+	}
+	return append([]byte(xml.Header), append(out, '\n')...), nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Markdown renders the summary: verdict, counts, phases, the spec ×
+// client matrix and the failures.
+func (r *Report) Markdown() string {
+	r.Finalize()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# idharness %s report\n\n", r.Suite)
+	fmt.Fprintf(&b, "**Verdict: %s** — %d passed, %d failed (%d MUST, %d SHOULD), %d skipped of %d specs.\n\n",
+		r.Verdict, r.Summary.Passed, r.Summary.Failed, r.Summary.MustFailed, r.Summary.ShouldFailed, r.Summary.Skipped, r.Summary.Total)
+	fmt.Fprintf(&b, "Seed %d", r.Seed)
+	if r.Profile != "" {
+		fmt.Fprintf(&b, ", profile %s", r.Profile)
+	}
+	if r.Cluster != "" {
+		fmt.Fprintf(&b, ", cluster %s", r.Cluster)
+	}
+	fmt.Fprintf(&b, ", started %s, took %.1fs.\n\n", r.StartedAt.UTC().Format(time.RFC3339), float64(r.Duration))
+	if len(r.Phases) > 0 {
+		b.WriteString("| phase | seconds | |\n|---|---:|---|\n")
+		for _, p := range r.Phases {
+			st := "ok"
+			if p.Error != "" {
+				st = "failed: " + p.Error
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %s |\n", p.Name, float64(p.Duration), mdEscape(st))
+		}
+		b.WriteString("\n")
+	}
+	clients := map[string]bool{}
+	for _, sp := range r.Specs {
+		for c := range sp.Clients {
+			clients[c] = true
+		}
+	}
+	cols := make([]string, 0, len(clients))
+	for c := range clients {
+		cols = append(cols, c)
+	}
+	sort.Strings(cols)
+	b.WriteString("| spec | level | statement | result |")
+	for _, c := range cols {
+		b.WriteString(" " + c + " |")
+	}
+	b.WriteString("\n|---|---|---|---|")
+	for range cols {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, sp := range r.Specs {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |", sp.ID, sp.Level, mdEscape(sp.Statement), mark(sp.State))
+		for _, c := range cols {
+			v, ok := sp.Clients[c]
+			if !ok {
+				b.WriteString(" |")
+				continue
+			}
+			b.WriteString(" " + mark(v) + " |")
+		}
+		b.WriteString("\n")
+	}
+	var failed []Spec
+	for _, sp := range r.Specs {
+		if sp.State == Failed {
+			failed = append(failed, sp)
+		}
+	}
+	if len(failed) > 0 {
+		b.WriteString("\n## Failures\n")
+		for _, sp := range failed {
+			fmt.Fprintf(&b, "\n### %s (%s) %s\n\n```\n%s\n```\n", sp.ID, sp.Level, sp.Statement, strings.TrimSpace(sp.Failure))
+			if sp.Location != "" {
+				fmt.Fprintf(&b, "at %s\n", sp.Location)
+			}
+		}
+	}
+	return b.String()
+}
+
+func mark(state string) string {
+	switch state {
+	case Passed:
+		return "✅ pass"
+	case Failed:
+		return "❌ FAIL"
+	case Skipped:
+		return "⏭ skip"
+	}
+	return state
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }

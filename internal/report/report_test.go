@@ -1,0 +1,68 @@
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sample() *Report {
+	return &Report{Suite: "conformance", Seed: 42, StartedAt: time.Unix(1_800_000_000, 0), Duration: 12.5,
+		Phases: []Phase{{Name: "cluster", Duration: 30}, {Name: "suites", Duration: 12}},
+		Specs: []Spec{
+			{ID: "IDH-CONF-0001", Level: MUST, Statement: "a | pipe", State: Passed, Clients: map[string]string{"azidentity-mi": Passed, "msal-mi": Passed}},
+			{ID: "IDH-CONF-0002", Level: SHOULD, Statement: "b", State: Failed, Failure: "expected x\nsecond line", Clients: map[string]string{"msal-mi": Failed}},
+			{ID: "IDH-CONF-0003", Level: MUST, Statement: "c", State: Skipped},
+		}}
+}
+
+func TestVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		mut  func(*Report)
+		want string
+	}{
+		{func(*Report) {}, "Conformant"}, // only a SHOULD failed
+		{func(r *Report) { r.Specs[0].State = Failed }, "Not conformant"},
+		{func(r *Report) { r.Specs = r.Specs[2:] }, "No verdict: no spec ran"},
+	} {
+		r := sample()
+		tc.mut(r)
+		r.Finalize()
+		if r.Verdict != tc.want {
+			t.Errorf("verdict %q, want %q (%+v)", r.Verdict, tc.want, r.Summary)
+		}
+	}
+}
+
+func TestWriteDir(t *testing.T) {
+	dir := t.TempDir()
+	r := sample()
+	if err := r.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	b, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err := json.Unmarshal(b, &back); err != nil || back.Summary.ShouldFailed != 1 || back.Specs[1].Failure == "" {
+		t.Fatalf("report.json: %v %+v", err, back.Summary)
+	}
+	x, _ := os.ReadFile(filepath.Join(dir, "junit.xml"))
+	var js junitSuites
+	if err := xml.Unmarshal(x, &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Tests != 3 || js.Failures != 1 || js.Skipped != 1 || js.Suites[0].Cases[1].Failure.Message != "expected x" ||
+		js.Suites[0].Cases[0].Name != "[IDH-CONF-0001] MUST a | pipe" {
+		t.Fatalf("junit: %+v", js)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
+	for _, want := range []string{"**Verdict: Conformant**", "| IDH-CONF-0001 | MUST | a \\| pipe | ✅ pass | ✅ pass | ✅ pass |",
+		"| IDH-CONF-0002 | SHOULD | b | ❌ FAIL | | ❌ FAIL |", "### IDH-CONF-0002 (SHOULD) b", "| cluster | 30.0 | ok |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("summary.md lacks %q:\n%s", want, md)
+		}
+	}
+}
