@@ -1,0 +1,133 @@
+// Command probe is idharness's sample workload. It acquires Azure tokens
+// with real clients (azidentity, MSAL Go, raw HTTP), once or in a loop,
+// optionally reads a secret from the protected resource with each token,
+// and writes one JSON line per attempt to stdout, then a summary line
+// {"summary":true,…}. Suites read the lines from pod logs.
+//
+// Every flag has an environment variable: PROBE_ and the flag's name in
+// upper case with - as _ (--vault-url is PROBE_VAULT_URL). Flags win.
+//
+// Exit status: 0 when every attempt succeeded (or with --exit-zero), 1
+// when one failed, so that a Job shows failure, 2 for bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/idharness/idharness/internal/probe"
+)
+
+// errFailed is returned when an attempt failed; main exits 1 on it.
+var errFailed = errors.New("an attempt failed")
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, os.Setenv)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errFailed):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		os.Exit(2)
+	}
+}
+
+// envName returns the environment variable of a flag.
+func envName(flagName string) string {
+	return "PROBE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), setenv func(string, string) error) error {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		clients    = fs.String("client", "", "comma-separated clients ("+strings.Join(probe.AllClients, ", ")+"); default: all that apply to the mode and identity")
+		mode       = fs.String("mode", probe.ModeIMDS, "identity mode: "+strings.Join(probe.Modes, ", "))
+		identity   = fs.String("identity", "system", "identity to ask for: system, client_id=GUID, object_id=GUID or resource_id=/subscriptions/…")
+		resource   = fs.String("resource", probe.DefaultResource, "resource to ask tokens for")
+		count      = fs.Int("count", 0, "number of rounds (every client once per round); default 1 unless --duration is set")
+		interval   = fs.Duration("interval", 0, "pause between the starts of rounds (default 1s when looping)")
+		duration   = fs.Duration("duration", 0, "run rounds for this long (with --count, whichever ends first)")
+		timeout    = fs.Duration("timeout", probe.DefaultTimeout, "bound on each token call and each resource request")
+		vaultURL   = fs.String("vault-url", "", "protected resource base URL; with --secret, each token reads that secret")
+		secret     = fs.String("secret", "", "secret name to read at --vault-url")
+		imdsAddr   = fs.String("imds-addr", "", "test only: dial this HOST:PORT instead of 169.254.169.254:80")
+		caFile     = fs.String("ca-file", "", "PEM CA bundle to trust for HTTPS besides the system roots (the fake authority's ca.crt)")
+		noDisc     = fs.Bool("disable-instance-discovery", false, "workload identity clients: skip instance discovery at login.microsoftonline.com")
+		noMetadata = fs.Bool("raw-no-metadata", false, "raw client: omit the Metadata header (negative wire check)")
+		xff        = fs.String("raw-forwarded-for", "", "raw client: send this X-Forwarded-For value (negative wire check)")
+		exitZero   = fs.Bool("exit-zero", false, "exit 0 even when attempts failed")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; every option is a flag (see -h)", fs.Arg(0))
+	}
+	// Environment variables fill the flags not given on the command line.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		if v, ok := lookup(envName(f.Name)); ok && v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	id, err := probe.ParseIdentity(*identity)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, n := range strings.Split(*clients, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	// DefaultAzureCredential takes a user-assigned identity only from
+	// AZURE_CLIENT_ID; set it as a user would, unless the pod already did.
+	if id.Kind == probe.ByClientID && *mode != probe.ModeWorkloadIdentity {
+		if _, ok := lookup("AZURE_CLIENT_ID"); !ok {
+			if err := setenv("AZURE_CLIENT_ID", id.Value); err != nil {
+				return fmt.Errorf("set AZURE_CLIENT_ID for azidentity-default: %w", err)
+			}
+		}
+	}
+	cfg := probe.Config{
+		Options: probe.Options{
+			Mode: *mode, Identity: id, IMDSAddr: *imdsAddr, CAFile: *caFile,
+			DisableInstanceDiscovery: *noDisc, RawNoMetadata: *noMetadata, RawForwardedFor: *xff,
+		},
+		Clients: names, Resource: *resource, Count: *count, Interval: *interval, Duration: *duration,
+		Timeout: *timeout, VaultURL: *vaultURL, Secret: *secret,
+	}
+	r, err := probe.NewRunner(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := r.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if sum.Errors > 0 && !*exitZero {
+		return errFailed
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+)
+
+// msalWI is MSAL Go's confidential client doing the workload identity
+// token exchange: its client assertion is the projected service account
+// token, reread from AZURE_FEDERATED_TOKEN_FILE on every call so that a
+// rotated file is picked up.
+type msalWI struct {
+	c confidential.Client
+}
+
+func newMSALWI(o Options, hc *http.Client) (Client, error) {
+	if o.Mode != ModeWorkloadIdentity {
+		return nil, fmt.Errorf("msal-wi needs --mode workload-identity, not %s", o.Mode)
+	}
+	clientID := o.getenv("AZURE_CLIENT_ID")
+	if o.Identity.Kind == ByClientID {
+		clientID = o.Identity.Value
+	}
+	file := o.getenv("AZURE_FEDERATED_TOKEN_FILE")
+	authority := strings.TrimRight(o.getenv("AZURE_AUTHORITY_HOST"), "/") + "/" + o.getenv("AZURE_TENANT_ID")
+	cred := confidential.NewCredFromAssertionCallback(func(context.Context, confidential.AssertionRequestOptions) (string, error) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read the service account token in AZURE_FEDERATED_TOKEN_FILE: %w", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", errors.New("AZURE_FEDERATED_TOKEN_FILE is empty; is the service account token projected?")
+		}
+		return s, nil
+	})
+	opts := []confidential.Option{confidential.WithHTTPClient(hc)}
+	if o.DisableInstanceDiscovery {
+		opts = append(opts, confidential.WithInstanceDiscovery(false))
+	}
+	c, err := confidential.New(authority, clientID, cred, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("confidential.New(%s): %w", authority, err)
+	}
+	return &msalWI{c: c}, nil
+}
+
+func (*msalWI) Name() string { return ClientMSALWI }
+
+func (m *msalWI) GetToken(ctx context.Context, resource string) (Token, error) {
+	// AcquireTokenByCredential looks in the client's cache first, as
+	// applications are told to rely on.
+	res, err := m.c.AcquireTokenByCredential(ctx, []string{scope(resource)})
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Value: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
+}

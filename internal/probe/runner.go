@@ -1,0 +1,324 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/idharness/idharness/fakeimds/token"
+)
+
+// DefaultResource is the resource tokens are asked for when none is given.
+const DefaultResource = "https://vault.azure.net"
+
+// Config is what a probe run does.
+type Config struct {
+	Options
+	// Clients names the clients to run, in order; empty means
+	// DefaultClients for the mode and identity.
+	Clients []string
+	// Resource is the resource tokens are asked for.
+	Resource string
+	// Count is the number of rounds; with Duration, whichever ends first.
+	// When both are zero the probe runs one round.
+	Count int
+	// Interval is the pause between the starts of two rounds (default 1s
+	// when looping).
+	Interval time.Duration
+	// Duration bounds the whole run.
+	Duration time.Duration
+	// Timeout bounds each token call and each resource request (default
+	// 90s: azidentity retries IMDS's 410 "updating" answers for 70s).
+	Timeout time.Duration
+	// VaultURL is the protected resource's base URL; with Secret, each
+	// token is used to read that secret.
+	VaultURL string
+	// Secret is the secret to read at VaultURL.
+	Secret string
+	// VaultAPIVersion is the api-version sent to the resource.
+	VaultAPIVersion string
+}
+
+// DefaultTimeout is Config.Timeout's default.
+const DefaultTimeout = 90 * time.Second
+
+// Runner runs probe attempts and writes each Result as a JSON line.
+type Runner struct {
+	cfg     Config
+	out     io.Writer
+	now     func() time.Time
+	clients []runClient
+	vault   *http.Client
+
+	mu sync.Mutex // serializes writes to out
+}
+
+type runClient struct {
+	name    string
+	client  Client // nil when construction failed
+	err     error  // why construction failed
+	counter *Counter
+}
+
+// NewRunner builds the clients of cfg and returns a runner writing to
+// out. A client that cannot be built does not stop the run: each of its
+// attempts reports the construction error, so that a spec sees why.
+// Errors are for configuration no attempt can run with.
+func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
+	if cfg.Resource == "" {
+		cfg.Resource = DefaultResource
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeIMDS
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Count < 0 || cfg.Interval < 0 || cfg.Duration < 0 {
+		return nil, errors.New("count, interval and duration must not be negative")
+	}
+	if cfg.Count == 0 && cfg.Duration == 0 {
+		cfg.Count = 1
+	}
+	if cfg.Interval == 0 && (cfg.Count > 1 || cfg.Duration > 0) {
+		cfg.Interval = time.Second
+	}
+	if (cfg.VaultURL == "") != (cfg.Secret == "") {
+		return nil, errors.New("give both --vault-url and --secret to use tokens at the protected resource, or neither")
+	}
+	if cfg.VaultURL != "" {
+		if u, err := url.Parse(cfg.VaultURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("vault URL %q: want http(s)://HOST[:PORT]", cfg.VaultURL)
+		}
+	}
+	if cfg.VaultAPIVersion == "" {
+		cfg.VaultAPIVersion = "7.4"
+	}
+	if len(cfg.Clients) == 0 {
+		cfg.Clients = DefaultClients(cfg.Mode, cfg.Identity)
+	}
+	base, err := BaseTransport(cfg.IMDSAddr, cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, out: out, now: time.Now}
+	vt, err := BaseTransport("", cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	r.vault = &http.Client{Transport: vt}
+	seen := map[string]bool{}
+	for _, name := range cfg.Clients {
+		if seen[name] {
+			return nil, fmt.Errorf("client %q named twice", name)
+		}
+		seen[name] = true
+		// Each client gets its own transport so that idle connections,
+		// and hence the requests counted, are its own.
+		counter := NewCounter(base.Clone(), userAgentTag+name)
+		c, err := NewClient(name, cfg.Options, &http.Client{Transport: counter})
+		if errors.Is(err, ErrUnknownClient) {
+			return nil, err
+		}
+		r.clients = append(r.clients, runClient{name: name, client: c, err: err, counter: counter})
+	}
+	return r, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (r *Runner) Config() Config { return r.cfg }
+
+// Run runs the rounds, writing one line per attempt and the summary line
+// last, and returns the summary. It stops early, still writing the
+// summary, when ctx ends.
+func (r *Runner) Run(ctx context.Context) (Summary, error) {
+	start := r.now()
+	sum := Summary{Summary: true, Mode: r.cfg.Mode, Clients: map[string]ClientSummary{}}
+	var deadline time.Time
+	if r.cfg.Duration > 0 {
+		deadline = start.Add(r.cfg.Duration)
+	}
+	for round := 1; ; round++ {
+		roundStart := r.now()
+		for _, c := range r.clients {
+			if ctx.Err() != nil {
+				break
+			}
+			res := r.Attempt(ctx, c, round)
+			sum.add(res)
+			if err := r.write(res); err != nil {
+				return sum, err
+			}
+		}
+		sum.Rounds = round
+		if ctx.Err() != nil {
+			sum.Interrupted = true
+			break
+		}
+		if r.cfg.Count > 0 && round >= r.cfg.Count {
+			break
+		}
+		next := roundStart.Add(r.cfg.Interval)
+		if !deadline.IsZero() && !next.Before(deadline) {
+			break
+		}
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			sum.Interrupted = true
+		case <-t.C:
+		}
+		if sum.Interrupted {
+			break
+		}
+	}
+	sum.Time = r.now().UTC()
+	sum.DurationMs = Millis(r.now().Sub(start))
+	return sum, r.write(sum)
+}
+
+func (r *Runner) write(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode probe line: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.out.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write probe line: %w", err)
+	}
+	return nil
+}
+
+// identityAsked is what Result.IdentityAsked reports for the runner's
+// mode: in workload identity mode, the client ID actually used.
+func (r *Runner) identityAsked() string {
+	if r.cfg.Mode == ModeWorkloadIdentity && r.cfg.Identity.Kind != ByClientID {
+		return string(ByClientID) + "=" + r.cfg.getenv("AZURE_CLIENT_ID")
+	}
+	return r.cfg.Identity.String()
+}
+
+// Attempt runs one client once: the token call, the claims, and the use
+// of the token at the protected resource.
+func (r *Runner) Attempt(ctx context.Context, c runClient, round int) Result {
+	res := Result{
+		Time:          r.now().UTC(),
+		Client:        c.name,
+		Mode:          r.cfg.Mode,
+		Attempt:       round,
+		IdentityAsked: r.identityAsked(),
+		Resource:      r.cfg.Resource,
+		Status:        StatusOK,
+	}
+	if c.client == nil {
+		res.Status, res.Stage, res.Error = StatusError, StageToken, c.err.Error()
+		return res
+	}
+	before, _ := c.counter.Snapshot()
+	tctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	t0 := r.now()
+	tok, err := c.client.GetToken(tctx, r.cfg.Resource)
+	res.LatencyMs = Millis(r.now().Sub(t0))
+	cancel()
+	after, last := c.counter.Snapshot()
+	res.Requests = after - before
+	if res.Requests > 0 {
+		res.HTTPStatus = last
+	}
+	if tok.Wire != nil {
+		res.FieldTypes = tok.Wire.FieldTypes
+		res.ResourceEcho = tok.Wire.ResourceEcho
+	}
+	if err != nil {
+		res.Status, res.Stage, res.Error = StatusError, StageToken, err.Error()
+		var he *HTTPError
+		if errors.As(err, &he) {
+			res.Body = he.Body
+		}
+		return res
+	}
+	res.FromCache = res.Requests == 0
+	if claims, err := readClaims(tok.Value); err != nil {
+		res.ClaimsError = err.Error()
+	} else {
+		res.IdentityGot, res.ClientIDGot, res.Audience = claims.ObjectID, claims.AppID, claims.Audience
+		res.TokenExp = time.Unix(claims.Expiry, 0).UTC()
+	}
+	if res.TokenExp.IsZero() && !tok.ExpiresOn.IsZero() {
+		res.TokenExp = tok.ExpiresOn.UTC().Truncate(time.Second)
+	}
+	if r.cfg.VaultURL == "" {
+		res.TokenExpired = !res.TokenExp.After(r.now())
+		return res
+	}
+	r.useToken(ctx, tok.Value, &res)
+	return res
+}
+
+// useToken reads the secret with the token and records the answer.
+func (r *Runner) useToken(ctx context.Context, tok string, res *Result) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	u := strings.TrimRight(r.cfg.VaultURL, "/") + "/secrets/" + url.PathEscape(r.cfg.Secret) + "?api-version=" + url.QueryEscape(r.cfg.VaultAPIVersion)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("build resource request: %v", err)
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res.TokenExpired = !res.TokenExp.IsZero() && !res.TokenExp.After(r.now())
+	resp, err := r.vault.Do(req)
+	if err != nil {
+		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("protected resource: %v", err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	res.ResourceStatus = resp.StatusCode
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		res.Status, res.Stage = StatusError, StageResource
+		res.Error = fmt.Sprintf("protected resource answered %d: %s", resp.StatusCode, truncate(strings.TrimSpace(string(body)), maxBody))
+		return
+	}
+	var secret struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(body, &secret); err != nil {
+		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("protected resource's 200 body is not a secret: %v", err)
+		return
+	}
+	res.Secret = secret.Value
+}
+
+// readClaims reads a token's claims without verifying it: the probe
+// reports what it was given; the protected resource verifies.
+func readClaims(raw string) (token.Claims, error) {
+	var c token.Claims
+	t, err := jwt.ParseSigned(raw, allAlgs)
+	if err != nil {
+		return c, fmt.Errorf("token is not a signed JWT: %w", err)
+	}
+	if err := t.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return c, fmt.Errorf("token claims: %w", err)
+	}
+	return c, nil
+}
+
+// allAlgs are the algorithms a token read without verification may name;
+// reading is not trusting, so any signed form is accepted.
+var allAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.HS256, jose.HS384, jose.HS512,
+}
