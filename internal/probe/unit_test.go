@@ -1,0 +1,110 @@
+package probe
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Identity
+		err  string
+	}{
+		{"", Identity{Kind: System}, ""},
+		{"system", Identity{Kind: System}, ""},
+		{"client_id=" + uaClient, Identity{Kind: ByClientID, Value: uaClient}, ""},
+		{"object_id=" + uaObject, Identity{Kind: ByObjectID, Value: uaObject}, ""},
+		{"resource_id=/subscriptions/x", Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ""},
+		{"msi_res_id=/subscriptions/x", Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ""},
+		{"client_id=", Identity{}, "want system"},
+		{uaClient, Identity{}, "want system"},
+		{"principal=" + uaObject, Identity{}, "unknown selector"},
+	} {
+		got, err := ParseIdentity(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseIdentity(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseIdentity(%q) = %+v, %v", tc.in, got, err)
+		}
+		if tc.in != "" && !strings.HasPrefix(tc.in, "msi_res_id") && got.String() != tc.in {
+			t.Errorf("String() = %q, want %q", got.String(), tc.in)
+		}
+	}
+}
+
+func TestCounter(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.UserAgent(), "idharness-probe/raw") {
+			t.Errorf("User-Agent %q lacks the client tag", r.UserAgent())
+		}
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	defer srv.Close()
+	c := NewCounter(http.DefaultTransport, userAgentTag+"raw")
+	hc := &http.Client{Transport: c}
+	for range 3 {
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+	}
+	if n, st := c.Snapshot(); n != 3 || st != http.StatusTeapot {
+		t.Errorf("Snapshot() = %d, %d", n, st)
+	}
+}
+
+func TestWireDecoding(t *testing.T) {
+	for _, tc := range []struct {
+		raw, typ string
+		exp      time.Time
+		err      bool
+	}{
+		{`"1700000000"`, "string", time.Unix(1700000000, 0), false},
+		{`1700000000`, "number", time.Unix(1700000000, 0), false},
+		{`"2023-11-14T22:13:20Z"`, "string", time.Unix(1700000000, 0), false},
+		{`"11/14/2023 10:13:20 PM +00:00"`, "string", time.Unix(1700000000, 0), false},
+		{`"soon"`, "string", time.Time{}, true},
+		{`null`, "null", time.Time{}, true},
+		{`{}`, "object", time.Time{}, true},
+	} {
+		if got := jsonType(json.RawMessage(tc.raw)); got != tc.typ {
+			t.Errorf("jsonType(%s) = %s, want %s", tc.raw, got, tc.typ)
+		}
+		exp, err := expiresOn(json.RawMessage(tc.raw))
+		if (err != nil) != tc.err || !exp.Equal(tc.exp) {
+			t.Errorf("expiresOn(%s) = %v, %v", tc.raw, exp, err)
+		}
+	}
+}
+
+func TestNewRunnerValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		err  string
+	}{
+		{"unknown client", Config{Clients: []string{"curl"}}, "unknown client"},
+		{"vault without secret", Config{VaultURL: "http://vault"}, "--secret"},
+		{"bad vault URL", Config{VaultURL: "vault", Secret: "s"}, "want http(s)"},
+		{"negative count", Config{Count: -1}, "negative"},
+		{"client twice", Config{Clients: []string{"raw", "raw"}}, "twice"},
+		{"bad imds address", Config{Options: Options{IMDSAddr: "localhost"}}, "HOST:PORT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewRunner(tc.cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
