@@ -1,0 +1,178 @@
+package framework
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/probe"
+)
+
+// Probe describes one run of the probe as a pod.
+type Probe struct {
+	// Node pins the pod to a node; empty lets the scheduler choose.
+	Node string
+	// Args are the probe's flags, e.g. --client=azidentity-mi --identity=system.
+	Args []string
+	// Env adds environment variables (App Service mode, …).
+	Env map[string]string
+	// Timeout bounds the wait for the pod to finish (default 2 minutes).
+	Timeout time.Duration
+}
+
+// ProbeRun is a finished probe pod: its results and where it ran.
+type ProbeRun struct {
+	Pod     string
+	Node    string
+	PodIP   string
+	Results []probe.Result
+	// Log is the pod's whole output, for evidence.
+	Log string
+}
+
+// Namespace creates a namespace of the spec's own, deleted after it.
+func Namespace(ctx context.Context) string {
+	ns := "idh-spec-" + rand.String(6)
+	kube := Stack.Deployer().Kube
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: fixtures.Labels}}, metav1.CreateOptions{})
+	if err != nil {
+		Fail(fmt.Sprintf("create namespace %s: %v", ns, err))
+	}
+	DeferCleanup(func(ctx context.Context) {
+		_ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	})
+	return ns
+}
+
+// RunProbe runs the probe as a pod in ns with p's flags, waits for it to
+// finish and returns its result lines. The probe exits non-zero when an
+// attempt failed; that is not an error here: specs judge the results.
+func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
+	GinkgoHelper()
+	kube := Stack.Deployer().Kube
+	name := "probe-" + rand.String(5)
+	args := append([]string{"--exit-zero"}, p.Args...)
+	var env []corev1.EnvVar
+	for k, v := range p.Env {
+		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+	zero := int64(0)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "probe", "app.kubernetes.io/part-of": "idharness"}},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			NodeName:                      p.Node,
+			TerminationGracePeriodSeconds: &zero,
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			AutomountServiceAccountToken:  new(bool),
+			Containers: []corev1.Container{{
+				Name: "probe", Image: Stack.Images.Probe, ImagePullPolicy: corev1.PullIfNotPresent,
+				Args: args, Env: env,
+			}},
+		},
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		Fail(fmt.Sprintf("create probe pod: %v", err))
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	var got *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		got, err = kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed, nil
+	})
+	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, lerr))
+	}
+	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
+	run.Results = parseResults(logs)
+	AddReportEntry("probe "+name+" on "+run.Node, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
+	if len(run.Results) == 0 {
+		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s", ns, name, phase(got), logs))
+	}
+	return run
+}
+
+func phase(p *corev1.Pod) string {
+	if p == nil {
+		return "unknown"
+	}
+	return string(p.Status.Phase)
+}
+
+func nonEmpty(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// parseResults reads the probe's JSON result lines, skipping its summary
+// line and anything else.
+func parseResults(logs []byte) []probe.Result {
+	var out []probe.Result
+	sc := bufio.NewScanner(bytes.NewReader(logs))
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' || bytes.Contains(line, []byte(`"summary":true`)) {
+			continue
+		}
+		var r probe.Result
+		if json.Unmarshal(line, &r) == nil && r.Client != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ByClient groups results by client name.
+func ByClient(rs []probe.Result) map[string][]probe.Result {
+	m := map[string][]probe.Result{}
+	for _, r := range rs {
+		m[r.Client] = append(m[r.Client], r)
+	}
+	return m
+}
+
+// RecordClients adds the per-client outcome of the spec to the report's
+// spec × client matrix.
+func RecordClients(outcome map[string]bool) {
+	m := map[string]string{}
+	for c, ok := range outcome {
+		if ok {
+			m[c] = "passed"
+		} else {
+			m[c] = "failed"
+		}
+	}
+	b, _ := json.Marshal(m)
+	AddReportEntry(clientsEntry, string(b))
+}
+
+const clientsEntry = "idharness-clients"
