@@ -186,4 +186,3 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			Expect(r.ResourceEcho).To(Equal(r.Resource), "the resource field echoes the request")
 		})
 })
-
