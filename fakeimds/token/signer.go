@@ -79,12 +79,15 @@ func EncodeKeyPEM(key *rsa.PrivateKey) []byte {
 // NewSigner returns a signer for key. Like Azure AD, the published key
 // carries a self-signed certificate (x5c) and its SHA-1 thumbprint (x5t),
 // and the key ID is that thumbprint, so verifiers that match on either work.
+// The certificate depends on the key alone (fixed validity, deterministic
+// PKCS #1 v1.5 signature), so servers sharing a key — one per node —
+// publish the same key ID.
 func NewSigner(key *rsa.PrivateKey) (*Signer, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "fakeimds token signing"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		NotBefore:             time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}

@@ -67,6 +67,10 @@ func TestKeyRoundTripAndJWKS(t *testing.T) {
 	if k0["kid"] != s.KeyID() || k0["x5t"] != s.KeyID() {
 		t.Errorf("kid %v x5t %v, want %s", k0["kid"], k0["x5t"], s.KeyID())
 	}
+	// Servers sharing the key (one per node) publish the same key ID.
+	if again, err := NewSigner(s.key); err != nil || again.KeyID() != s.KeyID() {
+		t.Errorf("a second signer for the same key has kid %s, want %s (%v)", again.KeyID(), s.KeyID(), err)
+	}
 }
 
 func TestMintClaimsAndShift(t *testing.T) {
