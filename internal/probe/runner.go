@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,9 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if !slices.Contains(Modes, cfg.Mode) {
+		return nil, fmt.Errorf("mode %q: want one of %s", cfg.Mode, strings.Join(Modes, ", "))
 	}
 	if cfg.Count < 0 || cfg.Interval < 0 || cfg.Duration < 0 {
 		return nil, errors.New("count, interval and duration must not be negative")

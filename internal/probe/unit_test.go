@@ -94,6 +94,7 @@ func TestNewRunnerValidation(t *testing.T) {
 		err  string
 	}{
 		{"unknown client", Config{Clients: []string{"curl"}}, "unknown client"},
+		{"unknown mode", Config{Options: Options{Mode: "arc"}}, "want one of imds, appservice, workload-identity"},
 		{"vault without secret", Config{VaultURL: "http://vault"}, "--secret"},
 		{"bad vault URL", Config{VaultURL: "vault", Secret: "s"}, "want http(s)"},
 		{"negative count", Config{Count: -1}, "negative"},

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/vault"
+)
+
+const (
+	uaClient   = "11111111-1111-4111-8111-111111111111"
+	uaObject   = "22222222-2222-4222-8222-222222222222"
+	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+)
+
+var probeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "probe-test-")
+	if err != nil {
+		panic(err)
+	}
+	probeBin = filepath.Join(dir, "probe")
+	// The binary a pod runs: static, built as the image build does.
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", probeBin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		panic("build cmd/probe: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startFake runs a fakeimds on loopback, with a user-assigned identity,
+// until the test ends.
+func startFake(t *testing.T) fakeimds.Addrs {
+	t.Helper()
+	c := config.Default()
+	c.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
+	c.Faces.Authority.TLSDir = t.TempDir()
+	off := false
+	c.Chaos.Throttle.Enabled = &off
+	c.UserAssigned = []config.Identity{{Name: "web", ClientID: uaClient, ObjectID: uaObject}}
+	s, err := fakeimds.New(c, fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan fakeimds.Addrs, 1)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func(a fakeimds.Addrs) { addrs <- a }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addrs:
+		return a
+	case err := <-done:
+		t.Fatalf("fakeimds: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("fakeimds did not start")
+	}
+	return fakeimds.Addrs{}
+}
+
+// runBinary runs the probe with a clean environment plus env, and
+// returns its parsed lines and exit code.
+func runBinary(t *testing.T, env []string, args ...string) ([]probe.Result, *probe.Summary, int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, probeBin, args...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run probe: %v", err)
+	}
+	var results []probe.Result
+	var sum *probe.Summary
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		l, err := probe.ParseLine(sc.Bytes())
+		if err != nil {
+			t.Fatalf("stdout line %q: %v", sc.Text(), err)
+		}
+		if l.Summary != nil {
+			sum = l.Summary
+		} else {
+			results = append(results, l.Result)
+		}
+	}
+	return results, sum, code, stderr.String()
+}
+
+func TestProbeBinary(t *testing.T) {
+	a := startFake(t)
+	v, err := vault.New(vault.Config{
+		JWKSURLs: []string{"http://" + a.IMDS + "/" + testTenant + "/discovery/v2.0/keys"},
+		Secrets:  map[string]vault.Secret{"db-password": {Value: "hunter2", Readers: []string{uaObject}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := httptest.NewServer(v.Handler())
+	defer vs.Close()
+
+	t.Run("every client reads the secret", func(t *testing.T) {
+		res, sum, code, stderr := runBinary(t, []string{"PROBE_COUNT=2", "PROBE_INTERVAL=50ms", "PROBE_SECRET=db-password"},
+			"--imds-addr", a.IMDS, "--identity", "client_id="+uaClient, "--vault-url", vs.URL)
+		if code != 0 || sum == nil {
+			t.Fatalf("exit %d, summary %v, stderr %s", code, sum, stderr)
+		}
+		clients := probe.DefaultClients(probe.ModeIMDS, probe.Identity{Kind: probe.ByClientID})
+		if len(res) != 2*len(clients) || sum.Attempts != len(res) || sum.OK != len(res) || sum.Rounds != 2 {
+			t.Fatalf("%d results, summary %+v", len(res), sum)
+		}
+		for i, r := range res {
+			if r.Client != clients[i%len(clients)] || r.IdentityGot != uaObject || r.Secret != "hunter2" || r.ResourceStatus != 200 || r.TokenExpired {
+				t.Errorf("line %d: %+v", i, r)
+			}
+		}
+		if c := sum.Clients[probe.ClientRaw]; c.Attempts != 2 || c.FromCache != 0 || c.Identities[uaObject] != 2 {
+			t.Errorf("raw summary %+v", c)
+		}
+	})
+	t.Run("failure exits 1", func(t *testing.T) {
+		args := []string{"--imds-addr", a.IMDS, "--identity", "client_id=99999999-9999-4999-8999-999999999999", "--client", "msal-mi,raw", "--resource", "https://failure.idharness.test"}
+		res, sum, code, _ := runBinary(t, nil, args...)
+		if code != 1 || sum == nil || sum.Errors != 2 || len(res) != 2 || res[1].HTTPStatus != 400 {
+			t.Fatalf("exit %d summary %+v results %+v", code, sum, res)
+		}
+		if _, _, code, _ := runBinary(t, []string{"PROBE_EXIT_ZERO=true"}, args...); code != 0 {
+			t.Fatalf("with PROBE_EXIT_ZERO exit %d", code)
+		}
+	})
+	t.Run("usage errors exit 2", func(t *testing.T) {
+		for _, args := range [][]string{{"--identity", "me"}, {"--client", "curl"}, {"--mode", "arc"}, {"extra"}} {
+			_, sum, code, stderr := runBinary(t, nil, args...)
+			if code != 2 || sum != nil || !strings.HasPrefix(stderr, "probe: ") {
+				t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+			}
+		}
+	})
+}
