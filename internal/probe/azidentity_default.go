@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -16,18 +17,16 @@ import (
 // by client ID, read from AZURE_CLIENT_ID, so an --identity naming a
 // client ID must match that variable (cmd/probe sets it when unset).
 func newAzidentityDefault(o Options, hc *http.Client) (Client, error) {
-	if o.Mode != ModeWorkloadIdentity {
-		switch o.Identity.Kind {
-		case ByObjectID, ByResourceID:
-			return nil, fmt.Errorf("azidentity-default selects a user-assigned identity only by client ID (AZURE_CLIENT_ID), not by %s; use --identity client_id=… or another client", o.Identity.Kind)
-		case ByClientID:
-			if got := o.getenv("AZURE_CLIENT_ID"); got != o.Identity.Value {
-				return nil, fmt.Errorf("azidentity-default reads the identity from AZURE_CLIENT_ID, which is %q, not %q: set AZURE_CLIENT_ID=%s", got, o.Identity.Value, o.Identity.Value)
-			}
-		default:
-			if got := o.getenv("AZURE_CLIENT_ID"); got != "" {
-				return nil, fmt.Errorf("azidentity-default would use the user-assigned identity AZURE_CLIENT_ID=%s, not the system-assigned one: unset AZURE_CLIENT_ID or use --identity client_id=%s", got, got)
-			}
+	switch o.Identity.Kind {
+	case ByObjectID, ByResourceID:
+		return nil, fmt.Errorf("azidentity-default selects a user-assigned identity only by client ID (AZURE_CLIENT_ID), not by %s; use --identity client_id=… or another client", o.Identity.Kind)
+	case ByClientID:
+		if got := os.Getenv("AZURE_CLIENT_ID"); got != o.Identity.Value {
+			return nil, fmt.Errorf("azidentity-default reads the identity from AZURE_CLIENT_ID, which is %q, not %q: set AZURE_CLIENT_ID=%s", got, o.Identity.Value, o.Identity.Value)
+		}
+	default:
+		if got := os.Getenv("AZURE_CLIENT_ID"); got != "" && o.Mode != ModeWorkloadIdentity {
+			return nil, fmt.Errorf("azidentity-default would use the user-assigned identity AZURE_CLIENT_ID=%s, not the system-assigned one: unset AZURE_CLIENT_ID or use --identity client_id=%s", got, got)
 		}
 	}
 	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{

@@ -98,15 +98,6 @@ type Options struct {
 	// RawForwardedFor, when set, makes the raw client send this
 	// X-Forwarded-For value (IMDS must answer 400).
 	RawForwardedFor string
-	// Getenv reads the environment; nil means os.Getenv. Tests set it.
-	Getenv func(string) string
-}
-
-func (o Options) getenv(k string) string {
-	if o.Getenv != nil {
-		return o.Getenv(k)
-	}
-	return os.Getenv(k)
 }
 
 // clientsByMode lists, in order, the clients that apply to each mode.
@@ -166,28 +157,35 @@ func NewClient(name string, o Options, hc *http.Client) (Client, error) {
 
 // checkModeEnv refuses an environment that would make the SDKs use
 // another source than the mode names: the SDKs pick the source from
-// environment variables, so a stray IDENTITY_ENDPOINT in IMDS mode would
-// silently test App Service instead.
+// environment variables (which is why the clients read the process
+// environment, not a copy), so a stray IDENTITY_ENDPOINT in IMDS mode
+// would silently test App Service instead.
 func checkModeEnv(o Options) error {
 	switch o.Mode {
 	case ModeIMDS:
 		for _, k := range []string{"IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"} {
-			if o.getenv(k) != "" {
+			if os.Getenv(k) != "" {
 				return fmt.Errorf("mode imds but %s is set, which makes the SDKs use another managed identity source: unset it or use --mode appservice", k)
 			}
 		}
 	case ModeAppService:
-		if o.getenv("IDENTITY_ENDPOINT") == "" || o.getenv("IDENTITY_HEADER") == "" {
+		if os.Getenv("IDENTITY_ENDPOINT") == "" || os.Getenv("IDENTITY_HEADER") == "" {
 			return errors.New("mode appservice needs IDENTITY_ENDPOINT and IDENTITY_HEADER set, as App Service sets them")
 		}
 	case ModeWorkloadIdentity:
 		for _, k := range []string{"AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST"} {
-			if o.getenv(k) == "" {
+			if os.Getenv(k) == "" {
 				return fmt.Errorf("mode workload-identity needs %s set, as the workload identity webhook sets it", k)
 			}
 		}
-		if o.getenv("AZURE_CLIENT_ID") == "" && o.Identity.Kind != ByClientID {
-			return errors.New("mode workload-identity needs AZURE_CLIENT_ID set, or --identity client_id=…")
+		switch o.Identity.Kind {
+		case ByObjectID, ByResourceID:
+			return fmt.Errorf("workload identity selects the identity by client ID only, not by %s: use --identity client_id=… or AZURE_CLIENT_ID", o.Identity.Kind)
+		case ByClientID:
+		default:
+			if os.Getenv("AZURE_CLIENT_ID") == "" {
+				return errors.New("mode workload-identity needs AZURE_CLIENT_ID set, or --identity client_id=…")
+			}
 		}
 	}
 	return nil

@@ -23,12 +23,12 @@ func newMSALWI(o Options, hc *http.Client) (Client, error) {
 	if o.Mode != ModeWorkloadIdentity {
 		return nil, fmt.Errorf("msal-wi needs --mode workload-identity, not %s", o.Mode)
 	}
-	clientID := o.getenv("AZURE_CLIENT_ID")
+	clientID := os.Getenv("AZURE_CLIENT_ID")
 	if o.Identity.Kind == ByClientID {
 		clientID = o.Identity.Value
 	}
-	file := o.getenv("AZURE_FEDERATED_TOKEN_FILE")
-	authority := strings.TrimRight(o.getenv("AZURE_AUTHORITY_HOST"), "/") + "/" + o.getenv("AZURE_TENANT_ID")
+	file := os.Getenv("AZURE_FEDERATED_TOKEN_FILE")
+	authority := strings.TrimRight(os.Getenv("AZURE_AUTHORITY_HOST"), "/") + "/" + os.Getenv("AZURE_TENANT_ID")
 	cred := confidential.NewCredFromAssertionCallback(func(context.Context, confidential.AssertionRequestOptions) (string, error) {
 		b, err := os.ReadFile(file)
 		if err != nil {

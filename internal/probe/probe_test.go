@@ -232,11 +232,34 @@ func TestAppServiceMode(t *testing.T) {
 // TestModeEnvironment: a client whose environment contradicts the mode
 // reports why on every attempt instead of testing another source.
 func TestModeEnvironment(t *testing.T) {
-	clearIdentityEnv(t)
-	t.Setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token")
-	res, sum := runProbe(t, Config{Options: Options{Mode: ModeIMDS}, Clients: []string{ClientMSALMI}, Count: 2, Interval: time.Millisecond})
-	if len(res) != 2 || sum.Errors != 2 || !strings.Contains(res[1].Error, "unset it or use --mode appservice") || res[1].Requests != 0 {
-		t.Fatalf("%+v", res)
+	for _, tc := range []struct {
+		name   string
+		mode   string
+		env    map[string]string
+		id     Identity
+		client string
+		want   string
+	}{
+		{"imds with IDENTITY_ENDPOINT", ModeIMDS, map[string]string{"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token"}, Identity{}, ClientMSALMI, "unset it or use --mode appservice"},
+		{"appservice without its variables", ModeAppService, nil, Identity{}, ClientRaw, "IDENTITY_ENDPOINT and IDENTITY_HEADER"},
+		{"workload identity without the webhook", ModeWorkloadIdentity, nil, Identity{}, ClientMSALWI, "AZURE_TENANT_ID"},
+		{"workload identity by object ID", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/"},
+			Identity{Kind: ByObjectID, Value: uaObject}, ClientAzidentityWI, "by client ID only"},
+		{"default with another AZURE_CLIENT_ID", ModeIMDS, map[string]string{"AZURE_CLIENT_ID": ubClient}, Identity{Kind: ByClientID, Value: uaClient}, ClientAzidentityDefault, "set AZURE_CLIENT_ID=" + uaClient},
+		{"default by resource ID", ModeIMDS, nil, Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ClientAzidentityDefault, "only by client ID"},
+		{"raw in workload identity mode", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/", "AZURE_CLIENT_ID": uaClient},
+			Identity{}, ClientRaw, "IMDS and App Service only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearIdentityEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			res, sum := runProbe(t, Config{Options: Options{Mode: tc.mode, Identity: tc.id}, Clients: []string{tc.client}, Count: 2, Interval: time.Millisecond})
+			if len(res) != 2 || sum.Errors != 2 || !strings.Contains(res[1].Error, tc.want) || res[1].Requests != 0 || res[1].Stage != StageToken {
+				t.Fatalf("want every attempt to fail with %q: %+v", tc.want, res)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 )
@@ -48,9 +49,9 @@ func (r *raw) request(ctx context.Context, resource string) (*http.Request, erro
 	var endpoint string
 	hdr := http.Header{}
 	if r.o.Mode == ModeAppService {
-		endpoint = r.o.getenv("IDENTITY_ENDPOINT")
+		endpoint = os.Getenv("IDENTITY_ENDPOINT")
 		q.Set("api-version", AppServiceAPIVersion)
-		hdr.Set("X-IDENTITY-HEADER", r.o.getenv("IDENTITY_HEADER"))
+		hdr.Set("X-IDENTITY-HEADER", os.Getenv("IDENTITY_HEADER"))
 		switch r.o.Identity.Kind {
 		case ByClientID:
 			q.Set("client_id", r.o.Identity.Value)

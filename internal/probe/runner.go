@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -209,7 +210,7 @@ func (r *Runner) write(v any) error {
 // mode: in workload identity mode, the client ID actually used.
 func (r *Runner) identityAsked() string {
 	if r.cfg.Mode == ModeWorkloadIdentity && r.cfg.Identity.Kind != ByClientID {
-		return string(ByClientID) + "=" + r.cfg.getenv("AZURE_CLIENT_ID")
+		return string(ByClientID) + "=" + os.Getenv("AZURE_CLIENT_ID")
 	}
 	return r.cfg.Identity.String()
 }

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/token"
 )
 
 // ReasonHeader carries the decision's reason on every answer, so that a
@@ -19,7 +22,7 @@ const ReasonHeader = "X-Idharness-Reason"
 // Server is the protected resource.
 type Server struct {
 	cfg      Config
-	verifier *Verifier
+	verifier *verifier
 	keys     *KeySet
 	log      *slog.Logger
 	now      func() time.Time
@@ -55,7 +58,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	s.keys.now, s.keys.log = s.now, s.log
-	s.verifier = &Verifier{cfg: cfg, keys: s.keys, now: s.now}
+	s.verifier = &verifier{cfg: cfg, keys: s.keys, now: s.now}
 	s.created = s.now().Unix()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,6 +72,13 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	})
 	s.handler = mux
 	return s, nil
+}
+
+// Verify checks an access token as a secret read does, without the ACL:
+// its claims, or the Rejection that says why it is refused. Suites use it
+// to explain a verdict.
+func (s *Server) Verify(ctx context.Context, raw string) (token.Claims, *Rejection) {
+	return s.verifier.Verify(ctx, raw)
 }
 
 // Handler returns the HTTP handler.

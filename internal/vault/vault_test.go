@@ -411,8 +411,15 @@ func TestStaticKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := newVault(t, Config{Keys: k})
-	if w := get(s, "/secrets/db-password", "Bearer "+f.imdsToken(t, uaClient, DefaultAudience)); w.Code != 200 {
+	tok := f.imdsToken(t, uaClient, DefaultAudience)
+	if w := get(s, "/secrets/db-password", "Bearer "+tok); w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if c, rej := s.Verify(t.Context(), tok); rej != nil || c.ObjectID != uaObject {
+		t.Fatalf("Verify: %+v %v", c, rej)
+	}
+	if _, rej := s.Verify(t.Context(), f.mint(t, uaClient, "https://other", token.Shift{}, nil)); rej == nil || rej.Reason != ReasonWrongAudience {
+		t.Fatalf("Verify of a token for another audience: %v", rej)
 	}
 }
 

@@ -48,8 +48,8 @@ func unauthorized(reason, format string, a ...any) *Rejection {
 	return &Rejection{Status: http.StatusUnauthorized, Reason: reason, Message: fmt.Sprintf(format, a...)}
 }
 
-// Verifier checks access tokens as an Azure resource does.
-type Verifier struct {
+// verifier checks access tokens as an Azure resource does.
+type verifier struct {
 	cfg  Config
 	keys *KeySet
 	now  func() time.Time
@@ -59,7 +59,7 @@ type Verifier struct {
 // Rejection that says why it is refused. Checks run in the order a
 // resource must run them: nothing in the claims is looked at before the
 // signature is verified.
-func (v *Verifier) Verify(ctx context.Context, raw string) (token.Claims, *Rejection) {
+func (v *verifier) Verify(ctx context.Context, raw string) (token.Claims, *Rejection) {
 	var c token.Claims
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
@@ -124,7 +124,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (token.Claims, *Rejec
 func utc(unix int64) string { return time.Unix(unix, 0).UTC().Format(time.RFC3339) }
 
 // issuers lists the accepted issuers: v1 and v2 forms of each tenant's.
-func (v *Verifier) issuers() []string {
+func (v *verifier) issuers() []string {
 	var out []string
 	for _, t := range v.cfg.Tenants {
 		out = append(out, token.Issuer(t), "https://login.microsoftonline.com/"+t+"/v2.0")
@@ -132,7 +132,7 @@ func (v *Verifier) issuers() []string {
 	return out
 }
 
-func (v *Verifier) issuerOK(iss string) bool {
+func (v *verifier) issuerOK(iss string) bool {
 	for _, want := range v.issuers() {
 		if strings.EqualFold(iss, want) {
 			return true
@@ -144,7 +144,7 @@ func (v *Verifier) issuerOK(iss string) bool {
 // audienceOK accepts each configured audience with or without a trailing
 // slash, as Key Vault accepts both https://vault.azure.net and
 // https://vault.azure.net/.
-func (v *Verifier) audienceOK(aud string) bool {
+func (v *verifier) audienceOK(aud string) bool {
 	aud = strings.TrimSuffix(aud, "/")
 	for _, want := range v.cfg.Audiences {
 		if aud != "" && aud == strings.TrimSuffix(want, "/") {
