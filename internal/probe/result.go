@@ -67,7 +67,10 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// HTTPStatus is the status of the last HTTP response the client
 	// received during the call, measured on its transport; 0 when the call
-	// made no request or got no response.
+	// made no request or got no response. It can differ from the outcome:
+	// azidentity-default's header-less IMDS probe gets a 400, and when the
+	// token then comes from the process-wide cache that 400 is the last
+	// status, with Requests 1 and Status ok.
 	HTTPStatus int `json:"httpStatus,omitempty"`
 	// LatencyMs is how long the token call took, in milliseconds.
 	LatencyMs Millis `json:"latencyMs"`

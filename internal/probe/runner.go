@@ -159,7 +159,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			res := r.Attempt(ctx, c, round)
+			res := r.attempt(ctx, c, round)
 			sum.add(res)
 			if err := r.write(res); err != nil {
 				return sum, err
@@ -215,9 +215,9 @@ func (r *Runner) identityAsked() string {
 	return r.cfg.Identity.String()
 }
 
-// Attempt runs one client once: the token call, the claims, and the use
+// attempt runs one client once: the token call, the claims, and the use
 // of the token at the protected resource.
-func (r *Runner) Attempt(ctx context.Context, c runClient, round int) Result {
+func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 	res := Result{
 		Time:          r.now().UTC(),
 		Client:        c.name,
