@@ -47,7 +47,8 @@ type Expectation struct {
 	// From and To bound the window instead of Step; To 0 is the end of the run.
 	From duration.Duration `json:"from,omitempty"`
 	To   duration.Duration `json:"to,omitempty"`
-	// After is when recovery is measured from, instead of Step.
+	// After is when recovery is measured from, instead of Step; with
+	// neither, it is the start of the run (the first token).
 	After duration.Duration `json:"after,omitempty"`
 	// Within bounds the recovery.
 	Within duration.Duration `json:"within,omitempty"`
@@ -150,9 +151,6 @@ func (e *Expectation) validate(s *Scenario, f string) error {
 		if e.Within.Duration <= 0 {
 			return bad(f+".within", "required: how soon clients must have a token again, e.g. 15s")
 		}
-		if e.Step == "" && e.After.Duration == 0 {
-			return bad(f+".step", "required: the step after whose end clients must recover (or after)")
-		}
 		if e.end(s)+e.Within.Duration > s.Duration() {
 			return bad(f+".within", "recovery is checked until %v, after the end of the run (%v); lengthen workload.duration", e.end(s)+e.Within.Duration, s.Duration())
 		}
@@ -219,8 +217,14 @@ func (e *Expectation) Describe(s *Scenario) string {
 	switch e.Kind {
 	case ExpectRecovers:
 		after := fmt.Sprintf("%v", e.After.Duration)
+		if e.Step == "" && e.After.Duration == 0 {
+			after = "the start"
+		}
 		if e.Step != "" {
 			after = e.Step + " ends"
+		}
+		if after == "the start" {
+			return fmt.Sprintf("%s has a token within %v of the start", who, e.Within.Duration)
 		}
 		return fmt.Sprintf("%s has a token again within %v after %s", who, e.Within.Duration, after)
 	case ExpectMaxRate:
@@ -391,7 +395,7 @@ func (e *Expectation) checkRecovers(s *Scenario, cs []*ClientResult) (bool, stri
 			if got < 0 {
 				late = append(late, c.Name+" (none by the end)")
 			} else {
-				late = append(late, fmt.Sprintf("%s (+%v)", c.Name, (got - t).Round(time.Millisecond)))
+				late = append(late, fmt.Sprintf("%s (+%v)", c.Name, (got-t).Round(time.Millisecond)))
 			}
 			continue
 		}

@@ -16,6 +16,24 @@ var quoted = regexp.MustCompile(`"([^"]*)"`)
 // `want a duration string such as "90s" or "24h", got 10`.
 var gotValue = regexp.MustCompile(`got ([^\s,;]+)\s*$`)
 
+// yamlLinePattern finds the line the YAML parser names in a syntax or
+// duplicate-key error.
+var yamlLinePattern = regexp.MustCompile(`line (\d+): (.*)`)
+
+// yamlLine moves the line number of a YAML parser error into the
+// file:line position: "line 3: key "title" already set in map".
+func yamlLine(msg string) (int, string, bool) {
+	m := yamlLinePattern.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n <= 0 {
+		return 0, "", false
+	}
+	return n, strings.TrimSpace(m[2]), true
+}
+
 // locateValue finds the line of the value a decoding error names, for
 // errors raised inside a field's own decoder (a bad duration, an unknown
 // fault type), which encoding/json reports without the field. It returns

@@ -93,15 +93,17 @@ type runner struct {
 	steps    []StepRecord
 	requests []Request
 	cursor   uint64
-	printed  int // attempts already counted in progress lines
+	printMu  sync.Mutex // serializes progress lines
 }
 
 func (r *runner) printf(format string, a ...any) {
 	if r.progress == nil {
 		return
 	}
-	fmt.Fprintf(r.progress, "[%6.1fs] ", time.Since(r.start).Seconds())
-	fmt.Fprintf(r.progress, format+"\n", a...)
+	line := fmt.Sprintf("[%6.1fs] ", time.Since(r.start).Seconds()) + fmt.Sprintf(format, a...) + "\n"
+	r.printMu.Lock()
+	defer r.printMu.Unlock()
+	_, _ = io.WriteString(r.progress, line)
 }
 
 func (r *runner) run(ctx context.Context) (*Result, error) {

@@ -227,7 +227,11 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	if err := yamlfile.Decode(file, data, s); err != nil {
 		var ye *yamlfile.Error
 		if errors.As(err, &ye) && ye.Line == 0 {
-			ye.Line, ye.Field = locateValue(data, ye.Err.Error(), ye.Field)
+			if line, msg, ok := yamlLine(ye.Err.Error()); ok {
+				ye.Line, ye.Err = line, errors.New(msg)
+			} else {
+				ye.Line, ye.Field = locateValue(data, ye.Err.Error(), ye.Field)
+			}
 		}
 		return nil, err
 	}

@@ -1,0 +1,235 @@
+package scenario
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/idharness/idharness/internal/yamlfile"
+)
+
+// base is a valid scenario; the error cases each change one thing in it.
+// Its line numbers matter to the cases.
+const base = `id: t
+title: test
+links: [https://example.com/incident]
+setup:
+  seed: 1
+  identities:
+    - {name: web, clientId: 3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01, objectId: 4d2a0b8f-3c5e-4f70-9b2c-0d1e2f3a4b02}
+timeline:
+  - name: outage
+    at: 2s
+    for: 3s
+    fault: {name: down, action: {type: status, status: 503}}
+workload:
+  duration: 10s
+  clients:
+    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 1s, identity: web}
+expect:
+  - {kind: recovers, step: outage, within: 2s}
+`
+
+func TestParseBase(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID != "t" || s.Duration().Seconds() != 10 || len(s.Timeline) != 1 || s.Timeline[0].Kind() != "fault" ||
+		s.Workload.Clients[0].Clients() != 2 || s.Timeline[0].End().Seconds() != 5 {
+		t.Errorf("parsed %+v", s)
+	}
+	if _, ok := s.Identity("web"); !ok {
+		t.Error("identity web not found")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name     string
+		old, new string // replace old by new in base; old "" replaces all
+		want     string // the error's prefix: file:line: field
+	}{
+		{"empty file", "", "\n", "t.yaml: file is empty"},
+		{"YAML syntax", "title: test", "title: test: more", "t.yaml:2: mapping values are not allowed"},
+		{"duplicate key", "title: test", "title: test\ntitle: again", "t.yaml:3: key \"title\" already set"},
+		{"unknown top-level field", "title: test", "title: test\ncolour: red", "t.yaml:3: colour: unknown field"},
+		{"unknown step field", "    for: 3s", "    for: 3s\n    until: 9s", "t.yaml:12: until: unknown field"},
+		{"bad duration", "at: 2s", "at: 2x", "t.yaml:10: timeline[0].at: want a duration"},
+		{"duration as number", "at: 2s", "at: 7", "t.yaml:10: timeline[0].at: want a duration"},
+		{"bad workload duration", "duration: 10s", "duration: ten", "t.yaml:14: workload.duration: want a duration"},
+		{"unknown fault type", "type: status", "type: stauts", "t.yaml:12: timeline[0].fault.action.type: unknown action type"},
+		{"unknown fault parameter", "status: 503", "statsu: 503", "t.yaml:12: statsu: unknown field"},
+		{"bad fault parameter", "status: 503", "status: 999", "t.yaml:12: timeline[0].fault.action: status"},
+		{"fault without name", "name: down, ", "", "t.yaml:12: timeline[0].fault.name: required"},
+		{"fault schedule", "status: 503}", "status: 503}, schedule: {after: 1s}", "t.yaml:12: timeline[0].fault.schedule: leave it out"},
+		{"bad id", "id: t", "id: T_1", "t.yaml:1: id: want lower-case"},
+		{"no title", "title: test", "title: ''", "t.yaml:2: title: required"},
+		{"no links", "links: [https://example.com/incident]", "links: []", "t.yaml:3: links: required"},
+		{"http link", "https://example.com/incident", "http://example.com/incident", "t.yaml:3: links[0]: want an https:// URL"},
+		{"bad client ID", "clientId: 3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "clientId: web", "t.yaml:7: setup.identities[0].clientId: want a GUID"},
+		{"identity named system", "{name: web,", "{name: system,", "t.yaml:7: setup.identities[0].name"},
+		{"unattached unknown", "  seed: 1", "  seed: 1\n  unattached: [api]", "t.yaml:6: setup.unattached[0]: \"api\" is not one of"},
+		{"negative lifetime", "  seed: 1", "  seed: 1\n  tokenLifetime: -1s", "t.yaml:6: setup.tokenLifetime: must not be negative"},
+		{"bad throttle", "  seed: 1", "  seed: 1\n  throttle: {identityRps: -1}", "t.yaml:6: setup.throttle: "},
+		{"no workload duration", "  duration: 10s\n", "", "t.yaml:13: workload.duration: required"},
+		{"workload too long", "duration: 10s", "duration: 16m", "t.yaml:14: workload.duration: at most"},
+		{"no clients", "  clients:\n    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 1s, identity: web}\n", "", "t.yaml:13: workload.clients: required"},
+		{"bad client kind", "kind: azidentity-managed-identity", "kind: python", "t.yaml:16: workload.clients[0].kind: want one of"},
+		{"bad group name", "{name: mi,", "{name: Mi,", "t.yaml:16: workload.clients[0].name"},
+		{"too frequent", "every: 1s", "every: 10ms", "t.yaml:16: workload.clients[0].every"},
+		{"no every", "every: 1s, ", "", "t.yaml:16: workload.clients[0].every"},
+		{"negative count", "count: 2", "count: -2", "t.yaml:16: workload.clients[0].count"},
+		{"too many clients", "count: 2", "count: 501", "t.yaml:15: workload.clients: 501 clients"},
+		{"starts after end", "every: 1s,", "every: 1s, start: 10s,", "t.yaml:16: workload.clients[0].start"},
+		{"unknown client identity", "identity: web}", "identity: api}", "t.yaml:16: workload.clients[0].identity"},
+		{"default credential with identity", "kind: azidentity-managed-identity", "kind: azidentity-default", "t.yaml:16: workload.clients[0].identity: DefaultAzureCredential"},
+		{"bad selectBy", "identity: web}", "identity: web, selectBy: name}", "t.yaml:16: workload.clients[0].selectBy"},
+		{"selectBy without identity", ", identity: web}", ", selectBy: objectId}", "t.yaml:16: workload.clients[0].selectBy: only with identity"},
+		{"bad resource", "identity: web}", "identity: web, resource: vault}", "t.yaml:16: workload.clients[0].resource"},
+		{"two actions", "    for: 3s\n", "    for: 3s\n    attach: web\n", "t.yaml:9: timeline[0]: want exactly one of"},
+		{"no action", "    fault: {name: down, action: {type: status, status: 503}}\n", "", "t.yaml:9: timeline[0]: want exactly one of"},
+		{"step after end", "at: 2s", "at: 12s", "t.yaml:10: timeline[0].at: 12s is not before"},
+		{"negative for", "for: 3s", "for: -3s", "t.yaml:11: timeline[0].for: must not be negative"},
+		{"bad step name", "name: outage", "name: Outage", "t.yaml:9: timeline[0].name"},
+		{"attach unknown", "    fault: {name: down, action: {type: status, status: 503}}", "    attach: api", "t.yaml:12: timeline[0].attach"},
+		{"detach unknown", "    fault: {name: down, action: {type: status, status: 503}}", "    detach: api", "t.yaml:12: timeline[0].detach"},
+		{"lifetime without value", "    fault: {name: down, action: {type: status, status: 503}}", "    lifetime: {}", "t.yaml:12: timeline[0].lifetime.lifetime: required"},
+		{"lifetime unknown identity", "    fault: {name: down, action: {type: status, status: 503}}", "    lifetime: {identity: api, lifetime: 6m}", "t.yaml:12: timeline[0].lifetime.identity"},
+		{"duplicate step names", "workload:", "  - {name: outage, at: 1s, detach: web}\nworkload:", "t.yaml:13: timeline[1].name: \"outage\" is used twice"},
+		{"duplicate rule names", "workload:", "  - {at: 1s, fault: {name: down, action: {type: throttle}}}\nworkload:", "t.yaml:13: timeline[1].fault.name"},
+		{"no expectations", "expect:\n  - {kind: recovers, step: outage, within: 2s}\n", "expect: []\n", "t.yaml:17: expect: required"},
+		{"unknown expectation", "kind: recovers", "kind: works", "t.yaml:18: expect[0].kind: want one of"},
+		{"unknown expectation field", "within: 2s}", "within: 2s, soon: true}", "t.yaml:18: soon: unknown field"},
+		{"field of another kind", "within: 2s}", "within: 2s, max: 3}", "t.yaml:18: expect[0].max: does not apply to recovers"},
+		{"unknown step", "step: outage", "step: storm", "t.yaml:18: expect[0].step: no timeline step"},
+		{"step and from", "within: 2s}", "within: 2s, after: 1s}", "t.yaml:18: expect[0].step: give either"},
+		{"no within", ", within: 2s}", "}", "t.yaml:18: expect[0].within: required"},
+		{"recovery past the end", "within: 2s", "within: 6s", "t.yaml:18: expect[0].within: recovery is checked until"},
+		{"unknown group", "within: 2s}", "within: 2s, clients: raw}", "t.yaml:18: expect[0].clients"},
+		{"max-rate without max", "{kind: recovers, step: outage, within: 2s}", "{kind: max-rate}", "t.yaml:18: expect[0].max: required"},
+		{"bad percentage", "{kind: recovers, step: outage, within: 2s}", "{kind: success-rate, minPercent: 150}", "t.yaml:18: expect[0].minPercent"},
+		{"no latency bound", "{kind: recovers, step: outage, within: 2s}", "{kind: max-latency}", "t.yaml:18: expect[0].maxLatency: required"},
+		{"cached without window", "{kind: recovers, step: outage, within: 2s}", "{kind: cached}", "t.yaml:18: expect[0].step: required"},
+		{"to before from", "{kind: recovers, step: outage, within: 2s}", "{kind: cached, from: 5s, to: 3s}", "t.yaml:18: expect[0].to: must be after from"},
+		{"window past the end", "{kind: recovers, step: outage, within: 2s}", "{kind: cached, from: 5s, to: 30s}", "t.yaml:18: expect[0].to: 30s is beyond"},
+		{"bad expectation duration", "within: 2s", "within: soon", "t.yaml:18: expect[0].within: want a duration"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := base
+			if tc.old == "" {
+				src = tc.new
+			} else {
+				if !strings.Contains(base, tc.old) {
+					t.Fatalf("base lacks %q", tc.old)
+				}
+				src = strings.Replace(base, tc.old, tc.new, 1)
+			}
+			_, err := Parse("t.yaml", []byte(src))
+			if err == nil {
+				t.Fatalf("no error; want %q", tc.want)
+			}
+			var ye *yamlfile.Error
+			if !errors.As(err, &ye) {
+				t.Fatalf("error %T %v, want a *yamlfile.Error", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error\n  %v\nwant prefix\n  %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	_, err := LoadFile(filepath.Join(t.TempDir(), "none.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "read scenario") {
+		t.Fatalf("error %v, want it to say the file could not be read", err)
+	}
+}
+
+// TestShippedScenarios lints every file in scenarios/ and checks the
+// conventions the README's list relies on.
+func TestShippedScenarios(t *testing.T) {
+	dir := filepath.Join("..", "..", "scenarios")
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 8 {
+		t.Fatalf("%d scenario files in %s, want at least 8", len(files), dir)
+	}
+	readme, _ := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".yaml") && e.Name() != "README.md" {
+			t.Errorf("scenarios/%s: only scenario files (.yaml) and README.md belong there", e.Name())
+		}
+	}
+	link := regexp.MustCompile(`^https://(github\.com/(Azure|AzureAD|MicrosoftDocs)/|learn\.microsoft\.com/)`)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			s, err := LoadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.TrimSuffix(filepath.Base(f), ".yaml"); s.ID != want {
+				t.Errorf("id %q, want the file name %q", s.ID, want)
+			}
+			for _, l := range s.Links {
+				if !link.MatchString(l) {
+					t.Errorf("link %s: want a GitHub issue of an Azure repository or a Microsoft documentation page", l)
+				}
+			}
+			if s.Description == "" {
+				t.Error("no description")
+			}
+			for _, e := range s.Expect {
+				if e.Finding != "" && len(e.Finding) < 40 {
+					t.Errorf("finding %q: explain the client behaviour measured", e.Finding)
+				}
+			}
+			if len(readme) > 0 && !strings.Contains(string(readme), "`"+s.ID+"`") {
+				t.Errorf("README.md does not list scenario %s", s.ID)
+			}
+		})
+	}
+}
+
+// FuzzScenarioLoad checks that no input makes the loader panic, and that
+// every error it returns is located in the file.
+func FuzzScenarioLoad(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte("id: x\ntimeline: [{at: 1s, for: 2s, fault: {name: a, action: {type: latency, delay: 1s}}}]"))
+	f.Add([]byte("expect: [{kind: max-rate, max: -1, window: 1h}]"))
+	if files, _ := filepath.Glob(filepath.Join("..", "..", "scenarios", "*.yaml")); len(files) > 0 {
+		for _, p := range files {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse("f.yaml", data)
+		if err != nil {
+			var ye *yamlfile.Error
+			if !errors.As(err, &ye) || ye.File != "f.yaml" {
+				t.Fatalf("error %T %v, want a *yamlfile.Error naming the file", err, err)
+			}
+			return
+		}
+		// A valid scenario must describe and configure without trouble.
+		for i := range s.Expect {
+			_ = s.Expect[i].Describe(s)
+		}
+		if _, err := s.ServerConfig(); err != nil {
+			t.Fatalf("valid scenario, bad server config: %v", err)
+		}
+	})
+}
