@@ -98,18 +98,32 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	}
 	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret})
 	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
-	rest, err := fixtures.Render(p, "fakeimds")
+	manifests := []string{"fakeimds"}
+	if opts.Images.Vault != "" {
+		manifests = append(manifests, "vault")
+	}
+	rest, err := fixtures.Render(p, manifests...)
 	if err != nil {
 		return nil, err
 	}
+	acl, err := yaml.Marshal(opts.Identities.VaultACL(nodes))
+	if err != nil {
+		return nil, err
+	}
+	aclCM := fixtures.ConfigMap(opts.Namespace, "vault-acl", map[string]string{"acl.yaml": string(acl)})
 	start := time.Now()
 	log.Info("deploying", "namespace", opts.Namespace, "nodes", len(nodes))
-	objs := append(ns, fixtures.SigningKeySecret(p), cm, infoCM)
+	objs := append(ns, fixtures.SigningKeySecret(p), cm, infoCM, aclCM)
 	if err := dc.Apply(ctx, append(objs, rest...)...); err != nil {
 		return nil, err
 	}
 	if err := dc.WaitDaemonSet(ctx, opts.Namespace, "fakeimds"); err != nil {
 		return nil, fmt.Errorf("%w (look at: kubectl -n %s describe ds/fakeimds; kubectl -n %s logs ds/fakeimds)", err, opts.Namespace, opts.Namespace)
+	}
+	if opts.Images.Vault != "" {
+		if err := dc.WaitDeployment(ctx, opts.Namespace, "vault"); err != nil {
+			return nil, fmt.Errorf("%w (look at: kubectl -n %s logs deploy/vault)", err, opts.Namespace)
+		}
 	}
 	log.Info("deployed", "elapsed", time.Since(start).Round(time.Millisecond))
 	return Connect(ctx, cfg, opts.Namespace, log)
@@ -167,6 +181,15 @@ func (s *Stack) Deployer() *deploy.Client { return s.deploy }
 
 // REST returns the cluster's REST configuration.
 func (s *Stack) REST() *rest.Config { return s.rest }
+
+// VaultURL is the protected resource's URL inside the cluster.
+func (s *Stack) VaultURL() string { return "http://vault." + s.Namespace + ".svc" }
+
+// AppServiceEndpoint is the App Service face's IDENTITY_ENDPOINT inside
+// the cluster: the fakeimds Service, answered by the pod's own node.
+func (s *Stack) AppServiceEndpoint() string {
+	return "http://fakeimds." + s.Namespace + ".svc/msi/token"
+}
 
 // NodeNames returns the nodes, sorted.
 func (s *Stack) NodeNames() []string {
