@@ -55,18 +55,23 @@ type Result struct {
 
 // StepRecord is a timeline step as it was played.
 type StepRecord struct {
+	// Index is the step's position in the timeline; Name and Kind are
+	// the step's; Detail says what was done.
 	Index  int    `json:"index"`
 	Name   string `json:"name,omitempty"`
 	Kind   string `json:"kind"`
 	Detail string `json:"detail"`
-	At     Millis `json:"atMs"`
+	// At is when the step fired.
+	At Millis `json:"atMs"`
 	// End is when the step was undone or its rule expired, if it was.
-	End   Millis `json:"endMs,omitempty"`
+	End Millis `json:"endMs,omitempty"`
+	// Error is why the step could not be applied or undone, if it could not.
 	Error string `json:"error,omitempty"`
 }
 
 // ClientResult is one simulated client and its attempts.
 type ClientResult struct {
+	// Name is GROUP-N; Group and Kind are the client group's.
 	Name  string `json:"name"`
 	Group string `json:"group"`
 	Kind  string `json:"kind"`
@@ -79,6 +84,8 @@ type ClientResult struct {
 
 // Attempt is one GetToken / AcquireToken call of a client.
 type Attempt struct {
+	// Start and End bound the call; OK says whether it returned a token,
+	// Error why not.
 	Start Millis `json:"startMs"`
 	End   Millis `json:"endMs"`
 	OK    bool   `json:"ok"`
@@ -100,7 +107,9 @@ func (a Attempt) Took() time.Duration { return a.End.D() - a.Start.D() }
 
 // Request is one journal entry of the fake, placed on the run's clock.
 type Request struct {
-	At     Millis `json:"atMs"`
+	// At is when the fake received the request.
+	At Millis `json:"atMs"`
+	// Client names the simulated client that sent it; empty when unknown.
 	Client string `json:"client,omitempty"`
 	journal.Entry
 }
@@ -121,13 +130,15 @@ const (
 
 // Verdict is the outcome of one expectation.
 type Verdict struct {
+	// Expectation describes the expectation in words; Kind is its kind.
 	Expectation string `json:"expectation"`
 	Kind        string `json:"kind"`
 	// Held says whether the condition held.
 	Held    bool   `json:"held"`
 	Outcome string `json:"outcome"`
 	// Detail gives the figures the verdict rests on.
-	Detail  string `json:"detail"`
+	Detail string `json:"detail"`
+	// Finding is the scenario's recorded finding, if any.
 	Finding string `json:"finding,omitempty"`
 }
 

@@ -496,8 +496,8 @@ func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
 	return a
 }
 
-// oneLine shortens an SDK error (often many lines with a response dump)
-// to its first meaningful line.
+// oneLine puts an SDK error (often many lines: a credential chain's
+// reasons, a response dump) on one line, shortened.
 func oneLine(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
@@ -506,11 +506,8 @@ func oneLine(s string) string {
 			continue
 		}
 		keep = append(keep, l)
-		if len(keep) == 3 {
-			break
-		}
 	}
-	return truncate(strings.Join(keep, " | "), 300)
+	return truncate(strings.Join(keep, " | "), 600)
 }
 
 // sleepUntil waits until t and reports whether ctx is still live.

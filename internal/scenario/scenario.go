@@ -56,7 +56,8 @@ type Scenario struct {
 // Setup is the fake metadata service's state when the run starts.
 type Setup struct {
 	// Seed drives every random choice of the fault rules, so that a run
-	// can be replayed; it is recorded in the result.
+	// can be replayed; it is recorded in the result. 0 lets the fake pick
+	// one at start.
 	Seed int64 `json:"seed,omitempty"`
 	// Throttle sets IMDS's throttling limits; they are on by default, as
 	// on a real VM. {enabled: false} turns them off.
