@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -8,7 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
+	"github.com/idharness/idharness/internal/stack"
+	_ "github.com/idharness/idharness/suites/conformance" // registers the conformance specs
+	"github.com/idharness/idharness/suites/framework"
 )
 
 // runFlags are the flags of `idharness run`.
@@ -38,9 +46,36 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				f.opts.ModuleDir = wd
 			}
 			f.opts.Log = slog.Default()
+			if f.suite != "conformance" {
+				return fmt.Errorf("unknown suite %q: the suites are: conformance", f.suite)
+			}
+			var ginkgoReport *types.Report
+			var suitesOK bool
+			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
+				framework.Preset = s
+				r, ok := framework.RunInProcess("idharness "+f.suite, framework.RunOptions{LabelFilter: f.labelFilter, Focus: f.focus, Seed: seed})
+				ginkgoReport, suitesOK = &r, ok
+				return nil
+			}
 			start := time.Now()
 			res, err := run.Run(cmd.Context(), f.opts)
 			out := cmd.OutOrStdout()
+			if ginkgoReport != nil {
+				rep := framework.ToReport(*ginkgoReport, f.suite)
+				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
+				rep.Seed = res.Seed
+				for _, p := range res.Phases {
+					rep.Phases = append(rep.Phases, report.Phase{Name: p.Name, Duration: report.Seconds(p.Duration.Seconds()), Error: p.Err})
+				}
+				if werr := rep.WriteDir(f.opts.ReportDir); werr != nil {
+					err = errors.Join(err, werr)
+				}
+				fmt.Fprintf(out, "\n%s: %d passed, %d failed (%d MUST), %d skipped. Report: %s/summary.md\n",
+					rep.Verdict, rep.Summary.Passed, rep.Summary.Failed, rep.Summary.MustFailed, rep.Summary.Skipped, f.opts.ReportDir)
+				if !suitesOK && err == nil {
+					err = fmt.Errorf("%d specs failed (%d MUST); see %s/summary.md", rep.Summary.Failed, rep.Summary.MustFailed, f.opts.ReportDir)
+				}
+			}
 			if res != nil {
 				fmt.Fprintln(out, "phases:")
 				for _, p := range res.Phases {

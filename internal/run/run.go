@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,7 +45,7 @@ type Options struct {
 	// ImageTag tags the images built for this run.
 	ImageTag string
 	// Suite runs the suites against the deployed stack; nil skips them.
-	Suite func(ctx context.Context, s *stack.Stack) error
+	Suite func(ctx context.Context, s *stack.Stack, seed int64) error
 	Log   *slog.Logger
 }
 
@@ -57,6 +58,8 @@ type Phase struct {
 
 // Result is what a run did.
 type Result struct {
+	// Seed is the run's seed (given or picked).
+	Seed       int64
 	Phases     []Phase
 	Stack      *stack.Stack
 	Kubeconfig string
@@ -78,7 +81,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.ImageTag == "" {
 		o.ImageTag = "dev"
 	}
-	res := &Result{Cluster: o.ClusterName, Kubeconfig: o.Kubeconfig}
+	if o.Seed == 0 {
+		// One seed for the whole run, recorded in the report, so that the
+		// run can be replayed with --seed.
+		o.Seed = rand.Int64N(1<<31) + 1
+	}
+	res := &Result{Cluster: o.ClusterName, Kubeconfig: o.Kubeconfig, Seed: o.Seed}
 	var cl *cluster.Cluster
 	var created bool
 	imgs := fixtures.Images{}
@@ -174,7 +182,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if o.Suite == nil {
 				return nil
 			}
-			return o.Suite(ctx, res.Stack)
+			return o.Suite(ctx, res.Stack, o.Seed)
 		}},
 	}
 	var runErr error

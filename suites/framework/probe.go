@@ -6,10 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	"github.com/onsi/ginkgo/v2/types"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +33,11 @@ type Probe struct {
 	Env map[string]string
 	// Timeout bounds the wait for the pod to finish (default 2 minutes).
 	Timeout time.Duration
+	// Shared runs every client in one pod. By default each client gets a
+	// pod of its own: MSAL Go and azidentity share one token cache per
+	// process, so in a shared pod only the first client would really ask
+	// the metadata endpoint and the others would be served its token.
+	Shared bool
 }
 
 // ProbeRun is a finished probe pod: its results and where it ran.
@@ -56,10 +64,83 @@ func Namespace(ctx context.Context) string {
 	return ns
 }
 
-// RunProbe runs the probe as a pod in ns with p's flags, waits for it to
-// finish and returns its result lines. The probe exits non-zero when an
-// attempt failed; that is not an error here: specs judge the results.
+// RunProbe runs the probe in ns with p's flags — a pod per client unless
+// p.Shared, all at once — waits for it to finish and returns the result
+// lines. The probe exits non-zero when an attempt failed; that is not an
+// error here: specs judge the results.
 func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
+	GinkgoHelper()
+	clients := probeClients(p.Args)
+	if p.Shared || len(clients) < 2 {
+		return runProbePod(ctx, ns, p)
+	}
+	runs := make([]ProbeRun, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		one := p
+		one.Args = append(withoutFlag(p.Args, "client"), "--client="+c)
+		wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer wg.Done()
+			runs[i] = runProbePod(ctx, ns, one)
+		}()
+	}
+	wg.Wait()
+	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP}
+	var pods, logs []string
+	for _, r := range runs {
+		pods = append(pods, r.Pod)
+		logs = append(logs, r.Log)
+		merged.Results = append(merged.Results, r.Results...)
+	}
+	merged.Pod, merged.Log = strings.Join(pods, ","), strings.Join(logs, "\n")
+	sort.SliceStable(merged.Results, func(i, j int) bool { return merged.Results[i].Time.Before(merged.Results[j].Time) })
+	return merged
+}
+
+// probeClients returns the clients a probe with args runs: --client, or
+// the probe's defaults for --mode and --identity.
+func probeClients(args []string) []string {
+	if v := flagValue(args, "client"); v != "" {
+		return strings.Split(v, ",")
+	}
+	mode := flagValue(args, "mode")
+	if mode == "" {
+		mode = probe.ModeIMDS
+	}
+	idArg := flagValue(args, "identity")
+	if idArg == "" {
+		idArg = "system"
+	}
+	id, err := probe.ParseIdentity(idArg)
+	if err != nil {
+		return nil
+	}
+	return probe.DefaultClients(mode, id)
+}
+
+func flagValue(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func withoutFlag(args []string, name string) []string {
+	var out []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--"+name+"=") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// runProbePod runs one probe pod.
+func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
 	kube := Stack.Deployer().Kube
 	name := "probe-" + rand.String(5)
@@ -108,7 +189,7 @@ func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	}
 	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
 	run.Results = parseResults(logs)
-	AddReportEntry("probe "+name+" on "+run.Node, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
+	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
 	if len(run.Results) == 0 {
 		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s", ns, name, phase(got), logs))
 	}
@@ -172,7 +253,7 @@ func RecordClients(outcome map[string]bool) {
 		}
 	}
 	b, _ := json.Marshal(m)
-	AddReportEntry(clientsEntry, string(b))
+	AddReportEntry(clientsEntry, types.ReportEntryVisibilityNever, string(b))
 }
 
 const clientsEntry = "idharness-clients"

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	"github.com/onsi/ginkgo/v2/types"
+	"github.com/onsi/gomega"
 
 	"github.com/idharness/idharness/internal/report"
 )
@@ -84,6 +86,7 @@ func ToReport(r types.Report, suite string) *report.Report {
 		}
 		out.Specs = append(out.Specs, sp)
 	}
+	sort.SliceStable(out.Specs, func(i, j int) bool { return out.Specs[i].ID < out.Specs[j].ID })
 	out.Finalize()
 	return out
 }
@@ -98,6 +101,8 @@ type RunOptions struct {
 	LabelFilter string
 	Focus       string
 	Timeout     time.Duration
+	// Seed orders the specs (ginkgo's random seed); the run's seed.
+	Seed int64
 }
 
 // RunInProcess runs the specs registered in this process (import the
@@ -110,10 +115,14 @@ func RunInProcess(description string, o RunOptions) (types.Report, bool) {
 		suiteCfg.FocusStrings = []string{o.Focus}
 	}
 	suiteCfg.Timeout = o.Timeout
+	if o.Seed != 0 {
+		suiteCfg.RandomSeed = o.Seed
+	}
 	if suiteCfg.Timeout == 0 {
 		suiteCfg.Timeout = time.Hour
 	}
 	repCfg.Succinct = true
+	gomega.RegisterFailHandler(Fail)
 	t := &failT{}
 	ok := RunSpecs(t, description, suiteCfg, repCfg)
 	return LastReport, ok && !t.failed
