@@ -38,8 +38,10 @@ BENCHTIME ?= 2s
 bench: ## benchmarks (fakeimds token endpoint vs a bare net/http ceiling)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./fakeimds/...
 
-e2e: ## cluster up, suites, report (arrives with the cluster and suites issues)
-	@echo "make e2e is not available yet: it arrives with the kind cluster and suites work (issues 3 and 5)." >&2; exit 2
+E2E_FLAGS  ?=
+REPORT_DIR ?= _output/report
+e2e: docker idharness-bin ## the main job: cluster up (offline node image if needed), deploy, conformance suite, report in $(REPORT_DIR)
+	$(IDHARNESS) run --cluster $(CLUSTER)-e2e --node-image $(NODE_IMAGE) --report-dir $(REPORT_DIR) $(E2E_FLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -77,7 +77,7 @@ func Conformance(id string, level Level, statement string, labels []string, body
 		panic("framework: bad spec ID " + id)
 	}
 	all := append([]string{"conformance", string(level)}, labels...)
-	It(fmt.Sprintf("[%s] %s %s", id, level, statement), Label(all...), body)
+	It(fmt.Sprintf("[%s] %s %s", id, level, statement), Label(all...), Offset(1), body)
 	return true
 }
 

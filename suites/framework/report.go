@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -24,10 +25,13 @@ var LastReport types.Report
 
 var specsDone atomic.Int32
 
-// Progress is where per-spec progress lines go.
-var Progress = os.Stderr
+// Progress is where per-spec progress lines go; nil silences them.
+var Progress io.Writer = os.Stderr
 
 var _ = ReportAfterEach(func(r SpecReport) {
+	if Progress == nil {
+		return
+	}
 	n := specsDone.Add(1)
 	id, level, _, ok := ParseSpecText(r.LeafNodeText)
 	if !ok {
