@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -44,6 +45,9 @@ type Options struct {
 	CacheDir string
 	// ImageTag tags the images built for this run.
 	ImageTag string
+	// Components names the stack components to deploy; nil means the
+	// default ones (stack.Register).
+	Components []string
 	// Suite runs the suites against the deployed stack; nil skips them.
 	Suite func(ctx context.Context, s *stack.Stack, seed int64) error
 	Log   *slog.Logger
@@ -89,7 +93,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Cluster: o.ClusterName, Kubeconfig: o.Kubeconfig, Seed: o.Seed}
 	var cl *cluster.Cluster
 	var created bool
-	imgs := fixtures.Images{}
+	imgs := fixtures.Images{Extra: map[string]string{}}
+	comps, err := stack.Selected(o.Components)
+	if err != nil {
+		return nil, err
+	}
+	programs := map[string]string{}
+	for k, v := range Programs {
+		programs[k] = v
+	}
+	for _, c := range comps {
+		for k, v := range c.Programs {
+			programs[k] = v
+		}
+	}
+	names := make([]string, 0, len(programs))
+	for n := range programs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	phases := []struct {
 		name string
 		fn   func(context.Context) error
@@ -122,8 +144,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}},
 		{"images", func(ctx context.Context) error {
 			var built []images.Built
-			for _, name := range []string{"fakeimds", "probe", "vault"} {
-				pkg := Programs[name]
+			for _, name := range names {
+				pkg := programs[name]
 				if m, _ := filepath.Glob(filepath.Join(o.ModuleDir, pkg, "*.go")); len(m) == 0 {
 					continue // not part of this tree yet
 				}
@@ -142,6 +164,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					imgs.Probe = img
 				case "vault":
 					imgs.Vault = img
+				default:
+					imgs.Extra[name] = img
 				}
 			}
 			if cl.Existing() {
@@ -175,7 +199,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed}, o.Log)
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

@@ -32,6 +32,9 @@ type Options struct {
 	AppServiceSecret string
 	Seed             int64
 	Throttle         bool
+	// Components are the stack components to deploy besides fakeimds and
+	// the protected resource (see Register).
+	Components []Component
 }
 
 // Stack is a deployed idharness stack.
@@ -124,6 +127,21 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 		if err := dc.WaitDeployment(ctx, opts.Namespace, "vault"); err != nil {
 			return nil, fmt.Errorf("%w (look at: kubectl -n %s logs deploy/vault)", err, opts.Namespace)
 		}
+	}
+	for _, c := range opts.Components {
+		objs, err := c.Objects(p)
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		if err := dc.Apply(ctx, objs...); err != nil {
+			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		if c.Wait != nil {
+			if err := c.Wait(ctx, dc, opts.Namespace); err != nil {
+				return nil, fmt.Errorf("component %s: %w", c.Name, err)
+			}
+		}
+		log.Info("component deployed", "name", c.Name)
 	}
 	log.Info("deployed", "elapsed", time.Since(start).Round(time.Millisecond))
 	return Connect(ctx, cfg, opts.Namespace, log)
