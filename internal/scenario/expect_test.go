@@ -273,3 +273,24 @@ func TestReadClaims(t *testing.T) {
 		}
 	}
 }
+
+func TestJudgeSteps(t *testing.T) {
+	cases := []struct {
+		name   string
+		steps  []StepRecord
+		passed bool
+	}{
+		{"all applied", []StepRecord{{Index: 0, Detail: "fault a (refuse)"}}, true},
+		{"one failed", []StepRecord{{Index: 0}, {Index: 1, Detail: "attach identity api", Error: "409 already attached"}}, false},
+	}
+	for _, tc := range cases {
+		r := &Result{Passed: true, Steps: tc.steps}
+		judgeSteps(r)
+		if r.Passed != tc.passed || (len(r.Verdicts) == 1) == tc.passed {
+			t.Errorf("%s: passed %v with verdicts %+v", tc.name, r.Passed, r.Verdicts)
+		}
+		if !tc.passed && !strings.Contains(r.Verdicts[0].Detail, "step 1 (attach identity api): 409 already attached") {
+			t.Errorf("%s: detail %q", tc.name, r.Verdicts[0].Detail)
+		}
+	}
+}

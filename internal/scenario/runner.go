@@ -175,7 +175,25 @@ loop:
 	r.mu.Unlock()
 	attribute(res)
 	Evaluate(r.s, res)
+	judgeSteps(res)
 	return res, nil
+}
+
+// judgeSteps fails the run when a timeline step could not be applied or
+// undone: the expectations then judged another scenario than the file's.
+func judgeSteps(res *Result) {
+	var bad []string
+	for _, st := range res.Steps {
+		if st.Error != "" {
+			bad = append(bad, fmt.Sprintf("step %d (%s): %s", st.Index, st.Detail, st.Error))
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	res.Passed = false
+	res.Verdicts = append(res.Verdicts, Verdict{Expectation: "every timeline step was applied", Kind: "timeline",
+		Outcome: OutcomeFail, Detail: strings.Join(bad, "; ")})
 }
 
 // attribute counts, for each attempt, the requests its client sent
@@ -217,10 +235,7 @@ func (r *runner) poll(ctx context.Context) {
 	for _, q := range r.requests[before:] {
 		codes[q.Status]++
 	}
-	ok, failed, total := 0, 0, 0
-	for _, c := range r.clients {
-		total += len(c.Attempts)
-	}
+	ok, failed := 0, 0
 	var all []Attempt
 	for _, c := range r.clients {
 		all = append(all, c.Attempts...)

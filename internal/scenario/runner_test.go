@@ -28,7 +28,7 @@ func clearIdentityEnv(t *testing.T) {
 // the process environment.
 func TestRunEndToEnd(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs real clients for about 17 s")
+		t.Skip("runs real clients for about 21 s")
 	}
 	clearIdentityEnv(t)
 	cases := []struct {
@@ -43,6 +43,8 @@ func TestRunEndToEnd(t *testing.T) {
 		// Lifetime change, detach and re-attach; MSAL, ManagedIdentityCredential
 		// and DefaultAzureCredential.
 		{"identity.yaml", []string{OutcomePass, OutcomePass, OutcomePass, OutcomePass, OutcomePass, OutcomePass}, 2, 3},
+		// The system-assigned identity removed and put back.
+		{"system.yaml", []string{OutcomeKnownFailure, OutcomePass, OutcomePass}, 1, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
