@@ -55,6 +55,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				framework.Preset = s
 				r, ok := framework.RunInProcess("idharness "+f.suite, framework.RunOptions{LabelFilter: f.labelFilter, Focus: f.focus, Seed: seed})
 				ginkgoReport, suitesOK = &r, ok
+				if !ok {
+					return errors.New("specs failed")
+				}
 				return nil
 			}
 			start := time.Now()
@@ -72,8 +75,8 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				}
 				fmt.Fprintf(out, "\n%s: %d passed, %d failed (%d MUST), %d skipped. Report: %s/summary.md\n",
 					rep.Verdict, rep.Summary.Passed, rep.Summary.Failed, rep.Summary.MustFailed, rep.Summary.Skipped, f.opts.ReportDir)
-				if !suitesOK && err == nil {
-					err = fmt.Errorf("%d specs failed (%d MUST); see %s/summary.md", rep.Summary.Failed, rep.Summary.MustFailed, f.opts.ReportDir)
+				if !suitesOK {
+					err = fmt.Errorf("%d specs failed (%d MUST); see %s/summary.md, and the pod and node logs in %s/logs", rep.Summary.Failed, rep.Summary.MustFailed, f.opts.ReportDir, f.opts.ReportDir)
 				}
 			}
 			if res != nil {

@@ -229,6 +229,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			break
 		}
 	}
+	if runErr != nil && cl != nil && !cl.Existing() && res.Cluster != "" && o.ReportDir != "" {
+		// Keep the evidence of a failed run before the cluster goes:
+		// node, kubelet, containerd and pod logs.
+		dir := filepath.Join(o.ReportDir, "logs")
+		if err := cl.Provider().CollectLogs(res.Cluster, dir); err != nil {
+			o.Log.Warn("collect cluster logs", "err", err)
+		} else {
+			o.Log.Info("cluster logs collected", "dir", dir)
+		}
+	}
 	if created && !o.KeepCluster && cl != nil {
 		start := time.Now()
 		// Delete even when ctx was cancelled (Ctrl-C): leave nothing behind.
