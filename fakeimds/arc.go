@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -143,9 +142,5 @@ func (s *Server) serveArc(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	in := strconv.FormatInt(tok.ExpiresIn(s.minter.Now()), 10)
-	writeJSON(w, http.StatusOK, IMDSToken{
-		AccessToken: tok.Raw, ExpiresIn: in, ExpiresOn: unixString(tok.ExpiresOn), ExtExpiresIn: in,
-		NotBefore: unixString(tok.NotBefore), Resource: resource, TokenType: "Bearer", ClientID: id.ClientID,
-	})
+	writeJSON(w, http.StatusOK, s.imdsBody(tok, resource, id.ClientID))
 }

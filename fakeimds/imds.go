@@ -115,19 +115,23 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	now := s.minter.Now()
-	expiresIn := strconv.FormatInt(tok.ExpiresIn(now), 10)
-	writeJSON(w, http.StatusOK, IMDSToken{
+	writeJSON(w, http.StatusOK, s.imdsBody(tok, resource, id.ClientID))
+}
+
+// imdsBody is the 200 body of the IMDS and Arc token endpoints.
+func (s *Server) imdsBody(tok token.Token, resource, clientID string) IMDSToken {
+	in := strconv.FormatInt(tok.ExpiresIn(s.minter.Now()), 10)
+	return IMDSToken{
 		AccessToken:  tok.Raw,
 		RefreshToken: "",
-		ExpiresIn:    expiresIn,
+		ExpiresIn:    in,
 		ExpiresOn:    unixString(tok.ExpiresOn),
-		ExtExpiresIn: expiresIn,
+		ExtExpiresIn: in,
 		NotBefore:    unixString(tok.NotBefore),
 		Resource:     resource,
 		TokenType:    "Bearer",
-		ClientID:     id.ClientID,
-	})
+		ClientID:     clientID,
+	}
 }
 
 func apiVersionProblem(v string) string {
