@@ -1,0 +1,189 @@
+// Command wiwebhook is idharness's reference workload identity webhook
+// (package internal/wiwebhook) and its helper for the fake authority:
+//
+//	wiwebhook serve --tls-cert=FILE --tls-key=FILE --tenant-id=GUID --authority-host=https://HOST/
+//	wiwebhook issuer-keys --out=FILE [--issuer=URL]
+//
+// serve answers the API server's admission reviews for pods over HTTPS
+// (and /healthz for probes), reading service accounts with the pod's own
+// credentials. issuer-keys runs as an init container of the fake
+// authority: it reads the cluster's service account issuer and its JSON
+// Web Key Set from the API server, with the pod's own token (Kubernetes
+// lets every service account read them), and writes the key set where
+// fakeimds reads it as the issuer's jwksFile, so that the authority needs
+// no access to the API server itself.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/idharness/idharness/internal/wiwebhook"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], log); err != nil {
+		fmt.Fprintln(os.Stderr, "wiwebhook:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: wiwebhook serve|issuer-keys [flags]; wiwebhook COMMAND -h lists a command's flags"
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], log)
+	case "issuer-keys":
+		return issuerKeys(ctx, args[1:], log)
+	}
+	return fmt.Errorf("unknown command %q; %s", args[0], usage)
+}
+
+func serve(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var (
+		addr     = fs.String("addr", ":9443", "HTTPS listen address")
+		certFile = fs.String("tls-cert", "", "PEM certificate chain the API server's caBundle trusts")
+		keyFile  = fs.String("tls-key", "", "PEM private key of --tls-cert")
+		cfg      wiwebhook.Config
+	)
+	fs.StringVar(&cfg.TenantID, "tenant-id", "", "AZURE_TENANT_ID for service accounts without the tenant-id annotation")
+	fs.StringVar(&cfg.AuthorityHost, "authority-host", "", "AZURE_AUTHORITY_HOST, an https:// URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if err != nil {
+		return fmt.Errorf("load the serving certificate (--tls-cert, --tls-key): %w", err)
+	}
+	kube, err := inCluster()
+	if err != nil {
+		return err
+	}
+	h := &wiwebhook.Handler{Config: cfg, Log: log, ServiceAccounts: func(ctx context.Context, ns, name string) (*corev1.ServiceAccount, error) {
+		sa, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return sa, err
+	}}
+	mux := http.NewServeMux()
+	mux.Handle(wiwebhook.MutatePath, h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{
+		Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServeTLS("", "") }()
+	log.Info("serving", "addr", *addr, "tenant", cfg.TenantID, "authorityHost", cfg.AuthorityHost)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func inCluster() (*kubernetes.Clientset, error) {
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("wiwebhook runs in a pod with a service account token: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("API server client: %w", err)
+	}
+	return kube, nil
+}
+
+func issuerKeys(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("issuer-keys", flag.ContinueOnError)
+	out := fs.String("out", "", "write the JSON Web Key Set here")
+	want := fs.String("issuer", "", "the issuer the authority is configured to trust; refuse to go on if the cluster's differs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("issuer-keys: set --out")
+	}
+	kube, err := inCluster()
+	if err != nil {
+		return err
+	}
+	rc := kube.CoreV1().RESTClient()
+	// The API server may still be settling when a cluster is new; a few
+	// spaced tries cover that without hiding a real refusal for long.
+	var disc, jwks []byte
+	for try := 1; ; try++ {
+		disc, err = rc.Get().AbsPath("/.well-known/openid-configuration").DoRaw(ctx)
+		if err == nil {
+			jwks, err = rc.Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
+		}
+		if err == nil || try == 5 {
+			break
+		}
+		log.Warn("read the service account issuer", "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("read the service account issuer's discovery document and keys from the API server (the ClusterRole system:service-account-issuer-discovery must be bound to service accounts, as Kubernetes does by default): %w", err)
+	}
+	var d struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(disc, &d); err != nil {
+		return fmt.Errorf("parse the issuer's discovery document: %w", err)
+	}
+	if *want != "" && strings.TrimSuffix(d.Issuer, "/") != strings.TrimSuffix(*want, "/") {
+		return fmt.Errorf("the cluster's service account issuer is %q, but the authority is configured for %q: configure the authority's issuer as the cluster's (kube-apiserver --service-account-issuer)", d.Issuer, *want)
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
+		return fmt.Errorf("the API server's /openid/v1/jwks holds no keys (parse error: %v)", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return fmt.Errorf("create the directory of %s: %w", *out, err)
+	}
+	if err := os.WriteFile(*out, jwks, 0o644); err != nil {
+		return fmt.Errorf("write the key set: %w", err)
+	}
+	log.Info("wrote the issuer's keys", "issuer", d.Issuer, "keys", len(set.Keys), "file", *out)
+	return nil
+}
