@@ -38,6 +38,16 @@ type Probe struct {
 	// process, so in a shared pod only the first client would really ask
 	// the metadata endpoint and the others would be served its token.
 	Shared bool
+	// ServiceAccount runs the pod as this service account (default: the
+	// namespace's "default").
+	ServiceAccount string
+	// Labels and Annotations are added to the pod's own (workload
+	// identity's azure.workload.identity/use label, …).
+	Labels      map[string]string
+	Annotations map[string]string
+	// Customize, when set, edits the pod just before it is created, for
+	// what the fields above do not cover (volumes, mounts, …).
+	Customize func(*corev1.Pod)
 }
 
 // ProbeRun is a finished probe pod: its results and where it ran.
@@ -163,6 +173,14 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 				Args: args, Env: env,
 			}},
 		},
+	}
+	for k, v := range p.Labels {
+		pod.Labels[k] = v
+	}
+	pod.Annotations = p.Annotations
+	pod.Spec.ServiceAccountName = p.ServiceAccount
+	if p.Customize != nil {
+		p.Customize(pod)
 	}
 	if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		Fail(fmt.Sprintf("create probe pod: %v", err))
