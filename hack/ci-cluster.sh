@@ -2,15 +2,19 @@
 # hack/ci-cluster.sh: the cluster part of CI (docs/cluster.md).
 #
 #   1. Docker: install docker.io if missing, start dockerd if none answers, runc
-#      wrapper only where the capability bounding set needs it (hack/docker.sh);
+#      wrapper only where the capability bounding set needs it, inotify limits
+#      for kind nodes (hack/docker.sh);
 #   2. the offline kind node image, built with no registry and cached under a
 #      content key (IDHARNESS_CACHE_DIR, default /var/cache/idharness; Docker's
 #      image store): cold ~10-25 min on 2 cores, warm seconds;
 #   3. the smoke tests (internal/cluster, -tags e2e): a 1-node cluster with
 #      fakeimds behind a Service, DNS, the API server and a metadata DNAT to a
 #      host-network pod, then a 2-node cluster for the pod network across nodes
-#      (IDHARNESS_SKIP_MULTINODE=1 skips it);
-#   4. every idharness cluster is deleted at the end, pass or fail.
+#      (IDHARNESS_SKIP_MULTINODE=1 skips it), and Ctrl-C during creation leaving
+#      no containers;
+#   4. the smoke clusters are deleted at the end, pass or fail (other clusters,
+#      such as a developer's, are left alone).
+# IDHARNESS_FORCE_NODE_IMAGE=1 rebuilds the node image even when it is cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
@@ -37,20 +41,21 @@ fi
 phase "docker"
 GO=$GO hack/docker.sh
 
+phase "build idharness"
 mkdir -p "$BIN"
 CGO_ENABLED=0 "$GO" build -trimpath -o "$BIN/idharness" ./cmd/idharness
 cleanup() {
   local rc=$?
-  echo "[ci-cluster] == cleanup: deleting idharness clusters"
-  "$BIN/idharness" cluster delete --all || rc=1
+  echo "[ci-cluster] == cleanup: deleting the smoke clusters"
+  for c in idh-smoke idh-multinode idh-interrupt; do "$BIN/idharness" cluster delete --name "$c" || rc=1; done
   echo "[ci-cluster] total $(($(date +%s) - t0))s (exit $rc)"
   exit $rc
 }
 trap cleanup EXIT
 
 phase "node image"
-"$BIN/idharness" cluster image build
+"$BIN/idharness" cluster image build ${IDHARNESS_FORCE_NODE_IMAGE:+--force}
 
 phase "smoke"
-IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestMultiNode' -v -timeout 40m ./internal/cluster/
+IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestMultiNode|TestInterrupt' -v -timeout 40m ./internal/cluster/
 phase "done"

@@ -6,7 +6,10 @@
 #     (CAP_SYS_RESOURCE on some CI VMs), builds idharness's runc wrapper
 #     (internal/dockerenv/runcwrap) and registers it as dockerd's default runtime,
 #     so `docker run --privileged` (which kind uses) works;
-#  3. starts dockerd at the default socket if no engine answers there, with an
+#  3. raises the inotify limits kind nodes need (each node's systemd, kubelet and
+#     kube-proxy use inotify instances; with the usual 128 per user a few
+#     clusters exhaust them and kube-proxy fails with "too many open files");
+#  4. starts dockerd at the default socket if no engine answers there, with an
 #     address pool (172.30.0.0/16 unless IDHARNESS_DOCKER_POOL says otherwise)
 #     that does not collide with docker0's usual 172.17.0.0/16.
 # Idempotent: a second run with an answering, correctly configured engine does nothing.
@@ -39,6 +42,17 @@ missing=""
 for ((bit = 0; bit <= last; bit++)); do
   if (( ((bnd >> bit) & 1) == 0 )); then missing+=" $bit"; fi
 done
+
+# inotify: kind's known-issues values; only ever raised.
+raise_sysctl() {
+  local key=$1 want=$2 have
+  have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  if [ "$have" -lt "$want" ]; then
+    sysctl -qw "$key=$want" && say "$key: $have -> $want"
+  fi
+}
+raise_sysctl fs.inotify.max_user_instances 512
+raise_sysctl fs.inotify.max_user_watches 524288
 
 runtime_args=()
 if [ -n "$missing" ]; then

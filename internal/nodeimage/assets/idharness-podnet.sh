@@ -8,15 +8,17 @@
 # controller manager), and keeps a route to every other node's pod range via
 # that node's InternalIP. All nodes share one Docker network, so plain routes
 # are enough (the host-gw model).
+# The IDH_PODNET_* variables exist for tests; the unit sets none of them.
 set -u
-kubeconfig=/etc/kubernetes/kubelet.conf
-conf=/etc/cni/net.d/10-idharness.conflist
-self=$(hostname)
+kubeconfig=${IDH_PODNET_KUBECONFIG:-/etc/kubernetes/kubelet.conf}
+conf=${IDH_PODNET_CONF:-/etc/cni/net.d/10-idharness.conflist}
+self=${IDH_PODNET_NODE:-$(hostname)}
 interval=${IDH_PODNET_INTERVAL:-5}
+once=${IDH_PODNET_ONCE:-}
 
 write_conf() {
   local cidr=$1 tmp
-  tmp=$(mktemp /etc/cni/net.d/.idharness.XXXXXX)
+  tmp=$(mktemp "$(dirname "$conf")/.idharness.XXXXXX")
   cat >"$tmp" <<JSON
 {
   "cniVersion": "0.4.0",
@@ -54,5 +56,6 @@ while true; do
       fi
     done <<<"$lines"
   fi
+  [ -z "$once" ] || exit 0
   sleep "$interval"
 done
