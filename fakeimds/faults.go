@@ -3,7 +3,6 @@ package fakeimds
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -222,8 +221,8 @@ func abortConn(w http.ResponseWriter, rst bool) {
 		// ErrAbortHandler is net/http's way to abort a response.
 		panic(http.ErrAbortHandler)
 	}
-	if tc, ok := conn.(*net.TCPConn); ok && rst {
-		_ = tc.SetLinger(0)
+	if l, ok := conn.(interface{ SetLinger(int) error }); ok && rst {
+		_ = l.SetLinger(0)
 	}
 	_ = conn.Close()
 }

@@ -195,8 +195,28 @@ func TestRefuseAndBlackhole(t *testing.T) {
 	s := newServer(t, nil)
 	a := running(t, s)
 	ctx := context.Background()
+	// A client holding a keep-alive connection from before the outage
+	// must lose it too, as when the real endpoint goes away.
+	keep := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	get := func() error {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a.IMDS+IMDSTokenPath+"?api-version=2018-02-01&resource=r", nil)
+		req.Header.Set("Metadata", "true")
+		resp, err := keep.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Chaos().Add(rule(t, `{"name":"outage","match":{"faces":["imds"]},"schedule":{"for":"300ms"},"action":{"type":"refuse"}}`)); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := get(); err == nil {
+		t.Fatalf("a pooled keep-alive connection was still served during the outage; journal: %+v", s.Journal().Since(0))
 	}
 	refused := false
 	deadline := time.Now().Add(2 * time.Second)

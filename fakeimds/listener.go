@@ -23,13 +23,16 @@ type faultListener struct {
 	closed  bool
 	refusal string // name of the refuse rule in force
 	held    map[net.Conn]struct{}
+	// open are the connections handed to the server, so that an outage
+	// also cuts the keep-alive connections clients already hold.
+	open    map[*trackedConn]struct{}
 	wake    chan struct{} // the socket is open again
 	changed chan struct{} // the rule set changed
 	done    chan struct{}
 }
 
 func newFaultListener(s *Server, ln net.Listener, faces []string) *faultListener {
-	l := &faultListener{s: s, faces: faces, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{},
+	l := &faultListener{s: s, faces: faces, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{}, open: map[*trackedConn]struct{}{},
 		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), done: make(chan struct{})}
 	s.engine.OnChange(func() {
 		select {
@@ -89,6 +92,10 @@ func (l *faultListener) apply() {
 	case refuse && l.ln != nil:
 		_ = l.ln.Close()
 		l.ln, l.refusal = nil, name
+		for c := range l.open {
+			_ = c.Conn.Close()
+			delete(l.open, c)
+		}
 		l.s.journal.Add(journal.Entry{Time: time.Now(), Face: l.faces[0], Faults: []string{name}, Error: "listener down: connections refused"})
 		l.s.log.Info("listener refusing connections", "addr", l.addr, "rule", name)
 	case !refuse && l.ln == nil && !l.closed:
@@ -145,8 +152,34 @@ func (l *faultListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
-		return c, nil
+		tc := &trackedConn{Conn: c, l: l}
+		l.mu.Lock()
+		l.open[tc] = struct{}{}
+		l.mu.Unlock()
+		return tc, nil
 	}
+}
+
+// trackedConn removes itself from its listener's open set when closed.
+type trackedConn struct {
+	net.Conn
+	l *faultListener
+}
+
+// SetLinger passes through to the TCP connection, so that a reset fault
+// can still abort with RST.
+func (c *trackedConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.open, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // hold keeps a blackholed connection open, unread, until the rule ends
