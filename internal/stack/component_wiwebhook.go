@@ -1,0 +1,282 @@
+package stack
+
+// The workload identity component: the reference webhook (cmd/wiwebhook)
+// and a fake authority — fakeimds with only its authority face, over
+// HTTPS — that trusts the cluster's service account issuer. Pods the
+// webhook mutates get AZURE_AUTHORITY_HOST pointing at that authority;
+// they must trust its CA (the wi-authority-ca ConfigMap), which suites
+// copy into their namespaces.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/client"
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/deploy"
+)
+
+// Names of the workload identity component's objects.
+const (
+	// WorkloadIdentityComponent is the component's name.
+	WorkloadIdentityComponent = "workload-identity"
+	// WIWebhookName is the webhook's Deployment and Service.
+	WIWebhookName = "wiwebhook"
+	// WIAuthorityName is the authority's Deployment and Service.
+	WIAuthorityName = "wi-authority"
+	// WIAuthorityCAConfigMap holds the authority's CA certificate (ca.crt).
+	WIAuthorityCAConfigMap = "wi-authority-ca"
+)
+
+// KindIssuer is the service account issuer of kind clusters (kubeadm's
+// default, kube-apiserver --service-account-issuer): the iss of projected
+// tokens and so of the federated credentials that trust them.
+const KindIssuer = "https://kubernetes.default.svc.cluster.local"
+
+//go:embed wiwebhook.yaml
+var wiManifest string
+
+func init() {
+	Register(Component{
+		Name:     WorkloadIdentityComponent,
+		Programs: map[string]string{WIWebhookName: "./cmd/wiwebhook"},
+		Objects:  wiObjects,
+		Wait: func(ctx context.Context, dc *deploy.Client, ns string) error {
+			for _, d := range []string{WIAuthorityName, WIWebhookName} {
+				if err := dc.WaitDeployment(ctx, ns, d); err != nil {
+					return fmt.Errorf("%w (look at: kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s --all-containers)", err, ns, d, ns, d)
+				}
+			}
+			return nil
+		},
+		Default: true,
+	})
+}
+
+// WIAuthorityHost is AZURE_AUTHORITY_HOST for pods: the authority's
+// Service, whose certificate covers this name.
+func WIAuthorityHost(ns string) string { return "https://" + WIAuthorityName + "." + ns + ".svc/" }
+
+// wiWebhookConfigName is the MutatingWebhookConfiguration (and RBAC
+// objects) of the stack in ns: cluster-wide objects, so named per stack.
+func wiWebhookConfigName(ns string) string { return "idharness-wiwebhook-" + ns }
+
+// wiObjects renders the component for p. TLS certificates are made here,
+// at deploy time, with a CA per server: the webhook's goes into the
+// MutatingWebhookConfiguration's caBundle, the authority's into a
+// ConfigMap for clients.
+func wiObjects(p fixtures.Params) ([]*unstructured.Unstructured, error) {
+	image := p.Images.Extra[WIWebhookName]
+	if image == "" || p.Images.FakeIMDS == "" {
+		return nil, fmt.Errorf("workload identity needs the %s and fakeimds images (build them: idharness run builds ./cmd/%s)", WIWebhookName, WIWebhookName)
+	}
+	now := time.Now()
+	svcNames := func(name string) []string {
+		return []string{name, name + "." + p.Namespace, name + "." + p.Namespace + ".svc", name + "." + p.Namespace + ".svc.cluster.local"}
+	}
+	whCA, whCert, whKey, err := fakeimds.NewServingCertPEM(svcNames(WIWebhookName), now)
+	if err != nil {
+		return nil, fmt.Errorf("webhook certificate: %w", err)
+	}
+	auCA, auCert, auKey, err := fakeimds.NewServingCertPEM(svcNames(WIAuthorityName), now)
+	if err != nil {
+		return nil, fmt.Errorf("authority certificate: %w", err)
+	}
+	cfg, err := yaml.Marshal(wiAuthorityConfig(p))
+	if err != nil {
+		return nil, fmt.Errorf("authority configuration: %w", err)
+	}
+	labels := make([]string, 0, len(fixtures.Labels))
+	for k, v := range fixtures.Labels {
+		labels = append(labels, k+": "+v)
+	}
+	sort.Strings(labels)
+	h := sha256.New()
+	for _, b := range [][]byte{whCert, auCert, cfg} {
+		h.Write(b)
+	}
+	q := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
+	data := map[string]string{
+		"Namespace": p.Namespace, "ClusterName": wiWebhookConfigName(p.Namespace), "Labels": "{" + strings.Join(labels, ", ") + "}",
+		"Image": image, "FakeIMDSImage": p.Images.FakeIMDS, "TenantID": p.Identities.TenantID,
+		"AuthorityHost": WIAuthorityHost(p.Namespace), "Issuer": KindIssuer, "FailurePolicy": "Fail",
+		"WebhookCert": q(whCert), "WebhookKey": q(whKey), "CABundle": base64.StdEncoding.EncodeToString(whCA),
+		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityConfig": q(cfg),
+		"Hash": hex.EncodeToString(h.Sum(nil))[:16],
+	}
+	t, err := template.New("wiwebhook").Option("missingkey=error").Parse(wiManifest)
+	if err != nil {
+		return nil, fmt.Errorf("parse wiwebhook.yaml: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render wiwebhook.yaml: %w", err)
+	}
+	// Strict decoding catches a key given twice in the template.
+	var list map[string]any
+	if err := yaml.UnmarshalStrict(buf.Bytes(), &list); err != nil {
+		return nil, fmt.Errorf("render wiwebhook.yaml: %w", err)
+	}
+	items, _ := list["items"].([]any)
+	out := make([]*unstructured.Unstructured, 0, len(items))
+	for _, o := range items {
+		m, ok := o.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("render wiwebhook.yaml: an item is not an object")
+		}
+		out = append(out, &unstructured.Unstructured{Object: m})
+	}
+	return out, nil
+}
+
+// wiAuthorityConfig is the authority's fakeimds configuration: the run's
+// user-assigned identities (without federated credentials: specs add
+// those for their own namespaces through the control API), the kind
+// issuer's keys from the file the init container writes, the shared
+// signing key so that the protected resource accepts its tokens, and no
+// face but the authority.
+func wiAuthorityConfig(p fixtures.Params) config.Config {
+	c := config.Default()
+	off := false
+	c.TenantID = p.Identities.TenantID
+	c.Host.Name = WIAuthorityName
+	c.Host.SubscriptionID = p.Identities.SubscriptionID
+	c.Host.ResourceGroup = p.Identities.ResourceGroup
+	c.SystemAssigned = nil
+	for _, u := range p.Identities.UserAssigned {
+		c.UserAssigned = append(c.UserAssigned, u.Identity)
+	}
+	if p.Identities.TokenLifetime.Duration > 0 {
+		c.Tokens.Lifetime = p.Identities.TokenLifetime
+	}
+	c.Tokens.SigningKeyFile = "/etc/fakeimds/key/signing.pem"
+	c.Listen.IMDS = ":8080"
+	c.Listen.Control = ":8079"
+	c.Listen.AuthorityTLS = ":8443"
+	c.Faces.IMDS.Enabled = &off
+	c.Faces.Instance.Enabled = &off
+	c.Faces.AppService.Enabled = &off
+	c.Faces.Authority.TLSCertFile = "/etc/fakeimds/tls/tls.crt"
+	c.Faces.Authority.TLSKeyFile = "/etc/fakeimds/tls/tls.key"
+	c.Faces.Authority.ClockSkew = duration.Of(5 * time.Minute)
+	c.Faces.Authority.Issuers = []config.Issuer{{URL: KindIssuer, JWKSFile: "/var/run/issuer/jwks.json"}}
+	c.Chaos.Seed = p.Seed
+	c.Chaos.Throttle.Enabled = &off
+	c.Log.Format = "json"
+	return c
+}
+
+// WorkloadIdentity is the workload identity part of a deployed stack.
+type WorkloadIdentity struct {
+	// AuthorityHost is what the webhook sets AZURE_AUTHORITY_HOST to.
+	AuthorityHost string
+	// Issuer is the cluster's service account issuer the authority trusts.
+	Issuer string
+	// CAPEM is the authority's CA certificate; clients must trust it.
+	CAPEM string
+	// Authority is the authority's control API, through the API server.
+	Authority *client.Client
+
+	stack *Stack
+}
+
+// WorkloadIdentity returns the stack's workload identity component, or an
+// error saying how to deploy it.
+func (s *Stack) WorkloadIdentity(ctx context.Context) (*WorkloadIdentity, error) {
+	kube := s.deploy.Kube
+	cm, err := kube.CoreV1().ConfigMaps(s.Namespace).Get(ctx, WIAuthorityCAConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("workload identity is not deployed in %s (idharness run deploys the %s component): %w", s.Namespace, WorkloadIdentityComponent, err)
+	}
+	pods, err := s.deploy.PodsOf(ctx, s.Namespace, "app.kubernetes.io/name="+WIAuthorityName)
+	if err != nil {
+		return nil, err
+	}
+	var pod string
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" {
+			pod = p.Name
+		}
+	}
+	if pod == "" {
+		return nil, fmt.Errorf("no running %s pod in %s (look at: kubectl -n %s describe deploy/%s)", WIAuthorityName, s.Namespace, s.Namespace, WIAuthorityName)
+	}
+	hc, err := rest.HTTPClientFor(s.rest)
+	if err != nil {
+		return nil, fmt.Errorf("API server client: %w", err)
+	}
+	c, err := client.New(fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:8079/proxy", s.rest.Host, s.Namespace, pod), client.WithHTTPClient(hc))
+	if err != nil {
+		return nil, err
+	}
+	return &WorkloadIdentity{AuthorityHost: WIAuthorityHost(s.Namespace), Issuer: KindIssuer, CAPEM: cm.Data["ca.crt"], Authority: c, stack: s}, nil
+}
+
+// SetFailurePolicy sets the webhook's failurePolicy ("Fail" or "Ignore");
+// deploys set Fail, as Azure's webhook ships.
+func (w *WorkloadIdentity) SetFailurePolicy(ctx context.Context, policy string) error {
+	if policy != "Fail" && policy != "Ignore" {
+		return fmt.Errorf("failure policy %q: want Fail or Ignore", policy)
+	}
+	patch := fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/failurePolicy","value":%q}]`, policy)
+	_, err := w.stack.deploy.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx,
+		wiWebhookConfigName(w.stack.Namespace), types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("set the webhook's failurePolicy: %w", err)
+	}
+	return nil
+}
+
+// ScaleWebhook sets the webhook's replicas (0 takes it down) and waits
+// until that many pods serve, or none is left.
+func (w *WorkloadIdentity) ScaleWebhook(ctx context.Context, replicas int32) error {
+	kube, ns := w.stack.deploy.Kube, w.stack.Namespace
+	s, err := kube.AppsV1().Deployments(ns).GetScale(ctx, WIWebhookName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("scale the webhook: %w", err)
+	}
+	s.Spec.Replicas = replicas
+	if _, err := kube.AppsV1().Deployments(ns).UpdateScale(ctx, WIWebhookName, s, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("scale the webhook: %w", err)
+	}
+	if replicas > 0 {
+		return w.stack.deploy.WaitDeployment(ctx, ns, WIWebhookName)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pods, err := w.stack.deploy.PodsOf(ctx, ns, "app.kubernetes.io/name="+WIWebhookName)
+		if err != nil {
+			return err
+		}
+		if len(pods) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook pods still exist a minute after scaling to 0 (look at: kubectl -n %s get pods -l app.kubernetes.io/name=%s)", ns, WIWebhookName)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package stack
+
+import (
+	"encoding/base64"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fixtures"
+)
+
+func wiParams() fixtures.Params {
+	return fixtures.Params{Namespace: fixtures.DefaultNamespace, Nodes: []string{"n1"}, Identities: fixtures.DefaultIdentities(""),
+		Images: fixtures.Images{FakeIMDS: "idharness.local/fakeimds:dev", Extra: map[string]string{WIWebhookName: "idharness.local/wiwebhook:dev"}}}
+}
+
+func TestWIObjects(t *testing.T) {
+	objs, err := wiObjects(wiParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string][]*unstructured.Unstructured{}
+	for _, o := range objs {
+		byKind[o.GetKind()] = append(byKind[o.GetKind()], o)
+		if o.GetLabels()["app.kubernetes.io/part-of"] != "idharness" {
+			t.Errorf("%s %s is not labelled as idharness's", o.GetKind(), o.GetName())
+		}
+	}
+	for kind, n := range map[string]int{"Deployment": 2, "Service": 2, "ServiceAccount": 2, "Secret": 2, "ConfigMap": 2,
+		"ClusterRole": 1, "ClusterRoleBinding": 1, "MutatingWebhookConfiguration": 1} {
+		if len(byKind[kind]) != n {
+			t.Errorf("%d %s objects, want %d", len(byKind[kind]), kind, n)
+		}
+	}
+	tests := []struct {
+		name  string
+		check func(t *testing.T)
+	}{
+		{"caBundle is the webhook's CA", func(t *testing.T) {
+			wh, _, _ := unstructured.NestedSlice(byKind["MutatingWebhookConfiguration"][0].Object, "webhooks")
+			w := wh[0].(map[string]any)
+			ca, _, _ := unstructured.NestedString(w, "clientConfig", "caBundle")
+			b, err := base64.StdEncoding.DecodeString(ca)
+			if blk, _ := pem.Decode(b); err != nil || blk == nil || blk.Type != "CERTIFICATE" {
+				t.Errorf("caBundle is not a base64 PEM certificate: %v", err)
+			}
+			if w["failurePolicy"] != "Fail" || w["sideEffects"] != "None" {
+				t.Errorf("webhook = %v", w)
+			}
+		}},
+		{"authority configuration is valid and trusts the kind issuer", func(t *testing.T) {
+			for _, cm := range byKind["ConfigMap"] {
+				raw, ok, _ := unstructured.NestedString(cm.Object, "data", "fakeimds.yaml")
+				if !ok {
+					continue
+				}
+				var c config.Config
+				if err := yaml.UnmarshalStrict([]byte(raw), &c); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Validate(); err != nil {
+					t.Fatalf("authority config invalid: %v\n%s", err, raw)
+				}
+				if len(c.Faces.Authority.Issuers) != 1 || c.Faces.Authority.Issuers[0].URL != KindIssuer || c.Faces.IMDS.On() {
+					t.Errorf("authority config = %+v", c.Faces)
+				}
+				if len(c.UserAssigned) != 2 {
+					t.Errorf("identities = %+v", c.UserAssigned)
+				}
+				return
+			}
+			t.Error("no fakeimds.yaml ConfigMap")
+		}},
+		{"webhook points pods at the authority's Service", func(t *testing.T) {
+			for _, d := range byKind["Deployment"] {
+				if d.GetName() != WIWebhookName {
+					continue
+				}
+				cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+				args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+				if !strings.Contains(strings.Join(args, " "), "--authority-host=https://wi-authority.idharness-system.svc/") {
+					t.Errorf("webhook args = %v", args)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, tt.check)
+	}
+	if _, err := wiObjects(fixtures.Params{Namespace: "x"}); err == nil || !strings.Contains(err.Error(), "needs the wiwebhook") {
+		t.Errorf("without images: %v", err)
+	}
+}

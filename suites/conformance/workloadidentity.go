@@ -1,0 +1,268 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idharness/idharness/fakeimds/client"
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/wiwebhook"
+	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
+)
+
+// Where probe pods find the fake authority's CA certificate.
+const (
+	wiCAVolume = "wi-authority-ca"
+	wiCADir    = "/etc/wi-authority-ca"
+)
+
+// wiEnv is the workload identity part of the stack, set by the
+// Describe's BeforeAll.
+var wiEnv *stack.WorkloadIdentity
+
+// wiNamespace creates the spec's namespace with a copy of the
+// authority's CA certificate, which pods mount: ConfigMaps cannot be
+// mounted across namespaces.
+func wiNamespace(ctx context.Context) string {
+	GinkgoHelper()
+	ns := Namespace(ctx)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wiCAVolume, Namespace: ns, Labels: fixtures.Labels}, Data: map[string]string{"ca.crt": wiEnv.CAPEM}}
+	_, err := Stack.Deployer().Kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred(), "copy the authority's CA into %s", ns)
+	return ns
+}
+
+// wiServiceAccount creates a service account annotated as workload
+// identity users annotate theirs.
+func wiServiceAccount(ctx context.Context, ns, name string, annotations map[string]string) {
+	GinkgoHelper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}}
+	_, err := Stack.Deployer().Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred(), "create service account %s/%s", ns, name)
+}
+
+// wiTrust replaces the authority's copy of id with one whose only
+// federated credential is fc, and restores the authority's start-up
+// state after the spec.
+func wiTrust(ctx context.Context, id config.Identity, fc config.FederatedCredential) {
+	GinkgoHelper()
+	c := wiEnv.Authority
+	DeferCleanup(func(ctx context.Context) { Expect(c.Reset(ctx)).To(Succeed()) })
+	_, err := c.Detach(ctx, client.Selector{ClientID: id.ClientID})
+	Expect(err).NotTo(HaveOccurred(), "detach %s from the authority", id.Name)
+	id.FederatedCredentials = []config.FederatedCredential{fc}
+	_, err = c.Attach(ctx, id)
+	Expect(err).NotTo(HaveOccurred(), "attach %s with a federated credential", id.Name)
+}
+
+// wiSubject is the subject of a service account's projected tokens.
+func wiSubject(ns, sa string) string { return "system:serviceaccount:" + ns + ":" + sa }
+
+// wiProbe runs the probe in workload identity mode as sa, in a pod the
+// webhook mutates, trusting the authority's CA. Instance discovery is off
+// as it is for any non-public authority host.
+func wiProbe(ctx context.Context, ns, sa string, args ...string) ProbeRun {
+	GinkgoHelper()
+	return RunProbe(ctx, ns, Probe{
+		ServiceAccount: sa,
+		Labels:         map[string]string{wiwebhook.UseLabel: "true"},
+		Args:           append([]string{"--mode=" + probe.ModeWorkloadIdentity, "--ca-file=" + wiCADir + "/ca.crt", "--disable-instance-discovery"}, args...),
+		Customize: func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: wiCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: wiCAVolume}}}})
+			c := &p.Spec.Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: wiCAVolume, MountPath: wiCADir, ReadOnly: true})
+		},
+	})
+}
+
+// wiAdmit creates pod in ns as a dry run and returns it as admission
+// left it: mutating webhooks run on dry runs, and nothing is started.
+func wiAdmit(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+	pod.Namespace = ns
+	return Stack.Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+}
+
+// wiPod is a pod with an init container and two containers, labelled for
+// workload identity when use is set.
+func wiPod(sa string, use bool, annotations map[string]string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "wi-admit-", Annotations: annotations, Labels: map[string]string{"app.kubernetes.io/part-of": "idharness"}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:           sa,
+			AutomountServiceAccountToken: new(bool),
+			InitContainers:               []corev1.Container{{Name: "init", Image: Stack.Images.Probe}},
+			Containers:                   []corev1.Container{{Name: "app", Image: Stack.Images.Probe}, {Name: "sidecar", Image: Stack.Images.Probe}},
+		},
+	}
+	if use {
+		p.Labels[wiwebhook.UseLabel] = "true"
+	}
+	return p
+}
+
+// wiInjected describes what the webhook put into a container: the
+// variables it set and whether the token is mounted.
+func wiInjected(c corev1.Container) (env map[string]string, mounted bool) {
+	env = map[string]string{}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "AZURE_") {
+			env[e.Name] = e.Value
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || m.MountPath == wiwebhook.TokenMountPath
+	}
+	return env, mounted
+}
+
+// expectAADError checks that every client failed with the Azure AD code
+// and got no token, and records the per-client outcome.
+func expectAADError(run ProbeRun, code string) {
+	GinkgoHelper()
+	outcome := map[string]bool{}
+	for _, r := range run.Results {
+		outcome[r.Client] = r.Status == probe.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, code)
+	}
+	RecordClients(outcome)
+	for _, r := range run.Results {
+		Expect(r.IdentityGot).To(BeEmpty(), "%s got a token", r.Client)
+		Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)
+		Expect(r.Error).To(ContainSubstring(code), "%s surfaces the authority's error", r.Client)
+	}
+}
+
+var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func() {
+	BeforeAll(func(ctx SpecContext) {
+		Setup(ctx)
+		var err error
+		if wiEnv, err = Stack.WorkloadIdentity(ctx); err != nil {
+			Skip(err.Error())
+		}
+	})
+
+	Conformance("IDH-CONF-0101", MUST, "a labelled pod whose service account names an identity with a federated credential for it gets that identity's token from the authority, which the protected resource accepts, with every client",
+		[]string{"end-to-end"}, func(ctx SpecContext) {
+			ns := wiNamespace(ctx)
+			id := identity("id-a")
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			run := wiProbe(ctx, ns, "app", append([]string{"--resource=" + vaultResource}, vaultArgs(fixtures.SecretApp)...)...)
+			Expect(ByClient(run.Results)).To(HaveKey(probe.ClientAzidentityDefault), "DefaultAzureCredential ran")
+			expectTokens(run, id.ObjectID, vaultResource)
+			for _, r := range run.Results {
+				Expect(r.ResourceStatus).To(Equal(200), "%s: the protected resource refused the token: %s", r.Client, r.Error)
+			}
+		})
+
+	Conformance("IDH-CONF-0102", MUST, "a pod whose service account no federated credential trusts (another subject) gets AADSTS70021 and no token, surfaced by every client",
+		[]string{"negative"}, func(ctx SpecContext) {
+			ns := wiNamespace(ctx)
+			id := identity("id-a")
+			wiServiceAccount(ctx, ns, "other", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			expectAADError(wiProbe(ctx, ns, "other"), "AADSTS70021")
+		})
+
+	Conformance("IDH-CONF-0103", MUST, "a projected token whose audience the federated credential does not list is refused with AADSTS70021, surfaced by every client",
+		[]string{"negative"}, func(ctx SpecContext) {
+			ns := wiNamespace(ctx)
+			id := identity("id-a")
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
+			expectAADError(wiProbe(ctx, ns, "app"), "AADSTS70021")
+		})
+
+	Conformance("IDH-CONF-0104", MUST, "the webhook gives a labelled pod's containers and init containers the four variables and the projected token (audience api://AzureADTokenExchange), keeps variables a container sets and skips the containers named in skip-containers",
+		[]string{"webhook"}, func(ctx SpecContext) {
+			ns := Namespace(ctx)
+			id := identity("id-a")
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID, wiwebhook.TokenExpirationAnnotation: "7200"})
+			pod := wiPod("app", true, map[string]string{wiwebhook.SkipContainersAnnotation: "sidecar"})
+			pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: wiwebhook.EnvAuthorityHost, Value: "https://own.example/"}}
+			got, err := wiAdmit(ctx, ns, pod)
+			Expect(err).NotTo(HaveOccurred())
+			want := map[string]string{wiwebhook.EnvClientID: id.ClientID, wiwebhook.EnvTenantID: Stack.Identities.TenantID,
+				wiwebhook.EnvTokenFile: wiwebhook.TokenFile, wiwebhook.EnvAuthorityHost: wiEnv.AuthorityHost}
+			env, mounted := wiInjected(got.Spec.InitContainers[0])
+			Expect(env).To(Equal(want), "init container")
+			Expect(mounted).To(BeTrue(), "init container has the token")
+			env, mounted = wiInjected(got.Spec.Containers[0])
+			want[wiwebhook.EnvAuthorityHost] = "https://own.example/"
+			Expect(env).To(Equal(want), "app container: the webhook must keep a variable the container sets")
+			Expect(mounted).To(BeTrue(), "app container has the token")
+			env, mounted = wiInjected(got.Spec.Containers[1])
+			Expect(env).To(BeEmpty(), "skipped container got variables")
+			Expect(mounted).To(BeFalse(), "skipped container got the token")
+			var proj *corev1.ServiceAccountTokenProjection
+			for _, v := range got.Spec.Volumes {
+				if v.Projected != nil {
+					for _, s := range v.Projected.Sources {
+						if s.ServiceAccountToken != nil {
+							proj = s.ServiceAccountToken
+						}
+					}
+				}
+			}
+			Expect(proj).NotTo(BeNil(), "no projected service account token volume")
+			Expect(proj.Audience).To(Equal(wiwebhook.TokenAudience))
+			Expect(proj.Path).To(Equal(wiwebhook.TokenPath))
+			Expect(*proj.ExpirationSeconds).To(BeEquivalentTo(7200), "the service account's token expiration")
+		})
+
+	Conformance("IDH-CONF-0105", MUST, "a pod without the azure.workload.identity/use label gets nothing injected, even when its service account names an identity",
+		[]string{"webhook", "negative"}, func(ctx SpecContext) {
+			ns := Namespace(ctx)
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			got, err := wiAdmit(ctx, ns, wiPod("app", false, nil))
+			Expect(err).NotTo(HaveOccurred())
+			for _, c := range append(got.Spec.InitContainers, got.Spec.Containers...) {
+				env, mounted := wiInjected(c)
+				Expect(env).To(BeEmpty(), "container %s", c.Name)
+				Expect(mounted).To(BeFalse(), "container %s", c.Name)
+			}
+			for _, v := range got.Spec.Volumes {
+				Expect(v.Name).NotTo(Equal(wiwebhook.TokenVolume))
+			}
+		})
+
+	Conformance("IDH-CONF-0106", MUST, "a labelled pod asking for a service account token expiration outside 3600–86400 s is refused with the reason",
+		[]string{"webhook", "negative"}, func(ctx SpecContext) {
+			ns := Namespace(ctx)
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			for _, v := range []string{"600", "86401", "1h"} {
+				_, err := wiAdmit(ctx, ns, wiPod("app", true, map[string]string{wiwebhook.TokenExpirationAnnotation: v}))
+				Expect(err).To(HaveOccurred(), "expiration %s admitted", v)
+				Expect(err.Error()).To(ContainSubstring(wiwebhook.TokenExpirationAnnotation), "the refusal names the annotation")
+			}
+		})
+
+	Conformance("IDH-CONF-0107", MUST, "with the webhook down, a labelled pod is refused under failurePolicy Fail and admitted without workload identity under Ignore, and both are reported as the policy decision",
+		[]string{"webhook", "negative", "Serial"}, func(ctx SpecContext) {
+			ns := Namespace(ctx)
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			DeferCleanup(func(ctx context.Context) {
+				Expect(wiEnv.SetFailurePolicy(ctx, "Fail")).To(Succeed())
+				Expect(wiEnv.ScaleWebhook(ctx, 1)).To(Succeed())
+			})
+			Expect(wiEnv.ScaleWebhook(ctx, 0)).To(Succeed())
+			_, err := wiAdmit(ctx, ns, wiPod("app", true, nil))
+			Expect(err).To(HaveOccurred(), "failurePolicy Fail admitted a pod the webhook could not see")
+			AddReportEntry("policy Fail", fmt.Sprintf("pod refused: %v", err))
+			Expect(wiEnv.SetFailurePolicy(ctx, "Ignore")).To(Succeed())
+			got, err := wiAdmit(ctx, ns, wiPod("app", true, nil))
+			Expect(err).NotTo(HaveOccurred(), "failurePolicy Ignore refused the pod")
+			env, mounted := wiInjected(got.Spec.Containers[0])
+			Expect(env).To(BeEmpty())
+			Expect(mounted).To(BeFalse())
+			AddReportEntry("policy Ignore", "pod admitted without workload identity")
+		})
+})
