@@ -6,6 +6,7 @@ package duration
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -29,5 +30,27 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("want a duration such as \"90s\" or \"24h\": %w", err)
 	}
 	d.Duration = v
+	return nil
+}
+
+// Millis is a duration written in JSON as a number of milliseconds with
+// microsecond precision, the unit people read latencies in.
+type Millis time.Duration
+
+// D returns m as a time.Duration.
+func (m Millis) D() time.Duration { return time.Duration(m) }
+
+// MarshalJSON writes the milliseconds as a number.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return json.Marshal(math.Round(float64(m)/1e3) / 1e3)
+}
+
+// UnmarshalJSON reads a number of milliseconds.
+func (m *Millis) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("want milliseconds as a number: %w", err)
+	}
+	*m = Millis(f * 1e6)
 	return nil
 }

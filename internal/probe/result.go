@@ -3,8 +3,9 @@ package probe
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/duration"
 )
 
 // Result statuses.
@@ -209,24 +210,5 @@ func ParseLine(b []byte) (Line, error) {
 	return Line{Result: r}, nil
 }
 
-// Millis is a duration written in JSON as milliseconds with microsecond
-// precision, the unit people read latencies in.
-type Millis time.Duration
-
-// D returns m as a time.Duration.
-func (m Millis) D() time.Duration { return time.Duration(m) }
-
-// MarshalJSON writes the milliseconds as a number.
-func (m Millis) MarshalJSON() ([]byte, error) {
-	return json.Marshal(math.Round(float64(m)/1e3) / 1e3)
-}
-
-// UnmarshalJSON reads a number of milliseconds.
-func (m *Millis) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("want milliseconds as a number: %w", err)
-	}
-	*m = Millis(f * 1e6)
-	return nil
-}
+// Millis is a duration written in JSON as milliseconds.
+type Millis = duration.Millis

@@ -1,34 +1,14 @@
 package scenario
 
 import (
-	"encoding/json"
-	"fmt"
-	"math"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/fakeimds/journal"
 )
 
-// Millis is a duration written in JSON as a number of milliseconds.
-type Millis time.Duration
-
-// D returns m as a time.Duration.
-func (m Millis) D() time.Duration { return time.Duration(m) }
-
-// MarshalJSON writes the milliseconds with microsecond precision.
-func (m Millis) MarshalJSON() ([]byte, error) {
-	return json.Marshal(math.Round(float64(m)/1e3) / 1e3)
-}
-
-// UnmarshalJSON reads a number of milliseconds.
-func (m *Millis) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("want milliseconds as a number: %w", err)
-	}
-	*m = Millis(f * 1e6)
-	return nil
-}
+// Millis is a duration written in JSON as milliseconds.
+type Millis = duration.Millis
 
 // Result is what a run produced: the verdicts and the evidence they rest
 // on. It is written as JSON by `idharness scenario run`.
