@@ -22,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/idharness/idharness/internal/flagenv"
 	"github.com/idharness/idharness/internal/probe"
 )
 
@@ -38,11 +39,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "probe:", err)
 		os.Exit(2)
 	}
-}
-
-// envName returns the environment variable of a flag.
-func envName(flagName string) string {
-	return "PROBE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), setenv func(string, string) error) error {
@@ -73,21 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return fmt.Errorf("unexpected argument %q; every option is a flag (see -h)", fs.Arg(0))
 	}
 	// Environment variables fill the flags not given on the command line.
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
-			return
-		}
-		if v, ok := lookup(envName(f.Name)); ok && v != "" {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return envErr
+	if err := flagenv.Apply(fs, "PROBE_", lookup); err != nil {
+		return err
 	}
 	id, err := probe.ParseIdentity(*identity)
 	if err != nil {

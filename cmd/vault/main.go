@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/idharness/idharness/internal/flagenv"
 	"github.com/idharness/idharness/internal/vault"
 )
 
@@ -69,10 +70,6 @@ func (p *pairs) Set(v string) error {
 	return nil
 }
 
-func envName(flagName string) string {
-	return "VAULT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
 // run serves until ctx ends; ready, if not nil, gets the bound address.
 func run(ctx context.Context, args []string, stderr io.Writer, lookup func(string) (string, bool), ready func(addr string)) error {
 	fs := flag.NewFlagSet("vault", flag.ContinueOnError)
@@ -99,21 +96,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookup func(strin
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q; every option is a flag (see -h)", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
-			return
-		}
-		if v, ok := lookup(envName(f.Name)); ok && v != "" {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return envErr
+	if err := flagenv.Apply(fs, "VAULT_", lookup); err != nil {
+		return err
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
