@@ -25,6 +25,7 @@ type runFlags struct {
 	suite       string
 	labelFilter string
 	focus       string
+	profile     string
 }
 
 func newRunCommand() *cobra.Command {
@@ -48,6 +49,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			f.opts.Log = slog.Default()
 			if f.suite != "conformance" {
 				return fmt.Errorf("unknown suite %q: the suites are: conformance", f.suite)
+			}
+			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
+				return err
 			}
 			var ginkgoReport *types.Report
 			var suitesOK bool
@@ -96,6 +100,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl := cmd.Flags()
 	fl.StringVar(&f.suite, "suite", "conformance", "suite to run")
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
+	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")

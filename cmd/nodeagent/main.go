@@ -1,0 +1,130 @@
+// Command nodeagent is idharness's reference pod identity node agent (see
+// internal/nodeagent): run on every node's host network, it redirects
+// pods' requests for 169.254.169.254:80 to itself with an nftables rule,
+// answers them from the AzureIdentity / AzureIdentityBinding objects, and
+// removes the rule when it stops (SIGTERM or SIGINT).
+//
+// Flags: --node-name and --host-ip (the downward API gives both),
+// --port, --upstream, --opt-in-label, --attempts, --interval,
+// --retry-after, --block-instance-metadata, --kubeconfig (in-cluster
+// configuration when empty), --no-redirect (serve only, for local runs).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/idharness/idharness/internal/nodeagent"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "nodeagent:", err)
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("nodeagent", flag.ContinueOnError)
+	node := fs.String("node-name", "", "this node's name: only its pods are watched")
+	hostIP := fs.String("host-ip", "", "this node's IPv4 address: pods' requests are redirected to it (required unless --no-redirect)")
+	port := fs.Int("port", 2579, "port the agent listens on, on --host-ip")
+	upstream := fs.String("upstream", "http://169.254.169.254", "the node's metadata endpoint")
+	optIn := fs.String("opt-in-label", "", "label selector of the namespaces that get pod identity; pods elsewhere are passed through unchanged (empty: every namespace)")
+	attempts := fs.Int("attempts", 5, "tries to find a pod's binding (and the pod) before refusing")
+	interval := fs.Duration("interval", 500*time.Millisecond, "wait between those tries")
+	retryAfter := fs.Duration("retry-after", 0, "when positive, refuse unbound pods with 503 and this Retry-After instead of 404")
+	block := fs.Bool("block-instance-metadata", false, "refuse /metadata/instance to pods with 403")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (empty: in-cluster configuration)")
+	noRedirect := fs.Bool("no-redirect", false, "do not install the node's redirect rule (for local runs)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	sel, err := labels.Parse(*optIn)
+	if err != nil {
+		return fmt.Errorf("--opt-in-label %q: want a label selector such as idharness.io/pod-identity=true: %w", *optIn, err)
+	}
+	var cfg *rest.Config
+	if *kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes configuration (run in a pod, or pass --kubeconfig): %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	inf, err := nodeagent.StartInformers(ctx, kube, dyn, *node, sel, time.Minute)
+	if err != nil {
+		return err
+	}
+	h, err := nodeagent.NewHandler(nodeagent.Config{Upstream: *upstream, Attempts: *attempts, Interval: *interval,
+		RetryAfter: *retryAfter, BlockInstanceMetadata: *block, Log: log}, inf)
+	if err != nil {
+		return err
+	}
+	listen := net.JoinHostPort(*hostIP, strconv.Itoa(*port))
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	if !*noRedirect {
+		ip := net.ParseIP(*hostIP)
+		if ip == nil {
+			return fmt.Errorf("--host-ip %q: want this node's IPv4 address (the downward API's status.hostIP)", *hostIP)
+		}
+		rd := nodeagent.Redirect{MetadataIP: net.IPv4(169, 254, 169, 254), MetadataPort: 80, AgentIP: ip, AgentPort: uint16(*port)}
+		if err := rd.Install(); err != nil {
+			return err
+		}
+		// Removed however run returns, so that a stopped agent leaves pods
+		// talking to the node's metadata endpoint rather than to nothing.
+		defer func() {
+			if err := rd.Remove(); err != nil {
+				log.Error("remove redirect", "err", err)
+				return
+			}
+			log.Info("redirect removed")
+		}()
+		log.Info("redirect installed", "table", nodeagent.TableName, "to", listen)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "addr", listen, "node", *node, "upstream", *upstream, "optIn", sel.String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}

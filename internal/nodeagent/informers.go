@@ -1,0 +1,137 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Informers is the Lookup backed by client-go informers: the pods of one
+// node indexed by IP, namespaces, and the pod identity objects.
+type Informers struct {
+	pods, ids, binds, excs cache.Indexer
+	namespaces             cache.Store
+	optIn                  labels.Selector
+}
+
+const podIPIndex = "podIP"
+
+// StartInformers starts the informers and waits (up to timeout) until
+// they have synced. node limits pods to those on that node (empty: all);
+// optIn selects the namespaces that get pod identity (nil or empty: all,
+// as NMI does).
+func StartInformers(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, node string, optIn labels.Selector, timeout time.Duration) (*Informers, error) {
+	if optIn == nil {
+		optIn = labels.Everything()
+	}
+	kf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		if node != "" && o.FieldSelector == "" {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+		}
+	}))
+	podInf := kf.Core().V1().Pods().Informer()
+	if err := podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
+		return nil, fmt.Errorf("pod IP index: %w", err)
+	}
+	// Namespaces are cluster-wide: a separate factory without the node filter.
+	nsInf := informers.NewSharedInformerFactory(kube, 0).Core().V1().Namespaces().Informer()
+	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	ids := df.ForResource(AzureIdentityGVR).Informer()
+	binds := df.ForResource(AzureIdentityBindingGVR).Informer()
+	excs := df.ForResource(AzurePodIdentityExceptionGVR).Informer()
+	// Dynamic informers come with the namespace index fromIndex uses.
+	kf.Start(ctx.Done())
+	df.Start(ctx.Done())
+	go nsInf.Run(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), podInf.HasSynced, nsInf.HasSynced, ids.HasSynced, binds.HasSynced, excs.HasSynced) {
+		return nil, fmt.Errorf("informers not synced within %s: are the aadpodidentity.k8s.io CRDs installed and may the agent's service account list pods, namespaces and them?", timeout)
+	}
+	return &Informers{pods: podInf.GetIndexer(), namespaces: nsInf.GetStore(), ids: ids.GetIndexer(), binds: binds.GetIndexer(), excs: excs.GetIndexer(), optIn: optIn}, nil
+}
+
+// podIPs indexes pods that own their IPs: not host-network pods (they
+// have the node's IP and are never redirected) and not finished pods
+// (their IPs may already belong to a new pod).
+func podIPs(obj any) ([]string, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return nil, nil
+	}
+	var out []string
+	for _, ip := range p.Status.PodIPs {
+		out = append(out, ip.IP)
+	}
+	if len(out) == 0 && p.Status.PodIP != "" {
+		out = append(out, p.Status.PodIP)
+	}
+	return out, nil
+}
+
+// PodByIP implements Lookup. When two pods claim an IP (a deleted pod not
+// yet gone), the newest wins.
+func (i *Informers) PodByIP(ip string) (Pod, bool) {
+	objs, err := i.pods.ByIndex(podIPIndex, ip)
+	if err != nil || len(objs) == 0 {
+		return Pod{}, false
+	}
+	sort.Slice(objs, func(a, b int) bool {
+		return objs[a].(*corev1.Pod).CreationTimestamp.After(objs[b].(*corev1.Pod).CreationTimestamp.Time)
+	})
+	p := objs[0].(*corev1.Pod)
+	return Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels}, true
+}
+
+// OptedIn implements Lookup.
+func (i *Informers) OptedIn(namespace string) bool {
+	if i.optIn.Empty() {
+		return true
+	}
+	obj, ok, err := i.namespaces.GetByKey(namespace)
+	if err != nil || !ok {
+		return false
+	}
+	return i.optIn.Matches(labels.Set(obj.(*corev1.Namespace).Labels))
+}
+
+// Identities implements Lookup.
+func (i *Informers) Identities(namespace string) []Identity {
+	return fromIndex(i.ids, namespace, IdentityFrom)
+}
+
+// Bindings implements Lookup.
+func (i *Informers) Bindings(namespace string) []Binding {
+	return fromIndex(i.binds, namespace, BindingFrom)
+}
+
+// Exceptions implements Lookup.
+func (i *Informers) Exceptions(namespace string) []Exception {
+	return fromIndex(i.excs, namespace, ExceptionFrom)
+}
+
+func fromIndex[T any](idx cache.Indexer, namespace string, conv func(*unstructured.Unstructured) T) []T {
+	objs, err := idx.ByIndex(cache.NamespaceIndex, namespace)
+	if err != nil {
+		return nil
+	}
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			out = append(out, conv(u))
+		}
+	}
+	return out
+}

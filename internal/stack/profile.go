@@ -1,0 +1,81 @@
+package stack
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Profile is an identity implementation under test as a run deploys it:
+// the components (images and manifests) beyond fakeimds, the modes it
+// claims (spec labels: the specs worth running against it) and the
+// upstream it expects (where its own token requests go).
+type Profile struct {
+	Name        string
+	Description string
+	// Components are deployed in addition to the default ones.
+	Components []string
+	// Modes are the spec labels the implementation claims, e.g.
+	// "pod-identity"; empty claims everything.
+	Modes []string
+	// Upstream is the metadata endpoint the implementation calls.
+	Upstream string
+}
+
+var profiles = map[string]Profile{
+	"imds": {Name: "imds", Description: "fakeimds on every node, no identity agent: pods talk to IMDS directly",
+		Upstream: "http://169.254.169.254"},
+	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
+		Components: []string{NodeAgentComponent}, Upstream: "http://169.254.169.254"},
+}
+
+// Profiles returns the known profiles, by name.
+func Profiles() []Profile {
+	out := make([]Profile, 0, len(profiles))
+	for _, p := range profiles {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ProfileComponents returns the components a run of the named profile
+// deploys: the default ones and the profile's own. The empty name is
+// "imds" and gives nil (the defaults), as before profiles existed.
+func ProfileComponents(name string) ([]string, error) {
+	if name == "" {
+		name = "imds"
+	}
+	p, ok := profiles[name]
+	if !ok {
+		var known []string
+		for _, q := range Profiles() {
+			known = append(known, q.Name)
+		}
+		return nil, fmt.Errorf("unknown profile %q: use one of %s", name, strings.Join(known, ", "))
+	}
+	if len(p.Components) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for _, c := range Components() {
+		if c.Default {
+			out = append(out, c.Name)
+		}
+	}
+	for _, c := range p.Components {
+		if !contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
