@@ -228,7 +228,13 @@ func (s *Server) exchange(w http.ResponseWriter, req *http.Request) (AADToken, *
 			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant)}
 	}
 	noteIdentity(w, sel, id)
-	if fail := s.auth.verifyAssertion(req, id, assertion, s.minter.Now()); fail != nil {
+	now := s.minter.Now()
+	// A clock-skew fault is the authority's clock being off: it judges the
+	// assertion's exp and nbf by that clock too, as it shifts the token.
+	if fx := effectsOf(w); fx != nil && fx.Shift != nil {
+		now = now.Add(fx.Shift.Offset)
+	}
+	if fail := s.auth.verifyAssertion(req, id, assertion, now); fail != nil {
 		return AADToken{}, fail
 	}
 	t, err := s.tokenFor(w, id, resource)

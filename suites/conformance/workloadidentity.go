@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fixtures"
@@ -62,6 +64,14 @@ func wiTrust(ctx context.Context, id config.Identity, fc config.FederatedCredent
 	id.FederatedCredentials = []config.FederatedCredential{fc}
 	_, err = c.Attach(ctx, id)
 	Expect(err).NotTo(HaveOccurred(), "attach %s with a federated credential", id.Name)
+}
+
+// chaosRule decodes a fault rule written as the control API takes it.
+func chaosRule(js string) chaos.Rule {
+	GinkgoHelper()
+	var r chaos.Rule
+	Expect(json.Unmarshal([]byte(js), &r)).To(Succeed(), "rule %s", js)
+	return r
 }
 
 // wiSubject is the subject of a service account's projected tokens.
@@ -179,6 +189,23 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
 			expectAADError(wiProbe(ctx, ns, "app"), "AADSTS70021")
+		})
+
+	Conformance("IDH-CONF-0108", MUST, "an assertion outside its valid time range by the authority's clock (two hours ahead or behind) is refused with AADSTS700024 and no token, surfaced by every client",
+		[]string{"negative", "chaos"}, func(ctx SpecContext) {
+			ns := wiNamespace(ctx)
+			id := identity("id-a")
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			// The projected token lives an hour; the authority allows five
+			// minutes of leeway. Ahead, the token has expired; behind, it
+			// is not valid yet.
+			for _, offset := range []string{"2h", "-2h"} {
+				_, err := wiEnv.Authority.AddFaults(ctx, chaosRule(`{"name":"authority-clock","match":{"faces":["authority"]},"action":{"type":"clock-skew","offset":"`+offset+`"}}`))
+				Expect(err).NotTo(HaveOccurred())
+				expectAADError(wiProbe(ctx, ns, "app"), "AADSTS700024")
+				Expect(wiEnv.Authority.RemoveFault(ctx, "authority-clock")).To(Succeed())
+			}
 		})
 
 	Conformance("IDH-CONF-0104", MUST, "the webhook gives a labelled pod's containers and init containers the four variables and the projected token (audience api://AzureADTokenExchange), keeps variables a container sets and skips the containers named in skip-containers",
