@@ -105,6 +105,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")
 	fl.BoolVar(&f.opts.KeepCluster, "keep-cluster", false, "keep a cluster this run created")
+	fl.BoolVar(&f.opts.ReuseCluster, "reuse-cluster", true, "reuse a healthy kind cluster of the same name instead of recreating it")
 	fl.IntVar(&f.opts.Workers, "workers", 1, "kind worker nodes (the node-scoped specs need one)")
 	fl.StringVar(&f.opts.NodeImage, "node-image", "auto", "auto, offline, published, or an image name")
 	fl.Int64Var(&f.opts.Seed, "seed", 0, "chaos seed (0 picks one; recorded in the report)")

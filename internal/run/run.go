@@ -35,6 +35,8 @@ type Options struct {
 	NodeImage string
 	// KeepCluster leaves a cluster this run created.
 	KeepCluster bool
+	// ReuseCluster reuses a healthy cluster of the same name.
+	ReuseCluster bool
 	// Seed is the chaos seed; 0 picks one.
 	Seed int64
 	// ReportDir receives the report.
@@ -117,7 +119,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		fn   func(context.Context) error
 	}{
 		{"cluster", func(ctx context.Context) error {
-			opts := []cluster.Option{cluster.WithLogger(o.Log), cluster.WithReuse(true), cluster.WithWorkers(o.Workers)}
+			opts := []cluster.Option{cluster.WithLogger(o.Log), cluster.WithReuse(o.ReuseCluster), cluster.WithWorkers(o.Workers)}
 			if o.ClusterName != "" {
 				opts = append(opts, cluster.WithName(o.ClusterName))
 			}

@@ -207,6 +207,7 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	}
 	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
 	run.Results = parseResults(logs)
+	journalEvidence(ctx, run)
 	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
 	if len(run.Results) == 0 {
 		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s", ns, name, phase(got), logs))
@@ -275,3 +276,29 @@ func RecordClients(outcome map[string]bool) {
 }
 
 const clientsEntry = "idharness-clients"
+
+// journalEvidence adds to the report what the node's fakeimds journaled
+// for the probe pod's address: the server's side of the same requests.
+func journalEvidence(ctx context.Context, run ProbeRun) {
+	if run.PodIP == "" || run.Node == "" {
+		return
+	}
+	c, err := Stack.FakeIMDS(ctx, run.Node)
+	if err != nil {
+		return
+	}
+	entries, err := c.Journal(ctx, 0)
+	if err != nil {
+		return
+	}
+	var lines []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Remote, run.PodIP+":") {
+			b, _ := json.Marshal(e)
+			lines = append(lines, string(b))
+		}
+	}
+	if len(lines) > 0 {
+		AddReportEntry("fakeimds journal on "+run.Node+" for "+run.Pod, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(lines, "\n"))
+	}
+}
