@@ -39,7 +39,10 @@ func (s *Server) faulty(face string, h http.Handler) http.Handler {
 			return
 		}
 		defer release()
-		fx := s.engine.Evaluate(s.chaosRequest(face, req))
+		var fx *chaos.Effects
+		if s.engine.Len() > 0 {
+			fx = s.engine.Evaluate(s.chaosRequest(face, req))
+		}
 		if fx == nil {
 			h.ServeHTTP(w, req)
 			return

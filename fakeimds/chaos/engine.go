@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,6 +82,9 @@ type Engine struct {
 
 	mu    sync.Mutex
 	rules []*ruleState
+	// n mirrors len(rules) so the hot path can skip building a Request
+	// when there are no rules, without taking the lock.
+	n atomic.Int32
 	// onChange is told when the rule set changes (listeners watch it).
 	onChange []func()
 }
@@ -129,9 +133,13 @@ func (e *Engine) Add(rules ...Rule) error {
 	for _, r := range rules {
 		e.rules = append(e.rules, &ruleState{Rule: r, added: now, rnd: e.ruleRand(r.Name)})
 	}
+	e.n.Store(int32(len(e.rules)))
 	e.changed()
 	return nil
 }
+
+// Len returns the number of rules, cheaply.
+func (e *Engine) Len() int { return int(e.n.Load()) }
 
 // Remove deletes the named rule and reports whether it existed.
 func (e *Engine) Remove(name string) bool {
@@ -140,6 +148,7 @@ func (e *Engine) Remove(name string) bool {
 	for i, r := range e.rules {
 		if r.Name == name {
 			e.rules = append(e.rules[:i], e.rules[i+1:]...)
+			e.n.Store(int32(len(e.rules)))
 			e.changed()
 			return true
 		}
@@ -152,6 +161,7 @@ func (e *Engine) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rules = nil
+	e.n.Store(0)
 	e.changed()
 }
 
