@@ -2,16 +2,17 @@
 // (package internal/wiwebhook) and its helper for the fake authority:
 //
 //	wiwebhook serve --tls-cert=FILE --tls-key=FILE --tenant-id=GUID --authority-host=https://HOST/
-//	wiwebhook issuer-keys --out=FILE [--issuer=URL]
+//	wiwebhook issuer-keys --out=FILE [--issuer=URL] [--config-in=FILE --config-out=FILE]
 //
 // serve answers the API server's admission reviews for pods over HTTPS
 // (and /healthz for probes), reading service accounts with the pod's own
 // credentials. issuer-keys runs as an init container of the fake
 // authority: it reads the cluster's service account issuer and its JSON
 // Web Key Set from the API server, with the pod's own token (Kubernetes
-// lets every service account read them), and writes the key set where
-// fakeimds reads it as the issuer's jwksFile, so that the authority needs
-// no access to the API server itself.
+// lets every service account read them), writes the key set, and, given
+// a fakeimds configuration, writes it again with that issuer trusted
+// through the key set file. The authority then needs no access to the API
+// server, and works whatever issuer the cluster has.
 package main
 
 import (
@@ -35,7 +36,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
+	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/wiwebhook"
 )
 
@@ -130,12 +133,14 @@ func inCluster() (*kubernetes.Clientset, error) {
 func issuerKeys(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("issuer-keys", flag.ContinueOnError)
 	out := fs.String("out", "", "write the JSON Web Key Set here")
-	want := fs.String("issuer", "", "the issuer the authority is configured to trust; refuse to go on if the cluster's differs")
+	want := fs.String("issuer", "", "refuse to go on if the cluster's issuer is not this one")
+	cfgIn := fs.String("config-in", "", "fakeimds configuration to trust the issuer in")
+	cfgOut := fs.String("config-out", "", "write --config-in here, trusting the cluster's issuer with the key set of --out")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *out == "" {
-		return errors.New("issuer-keys: set --out")
+	if *out == "" || (*cfgIn == "") != (*cfgOut == "") {
+		return errors.New("issuer-keys: set --out, and --config-in with --config-out or neither")
 	}
 	kube, err := inCluster()
 	if err != nil {
@@ -185,5 +190,30 @@ func issuerKeys(ctx context.Context, args []string, log *slog.Logger) error {
 		return fmt.Errorf("write the key set: %w", err)
 	}
 	log.Info("wrote the issuer's keys", "issuer", d.Issuer, "keys", len(set.Keys), "file", *out)
+	if *cfgIn == "" {
+		return nil
+	}
+	if err := trustIssuer(*cfgIn, *cfgOut, config.Issuer{URL: d.Issuer, JWKSFile: *out}); err != nil {
+		return err
+	}
+	log.Info("wrote the authority's configuration", "file", *cfgOut)
+	return nil
+}
+
+// trustIssuer copies the fakeimds configuration in to out with is as its
+// only trusted issuer.
+func trustIssuer(in, out string, is config.Issuer) error {
+	c := config.Default()
+	if err := config.LoadFile(&c, in); err != nil {
+		return fmt.Errorf("fakeimds configuration: %w", err)
+	}
+	c.Faces.Authority.Issuers = []config.Issuer{is}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode the fakeimds configuration: %w", err)
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return fmt.Errorf("write the fakeimds configuration: %w", err)
+	}
 	return nil
 }

@@ -47,11 +47,6 @@ const (
 	WIAuthorityCAConfigMap = "wi-authority-ca"
 )
 
-// KindIssuer is the service account issuer of kind clusters (kubeadm's
-// default, kube-apiserver --service-account-issuer): the iss of projected
-// tokens and so of the federated credentials that trust them.
-const KindIssuer = "https://kubernetes.default.svc.cluster.local"
-
 //go:embed wiwebhook.yaml
 var wiManifest string
 
@@ -118,7 +113,7 @@ func wiObjects(p fixtures.Params) ([]*unstructured.Unstructured, error) {
 	data := map[string]string{
 		"Namespace": p.Namespace, "ClusterName": wiWebhookConfigName(p.Namespace), "Labels": "{" + strings.Join(labels, ", ") + "}",
 		"Image": image, "FakeIMDSImage": p.Images.FakeIMDS, "TenantID": p.Identities.TenantID,
-		"AuthorityHost": WIAuthorityHost(p.Namespace), "Issuer": KindIssuer, "FailurePolicy": "Fail",
+		"AuthorityHost": WIAuthorityHost(p.Namespace), "FailurePolicy": "Fail",
 		"WebhookCert": q(whCert), "WebhookKey": q(whKey), "CABundle": base64.StdEncoding.EncodeToString(whCA),
 		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityConfig": q(cfg),
 		"Hash": hex.EncodeToString(h.Sum(nil))[:16],
@@ -148,12 +143,12 @@ func wiObjects(p fixtures.Params) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// wiAuthorityConfig is the authority's fakeimds configuration: the run's
-// user-assigned identities (without federated credentials: specs add
-// those for their own namespaces through the control API), the kind
-// issuer's keys from the file the init container writes, the shared
-// signing key so that the protected resource accepts its tokens, and no
-// face but the authority.
+// wiAuthorityConfig is the authority's fakeimds configuration, but for
+// the trusted issuer, which the init container adds once it has read the
+// cluster's: the run's user-assigned identities (without federated
+// credentials: specs add those for their own namespaces through the
+// control API), the shared signing key so that the protected resource
+// accepts its tokens, and no face but the authority.
 func wiAuthorityConfig(p fixtures.Params) config.Config {
 	c := config.Default()
 	off := false
@@ -178,7 +173,6 @@ func wiAuthorityConfig(p fixtures.Params) config.Config {
 	c.Faces.Authority.TLSCertFile = "/etc/fakeimds/tls/tls.crt"
 	c.Faces.Authority.TLSKeyFile = "/etc/fakeimds/tls/tls.key"
 	c.Faces.Authority.ClockSkew = duration.Of(5 * time.Minute)
-	c.Faces.Authority.Issuers = []config.Issuer{{URL: KindIssuer, JWKSFile: "/var/run/issuer/jwks.json"}}
 	c.Chaos.Seed = p.Seed
 	c.Chaos.Throttle.Enabled = &off
 	c.Log.Format = "json"
@@ -189,7 +183,8 @@ func wiAuthorityConfig(p fixtures.Params) config.Config {
 type WorkloadIdentity struct {
 	// AuthorityHost is what the webhook sets AZURE_AUTHORITY_HOST to.
 	AuthorityHost string
-	// Issuer is the cluster's service account issuer the authority trusts.
+	// Issuer is the cluster's service account issuer, which the authority
+	// trusts: the iss of projected tokens.
 	Issuer string
 	// CAPEM is the authority's CA certificate; clients must trust it.
 	CAPEM string
@@ -228,7 +223,27 @@ func (s *Stack) WorkloadIdentity(ctx context.Context) (*WorkloadIdentity, error)
 	if err != nil {
 		return nil, err
 	}
-	return &WorkloadIdentity{AuthorityHost: WIAuthorityHost(s.Namespace), Issuer: KindIssuer, CAPEM: cm.Data["ca.crt"], Authority: c, stack: s}, nil
+	iss, err := serviceAccountIssuer(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return &WorkloadIdentity{AuthorityHost: WIAuthorityHost(s.Namespace), Issuer: iss, CAPEM: cm.Data["ca.crt"], Authority: c, stack: s}, nil
+}
+
+// serviceAccountIssuer returns the cluster's service account issuer (the
+// iss of projected tokens), as the authority's init container read it.
+func serviceAccountIssuer(ctx context.Context, s *Stack) (string, error) {
+	b, err := s.deploy.Kube.CoreV1().RESTClient().Get().AbsPath("/.well-known/openid-configuration").DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the cluster's service account issuer (/.well-known/openid-configuration): %w", err)
+	}
+	var d struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil || d.Issuer == "" {
+		return "", fmt.Errorf("the API server's /.well-known/openid-configuration names no issuer (%v): %s", err, b)
+	}
+	return d.Issuer, nil
 }
 
 // SetFailurePolicy sets the webhook's failurePolicy ("Fail" or "Ignore");

@@ -52,7 +52,7 @@ func TestWIObjects(t *testing.T) {
 				t.Errorf("webhook = %v", w)
 			}
 		}},
-		{"authority configuration is valid and trusts the kind issuer", func(t *testing.T) {
+		{"authority configuration is valid and has only the authority face", func(t *testing.T) {
 			for _, cm := range byKind["ConfigMap"] {
 				raw, ok, _ := unstructured.NestedString(cm.Object, "data", "fakeimds.yaml")
 				if !ok {
@@ -65,7 +65,7 @@ func TestWIObjects(t *testing.T) {
 				if err := c.Validate(); err != nil {
 					t.Fatalf("authority config invalid: %v\n%s", err, raw)
 				}
-				if len(c.Faces.Authority.Issuers) != 1 || c.Faces.Authority.Issuers[0].URL != KindIssuer || c.Faces.IMDS.On() {
+				if !c.Faces.Authority.On() || c.Faces.IMDS.On() || c.Faces.Instance.On() || c.Faces.AppService.On() || c.Listen.AuthorityTLS == "" {
 					t.Errorf("authority config = %+v", c.Faces)
 				}
 				if len(c.UserAssigned) != 2 {
