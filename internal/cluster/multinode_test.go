@@ -16,6 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/envfuncs"
+
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
 )
@@ -23,7 +26,9 @@ import (
 // TestMultiNode checks the offline image's pod network across nodes: a
 // control-plane and one worker, fakeimds pinned to the control plane, and a
 // probe pinned to the worker reaching it by Service DNS name and by pod IP
-// (CoreDNS runs on the control plane too, so DNS crosses nodes as well).
+// (CoreDNS runs on the control plane too, so DNS crosses nodes as well). The
+// cluster is created, loaded and destroyed through e2e-framework's env funcs
+// with cluster.Provider, as suites use it.
 func TestMultiNode(t *testing.T) {
 	if os.Getenv("IDHARNESS_SKIP_MULTINODE") != "" {
 		t.Skip("IDHARNESS_SKIP_MULTINODE set")
@@ -47,31 +52,28 @@ func TestMultiNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := cluster.New(cluster.WithName(name), cluster.WithNodeImage(cluster.NodeImageOffline),
+	// Through e2e-framework's own env funcs, as suites do.
+	provider := cluster.NewProvider(cluster.WithNodeImage(cluster.NodeImageOffline),
 		cluster.WithWorkers(1), cluster.WithReuse(false), cluster.WithLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	envCfg := envconf.New()
 	start := time.Now()
-	if _, err := c.Create(ctx); err != nil {
+	ctx, err = envfuncs.CreateClusterWithOpts(provider, name)(ctx, envCfg)
+	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	t.Logf("FIGURE 2-node cluster create: %s", time.Since(start).Round(100*time.Millisecond))
+	envCtx := ctx // holds the cluster for DestroyCluster
 	t.Cleanup(func() {
 		if os.Getenv("IDHARNESS_SMOKE_KEEP") == "" {
-			if err := c.Delete(context.Background()); err != nil {
+			if _, err := envfuncs.DestroyCluster(name)(context.WithoutCancel(envCtx), envCfg); err != nil {
 				t.Errorf("delete: %v", err)
 			}
 		}
 	})
-	if err := c.LoadImageArchive(archive); err != nil {
+	if _, err := envfuncs.LoadImageArchiveToCluster(name, archive)(ctx, envCfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(envCfg.Client().RESTConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
