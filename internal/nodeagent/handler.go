@@ -80,9 +80,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 		return
 	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
+	ip := podIP(r)
+	isToken := strings.TrimSuffix(r.URL.Path, "/") == tokenPath
+	if isToken && r.Header.Get("Metadata") != "true" {
+		// Answered before the pod lookup: the answer is the same for every
+		// pod (IMDS gives the same 400), no request without the header is
+		// ever forwarded (it is IMDS's SSRF defence), and clients that probe
+		// IMDS with a header-less request and a short deadline (azidentity's
+		// DefaultAzureCredential: 1 s) get it before the informers may have
+		// seen a pod that has just started.
+		h.cfg.Log.Info("refused", "ip", ip, "path", r.URL.Path, "status", http.StatusBadRequest, "reason", "no Metadata header")
+		writeError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
+		return
 	}
 	pod, ok := h.podByIP(r.Context(), ip)
 	if !ok {
@@ -101,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case strings.TrimSuffix(r.URL.Path, "/") == tokenPath:
+	case isToken:
 		h.token(w, r, log, pod)
 	case strings.HasPrefix(r.URL.Path, "/metadata/instance") && h.cfg.BlockInstanceMetadata:
 		log.Info("refused", "status", http.StatusForbidden, "reason", "instance metadata blocked")
@@ -125,13 +134,6 @@ func (h *Handler) podByIP(ctx context.Context, ip string) (Pod, bool) {
 }
 
 func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger, pod Pod) {
-	if r.Header.Get("Metadata") != "true" {
-		// Checked before anything else so that no request without the
-		// header is ever forwarded (it is IMDS's SSRF defence).
-		log.Info("refused", "status", http.StatusBadRequest, "reason", "no Metadata header")
-		writeError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
-		return
-	}
 	q := r.URL.Query()
 	sel := Selector{ClientID: q.Get("client_id"), ResourceID: firstOf(q.Get("msi_res_id"), q.Get("mi_res_id")), ObjectID: q.Get("object_id")}
 	var d Decision

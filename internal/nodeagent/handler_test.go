@@ -182,7 +182,9 @@ func TestHandler(t *testing.T) {
 		{name: "unknown source IP", ip: "10.244.9.9", target: token, wantStatus: 404, wantBody: "no pod with IP"},
 		{name: "exception: node identity", ip: "10.244.1.13", target: token, wantStatus: 200, wantClient: "system"},
 		{name: "namespace not opted in: passed through", ip: "10.244.1.15", target: token, wantStatus: 200, wantClient: "system"},
-		{name: "passed through unchanged: IMDS's own checks apply", ip: "10.244.1.15", target: token, noMetadata: true, wantStatus: 400, wantBody: "bad_request_102", upstreamAnswers: true},
+		{name: "no Metadata header, namespace not opted in: IMDS's answer", ip: "10.244.1.15", target: token, noMetadata: true, wantStatus: 400, wantBody: "bad_request_102"},
+		{name: "no Metadata header, unknown pod: answered at once", ip: "10.244.9.9", target: token, noMetadata: true, wantStatus: 400, wantBody: "bad_request_102"},
+		{name: "passed through unchanged: IMDS's own checks apply", ip: "10.244.1.15", target: token + "&client_id=99999999-9999-4999-8999-999999999999", wantStatus: 400, wantBody: "Identity not found", upstreamAnswers: true},
 		{name: "instance metadata passed through", ip: "10.244.1.10", target: "/metadata/instance?api-version=2021-02-01", wantStatus: 200, wantBody: "compute"},
 		{name: "instance metadata blocked", ip: "10.244.1.10", target: "/metadata/instance?api-version=2021-02-01", cfg: func(c *Config) { c.BlockInstanceMetadata = true }, wantStatus: 403},
 	}
