@@ -15,6 +15,7 @@ import (
 	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
+	_ "github.com/idharness/idharness/suites/chaos"       // registers the chaos specs
 	_ "github.com/idharness/idharness/suites/conformance" // registers the conformance specs
 	"github.com/idharness/idharness/suites/framework"
 )
@@ -47,8 +48,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				f.opts.ModuleDir = wd
 			}
 			f.opts.Log = slog.Default()
-			if f.suite != "conformance" {
-				return fmt.Errorf("unknown suite %q: the suites are: conformance", f.suite)
+			labelFilter, err := suiteLabelFilter(f.suite, f.labelFilter)
+			if err != nil {
+				return err
 			}
 			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
 				return err
@@ -57,7 +59,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			var suitesOK bool
 			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
 				framework.Preset = s
-				r, ok := framework.RunInProcess("idharness "+f.suite, framework.RunOptions{LabelFilter: f.labelFilter, Focus: f.focus, Seed: seed})
+				r, ok := framework.RunInProcess("idharness "+f.suite, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed})
 				ginkgoReport, suitesOK = &r, ok
 				if !ok {
 					return errors.New("specs failed")
@@ -69,12 +71,16 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			out := cmd.OutOrStdout()
 			if ginkgoReport != nil {
 				rep := framework.ToReport(*ginkgoReport, f.suite)
+				onlySuite(rep, f.suite)
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
 				for _, p := range res.Phases {
 					rep.Phases = append(rep.Phases, report.Phase{Name: p.Name, Duration: report.Seconds(p.Duration.Seconds()), Error: p.Err})
 				}
 				if werr := rep.WriteDir(f.opts.ReportDir); werr != nil {
+					err = errors.Join(err, werr)
+				}
+				if werr := rep.WriteHTML(f.opts.ReportDir); werr != nil {
 					err = errors.Join(err, werr)
 				}
 				fmt.Fprintf(out, "\n%s: %d passed, %d failed (%d MUST), %d skipped. Report: %s/summary.md\n",
@@ -98,7 +104,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.suite, "suite", "conformance", "suite to run")
+	fl.StringVar(&f.suite, "suite", "conformance", "suite to run: conformance or chaos")
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
 	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")

@@ -1,0 +1,303 @@
+package chaos
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
+
+	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/report"
+	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
+)
+
+// Bounds of the timing assertions. They come from the SDKs' documented
+// retry behaviour plus margins set from measured run-to-run spread (see
+// the README's "Chaos suite" section for the measurements).
+const (
+	// azidentity's IMDS retry policy backs off exponentially with jitter,
+	// capped at 25 s between tries: a call that is still retrying when a
+	// fault ends gets its token up to ~25 s later, plus a try's own time.
+	azidentityRecoveryBound = 30 * time.Second
+	// Clients that give up and are called again by the application (the
+	// probe's 2 s loop) recover within the loop interval plus one call.
+	appRetryRecoveryBound = 6 * time.Second
+)
+
+// The clients the IMDS chaos specs run: azidentity's two credentials,
+// MSAL Go and a plain GET with no retry and no cache.
+var imdsClients = []string{probe.ClientAzidentityMI, probe.ClientAzidentityDefault, probe.ClientMSALMI, probe.ClientRaw}
+
+// resourceFor is a resource of the spec's and the client's own, so that a
+// rule scoped by match.resource hits one client of one spec only.
+func resourceFor(id, client string) string {
+	return "https://chaos.idharness.test/" + strings.ToLower(id) + "/" + client
+}
+
+// verdictOf is passed or failed.
+func verdictOf(ok bool) string {
+	if ok {
+		return report.Passed
+	}
+	return report.Failed
+}
+
+var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Ordered, func() {
+	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+
+	Chaos("IDH-CHAOS-0001", SHOULD, "a client whose IMDS answers take 1.2 s to the first byte SHOULD still get its token; DefaultAzureCredential's 1 s IMDS probe falls through instead (a known finding)",
+		[]string{"latency", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			fr.inject(ctx, rule(`{"name":"first-byte-1200ms","match":{"faces":["imds"]},"action":{"type":"latency","delay":"1.2s","where":"before-headers"}}`))
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+				return []string{"--count=2", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0001", c)}
+			})
+			outcomes := map[string]clientOutcome{}
+			var problems []string
+			for c, rs := range ByClient(results) {
+				allOK, slowest := true, time.Duration(0)
+				var errText string
+				for _, r := range rs {
+					slowest = max(slowest, r.LatencyMs.D())
+					if !r.OK() {
+						allOK, errText = false, r.Error
+					}
+				}
+				switch {
+				case c == probe.ClientAzidentityDefault && !allOK:
+					outcomes[c] = clientOutcome{VerdictFinding, "falls through: " + lineWith(errText, "ManagedIdentityCredential")}
+				case c == probe.ClientAzidentityDefault:
+					outcomes[c] = clientOutcome{report.Failed, "unexpected pass: the 1 s probe no longer falls through; update the finding"}
+					problems = append(problems, c+": got every token although IMDS answered after 1.2 s: the known finding no longer reproduces")
+				default:
+					outcomes[c] = clientOutcome{verdictOf(allOK), fmt.Sprintf("slowest call %s", slowest.Round(100*time.Millisecond))}
+					if !allOK {
+						problems = append(problems, c+": "+firstLine(errText))
+					}
+				}
+			}
+			fr.finish(ctx, results, fr.windowOf("first-byte-1200ms"), outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	Chaos("IDH-CHAOS-0002", MUST, "a client that retries MUST get its token once a 20 s window of 410 'IMDS is going through updates' ends, and every client MUST have one soon after",
+		[]string{"status-410", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			fr.inject(ctx, rule(`{"name":"imds-updating-20s","match":{"faces":["imds"],"headerPresent":["Metadata"]},"action":{"type":"imds-updating"},"schedule":{"for":"20s"}}`))
+			w := fr.windowOf("imds-updating-20s")
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 3*time.Minute, func(c string) []string {
+				return []string{"--duration=45s", "--interval=2s", "--timeout=80s", "--resource=" + resourceFor("IDH-CHAOS-0002", c)}
+			})
+			outcomes := map[string]clientOutcome{}
+			var problems []string
+			for c, rs := range ByClient(results) {
+				row := resilience(c, rs, w, clientOutcome{})
+				bound := appRetryRecoveryBound
+				if c == probe.ClientAzidentityMI || c == probe.ClientAzidentityDefault {
+					bound = azidentityRecoveryBound
+				}
+				ok := row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= bound.Seconds())
+				note := "kept its first call retrying through the window"
+				if row.GaveUpAfter != nil {
+					note = fmt.Sprintf("gave up after %.1fs, the application's next call succeeded", float64(*row.GaveUpAfter))
+				}
+				outcomes[c] = clientOutcome{verdictOf(ok), note}
+				if !ok {
+					problems = append(problems, fmt.Sprintf("%s: recovered %s after the 410s ended, bound %s", c, recovered(row), bound))
+				}
+			}
+			fr.finish(ctx, results, w, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	for _, storm := range []struct {
+		id, name, retryAfter, statement string
+	}{
+		{"IDH-CHAOS-0003", "throttle-retry-after", `,"retryAfter":"2s"`, "a client MUST get its token through a 8 s storm of 429 with Retry-After: 2, and MUST NOT send more than 3 token requests in any second"},
+		{"IDH-CHAOS-0004", "throttle-no-retry-after", ``, "a client MUST get its token through a 8 s storm of 429 without Retry-After, and MUST NOT send more than 3 token requests in any second"},
+	} {
+		Chaos(storm.id, MUST, storm.statement, []string{"status-429", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			clients := []string{probe.ClientAzidentityMI, probe.ClientMSALMI, probe.ClientRaw}
+			fr.inject(ctx, rule(`{"name":"`+storm.name+`","match":{"faces":["imds"],"headerPresent":["Metadata"]},"action":{"type":"throttle"`+storm.retryAfter+`},"schedule":{"for":"8s"}}`))
+			w := fr.windowOf(storm.name)
+			results := fr.probeEach(ctx, Namespace(ctx), clients, 2*time.Minute, func(c string) []string {
+				return []string{"--duration=20s", "--interval=2s", "--timeout=60s", "--resource=" + resourceFor(storm.id, c)}
+			})
+			rates := maxPerSecond(fr.journal(ctx))
+			outcomes := map[string]clientOutcome{}
+			var problems []string
+			for c, rs := range ByClient(results) {
+				row := resilience(c, rs, w, clientOutcome{})
+				bound := appRetryRecoveryBound
+				if c == probe.ClientAzidentityMI {
+					bound = azidentityRecoveryBound
+				}
+				ok := row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= bound.Seconds()) && rates[c] <= 3
+				outcomes[c] = clientOutcome{verdictOf(ok), fmt.Sprintf("at most %d requests in a second", rates[c])}
+				if !ok {
+					problems = append(problems, fmt.Sprintf("%s: recovered %s after the storm (bound %s), %d requests in one second (max 3)", c, recovered(row), bound, rates[c]))
+				}
+			}
+			fr.finish(ctx, results, w, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+	}
+
+	Chaos("IDH-CHAOS-0005", MUST, "a client holding a valid token MUST keep serving it from its cache through a 15 s IMDS outage (connection refused), and a client without a cache MUST recover within 6 s of the outage's end",
+		[]string{"refuse", "outage", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			ns := Namespace(ctx)
+			var results []probe.Result
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				results = fr.probeEach(ctx, ns, imdsClients, 2*time.Minute, func(c string) []string {
+					return []string{"--duration=40s", "--interval=2s", "--timeout=60s", "--resource=" + resourceFor("IDH-CHAOS-0005", c)}
+				})
+			}()
+			// The outage starts once every client holds a token, whenever
+			// its pod got scheduled.
+			held := fr.waitForTokens(ctx, imdsClients, 60*time.Second)
+			fr.inject(ctx, rule(`{"name":"outage-refuse-15s","match":{"faces":["imds"]},"action":{"type":"refuse"},"schedule":{"for":"15s"}}`))
+			w := fr.windowOf("outage-refuse-15s")
+			wg.Wait()
+			Expect(held).To(BeTrue(), "the probe pods did not all get a token within 60 s, so the outage could not start with cached tokens")
+			outcomes := map[string]clientOutcome{}
+			var problems []string
+			for c, rs := range ByClient(results) {
+				row := resilience(c, rs, w, clientOutcome{})
+				var inWindow, cached int
+				for _, r := range rs {
+					if !r.Time.Before(w.from) && r.Time.Before(w.to) {
+						inWindow++
+						if r.OK() && r.FromCache {
+							cached++
+						}
+					}
+				}
+				if c == probe.ClientRaw {
+					ok := row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= appRetryRecoveryBound.Seconds())
+					outcomes[c] = clientOutcome{verdictOf(ok), fmt.Sprintf("no cache: %d of %d calls in the outage failed", inWindow-cached, inWindow)}
+					if !ok {
+						problems = append(problems, fmt.Sprintf("%s: recovered %s after the outage (bound %s)", c, recovered(row), appRetryRecoveryBound))
+					}
+					continue
+				}
+				ok := inWindow > 0 && cached == inWindow
+				outcomes[c] = clientOutcome{verdictOf(ok), fmt.Sprintf("%d of %d calls in the outage served from cache", cached, inWindow)}
+				if !ok {
+					problems = append(problems, fmt.Sprintf("%s: %d of %d calls in the outage were served from its cache", c, cached, inWindow))
+				}
+			}
+			fr.finish(ctx, results, w, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	Chaos("IDH-CHAOS-0006", SHOULD, "a client whose first token request hangs SHOULD get a token on the application's next call once its 8 s deadline cut the hung one off",
+		[]string{"hang", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			for _, c := range imdsClients {
+				fr.inject(ctx, rule(`{"name":"hang-first-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0006", c)+`","firstN":1},"action":{"type":"hang","max":"20s"}}`))
+			}
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+				return []string{"--count=3", "--interval=2s", "--timeout=8s", "--resource=" + resourceFor("IDH-CHAOS-0006", c)}
+			})
+			outcomes, problems := recordTransient(results)
+			fr.finish(ctx, results, window{}, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	Chaos("IDH-CHAOS-0007", SHOULD, "a client whose first two token requests are reset (TCP RST) SHOULD have a token by its third call",
+		[]string{"reset", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			for _, c := range imdsClients {
+				fr.inject(ctx, rule(`{"name":"reset-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0007", c)+`","firstN":2},"action":{"type":"reset"}}`))
+			}
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+				return []string{"--count=3", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0007", c)}
+			})
+			outcomes, problems := recordTransient(results)
+			fr.finish(ctx, results, window{}, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	Chaos("IDH-CHAOS-0008", SHOULD, "a client given a 200 with a non-JSON body SHOULD return an error, never a token, and SHOULD have a token once the body is whole again",
+		[]string{"malformed", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			for _, c := range imdsClients {
+				fr.inject(ctx, rule(`{"name":"malformed-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0008", c)+`","firstN":1},"action":{"type":"malformed","form":"non-json"}}`))
+			}
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+				return []string{"--count=3", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0008", c)}
+			})
+			outcomes, problems := recordTransient(results)
+			for _, r := range results {
+				if r.OK() && r.ClaimsError != "" {
+					problems = append(problems, fmt.Sprintf("%s returned a token that is not a JWT: %s", r.Client, r.ClaimsError))
+				}
+			}
+			fr.finish(ctx, results, window{}, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+
+	Chaos("IDH-CHAOS-0009", MUST, "a client that accepts a numeric expires_on (not IMDS's string) MUST read the expiry right; which clients accept it is recorded",
+		[]string{"field-types", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			fr.inject(ctx, rule(`{"name":"numeric-expires-on","match":{"faces":["imds"],"path":"/metadata/identity/oauth2/token*"},"action":{"type":"field-types","variant":"numeric-expires-on"}}`))
+			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+				return []string{"--count=1", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0009", c)}
+			})
+			outcomes := map[string]clientOutcome{}
+			var problems []string
+			for c, rs := range ByClient(results) {
+				r := rs[0]
+				switch {
+				case !r.OK():
+					outcomes[c] = clientOutcome{VerdictRecorded, "rejects a numeric expires_on: " + firstLine(r.Error)}
+				case r.TokenExpired || time.Until(r.TokenExp) < time.Hour:
+					outcomes[c] = clientOutcome{report.Failed, fmt.Sprintf("accepted it but read expiry %s", r.TokenExp)}
+					problems = append(problems, fmt.Sprintf("%s: token expiry %s (expired %v) from a numeric expires_on", c, r.TokenExp, r.TokenExpired))
+				default:
+					outcomes[c] = clientOutcome{report.Passed, "accepts a numeric expires_on"}
+				}
+			}
+			fr.finish(ctx, results, window{}, outcomes)
+			Expect(problems).To(BeEmpty())
+		})
+})
+
+// recordTransient judges clients against a fault that hits their first
+// requests only: each must have a token by its last call, never an
+// invalid one. Who failed a call on the way is recorded in the note.
+func recordTransient(results []probe.Result) (map[string]clientOutcome, []string) {
+	outcomes := map[string]clientOutcome{}
+	var problems []string
+	for c, rs := range ByClient(results) {
+		var failed int
+		var firstErr string
+		for _, r := range rs {
+			if !r.OK() {
+				failed++
+				if firstErr == "" {
+					firstErr = lineWith(r.Error, "ManagedIdentityCredential")
+				}
+			}
+		}
+		last := rs[len(rs)-1]
+		note := "every call got a token (retried inside the call)"
+		if failed > 0 {
+			note = fmt.Sprintf("%d call(s) failed first: %s", failed, firstErr)
+		}
+		outcomes[c] = clientOutcome{verdictOf(last.OK()), note}
+		if !last.OK() {
+			problems = append(problems, fmt.Sprintf("%s: no token by its last call: %s", c, firstLine(last.Error)))
+		}
+	}
+	return outcomes, problems
+}
