@@ -3,6 +3,7 @@
 //
 //	wiwebhook serve --tls-cert=FILE --tls-key=FILE --tenant-id=GUID --authority-host=https://HOST/
 //	wiwebhook issuer-keys --out=FILE [--issuer=URL] [--config-in=FILE --config-out=FILE]
+//	wiwebhook proxy [--link-local=169.254.169.254] [--health-addr=:8001]
 //
 // serve answers the API server's admission reviews for pods over HTTPS
 // (and /healthz for probes), reading service accounts with the pod's own
@@ -12,17 +13,23 @@
 // lets every service account read them), writes the key set, and, given
 // a fakeimds configuration, writes it again with that issuer trusted
 // through the key set file. The authority then needs no access to the API
-// server, and works whatever issuer the cluster has.
+// server, and works whatever issuer the cluster has. proxy is the
+// IMDS-emulating sidecar the webhook injects on request: it puts the
+// metadata address on the pod's loopback, answers IMDS token requests
+// there on port 80 with tokens from the authority, and serves /healthz
+// on --health-addr once it does.
 package main
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -39,6 +46,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/internal/linklocal"
 	"github.com/idharness/idharness/internal/wiwebhook"
 )
 
@@ -52,7 +60,7 @@ func main() {
 	}
 }
 
-const usage = "usage: wiwebhook serve|issuer-keys [flags]; wiwebhook COMMAND -h lists a command's flags"
+const usage = "usage: wiwebhook serve|issuer-keys|proxy [flags]; wiwebhook COMMAND -h lists a command's flags"
 
 func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if len(args) == 0 {
@@ -63,6 +71,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return serve(ctx, args[1:], log)
 	case "issuer-keys":
 		return issuerKeys(ctx, args[1:], log)
+	case "proxy":
+		return proxy(ctx, args[1:], log)
 	}
 	return fmt.Errorf("unknown command %q; %s", args[0], usage)
 }
@@ -77,11 +87,20 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	)
 	fs.StringVar(&cfg.TenantID, "tenant-id", "", "AZURE_TENANT_ID for service accounts without the tenant-id annotation")
 	fs.StringVar(&cfg.AuthorityHost, "authority-host", "", "AZURE_AUTHORITY_HOST, an https:// URL")
+	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxy sidecar (this program) for pods annotated "+wiwebhook.ProxyAnnotation+"=true")
+	proxyCA := fs.String("proxy-ca-file", "", "PEM bundle the proxy sidecar trusts for the authority besides the system roots")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *proxyCA != "" {
+		b, err := os.ReadFile(*proxyCA)
+		if err != nil {
+			return fmt.Errorf("read --proxy-ca-file: %w", err)
+		}
+		cfg.ProxyCAPEM = string(b)
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
@@ -216,4 +235,55 @@ func trustIssuer(in, out string, is config.Issuer) error {
 		return fmt.Errorf("write the fakeimds configuration: %w", err)
 	}
 	return nil
+}
+
+func proxy(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	ip := fs.String("link-local", "169.254.169.254", "the metadata address to answer on, put on the pod's loopback (needs NET_ADMIN)")
+	health := fs.String("health-addr", fmt.Sprintf(":%d", wiwebhook.ProxyHealthPort), "serve /healthz here once the proxy answers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if pem := os.Getenv(wiwebhook.ProxyCAEnv); pem != "" && !pool.AppendCertsFromPEM([]byte(pem)) {
+		return fmt.Errorf("%s holds no PEM certificate", wiwebhook.ProxyCAEnv)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	p, err := wiwebhook.ProxyFromEnv(&http.Client{Transport: tr, Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	cleanup, err := linklocal.Ensure(*ip, linklocal.DefaultDevice)
+	if err != nil {
+		return fmt.Errorf("put %s on the pod's loopback (the sidecar needs NET_ADMIN): %w", *ip, err)
+	}
+	defer func() { _ = cleanup() }()
+	ln, err := net.Listen("tcp", net.JoinHostPort(*ip, "80"))
+	if err != nil {
+		return fmt.Errorf("listen on %s:80 (the sidecar needs NET_BIND_SERVICE): %w", *ip, err)
+	}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	hmux := http.NewServeMux()
+	hmux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	hsrv := &http.Server{Addr: *health, Handler: hmux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- hsrv.ListenAndServe() }()
+	log.Info("proxy serving", "addr", ln.Addr().String(), "authority", p.AuthorityHost, "clientId", p.ClientID)
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("proxy: %w", err)
+	case <-ctx.Done():
+		err = nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = hsrv.Shutdown(sctx)
+	_ = srv.Shutdown(sctx)
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Labels and annotations the webhook reads, as Azure's webhook names them.
@@ -73,6 +74,12 @@ type Config struct {
 	TenantID string
 	// AuthorityHost is AZURE_AUTHORITY_HOST, e.g. https://login.microsoftonline.com/.
 	AuthorityHost string
+	// ProxyImage is the image of the proxy sidecar (cmd/wiwebhook); empty
+	// refuses pods that ask for it.
+	ProxyImage string
+	// ProxyCAPEM is given to the proxy sidecar (ProxyCAEnv) to trust the
+	// authority besides the system roots.
+	ProxyCAPEM string
 }
 
 // Validate reports settings the webhook cannot work with.
@@ -128,6 +135,12 @@ func Mutate(pod *corev1.Pod, sa *corev1.ServiceAccount, cfg Config) (*corev1.Pod
 	)
 	skip := skipContainers(pod)
 	out := pod.DeepCopy()
+	if pod.Annotations[ProxyAnnotation] == "true" && !hasContainer(out.Spec.InitContainers, ProxyContainer) {
+		if cfg.ProxyImage == "" {
+			return nil, &DeniedError{Reason: fmt.Sprintf("the pod asks for the proxy sidecar (%s) but the webhook has no proxy image: start it with --proxy-image", ProxyAnnotation)}
+		}
+		out.Spec.InitContainers = append([]corev1.Container{proxyContainer(cfg)}, out.Spec.InitContainers...)
+	}
 	for i := range out.Spec.InitContainers {
 		if !skip[out.Spec.InitContainers[i].Name] {
 			injectContainer(&out.Spec.InitContainers[i], env)
@@ -204,6 +217,39 @@ func injectContainer(c *corev1.Container, env []corev1.EnvVar) {
 		}
 	}
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true})
+}
+
+// proxyContainer is the proxy sidecar: a native sidecar, so it runs
+// before the application and a finished pod still completes. It runs as
+// root with NET_ADMIN to put the metadata address on the pod's loopback
+// and bind port 80 there; the variables and token are added as for any
+// container.
+func proxyContainer(cfg Config) corev1.Container {
+	always := corev1.ContainerRestartPolicyAlways
+	root, no := int64(0), false
+	c := corev1.Container{
+		Name: ProxyContainer, Image: cfg.ProxyImage, ImagePullPolicy: corev1.PullIfNotPresent, RestartPolicy: &always,
+		Args: []string{"proxy", fmt.Sprintf("--health-addr=:%d", ProxyHealthPort)},
+		SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: &no,
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_BIND_SERVICE"}}},
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(ProxyHealthPort)}},
+			PeriodSeconds: 1, FailureThreshold: 60,
+		},
+	}
+	if cfg.ProxyCAPEM != "" {
+		c.Env = append(c.Env, corev1.EnvVar{Name: ProxyCAEnv, Value: cfg.ProxyCAPEM})
+	}
+	return c
+}
+
+func hasContainer(cs []corev1.Container, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func hasEnv(env []corev1.EnvVar, name string) bool {

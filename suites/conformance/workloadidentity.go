@@ -61,8 +61,15 @@ func wiTrust(ctx context.Context, id config.Identity, fc config.FederatedCredent
 	DeferCleanup(func(ctx context.Context) { Expect(c.Reset(ctx)).To(Succeed()) })
 	_, err := c.Detach(ctx, client.Selector{ClientID: id.ClientID})
 	Expect(err).NotTo(HaveOccurred(), "detach %s from the authority", id.Name)
+	wiAttach(ctx, id, fc)
+}
+
+// wiAttach attaches id to the authority with fc as its only federated
+// credential; wiTrust's cleanup, or the caller's, restores the authority.
+func wiAttach(ctx context.Context, id config.Identity, fc config.FederatedCredential) {
+	GinkgoHelper()
 	id.FederatedCredentials = []config.FederatedCredential{fc}
-	_, err = c.Attach(ctx, id)
+	_, err := wiEnv.Authority.Attach(ctx, id)
 	Expect(err).NotTo(HaveOccurred(), "attach %s with a federated credential", id.Name)
 }
 
@@ -206,6 +213,26 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 				expectAADError(wiProbe(ctx, ns, "app"), "AADSTS700024")
 				Expect(wiEnv.Authority.RemoveFault(ctx, "authority-clock")).To(Succeed())
 			}
+		})
+
+	Conformance("IDH-CONF-0109", SHOULD, "a legacy client that only speaks IMDS, in a pod with the proxy sidecar, gets a token for the identity its service account names, with every managed identity client",
+		[]string{"proxy-sidecar", "end-to-end"}, func(ctx SpecContext) {
+			ns := Namespace(ctx)
+			// An identity only the authority knows: a token for it proves
+			// the answer came through the proxy, not from the node's IMDS.
+			id := config.Identity{Name: "wi-proxy-only", ClientID: "77777777-7777-4777-8777-777777777777", ObjectID: "88888888-8888-4888-8888-888888888888"}
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			DeferCleanup(func(ctx context.Context) { Expect(wiEnv.Authority.Reset(ctx)).To(Succeed()) })
+			wiAttach(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			// azidentity-default is left out: with the webhook's variables
+			// set it uses workload identity, not the proxy.
+			run := RunProbe(ctx, ns, Probe{
+				ServiceAccount: "app",
+				Labels:         map[string]string{wiwebhook.UseLabel: "true"},
+				Annotations:    map[string]string{wiwebhook.ProxyAnnotation: "true"},
+				Args:           []string{"--mode=" + probe.ModeIMDS, "--identity=client_id=" + id.ClientID, "--client=azidentity-mi,msal-mi,raw", "--resource=" + vaultResource},
+			})
+			expectTokens(run, id.ObjectID, vaultResource)
 		})
 
 	Conformance("IDH-CONF-0104", MUST, "the webhook gives a labelled pod's containers and init containers the four variables and the projected token (audience api://AzureADTokenExchange), keeps variables a container sets and skips the containers named in skip-containers",
