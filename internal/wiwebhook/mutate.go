@@ -97,6 +97,7 @@ func (c Config) Validate() error {
 // user sees in kubectl's error.
 type DeniedError struct{ Reason string }
 
+// Error returns the reason.
 func (e *DeniedError) Error() string { return e.Reason }
 
 // Wants reports whether pod asks for workload identity.
@@ -136,6 +137,11 @@ func Mutate(pod *corev1.Pod, sa *corev1.ServiceAccount, cfg Config) (*corev1.Pod
 	skip := skipContainers(pod)
 	out := pod.DeepCopy()
 	if pod.Annotations[ProxyAnnotation] == "true" && !hasContainer(out.Spec.InitContainers, ProxyContainer) {
+		if pod.Spec.HostNetwork {
+			// The sidecar would take the metadata address over for the
+			// whole node.
+			return nil, &DeniedError{Reason: fmt.Sprintf("the proxy sidecar (%s) cannot serve a pod on the host network: drop the annotation or hostNetwork", ProxyAnnotation)}
+		}
 		if cfg.ProxyImage == "" {
 			return nil, &DeniedError{Reason: fmt.Sprintf("the pod asks for the proxy sidecar (%s) but the webhook has no proxy image: start it with --proxy-image", ProxyAnnotation)}
 		}

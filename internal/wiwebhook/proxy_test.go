@@ -96,6 +96,11 @@ func TestProxy(t *testing.T) {
 	}
 }
 
+func hostNetwork(p *corev1.Pod) *corev1.Pod {
+	p.Spec.HostNetwork = true
+	return p
+}
+
 func TestMutateProxySidecar(t *testing.T) {
 	sa := sa("app", map[string]string{ClientIDAnnotation: testClient})
 	pod := func(ann map[string]string) *corev1.Pod {
@@ -112,20 +117,21 @@ func TestMutateProxySidecar(t *testing.T) {
 		name   string
 		pod    *corev1.Pod
 		cfg    Config
-		denied bool
+		denied string // substring of the denial; empty: admitted
 		proxy  bool
 	}{
-		{"annotated pod gets the sidecar first", pod(map[string]string{ProxyAnnotation: "true"}), withProxy, false, true},
-		{"no annotation, no sidecar", pod(nil), withProxy, false, false},
-		{"annotation other than true, no sidecar", pod(map[string]string{ProxyAnnotation: "yes"}), withProxy, false, false},
-		{"no proxy image: refused", pod(map[string]string{ProxyAnnotation: "true"}), testConfig, true, false},
+		{"annotated pod gets the sidecar first", pod(map[string]string{ProxyAnnotation: "true"}), withProxy, "", true},
+		{"no annotation, no sidecar", pod(nil), withProxy, "", false},
+		{"annotation other than true, no sidecar", pod(map[string]string{ProxyAnnotation: "yes"}), withProxy, "", false},
+		{"no proxy image: refused", pod(map[string]string{ProxyAnnotation: "true"}), testConfig, "--proxy-image", false},
+		{"host network: refused", hostNetwork(pod(map[string]string{ProxyAnnotation: "true"})), withProxy, "host network", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Mutate(tt.pod, sa, tt.cfg)
-			if tt.denied {
-				if err == nil || !strings.Contains(err.Error(), "--proxy-image") {
-					t.Fatalf("err %v, want a denial naming --proxy-image", err)
+			if tt.denied != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.denied) {
+					t.Fatalf("err %v, want a denial with %q", err, tt.denied)
 				}
 				return
 			}
