@@ -279,14 +279,14 @@ func (b *Builder) Build(ctx context.Context) (Result, error) {
 		return err
 	})
 	if err := g.Wait(); err != nil {
-		return Result{}, err
+		return Result{}, interrupted(ctx, err)
 	}
 	archive, err := b.controlPlaneArchive(ctx, k, bins)
 	if err != nil {
-		return Result{}, err
+		return Result{}, interrupted(ctx, err)
 	}
 	if err := b.assemble(ctx, k, base, bins, archive, image); err != nil {
-		return Result{}, err
+		return Result{}, interrupted(ctx, err)
 	}
 	b.prune(ctx, k, image, base)
 	res.Duration = time.Since(start)
@@ -334,4 +334,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// interrupted turns the error of a cancelled build into one that says so.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted (%v); finished parts are cached, run the build again to continue", ctx.Err())
+	}
+	return err
 }

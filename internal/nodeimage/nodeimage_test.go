@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -255,5 +257,47 @@ func TestAssetsPresent(t *testing.T) {
 		if _, err := assets.ReadFile(p); err != nil {
 			t.Errorf("asset %s: %v", p, err)
 		}
+	}
+}
+
+func TestMountsUnder(t *testing.T) {
+	mounts := `proc /proc proc rw 0 0
+proc /var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/proc proc ro 0 0
+none /var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/dev/pts devpts rw 0 0
+tmpfs /var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/dev/shm tmpfs rw 0 0
+tmpfs /var/cache/idh/work/mmdebstrap-tmp-other tmpfs rw 0 0
+tmpfs /var/cache/idh/work/mmdebstrap-tmp/with\040space tmpfs rw 0 0
+`
+	got := mountsUnder(mounts, "/var/cache/idh/work/mmdebstrap-tmp")
+	want := []string{
+		"/var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/dev/pts",
+		"/var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/dev/shm",
+		"/var/cache/idh/work/mmdebstrap-tmp/mmdebstrap.x/proc",
+		"/var/cache/idh/work/mmdebstrap-tmp/with space",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %q", got)
+	}
+	// Deepest first; same depth in any order.
+	for i := 1; i < len(got); i++ {
+		if len(got[i]) > len(got[i-1]) {
+			t.Fatalf("not deepest first: %q", got)
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("missing %s in %q", w, got)
+		}
+	}
+	if err := cleanScratch(filepath.Join(t.TempDir(), "absent")); err != nil {
+		t.Errorf("absent dir: %v", err)
+	}
+	d := filepath.Join(t.TempDir(), "scratch")
+	os.MkdirAll(filepath.Join(d, "a", "b"), 0o755)
+	if err := cleanScratch(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d); !os.IsNotExist(err) {
+		t.Error("scratch dir not removed")
 	}
 }

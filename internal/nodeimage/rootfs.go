@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -73,10 +74,24 @@ func (b *Builder) rootfsTar(ctx context.Context, k keys) (string, error) {
 			if err := writeAssets(assetsDir); err != nil {
 				return err
 			}
+			// mmdebstrap works in a temporary root under TMPDIR with /proc,
+			// /sys and /dev mounted into it. Give it a directory of ours, so
+			// that whatever an interrupted run leaves there can be cleaned.
+			scratch := filepath.Join(b.cacheDir, "work", "mmdebstrap-tmp")
+			if err := cleanScratch(scratch); err != nil {
+				return err
+			}
+			defer cleanScratch(scratch)
+			if err := os.MkdirAll(scratch, 0o755); err != nil {
+				return err
+			}
 			cmd := exec.CommandContext(ctx, "mmdebstrap", b.mmdebstrapArgs(tmp, kindFiles, assetsDir)...)
-			// SIGTERM lets mmdebstrap unmount and remove its temporary root.
-			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-			cmd.WaitDelay = 30 * time.Second
+			cmd.Env = append(os.Environ(), "TMPDIR="+scratch)
+			// On cancellation, terminate its whole process group (its workers
+			// too); SIGKILL follows after WaitDelay.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+			cmd.WaitDelay = 15 * time.Second
 			out, err := cmd.CombinedOutput()
 			if b.out != nil {
 				b.out.Write(out)
@@ -114,4 +129,45 @@ func (b *Builder) baseImage(ctx context.Context, k keys) (string, error) {
 		return err
 	})
 	return name, err
+}
+
+// mountsUnder returns the mount points below dir, deepest first.
+func mountsUnder(mounts, dir string) []string {
+	var out []string
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	for _, line := range strings.Split(mounts, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			// /proc/mounts escapes spaces and such as octal.
+			mp := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(f[1])
+			if strings.HasPrefix(mp, prefix) {
+				out = append(out, mp)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// cleanScratch detaches every mount below dir and removes it. It refuses to
+// remove anything while a mount remains, so host files mounted there are
+// never deleted.
+func cleanScratch(dir string) error {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	for _, mp := range mountsUnder(readMounts(), dir) {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount leftover %s: %w", mp, err)
+		}
+	}
+	if left := mountsUnder(readMounts(), dir); len(left) > 0 {
+		return fmt.Errorf("mounts remain under %s (%s); unmount them and remove the directory", dir, strings.Join(left, ", "))
+	}
+	return os.RemoveAll(dir)
+}
+
+func readMounts() string {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	return string(b)
 }
