@@ -172,9 +172,21 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			id := identity("id-a")
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			Expect(wiEnv.Authority.ResetJournal(ctx)).To(Succeed())
 			run := wiProbe(ctx, ns, "app", append([]string{"--resource=" + vaultResource}, vaultArgs(fixtures.SecretApp)...)...)
 			Expect(ByClient(run.Results)).To(HaveKey(probe.ClientAzidentityDefault), "DefaultAzureCredential ran")
 			expectTokens(run, id.ObjectID, vaultResource)
+			// id-a is also on every node's IMDS, where DefaultAzureCredential
+			// could fall back to: every token must have come from an exchange.
+			entries, err := wiEnv.Authority.Journal(ctx, 0)
+			Expect(err).NotTo(HaveOccurred())
+			exchanges := 0
+			for _, e := range entries {
+				if e.Status == 200 && strings.HasSuffix(e.Path, "/oauth2/v2.0/token") {
+					exchanges++
+				}
+			}
+			Expect(exchanges).To(BeNumerically(">=", len(run.Results)), "token exchanges at the authority, for %d tokens", len(run.Results))
 			for _, r := range run.Results {
 				Expect(r.ResourceStatus).To(Equal(200), "%s: the protected resource refused the token: %s", r.Client, r.Error)
 			}
