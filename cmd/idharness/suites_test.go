@@ -12,8 +12,8 @@ func TestSuiteLabelFilter(t *testing.T) {
 		wantErr           bool
 	}{
 		{"conformance", "", "conformance", false},
-		{"chaos", "", "chaos", false},
-		{"chaos", "status-429 || refuse", "chaos && (status-429 || refuse)", false},
+		{"chaos", "", "chaos && !conformance", false},
+		{"chaos", "status-429 || refuse", "(chaos && !conformance) && (status-429 || refuse)", false},
 		{"conformance", "  ", "conformance", false},
 		{"soak", "", "", true},
 	} {
@@ -25,13 +25,29 @@ func TestSuiteLabelFilter(t *testing.T) {
 }
 
 func TestOnlySuite(t *testing.T) {
-	rep := &report.Report{Specs: []report.Spec{
-		{ID: "IDH-CONF-0001", Labels: []string{"conformance", "MUST"}, State: report.Skipped},
-		{ID: "IDH-CHAOS-0001", Labels: []string{"imds", "chaos"}, State: report.Passed},
-		{ID: "IDH-CHAOS-0002", Labels: []string{"chaos"}, State: report.Failed},
-	}}
-	onlySuite(rep, "chaos")
-	if len(rep.Specs) != 2 || rep.Specs[0].ID != "IDH-CHAOS-0001" || rep.Summary.Skipped != 0 || rep.Summary.Total != 2 {
-		t.Errorf("onlySuite kept %+v, summary %+v", rep.Specs, rep.Summary)
+	specs := func() []report.Spec {
+		return []report.Spec{
+			{ID: "IDH-CONF-0001", Labels: []string{"conformance", "MUST"}, State: report.Skipped},
+			{ID: "IDH-CONF-0108", Labels: []string{"conformance", "chaos"}, State: report.Passed},
+			{ID: "IDH-CHAOS-0001", Labels: []string{"imds", "chaos"}, State: report.Passed},
+			{ID: "IDH-CHAOS-0002", Labels: []string{"chaos"}, State: report.Failed},
+		}
+	}
+	for _, tt := range []struct {
+		suite   string
+		wantIDs []string
+	}{
+		{"chaos", []string{"IDH-CHAOS-0001", "IDH-CHAOS-0002"}},
+		{"conformance", []string{"IDH-CONF-0001", "IDH-CONF-0108"}},
+	} {
+		rep := &report.Report{Specs: specs()}
+		onlySuite(rep, tt.suite)
+		var got []string
+		for _, sp := range rep.Specs {
+			got = append(got, sp.ID)
+		}
+		if len(got) != len(tt.wantIDs) || got[0] != tt.wantIDs[0] || got[1] != tt.wantIDs[1] || rep.Summary.Total != 2 {
+			t.Errorf("onlySuite(%s) kept %v (summary %+v), want %v", tt.suite, got, rep.Summary, tt.wantIDs)
+		}
 	}
 }
