@@ -190,19 +190,22 @@ Seed {{.Seed}}{{if .Cluster}}, cluster {{.Cluster}}{{end}}, started {{when .Star
 {{end}}</body></html>
 `))
 
-// statusColor colours the stacked bars by status class.
+// statusColors tells apart the statuses chaos specs inject; statusColor
+// falls back on the status class.
+var statusColors = map[string]string{
+	"200": "#2da44e", "0": "#6e7781", "400": "#ffb77c", "404": "#fb8f44", "410": "#bc4c00",
+	"429": "#bf8700", "500": "#cf222e", "503": "#a40e26",
+}
+
 func statusColor(status string) string {
+	if c, ok := statusColors[status]; ok {
+		return c
+	}
 	switch {
-	case status == "200":
-		return "#2da44e"
-	case status == "0":
-		return "#6e7781"
-	case status == "429":
-		return "#bf8700"
 	case strings.HasPrefix(status, "4"):
-		return "#fb8f44"
+		return "#e16f24"
 	case strings.HasPrefix(status, "5"):
-		return "#cf222e"
+		return "#ff8182"
 	}
 	return "#8250df"
 }
@@ -268,15 +271,28 @@ func TimelineSVG(t Timeline) string {
 				x(float64(bk.Second))+0.5, y, max(bw-1, 0.5), bh, statusColor(s), bk.Second, c, s)
 		}
 	}
+	// The latency line breaks at seconds without requests, so that an
+	// outage is not drawn as a slope.
 	var pts []string
-	for _, bk := range t.Buckets {
-		if bk.MaxLatencyMs > 0 {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(float64(bk.Second)+0.5), float64(top+plotH)-bk.MaxLatencyMs/maxLat*plotH))
+	flush := func() {
+		switch len(pts) {
+		case 0:
+		case 1:
+			xy := strings.Split(pts[0], ",")
+			fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="1.5" fill="#0969da"/>`, xy[0], xy[1])
+		default:
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="#0969da" stroke-width="1.5"/>`, strings.Join(pts, " "))
 		}
+		pts = pts[:0]
 	}
-	if len(pts) > 1 {
-		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="#0969da" stroke-width="1.5"/>`, strings.Join(pts, " "))
+	for _, bk := range t.Buckets {
+		if bk.Total() == 0 {
+			flush()
+			continue
+		}
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(float64(bk.Second)+0.5), float64(top+plotH)-bk.MaxLatencyMs/maxLat*plotH))
 	}
+	flush()
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#57606a"/>`, left, top+plotH, left+plotW, top+plotH)
 	fmt.Fprintf(&b, `<text x="2" y="%d">%d/s</text><text x="2" y="%d">0</text>`, top+8, maxReq, top+plotH)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#0969da">%.0f ms</text>`, left+plotW+4, top+8, maxLat)
