@@ -94,6 +94,14 @@ func TestMultiNode(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An echo of the client address, to see pod addresses kept across nodes.
+	mustCreatePod(ctx, t, cs, ns, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "whoami"},
+		Spec: corev1.PodSpec{NodeName: cp, Tolerations: tolerate, Containers: []corev1.Container{{
+			Name: "whoami", Image: probe.Name, ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"},
+		}}},
+	})
+	whoami := waitPodRunning(ctx, t, cs, ns, "whoami")
 	p := waitPodRunning(ctx, t, cs, ns, "fakeimds")
 	if p.Spec.NodeName != cp {
 		t.Fatalf("fakeimds runs on %s, want %s", p.Spec.NodeName, cp)
@@ -106,7 +114,11 @@ func TestMultiNode(t *testing.T) {
 				"cross-node-service-dns 200 http://fakeimds.default.svc.cluster.local/metadata/versions",
 				fmt.Sprintf("cross-node-pod-ip 200 http://%s:8080/metadata/versions", p.Status.PodIP),
 				"apiserver 200 https://kubernetes.default.svc/api",
+				// Kubernetes expands $(POD_IP) from the env below.
+				fmt.Sprintf("cross-node-source-address-kept 200~$(POD_IP) http://%s:8080/whoami", whoami.Status.PodIP),
 			},
+			Env: []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
 		}}},
 	}
 	runPod(ctx, t, cs, ns, probePod)

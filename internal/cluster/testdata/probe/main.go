@@ -2,11 +2,14 @@
 // smoke test and exits non-zero if any check does not end as expected.
 //
 // Each argument is one check, "NAME EXPECT URL", where EXPECT is a status
-// code the response must have, or "fail" when the request must not get any
-// response. Requests to https://kubernetes.default.svc carry the pod's
+// code the response must have (optionally "CODE~TEXT": and its body must
+// contain TEXT), or "fail" when the request must not get any response. Requests to https://kubernetes.default.svc carry the pod's
 // service account token and trust the cluster CA; every request carries
 // "Metadata: true" as IMDS requires. A check that does not yet pass is
 // retried until -timeout.
+//
+// "probe serve ADDR" instead serves GET /whoami, answering with the client's
+// address as the server sees it.
 package main
 
 import (
@@ -15,6 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -27,6 +32,13 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to retry each check")
 	flag.Parse()
+	if flag.Arg(0) == "serve" {
+		http.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			fmt.Fprintln(w, host)
+		})
+		log.Fatal(http.ListenAndServe(flag.Arg(1), nil))
+	}
 	failed := 0
 	for _, spec := range flag.Args() {
 		f := strings.Fields(spec)
@@ -69,6 +81,7 @@ func client(url string) (*http.Client, string, error) {
 }
 
 func check(name, expect, url string, timeout time.Duration) (string, bool) {
+	expect, want, _ := strings.Cut(expect, "~")
 	c, token, err := client(url)
 	if err != nil {
 		return err.Error(), false
@@ -92,7 +105,10 @@ func check(name, expect, url string, timeout time.Duration) (string, bool) {
 			resp.Body.Close()
 			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 			if code, _ := strconv.Atoi(expect); code == resp.StatusCode {
-				return last, true
+				if strings.Contains(string(body), want) {
+					return last, true
+				}
+				return fmt.Sprintf("%s: body lacks %q", last, want), false
 			}
 			if expect == "fail" {
 				return "unexpected response " + last, false
