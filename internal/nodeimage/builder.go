@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -262,6 +263,20 @@ func (b *Builder) Build(ctx context.Context) (Result, error) {
 	if err := b.preflight(ctx); err != nil {
 		return Result{}, err
 	}
+	unlock, err := b.lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	if !b.force {
+		// Another process may have built it while this one waited.
+		if got, err := imageLabel(ctx, image, LabelKey); err == nil && got == k.node {
+			res.Cached = true
+			res.Duration = time.Since(start)
+			b.log.Info("node image built by another process", "image", image)
+			return res, nil
+		}
+	}
 	b.log.Info("building offline node image", "image", image, "kubernetes", b.versions.Kubernetes, "cache", b.cacheDir)
 
 	var bins binaries
@@ -342,4 +357,38 @@ func interrupted(ctx context.Context, err error) error {
 		return fmt.Errorf("interrupted (%v); finished parts are cached, run the build again to continue", ctx.Err())
 	}
 	return err
+}
+
+// lock takes the cache directory's build lock, so that two builds (say a
+// developer's and a test's) never write the same cache entries at once. It
+// waits for the other build, or for ctx.
+func (b *Builder) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(b.cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cache directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(b.cacheDir, "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("build lock: %w", err)
+	}
+	logged := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("build lock: %w", err)
+		}
+		if !logged {
+			b.log.Info("waiting for another node image build to finish", "lock", f.Name())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

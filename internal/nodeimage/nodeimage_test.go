@@ -3,12 +3,14 @@ package nodeimage
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVersionsValidate(t *testing.T) {
@@ -300,4 +302,27 @@ tmpfs /var/cache/idh/work/mmdebstrap-tmp/with\040space tmpfs rw 0 0
 	if _, err := os.Stat(d); !os.IsNotExist(err) {
 		t.Error("scratch dir not removed")
 	}
+}
+
+func TestBuildLock(t *testing.T) {
+	b, err := New(WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := b.lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second holder waits; with a short context it gives up.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := b.lock(ctx); err == nil {
+		t.Fatal("second lock taken while the first is held")
+	}
+	unlock()
+	unlock2, err := b.lock(context.Background())
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
 }
