@@ -18,12 +18,18 @@ import (
 // kind creates the nodes and while it waits for kube-system, and checks that
 // no container of the cluster is left behind.
 func TestInterrupt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "idharness")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/idharness")
-	build.Dir = "../.."
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build idharness: %v\n%s", err, out)
+	// IDHARNESS_BIN names a built idharness (hack/ci-cluster.sh passes its own).
+	bin := os.Getenv("IDHARNESS_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "idharness")
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/idharness")
+		build.Dir = "../.."
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build idharness: %v\n%s", err, out)
+		}
+	} else if abs, err := filepath.Abs(bin); err == nil {
+		bin = abs
 	}
 	nodeImage := os.Getenv("IDHARNESS_NODE_IMAGE")
 	if nodeImage == "" {
