@@ -57,5 +57,5 @@ phase "node image"
 "$BIN/idharness" cluster image build ${IDHARNESS_FORCE_NODE_IMAGE:+--force}
 
 phase "smoke"
-IDHARNESS_BIN="$PWD/$BIN/idharness" IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestMultiNode|TestInterrupt' -v -timeout 40m ./internal/cluster/
+IDHARNESS_BIN="$(cd "$BIN" && pwd)/idharness" IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestMultiNode|TestInterrupt' -v -timeout 40m ./internal/cluster/
 phase "done"
