@@ -26,7 +26,9 @@ var profiles = map[string]Profile{
 	"imds": {Name: "imds", Description: "fakeimds on every node, no identity agent: pods talk to IMDS directly",
 		Upstream: "http://169.254.169.254"},
 	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
-		Components: []string{NodeAgentComponent}, Upstream: "http://169.254.169.254"},
+		Components: []string{NodeAgentComponent}, Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254"},
+	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode (image from hack/nmi-image.sh); it intercepts every pod, so run it with --label-filter pod-identity",
+		Components: []string{AADNMIComponent}, Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254"},
 }
 
 // Profiles returns the known profiles, by name.

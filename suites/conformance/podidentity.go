@@ -125,11 +125,20 @@ func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) 
 var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
 	BeforeAll(func(ctx SpecContext) {
 		Setup(ctx)
-		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			Skip("no pod identity agent deployed: run `idharness run --profile reference`")
+		found := false
+		// The reference agent or aad-pod-identity's NMI (profiles reference
+		// and aad-pod-identity).
+		for _, ds := range []string{"nodeagent", "aad-nmi"} {
+			_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
+			}
+			found = found || err == nil
 		}
-		Expect(err).NotTo(HaveOccurred())
+		if !found {
+			Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
+		}
+		var err error
 		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
 		Expect(err).NotTo(HaveOccurred())
 	})
