@@ -366,14 +366,22 @@ func (c *Cluster) Delete(ctx context.Context) error {
 
 // Status describes a cluster for `idharness cluster status`.
 type Status struct {
-	Name       string
-	Exists     bool
-	Managed    bool
-	Nodes      []string
-	NodeImage  string
+	// Name is the cluster name.
+	Name string
+	// Exists tells whether kind knows the cluster (always true in existing mode).
+	Exists bool
+	// Managed tells whether idharness created it (labelled nodes or a record).
+	Managed bool
+	// Nodes are the node container names.
+	Nodes []string
+	// NodeImage is the image of the first node.
+	NodeImage string
+	// Kubeconfig is the kubeconfig path.
 	Kubeconfig string
-	Health     *Health
-	HealthErr  string
+	// Health is the cluster's health, when it could be read.
+	Health *Health
+	// HealthErr says why Health could not be read.
+	HealthErr string
 }
 
 // Status reports whether the cluster exists, its nodes and its health.

@@ -12,11 +12,16 @@ import (
 // <cache>/clusters/<name>/cluster.json. It is written before kind starts, so
 // `delete --all` finds clusters whose creation was interrupted.
 type Record struct {
-	Name       string    `json:"name"`
-	NodeImage  string    `json:"nodeImage"`
-	Kubeconfig string    `json:"kubeconfig"`
-	Workers    int       `json:"workers"`
-	Created    time.Time `json:"created"`
+	// Name is the cluster name.
+	Name string `json:"name"`
+	// NodeImage is the node image it was created with.
+	NodeImage string `json:"nodeImage"`
+	// Kubeconfig is where its kubeconfig was written.
+	Kubeconfig string `json:"kubeconfig"`
+	// Workers is its number of worker nodes.
+	Workers int `json:"workers"`
+	// Created is when creation started.
+	Created time.Time `json:"created"`
 }
 
 func recordDir(cacheDir, name string) string { return filepath.Join(cacheDir, "clusters", name) }
