@@ -12,6 +12,7 @@ import (
 
 	"github.com/onsi/ginkgo/v2/types"
 
+	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
@@ -113,7 +114,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.BoolVar(&f.opts.KeepCluster, "keep-cluster", false, "keep a cluster this run created")
 	fl.BoolVar(&f.opts.ReuseCluster, "reuse-cluster", true, "reuse a healthy kind cluster of the same name instead of recreating it")
 	fl.IntVar(&f.opts.Workers, "workers", 1, "kind worker nodes (the node-scoped specs need one)")
-	fl.StringVar(&f.opts.NodeImage, "node-image", "auto", "auto, offline, published, or an image name")
+	fl.StringVar(&f.opts.NodeImage, "node-image", envOr("IDHARNESS_NODE_IMAGE", cluster.NodeImageAuto), "auto, offline, published, or an image name (or IDHARNESS_NODE_IMAGE); auto tries to pull kind's published image first, so use offline where no registry may be contacted")
 	fl.Int64Var(&f.opts.Seed, "seed", 0, "chaos seed (0 picks one; recorded in the report)")
 	fl.StringVar(&f.opts.ReportDir, "report-dir", "_output/report", "where the report is written")
 	fl.StringVar(&f.opts.ModuleDir, "source", "", "idharness source tree to build images from (default: current directory)")
