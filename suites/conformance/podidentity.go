@@ -116,6 +116,30 @@ func neverServed(ctx context.Context, node, clientID, resource string) {
 	}
 }
 
+// runningProbe starts the probe in the background and returns once its pod
+// runs, with its IP; wait returns its results when it has finished.
+func runningProbe(ctx context.Context, ns string, p Probe) (ip string, wait func() ProbeRun) {
+	GinkgoHelper()
+	var run ProbeRun
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		run = RunProbe(ctx, ns, p)
+	}()
+	kube := Stack.Deployer().Kube
+	Eventually(ctx, func() string {
+		pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
+		if err != nil || len(pods.Items) != 1 || pods.Items[0].Status.Phase != corev1.PodRunning {
+			return ""
+		}
+		return pods.Items[0].Status.PodIP
+	}).WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "the background probe pod runs")
+	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
+	Expect(err).NotTo(HaveOccurred())
+	return pods.Items[0].Status.PodIP, func() ProbeRun { <-done; return run }
+}
+
 // uniqueResource is a resource no other spec asks for, so journal entries
 // and SDK caches are this spec's own.
 func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) }
@@ -266,5 +290,53 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			Expect(err).NotTo(HaveOccurred())
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			expectTokens(run, Stack.Nodes[node].SystemAssigned.ObjectID, run.Results[0].Resource)
+		})
+
+	Conformance("IDH-CONF-0211", MUST, "changing a running pod's aadpodidbinding label to one no binding selects revokes its identity for its next token requests",
+		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
+			node, _ := nodes()
+			ns := podIdentityNamespace(ctx)
+			bindIdentity(ctx, ns, "id-a", "web", false)
+			// raw: no token cache, so every attempt asks the agent.
+			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("web"),
+				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=8", "--interval=1s"}})
+			time.Sleep(2500 * time.Millisecond)
+			pods, err := Stack.Deployer().Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
+			Expect(err).NotTo(HaveOccurred())
+			patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"relabelled"}}}`, nodeagent.BindingLabel)
+			changed := time.Now()
+			_, err = Stack.Deployer().Kube.CoreV1().Pods(ns).Patch(ctx, pods.Items[0].Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			run := wait()
+			var before, after int
+			for _, r := range run.Results {
+				switch {
+				case r.Time.Before(changed) && r.Status == probe.StatusOK:
+					before++
+				case r.Time.After(changed.Add(time.Second)):
+					// A second for the watch event to reach the agent.
+					after++
+					Expect(r.IdentityGot).To(BeEmpty(), "attempt %d at %s, after the label changed at %s, got a token", r.Attempt, r.Time, changed)
+				}
+			}
+			Expect(before).To(BeNumerically(">", 0), "no token while the pod was bound")
+			Expect(after).To(BeNumerically(">", 0), "no attempt after the label changed")
+			RecordClients(map[string]bool{"raw": true})
+		})
+
+	Conformance("IDH-CONF-0212", MUST, "a pod with no binding sending X-Forwarded-For with a bound pod's address is refused and gets no token",
+		[]string{"pod-identity", "negative", "security"}, func(ctx SpecContext) {
+			node, _ := nodes()
+			ns := podIdentityNamespace(ctx)
+			bindIdentity(ctx, ns, "id-a", "web", false)
+			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("web"),
+				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=6", "--interval=1s"}})
+			other := podIdentityNamespace(ctx)
+			res := uniqueResource()
+			run := RunProbe(ctx, other, Probe{Node: node, Labels: bound("web"),
+				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res}})
+			expectRefused(run, 400, 403, 404, 503)
+			neverServed(ctx, node, "", res)
+			Expect(wait().Results).NotTo(BeEmpty())
 		})
 })
