@@ -22,6 +22,8 @@ type Lookup interface {
 	// OptedIn reports whether pods of namespace get pod identity; the
 	// others are passed through unchanged.
 	OptedIn(namespace string) bool
+	// Identities, Bindings and Exceptions return the pod identity objects
+	// of namespace.
 	Identities(namespace string) []Identity
 	Bindings(namespace string) []Binding
 	Exceptions(namespace string) []Exception
@@ -43,7 +45,8 @@ type Config struct {
 	BlockInstanceMetadata bool
 	// Client calls upstream; nil uses one without proxies.
 	Client *http.Client
-	Log    *slog.Logger
+	// Log receives one line per refusal and per token served.
+	Log *slog.Logger
 }
 
 // Handler answers pods' metadata requests.
