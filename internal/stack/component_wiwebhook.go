@@ -37,8 +37,12 @@ import (
 
 // Names of the workload identity component's objects.
 const (
-	// WorkloadIdentityComponent is the component's name.
+	// WorkloadIdentityComponent is the reference webhook's component.
 	WorkloadIdentityComponent = "workload-identity"
+	// WIAuthorityComponent is the fake authority's component, kept apart
+	// so that a profile can replace the webhook with a vendor's and still
+	// have the authority (see Profile.Without).
+	WIAuthorityComponent = "wi-authority"
 	// WIWebhookName is the webhook's Deployment and Service.
 	WIWebhookName = "wiwebhook"
 	// WIAuthorityName is the authority's Deployment and Service.
@@ -54,17 +58,47 @@ func init() {
 	Register(Component{
 		Name:     WorkloadIdentityComponent,
 		Programs: map[string]string{WIWebhookName: "./cmd/wiwebhook"},
-		Objects:  wiObjects,
-		Wait: func(ctx context.Context, dc *deploy.Client, ns string) error {
-			for _, d := range []string{WIAuthorityName, WIWebhookName} {
-				if err := dc.WaitDeployment(ctx, ns, d); err != nil {
-					return fmt.Errorf("%w (look at: kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s --all-containers)", err, ns, d, ns, d)
-				}
-			}
-			return nil
-		},
+		Objects:  wiPart(false),
+		Wait:     waitDeployments(WIWebhookName),
+		Default:  true,
+	})
+	Register(Component{
+		Name:    WIAuthorityComponent,
+		Objects: wiPart(true),
+		Wait:    waitDeployments(WIAuthorityName),
 		Default: true,
 	})
+}
+
+// waitDeployments waits for the named Deployments, saying where to look
+// when one does not come up.
+func waitDeployments(names ...string) func(ctx context.Context, dc *deploy.Client, ns string) error {
+	return func(ctx context.Context, dc *deploy.Client, ns string) error {
+		for _, d := range names {
+			if err := dc.WaitDeployment(ctx, ns, d); err != nil {
+				return fmt.Errorf("%w (look at: kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s --all-containers)", err, ns, d, ns, d)
+			}
+		}
+		return nil
+	}
+}
+
+// wiPart renders the authority's objects (their names start with
+// wi-authority) or the webhook's (all the others).
+func wiPart(authority bool) func(fixtures.Params) ([]*unstructured.Unstructured, error) {
+	return func(p fixtures.Params) ([]*unstructured.Unstructured, error) {
+		objs, err := wiObjects(p, !authority)
+		if err != nil {
+			return nil, err
+		}
+		var out []*unstructured.Unstructured
+		for _, o := range objs {
+			if strings.HasPrefix(o.GetName(), WIAuthorityName) == authority {
+				out = append(out, o)
+			}
+		}
+		return out, nil
+	}
 }
 
 // WIAuthorityHost is AZURE_AUTHORITY_HOST for pods: the authority's
@@ -75,14 +109,20 @@ func WIAuthorityHost(ns string) string { return "https://" + WIAuthorityName + "
 // objects) of the stack in ns: cluster-wide objects, so named per stack.
 func wiWebhookConfigName(ns string) string { return "idharness-wiwebhook-" + ns }
 
-// wiObjects renders the component for p. TLS certificates are made here,
+// wiObjects renders both parts of workload identity for p (the webhook's
+// image is needed only when webhook is set). TLS certificates are made here,
 // at deploy time, with a CA per server: the webhook's goes into the
 // MutatingWebhookConfiguration's caBundle, the authority's into a
 // ConfigMap for clients.
-func wiObjects(p fixtures.Params) ([]*unstructured.Unstructured, error) {
+func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, error) {
 	image := p.Images.Extra[WIWebhookName]
-	if image == "" || p.Images.FakeIMDS == "" {
+	if (webhook && image == "") || p.Images.FakeIMDS == "" {
 		return nil, fmt.Errorf("workload identity needs the %s and fakeimds images (build them: idharness run builds ./cmd/%s)", WIWebhookName, WIWebhookName)
+	}
+	if image == "" {
+		// Only the authority's objects are kept; the webhook's need an
+		// image name to render.
+		image = "unused.invalid/wiwebhook:none"
 	}
 	now := time.Now()
 	svcNames := func(name string) []string {

@@ -19,7 +19,7 @@ func wiParams() fixtures.Params {
 }
 
 func TestWIObjects(t *testing.T) {
-	objs, err := wiObjects(wiParams())
+	objs, err := wiObjects(wiParams(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,42 @@ func TestWIObjects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, tt.check)
 	}
-	if _, err := wiObjects(fixtures.Params{Namespace: "x"}); err == nil || !strings.Contains(err.Error(), "needs the wiwebhook") {
+	if _, err := wiObjects(fixtures.Params{Namespace: "x"}, true); err == nil || !strings.Contains(err.Error(), "needs the wiwebhook") {
 		t.Errorf("without images: %v", err)
+	}
+}
+
+// TestWIPartsSplit checks that the authority and the webhook render apart,
+// so a profile can replace the webhook and keep the authority.
+func TestWIPartsSplit(t *testing.T) {
+	p := wiParams()
+	auth, err := wiPart(true)(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Images.Extra = nil // no webhook image: the authority alone still renders
+	if _, err := wiPart(true)(p); err != nil {
+		t.Fatalf("authority without the webhook image: %v", err)
+	}
+	if _, err := wiPart(false)(p); err == nil {
+		t.Fatal("webhook rendered without its image")
+	}
+	hook, err := wiPart(false)(wiParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := wiObjects(wiParams(), true)
+	if len(auth)+len(hook) != len(all) || len(auth) == 0 || len(hook) == 0 {
+		t.Fatalf("split %d + %d of %d objects", len(auth), len(hook), len(all))
+	}
+	for _, o := range auth {
+		if !strings.HasPrefix(o.GetName(), WIAuthorityName) {
+			t.Errorf("authority part holds %s %s", o.GetKind(), o.GetName())
+		}
+	}
+	for _, o := range hook {
+		if o.GetKind() == "Deployment" && o.GetName() != WIWebhookName {
+			t.Errorf("webhook part holds deployment %s", o.GetName())
+		}
 	}
 }

@@ -15,6 +15,9 @@ type Profile struct {
 	Description string
 	// Components are deployed in addition to the default ones.
 	Components []string
+	// Without names default components the profile replaces, e.g. the
+	// reference workload identity webhook when a vendor brings its own.
+	Without []string
 	// Modes are the spec labels the implementation claims, e.g.
 	// "pod-identity"; empty claims everything.
 	Modes []string
@@ -56,12 +59,12 @@ func ProfileComponents(name string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("unknown profile %q: use one of %s", name, strings.Join(known, ", "))
 	}
-	if len(p.Components) == 0 {
+	if len(p.Components) == 0 && len(p.Without) == 0 {
 		return nil, nil
 	}
-	var out []string
+	out := []string{}
 	for _, c := range Components() {
-		if c.Default {
+		if c.Default && !contains(p.Without, c.Name) {
 			out = append(out, c.Name)
 		}
 	}

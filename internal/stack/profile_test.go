@@ -38,3 +38,21 @@ func TestProfileComponents(t *testing.T) {
 		})
 	}
 }
+
+// TestProfileWithout shows how a vendor's profile replaces the reference
+// workload identity webhook and keeps the fake authority.
+func TestProfileWithout(t *testing.T) {
+	profiles["vendor-test"] = Profile{Name: "vendor-test", Without: []string{WorkloadIdentityComponent}, Modes: []string{"workload-identity"}}
+	defer delete(profiles, "vendor-test")
+	got, err := ProfileComponents("vendor-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(got, WorkloadIdentityComponent) || !slices.Contains(got, WIAuthorityComponent) {
+		t.Fatalf("components %v: want the authority without the reference webhook", got)
+	}
+	sel, err := Selected(got)
+	if err != nil || len(sel) != len(got) {
+		t.Fatalf("Selected(%v) = %d components, %v", got, len(sel), err)
+	}
+}
