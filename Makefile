@@ -38,9 +38,11 @@ BENCHTIME ?= 2s
 bench: ## benchmarks (fakeimds token endpoint vs a bare net/http ceiling)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./fakeimds/...
 
-E2E_FLAGS  ?=
+# The reference profile adds the pod identity node agent, so that every
+# conformance spec runs (it serves only namespaces labelled for pod identity).
+E2E_FLAGS  ?= --profile reference
 REPORT_DIR ?= _output/report
-e2e: docker idharness-bin ## the main job: cluster up (offline node image if needed), deploy, conformance suite, report in $(REPORT_DIR)
+e2e: docker idharness-bin ## the main job: cluster up (offline node image if needed), deploy, the whole conformance suite, report in $(REPORT_DIR)
 	$(IDHARNESS) run --cluster $(CLUSTER)-e2e --node-image $(NODE_IMAGE) --report-dir $(REPORT_DIR) $(E2E_FLAGS)
 
 clean: ## remove build output
