@@ -340,3 +340,97 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			Expect(wait().Results).NotTo(BeEmpty())
 		})
 })
+
+var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, func() {
+	BeforeAll(func(ctx SpecContext) {
+		Setup(ctx)
+		if _, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
+			if _, err2 := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "aad-nmi", metav1.GetOptions{}); err2 != nil {
+				Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
+			}
+		}
+		var err error
+		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	Conformance("IDH-CONF-0213", MUST, "a bound pod's init container gets the bound identity's token, as its other containers do",
+		[]string{"pod-identity"}, func(ctx SpecContext) {
+			node, _ := nodes()
+			ns := podIdentityNamespace(ctx)
+			bindIdentity(ctx, ns, "id-a", "init", false)
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
+				Customize: func(p *corev1.Pod) {
+					// The probe runs as the init container; the main
+					// container only has to start and stop.
+					probeC := p.Spec.Containers[0]
+					main := probeC
+					main.Name, main.Args, main.Env = "main", []string{"--help"}, nil
+					p.Spec.InitContainers = []corev1.Container{probeC}
+					p.Spec.Containers = []corev1.Container{main}
+				}})
+			expectTokens(run, identity("id-a").ObjectID, vaultResource)
+		})
+
+	Conformance("IDH-CONF-0214", MUST, "a pod bound to an identity attached only to another node's VM gets no token on its own node, and the token on that node",
+		[]string{"pod-identity", "negative", "multi-node"}, func(ctx SpecContext) {
+			withID, other := nodes()
+			if other == "" {
+				Skip("needs two nodes (idharness run --workers 1)")
+			}
+			ns := podIdentityNamespace(ctx)
+			bindIdentity(ctx, ns, "id-node", "pinned", false)
+			id := identity("id-node")
+			res := uniqueResource()
+			off := RunProbe(ctx, ns, Probe{Node: other, Labels: bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			for _, r := range off.Results {
+				Expect(r.IdentityGot).To(BeEmpty(), "%s on %s got a token for %s", r.Client, other, r.IdentityGot)
+				Expect(r.Status).To(Equal(probe.StatusError), "%s on %s", r.Client, other)
+			}
+			neverServed(ctx, other, id.ClientID, res)
+			on := RunProbe(ctx, ns, Probe{Node: withID, Labels: bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			expectTokens(on, id.ObjectID, res)
+		})
+})
+
+var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered, func() {
+	BeforeAll(func(ctx SpecContext) {
+		Setup(ctx)
+		if _, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
+			if _, err2 := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "aad-nmi", metav1.GetOptions{}); err2 != nil {
+				Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
+			}
+		}
+		var err error
+		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	Conformance("IDH-CONF-0215", SHOULD, "a running pod whose binding is created later gets its bound identity's token within 10 s of the binding's creation",
+		[]string{"pod-identity"}, func(ctx SpecContext) {
+			node, _ := nodes()
+			ns := podIdentityNamespace(ctx)
+			res := uniqueResource()
+			// One client, asking every 250 ms: the first success after the
+			// binding exists measures the agent's reaction.
+			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("late"), Timeout: 2 * time.Minute,
+				Args: []string{"--identity=system", "--resource=" + res, "--client=raw", "--duration=14s", "--interval=250ms", "--timeout=5s"}})
+			time.Sleep(2 * time.Second)
+			created := time.Now()
+			bindIdentity(ctx, ns, "id-a", "late", false)
+			run := wait()
+			var first time.Time
+			for _, r := range run.Results {
+				if r.Status == probe.StatusOK && r.IdentityGot == identity("id-a").ObjectID {
+					first = r.Time.Add(r.LatencyMs.D())
+					break
+				}
+				Expect(r.IdentityGot).To(BeEmpty(), "before its binding the pod got a token for %s", r.IdentityGot)
+			}
+			Expect(first.IsZero()).To(BeFalse(), "no token for the bound identity while the probe ran (14 s)")
+			took := first.Sub(created)
+			AddReportEntry("binding creation to first token", took.Round(time.Millisecond).String())
+			fmt.Fprintf(GinkgoWriter, "binding creation to first token: %s\n", took.Round(time.Millisecond))
+			Expect(took).To(BeNumerically("<", 10*time.Second))
+		})
+})

@@ -201,7 +201,7 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 		}
 		return got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed, nil
 	})
-	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: "probe"}).DoRaw(ctx)
 	if err != nil {
 		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, lerr))
 	}
