@@ -140,6 +140,27 @@ func runningProbe(ctx context.Context, ns string, p Probe) (ip string, wait func
 	return pods.Items[0].Status.PodIP, func() ProbeRun { <-done; return run }
 }
 
+// requirePodIdentityAgent connects to the stack and skips the container
+// unless a pod identity agent runs: the reference agent or
+// aad-pod-identity's NMI (profiles reference and aad-pod-identity).
+func requirePodIdentityAgent(ctx SpecContext) {
+	Setup(ctx)
+	found := false
+	for _, ds := range []string{"nodeagent", "aad-nmi"} {
+		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
+		}
+		found = found || err == nil
+	}
+	if !found {
+		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
+	}
+	var err error
+	podIDDyn, err = dynamic.NewForConfig(Stack.REST())
+	Expect(err).NotTo(HaveOccurred())
+}
+
 // uniqueResource is a resource no other spec asks for, so journal entries
 // and SDK caches are this spec's own.
 func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) }
@@ -147,25 +168,7 @@ func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) 
 // Ordered for the shared BeforeAll; ContinueOnFailure so that one failed
 // spec does not hide the verdicts of the others.
 var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
-	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
-		found := false
-		// The reference agent or aad-pod-identity's NMI (profiles reference
-		// and aad-pod-identity).
-		for _, ds := range []string{"nodeagent", "aad-nmi"} {
-			_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
-			if err != nil && !apierrors.IsNotFound(err) {
-				Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
-			}
-			found = found || err == nil
-		}
-		if !found {
-			Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
-		}
-		var err error
-		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
-		Expect(err).NotTo(HaveOccurred())
-	})
+	BeforeAll(requirePodIdentityAgent)
 
 	Conformance("IDH-CONF-0201", MUST, "a pod bound to a user-assigned identity asking with no selector gets a token for the bound identity, with every client",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
@@ -342,17 +345,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 })
 
 var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, func() {
-	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
-		if _, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
-			if _, err2 := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "aad-nmi", metav1.GetOptions{}); err2 != nil {
-				Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
-			}
-		}
-		var err error
-		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
-		Expect(err).NotTo(HaveOccurred())
-	})
+	BeforeAll(requirePodIdentityAgent)
 
 	Conformance("IDH-CONF-0213", MUST, "a bound pod's init container gets the bound identity's token, as its other containers do",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
@@ -394,17 +387,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 })
 
 var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered, func() {
-	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
-		if _, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
-			if _, err2 := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, "aad-nmi", metav1.GetOptions{}); err2 != nil {
-				Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
-			}
-		}
-		var err error
-		podIDDyn, err = dynamic.NewForConfig(Stack.REST())
-		Expect(err).NotTo(HaveOccurred())
-	})
+	BeforeAll(requirePodIdentityAgent)
 
 	Conformance("IDH-CONF-0215", SHOULD, "a running pod whose binding is created later gets its bound identity's token within 10 s of the binding's creation",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
