@@ -218,13 +218,7 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 	Chaos("IDH-CHAOS-0006", SHOULD, "a client whose first token request hangs SHOULD get a token on the application's next call once its 8 s deadline cut the hung one off",
 		[]string{"hang", "imds-mode"}, func(ctx SpecContext) {
 			fr := begin(ctx)
-			for _, c := range imdsClients {
-				fr.inject(ctx, rule(`{"name":"hang-first-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0006", c)+`","firstN":1},"action":{"type":"hang","max":"20s"}}`))
-			}
-			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
-				return []string{"--count=3", "--interval=2s", "--timeout=8s", "--resource=" + resourceFor("IDH-CHAOS-0006", c)}
-			})
-			outcomes, problems := recordTransient(results)
+			results, outcomes, problems := fr.transient(ctx, "IDH-CHAOS-0006", "hang-first-", 1, `{"type":"hang","max":"20s"}`, "8s")
 			fr.finish(ctx, results, window{}, outcomes)
 			Expect(problems).To(BeEmpty())
 		})
@@ -232,13 +226,7 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 	Chaos("IDH-CHAOS-0007", SHOULD, "a client whose first two token requests are reset (TCP RST) SHOULD have a token by its third call",
 		[]string{"reset", "imds-mode"}, func(ctx SpecContext) {
 			fr := begin(ctx)
-			for _, c := range imdsClients {
-				fr.inject(ctx, rule(`{"name":"reset-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0007", c)+`","firstN":2},"action":{"type":"reset"}}`))
-			}
-			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
-				return []string{"--count=3", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0007", c)}
-			})
-			outcomes, problems := recordTransient(results)
+			results, outcomes, problems := fr.transient(ctx, "IDH-CHAOS-0007", "reset-", 2, `{"type":"reset"}`, "30s")
 			fr.finish(ctx, results, window{}, outcomes)
 			Expect(problems).To(BeEmpty())
 		})
@@ -246,13 +234,7 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 	Chaos("IDH-CHAOS-0008", SHOULD, "a client given a 200 with a non-JSON body SHOULD return an error, never a token, and SHOULD have a token once the body is whole again",
 		[]string{"malformed", "imds-mode"}, func(ctx SpecContext) {
 			fr := begin(ctx)
-			for _, c := range imdsClients {
-				fr.inject(ctx, rule(`{"name":"malformed-`+c+`","match":{"faces":["imds"],"resource":"`+resourceFor("IDH-CHAOS-0008", c)+`","firstN":1},"action":{"type":"malformed","form":"non-json"}}`))
-			}
-			results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
-				return []string{"--count=3", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor("IDH-CHAOS-0008", c)}
-			})
-			outcomes, problems := recordTransient(results)
+			results, outcomes, problems := fr.transient(ctx, "IDH-CHAOS-0008", "malformed-", 1, `{"type":"malformed","form":"non-json"}`, "30s")
 			for _, r := range results {
 				if r.OK() && r.ClaimsError != "" {
 					problems = append(problems, fmt.Sprintf("%s returned a token that is not a JWT: %s", r.Client, r.ClaimsError))
@@ -366,6 +348,21 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 			Expect(problems).To(BeEmpty())
 		})
 })
+
+// transient runs the shape of spec id whose fault hits each IMDS client's
+// first n token requests only: a rule per client (named prefix+client,
+// action as JSON) on that client's own resource, then three calls 2 s
+// apart with the given per-call timeout, judged by recordTransient.
+func (fr *faultRun) transient(ctx SpecContext, id, prefix string, n int, action, timeout string) ([]probe.Result, map[string]clientOutcome, []string) {
+	for _, c := range imdsClients {
+		fr.inject(ctx, rule(fmt.Sprintf(`{"name":%q,"match":{"faces":["imds"],"resource":%q,"firstN":%d},"action":%s}`, prefix+c, resourceFor(id, c), n, action)))
+	}
+	results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
+		return []string{"--count=3", "--interval=2s", "--timeout=" + timeout, "--resource=" + resourceFor(id, c)}
+	})
+	outcomes, problems := recordTransient(results)
+	return results, outcomes, problems
+}
 
 // recordTransient judges clients against a fault that hits their first
 // requests only: each must have a token by its last call, never an
