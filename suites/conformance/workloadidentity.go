@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
@@ -331,8 +332,15 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			Expect(err).To(HaveOccurred(), "failurePolicy Fail admitted a pod the webhook could not see")
 			AddReportEntry("policy Fail", fmt.Sprintf("pod refused: %v", err))
 			Expect(wiEnv.SetFailurePolicy(ctx, "Ignore")).To(Succeed())
-			got, err := wiAdmit(ctx, ns, wiPod("app", true, nil))
-			Expect(err).NotTo(HaveOccurred(), "failurePolicy Ignore refused the pod")
+			// The API server picks up webhook configuration changes
+			// asynchronously (an informer), so the new policy may take a
+			// moment to apply; it must apply within 30 s.
+			var got *corev1.Pod
+			Eventually(ctx, func() error {
+				var err error
+				got, err = wiAdmit(ctx, ns, wiPod("app", true, nil))
+				return err
+			}).WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).Should(Succeed(), "failurePolicy Ignore refused the pod")
 			env, mounted := wiInjected(got.Spec.Containers[0])
 			Expect(env).To(BeEmpty())
 			Expect(mounted).To(BeFalse())
