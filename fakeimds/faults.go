@@ -35,7 +35,7 @@ func (s *Server) faulty(face string, h http.Handler) http.Handler {
 		release, ok := s.limiter.Admit(face)
 		if !ok {
 			note(w).Error = "throttled"
-			writeResponse(w, chaos.ErrorResponse(http.StatusTooManyRequests, "", "", 0))
+			writeResponse(w, chaos.ErrorResponse(http.StatusTooManyRequests, "", "", s.limiter.Limits().RetryAfter.Duration))
 			return
 		}
 		defer release()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/duration"
 )
 
 func rule(t testing.TB, js string) chaos.Rule {
@@ -281,28 +282,44 @@ func errDeadline(err error) error {
 }
 
 func TestThrottleIMDSLimits(t *testing.T) {
-	on := true
-	s := newServer(t, func(c *config.Config) { c.Chaos.Throttle = chaos.Limits{Enabled: &on} })
-	a := running(t, s)
-	ok, throttled := 0, 0
-	for i := 0; i < 25; i++ {
-		resp, body, err := tokenGET(context.Background(), a.IMDS, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch resp.StatusCode {
-		case 200:
-			ok++
-		case 429:
-			throttled++
-			if string(body) != `{"error":"invalid_request","error_description":"Temporarily throttled, too many requests"}` {
-				t.Fatalf("429 body %s", body)
+	for _, tc := range []struct {
+		name       string
+		retryAfter time.Duration
+		header     string
+	}{
+		{"no Retry-After by default", 0, ""},
+		{"Retry-After when configured", 3 * time.Second, "3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			on := true
+			s := newServer(t, func(c *config.Config) {
+				c.Chaos.Throttle = chaos.Limits{Enabled: &on, RetryAfter: duration.Duration{Duration: tc.retryAfter}}
+			})
+			a := running(t, s)
+			ok, throttled := 0, 0
+			for i := 0; i < 25; i++ {
+				resp, body, err := tokenGET(context.Background(), a.IMDS, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch resp.StatusCode {
+				case 200:
+					ok++
+				case 429:
+					throttled++
+					if string(body) != `{"error":"invalid_request","error_description":"Temporarily throttled, too many requests"}` {
+						t.Fatalf("429 body %s", body)
+					}
+					if got := resp.Header.Get("Retry-After"); got != tc.header {
+						t.Fatalf("429 Retry-After %q, want %q", got, tc.header)
+					}
+				}
 			}
-		}
-	}
-	// 25 requests well within one second: 20 admitted.
-	if ok != 20 || throttled != 5 {
-		t.Errorf("admitted %d, throttled %d; want 20 and 5", ok, throttled)
+			// 25 requests well within one second: 20 admitted.
+			if ok != 20 || throttled != 5 {
+				t.Errorf("admitted %d, throttled %d; want 20 and 5", ok, throttled)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/duration"
 )
 
 func mustRule(t testing.TB, js string) Rule {
@@ -387,4 +389,24 @@ func FuzzRuleDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLimitsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		l    Limits
+		ok   bool
+	}{
+		{"defaults", DefaultLimits(), true},
+		{"retry after in seconds", Limits{RetryAfter: duration.Duration{Duration: 2 * time.Second}}, true},
+		{"negative rate", Limits{IdentityRPS: -1}, false},
+		{"retry after below a second", Limits{RetryAfter: duration.Duration{Duration: 500 * time.Millisecond}}, false},
+		{"negative retry after", Limits{RetryAfter: duration.Duration{Duration: -time.Second}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.l.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/duration"
 )
 
 // Limits are IMDS's documented throttling limits per VM. Requests over a
@@ -18,6 +20,11 @@ type Limits struct {
 	IdentityRPS int `json:"identityRps,omitempty"`
 	// IdentityConcurrency bounds token requests in flight (5).
 	IdentityConcurrency int `json:"identityConcurrency,omitempty"`
+	// RetryAfter, when set, adds a Retry-After header to the 429s. IMDS's
+	// documentation promises none, and clients treat the two cases
+	// differently (MSAL retries a 429 only with the header), so both
+	// must be testable.
+	RetryAfter duration.Duration `json:"retryAfter,omitempty"`
 }
 
 // DefaultLimits are the limits Microsoft documents for IMDS.
@@ -51,6 +58,9 @@ func (l Limits) withDefaults() Limits {
 func (l Limits) Validate() error {
 	if l.MetadataRPS < 0 || l.IdentityRPS < 0 || l.IdentityConcurrency < 0 {
 		return fmt.Errorf("limits must not be negative")
+	}
+	if l.RetryAfter.Duration < 0 || l.RetryAfter.Duration%time.Second != 0 {
+		return fmt.Errorf("retryAfter %s: must be whole seconds, as the header carries (e.g. 2s)", l.RetryAfter.Duration)
 	}
 	return nil
 }
