@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/idharness/idharness/internal/flagenv"
 	"github.com/idharness/idharness/internal/probe"
@@ -61,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		noMetadata = fs.Bool("raw-no-metadata", false, "raw client: omit the Metadata header (negative wire check)")
 		xff        = fs.String("raw-forwarded-for", "", "raw client: send this X-Forwarded-For value (negative wire check)")
 		exitZero   = fs.Bool("exit-zero", false, "exit 0 even when attempts failed")
+		startAt    = fs.String("start-at", "", "wait until this time (RFC 3339, e.g. 2026-01-02T15:04:05.5Z) before the first round; --duration counts from it, so that pods started one by one share a start")
+		endAt      = fs.String("end-at", "", "stop at this time (RFC 3339), cutting off a call in progress as SIGTERM would; the summary line is still written")
+		tag        = fs.String("tag", "", "extra User-Agent token for every request, e.g. idharness-client/mi-1, so that the fake's journal attributes requests to this probe")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -73,6 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return err
 	}
 	id, err := probe.ParseIdentity(*identity)
+	if err != nil {
+		return err
+	}
+	start, end, err := parseWindow(*startAt, *endAt)
 	if err != nil {
 		return err
 	}
@@ -97,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 			DisableInstanceDiscovery: *noDisc, RawNoMetadata: *noMetadata, RawForwardedFor: *xff,
 		},
 		Clients: names, Resource: *resource, Count: *count, Interval: *interval, Duration: *duration,
-		Timeout: *timeout, VaultURL: *vaultURL, Secret: *secret,
+		Timeout: *timeout, VaultURL: *vaultURL, Secret: *secret, Tag: *tag,
 	}
 	r, err := probe.NewRunner(cfg, stdout)
 	if err != nil {
@@ -105,6 +113,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if !end.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, end)
+		defer cancel()
+	}
+	// The clients are built before the wait, so that the first round
+	// starts on time; a run interrupted while waiting still writes its
+	// (empty) summary.
+	waitUntil(ctx, start)
 	sum, err := r.Run(ctx)
 	if err != nil {
 		return err
@@ -113,4 +130,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return errFailed
 	}
 	return nil
+}
+
+// parseWindow reads --start-at and --end-at; either may be empty.
+func parseWindow(startAt, endAt string) (start, end time.Time, err error) {
+	if startAt != "" {
+		if start, err = time.Parse(time.RFC3339Nano, startAt); err != nil {
+			return start, end, fmt.Errorf("--start-at %q: want an RFC 3339 time such as 2026-01-02T15:04:05.5Z", startAt)
+		}
+	}
+	if endAt != "" {
+		if end, err = time.Parse(time.RFC3339Nano, endAt); err != nil {
+			return start, end, fmt.Errorf("--end-at %q: want an RFC 3339 time such as 2026-01-02T15:04:05.5Z", endAt)
+		}
+		if !start.IsZero() && !end.After(start) {
+			return start, end, fmt.Errorf("--end-at %s is not after --start-at %s", endAt, startAt)
+		}
+	}
+	return start, end, nil
+}
+
+// waitUntil sleeps until t (at once when t is zero or past) or until ctx
+// ends.
+func waitUntil(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if t.IsZero() || d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/vault"
@@ -155,11 +156,52 @@ func TestProbeBinary(t *testing.T) {
 		}
 	})
 	t.Run("usage errors exit 2", func(t *testing.T) {
-		for _, args := range [][]string{{"--identity", "me"}, {"--client", "curl"}, {"--mode", "arc"}, {"extra"}} {
+		for _, args := range [][]string{{"--identity", "me"}, {"--client", "curl"}, {"--mode", "arc"}, {"extra"},
+			{"--start-at", "soon"}, {"--end-at", "2026-01-02T15:04:05Z", "--start-at", "2026-01-02T15:04:06Z"}} {
 			_, sum, code, stderr := runBinary(t, nil, args...)
 			if code != 2 || sum != nil || !strings.HasPrefix(stderr, "probe: ") {
 				t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
 			}
 		}
 	})
+}
+
+// TestProbeWindow checks --start-at, --end-at and --tag, which let the
+// scenario runner start pods one by one yet give them one start, cut
+// them off at the workload's end and attribute their requests.
+func TestProbeWindow(t *testing.T) {
+	a := startFake(t)
+	start := time.Now().Add(1500 * time.Millisecond)
+	end := start.Add(1200 * time.Millisecond)
+	res, sum, code, stderr := runBinary(t, nil, "--imds-addr", a.IMDS, "--client", "raw", "--duration", "1m", "--interval", "500ms",
+		"--start-at", start.UTC().Format(time.RFC3339Nano), "--end-at", end.UTC().Format(time.RFC3339Nano), "--tag", "idharness-client/win-1")
+	if code != 0 || sum == nil {
+		t.Fatalf("exit %d, summary %v, stderr %s", code, sum, stderr)
+	}
+	if len(res) < 2 || len(res) > 4 {
+		t.Fatalf("%d attempts in a 1.2 s window every 500ms, want 2-4: %+v", len(res), res)
+	}
+	if first := res[0].Time; first.Before(start) || first.After(start.Add(300*time.Millisecond)) {
+		t.Errorf("first attempt at %v, want just after --start-at %v", first, start)
+	}
+	if !sum.Interrupted || sum.Time.After(end.Add(500*time.Millisecond)) {
+		t.Errorf("summary %+v: want interrupted at --end-at %v", sum, end)
+	}
+	ctl, err := client.New("http://" + a.Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ctl.Journal(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Headers["User-Agent"], "idharness-probe/raw idharness-client/win-1") {
+			tagged++
+		}
+	}
+	if tagged != len(res) {
+		t.Errorf("%d journal entries carry the tag, want %d (one per attempt): %+v", tagged, len(res), entries)
+	}
 }

@@ -49,6 +49,11 @@ type Config struct {
 	Secret string
 	// VaultAPIVersion is the api-version sent to the resource.
 	VaultAPIVersion string
+	// Tag, when set, is added to every request's User-Agent after the
+	// probe's own idharness-probe/CLIENT, so that a fake's journal can
+	// tell this probe from others running the same client (the scenario
+	// runner gives each pod idharness-client/NAME).
+	Tag string
 }
 
 // DefaultTimeout is Config.Timeout's default.
@@ -130,7 +135,11 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 		seen[name] = true
 		// Each client gets its own transport so that idle connections,
 		// and hence the requests counted, are its own.
-		counter := NewCounter(base.Clone(), userAgentTag+name)
+		tag := userAgentTag + name
+		if cfg.Tag != "" {
+			tag += " " + cfg.Tag
+		}
+		counter := NewCounter(base.Clone(), tag)
 		c, err := NewClient(name, cfg.Options, &http.Client{Transport: counter})
 		if errors.Is(err, ErrUnknownClient) {
 			return nil, err
