@@ -21,6 +21,7 @@ import (
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/probepod"
 )
 
 // Probe describes one run of the probe as a pod.
@@ -154,31 +155,8 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
 	kube := Stack.Deployer().Kube
 	name := "probe-" + rand.String(5)
-	args := append([]string{"--exit-zero"}, p.Args...)
-	var env []corev1.EnvVar
-	for k, v := range p.Env {
-		env = append(env, corev1.EnvVar{Name: k, Value: v})
-	}
-	zero := int64(0)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "probe", "app.kubernetes.io/part-of": "idharness"}},
-		Spec: corev1.PodSpec{
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			NodeName:                      p.Node,
-			TerminationGracePeriodSeconds: &zero,
-			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			AutomountServiceAccountToken:  new(bool),
-			Containers: []corev1.Container{{
-				Name: "probe", Image: Stack.Images.Probe, ImagePullPolicy: corev1.PullIfNotPresent,
-				Args: args, Env: env,
-			}},
-		},
-	}
-	for k, v := range p.Labels {
-		pod.Labels[k] = v
-	}
-	pod.Annotations = p.Annotations
-	pod.Spec.ServiceAccountName = p.ServiceAccount
+	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: Stack.Images.Probe, Args: p.Args, Env: p.Env,
+		ServiceAccount: p.ServiceAccount, Labels: p.Labels, Annotations: p.Annotations})
 	if p.Customize != nil {
 		p.Customize(pod)
 	}
@@ -201,7 +179,7 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 		}
 		return got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed, nil
 	})
-	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: "probe"}).DoRaw(ctx)
+	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
 	if err != nil {
 		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, lerr))
 	}
