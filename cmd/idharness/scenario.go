@@ -1,17 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/cluster"
+	"github.com/idharness/idharness/internal/nodeimage"
 	"github.com/idharness/idharness/internal/scenario"
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // errScenarioFailed is returned when a run's verdicts are not as expected.
@@ -26,18 +32,69 @@ func newScenarioCommand() *cobra.Command {
 	return cmd
 }
 
+// scenarioClusterFlags select the cluster of an in-cluster scenario run.
+type scenarioClusterFlags struct {
+	cluster    string
+	kubeconfig string
+	node       string
+	namespace  string
+	cacheDir   string
+	lead       time.Duration
+}
+
+// inCluster reports whether the flags ask for an in-cluster run.
+func (f *scenarioClusterFlags) inCluster() bool { return f.cluster != "" || f.kubeconfig != "" }
+
+// connect returns the idharness stack deployed on the flags' cluster and
+// the cluster's name for the result.
+func (f *scenarioClusterFlags) connect(ctx context.Context) (*stack.Stack, string, error) {
+	name := f.cluster
+	if name == "" {
+		name = cluster.DefaultName
+	}
+	c, err := cluster.New(cluster.WithName(name), cluster.WithExistingKubeconfig(f.kubeconfig), cluster.WithCacheDir(f.cacheDir),
+		cluster.WithLogger(slog.Default()))
+	if err != nil {
+		return nil, "", err
+	}
+	label := f.cluster
+	if f.kubeconfig != "" {
+		label = f.kubeconfig
+	}
+	deployHint := "idharness run --cluster " + name + " --keep-cluster"
+	if f.kubeconfig != "" {
+		deployHint = "idharness run --kubeconfig " + f.kubeconfig
+	}
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster %s: %w", label, err)
+	}
+	st, err := stack.Connect(ctx, cfg, f.namespace, slog.Default())
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster %s: %w; deploy the stack first: %s", label, err, deployHint)
+	}
+	return st, label, nil
+}
+
 func newScenarioRunCommand() *cobra.Command {
 	var out string
 	var quiet bool
+	var cf scenarioClusterFlags
 	cmd := &cobra.Command{
 		Use:   "run FILE",
-		Short: "Run a scenario locally: in-process fake IMDS on loopback, real SDK clients in goroutines",
+		Short: "Run a scenario locally (in-process fake IMDS, SDK clients in goroutines) or in a cluster (probe pods)",
 		Long: `Run plays the scenario's timeline against an in-process fakeimds on 127.0.0.1 while
 the workload's clients (real azidentity and MSAL Go clients, redirected to the fake) ask for
 tokens, prints the steps and a line per second, then a verdict per expectation. It writes the
 result (verdicts, steps, every client's attempts and the fake's request journal) as JSON and
 exits non-zero when a verdict is not as the scenario expects. Runs take the scenario's
-workload.duration in real time: the SDKs' own retry and refresh timers cannot be scaled.`,
+workload.duration in real time: the SDKs' own retry and refresh timers cannot be scaled.
+
+With --cluster (a kind cluster idharness made) or --kubeconfig, the same file runs in the
+cluster where ` + "`idharness run --keep-cluster`" + ` deployed the stack: the setup and the timeline go
+to the fakeimds of one node (--node, default the last) through its control API, each client
+is a probe pod on that node, and the node's fakeimds is reset and the pods deleted afterwards,
+on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenario.LoadFile(args[0])
@@ -47,13 +104,29 @@ workload.duration in real time: the SDKs' own retry and refresh timers cannot be
 			if out == "" {
 				out = s.ID + ".result.json"
 			}
-			o := scenario.Options{}
+			var progress io.Writer
 			if !quiet {
-				o.Progress = cmd.OutOrStdout()
+				progress = cmd.OutOrStdout()
 			}
-			res, err := scenario.Run(cmd.Context(), s, o)
-			if err != nil {
-				return fmt.Errorf("scenario %s: %w", s.ID, err)
+			var res *scenario.Result
+			if cf.inCluster() {
+				if err := s.CheckCluster(); err != nil {
+					return err
+				}
+				st, label, err := cf.connect(cmd.Context())
+				if err != nil {
+					return err
+				}
+				res, err = scenario.RunInCluster(cmd.Context(), s, scenario.ClusterOptions{
+					Progress: progress, Stack: st, Node: cf.node, Cluster: label, Lead: cf.lead})
+				if err != nil {
+					return fmt.Errorf("scenario %s in cluster %s: %w", s.ID, label, err)
+				}
+			} else {
+				res, err = scenario.Run(cmd.Context(), s, scenario.Options{Progress: progress})
+				if err != nil {
+					return fmt.Errorf("scenario %s: %w", s.ID, err)
+				}
 			}
 			printVerdicts(cmd.OutOrStdout(), res)
 			if err := writeResult(out, res); err != nil {
@@ -66,13 +139,24 @@ workload.duration in real time: the SDKs' own retry and refresh timers cannot be
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "out", "o", "", "write the JSON result here (default ID.result.json in the current directory)")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the verdicts, not the steps and per-second lines")
+	fl := cmd.Flags()
+	fl.StringVarP(&out, "out", "o", "", "write the JSON result here (default ID.result.json in the current directory)")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "print only the verdicts, not the steps and progress lines")
+	fl.StringVar(&cf.cluster, "cluster", "", "run in this kind cluster made by idharness, whose stack `idharness run --cluster NAME --keep-cluster` deployed")
+	fl.StringVar(&cf.kubeconfig, "kubeconfig", "", "run in the cluster behind this kubeconfig, where the stack is deployed")
+	fl.StringVar(&cf.node, "node", "", "in a cluster: the node whose fakeimds the run drives and where the pods run (default the last, a worker)")
+	fl.StringVar(&cf.namespace, "idh-namespace", fixtures.DefaultNamespace, "in a cluster: the namespace of the idharness stack")
+	fl.StringVar(&cf.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "in a cluster: idharness's cache directory, which holds the kind clusters' kubeconfigs (or IDHARNESS_CACHE_DIR)")
+	fl.DurationVar(&cf.lead, "lead", 0, "in a cluster: time the pods get to start before the workload does (default 10s + 0.5s per pod)")
 	return cmd
 }
 
 func printVerdicts(w io.Writer, res *scenario.Result) {
-	fmt.Fprintf(w, "\nscenario %s (seed %d, %v):\n", res.Scenario, res.Seed, res.Duration.D().Round(100*time.Millisecond))
+	where := ""
+	if c := res.InCluster; c != nil {
+		where = fmt.Sprintf(", cluster %s, node %s", c.Cluster, c.Node)
+	}
+	fmt.Fprintf(w, "\nscenario %s (seed %d, %v%s):\n", res.Scenario, res.Seed, res.Duration.D().Round(100*time.Millisecond), where)
 	for _, v := range res.Verdicts {
 		fmt.Fprintf(w, "  %-15s %s\n  %15s %s\n", v.Outcome, v.Expectation, "", v.Detail)
 		if v.Finding != "" {

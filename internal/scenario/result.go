@@ -31,6 +31,20 @@ type Result struct {
 	// Requests is the fake's journal of the run, each entry with the
 	// client that sent it when known.
 	Requests []Request `json:"requests"`
+	// InCluster says where an in-cluster run ran; nil for a local run.
+	InCluster *InCluster `json:"inCluster,omitempty"`
+}
+
+// InCluster records where an in-cluster run (RunInCluster) ran.
+type InCluster struct {
+	// Cluster is the kind cluster's name, or the kubeconfig's path.
+	Cluster string `json:"cluster"`
+	// Node is the node whose fakeimds the run drove and where the pods ran.
+	Node string `json:"node"`
+	// Namespace held the probe pods; it is deleted after the run.
+	Namespace string `json:"namespace"`
+	// Pods maps each client to its probe pod.
+	Pods map[string]string `json:"pods"`
 }
 
 // StepRecord is a timeline step as it was played.

@@ -74,9 +74,16 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, progress: o.Progress,
-		nonce: fmt.Sprintf("r%d-%s", runSeq.Add(1), strconv.FormatInt(time.Now().UnixNano()%1e9, 36))}
+	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, progress: o.Progress, nonce: newNonce(),
+		system: *config.Default().SystemAssigned, every: time.Second}
 	return r.run(ctx)
+}
+
+// newNonce returns a run's own name part: each run's clients ask for
+// resources of their own, distinct from earlier runs' in the same process
+// (whose SDK token caches outlive a run) and on the same fake.
+func newNonce() string {
+	return fmt.Sprintf("r%d-%s", runSeq.Add(1), strconv.FormatInt(time.Now().UnixNano()%1e9, 36))
 }
 
 type runner struct {
@@ -87,6 +94,13 @@ type runner struct {
 	progress io.Writer
 	nonce    string
 	start    time.Time
+	// system is the identity an "attach: system" step gives the host.
+	system config.Identity
+	// every is the time between progress lines.
+	every time.Duration
+	// status, when set, ends each progress line instead of the attempts
+	// (which an in-cluster run learns only at the end).
+	status func(context.Context) string
 
 	mu       sync.Mutex
 	clients  []*ClientResult
@@ -127,13 +141,6 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.printf("scenario %s: %s (seed %d, %d clients, %v)", r.s.ID, r.s.Title, state.Seed, len(workers), r.s.Duration())
 
 	var wg sync.WaitGroup
-	for i, st := range r.s.Timeline {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.playStep(runCtx, i, st)
-		}()
-	}
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
@@ -141,17 +148,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			w.loop(runCtx, r)
 		}()
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case <-runCtx.Done():
-			break loop
-		case <-tick.C:
-			r.poll(ctx)
-		}
-	}
+	r.playTimeline(ctx, runCtx)
 	wg.Wait()
 	for _, w := range workers {
 		w.transport.CloseIdleConnections()
@@ -162,6 +159,37 @@ loop:
 	res.Duration = Millis(time.Since(r.start))
 	// Give requests cut off at the end a moment to reach the journal.
 	time.Sleep(50 * time.Millisecond)
+	return r.finish(ctx, res)
+}
+
+// playTimeline plays the timeline's steps from r.start and prints a
+// progress line every r.every until runCtx ends, then waits for the
+// steps still undoing.
+func (r *runner) playTimeline(ctx, runCtx context.Context) {
+	var wg sync.WaitGroup
+	for i, st := range r.s.Timeline {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.playStep(runCtx, i, st)
+		}()
+	}
+	tick := time.NewTicker(r.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-runCtx.Done():
+			wg.Wait()
+			return
+		case <-tick.C:
+			r.poll(ctx)
+		}
+	}
+}
+
+// finish reads the rest of the journal, puts the evidence in res,
+// attributes the requests to the clients and judges the run.
+func (r *runner) finish(ctx context.Context, res *Result) (*Result, error) {
 	if err := r.fetchJournal(ctx); err != nil {
 		return nil, err
 	}
@@ -222,7 +250,9 @@ func attribute(res *Result) {
 
 // poll reads new journal entries and prints a progress line.
 func (r *runner) poll(ctx context.Context) {
+	r.mu.Lock()
 	before := len(r.requests)
+	r.mu.Unlock()
 	if err := r.fetchJournal(ctx); err != nil {
 		r.printf("journal: %v", err)
 		return
@@ -234,6 +264,12 @@ func (r *runner) poll(ctx context.Context) {
 	codes := map[int]int{}
 	for _, q := range r.requests[before:] {
 		codes[q.Status]++
+	}
+	after := len(r.requests)
+	if r.status != nil {
+		r.mu.Unlock()
+		r.printf("requests %3d [%s]  %s", after-before, statusCounts(codes), r.status(ctx))
+		return
 	}
 	ok, failed := 0, 0
 	var all []Attempt
@@ -252,6 +288,11 @@ func (r *runner) poll(ctx context.Context) {
 			}
 		}
 	}
+	r.printf("requests %3d [%s]  attempts ended: %d ok, %d failed", after-before, statusCounts(codes), ok, failed)
+}
+
+// statusCounts writes requests by status: "200×3 410×2" (none: no answer).
+func statusCounts(codes map[int]int) string {
 	var parts []string
 	for _, k := range sortedInts(codes) {
 		label := strconv.Itoa(k)
@@ -260,7 +301,7 @@ func (r *runner) poll(ctx context.Context) {
 		}
 		parts = append(parts, fmt.Sprintf("%s×%d", label, codes[k]))
 	}
-	r.printf("requests %3d [%s]  attempts ended: %d ok, %d failed", len(r.requests)-before, strings.Join(parts, " "), ok, failed)
+	return strings.Join(parts, " ")
 }
 
 func sortedInts(m map[int]int) []int {
@@ -386,8 +427,7 @@ func (r *runner) apply(ctx context.Context, st Step) (func(context.Context) erro
 
 func (r *runner) attach(ctx context.Context, name string) error {
 	if name == "system" {
-		sys := config.Default().SystemAssigned
-		_, err := r.ctl.SetSystem(ctx, *sys)
+		_, err := r.ctl.SetSystem(ctx, r.system)
 		return err
 	}
 	id, _ := r.s.Identity(name)
@@ -417,22 +457,12 @@ func (r *runner) buildClients() ([]*worker, error) {
 	var out []*worker
 	for _, g := range r.s.Workload.Clients {
 		sel, expect := r.selection(g)
-		base := g.Resource
-		if base == "" {
-			base = DefaultResource
-		}
-		n := g.Clients()
-		for i := 1; i <= n; i++ {
-			name := fmt.Sprintf("%s-%d", g.Name, i)
-			resource := fmt.Sprintf("%s/idharness/%s/%s", strings.TrimRight(base, "/"), r.nonce, name)
+		for i := 1; i <= g.Clients(); i++ {
+			name, resource, first := r.client(g, i)
 			hc, tr := redirectClient(r.imds, name)
 			get, err := newGetter(g.Kind, sel, resource, hc)
 			if err != nil {
 				return nil, fmt.Errorf("client %s: %w", name, err)
-			}
-			first := g.Start.Duration
-			if n > 1 && g.Spread.Duration > 0 {
-				first += g.Spread.Duration * time.Duration(i-1) / time.Duration(n)
 			}
 			c := &ClientResult{Name: name, Group: g.Name, Kind: g.Kind, Identity: expect, Resource: resource}
 			r.clients = append(r.clients, c)
@@ -440,6 +470,23 @@ func (r *runner) buildClients() ([]*worker, error) {
 		}
 	}
 	return out, nil
+}
+
+// client returns the name of a group's i-th client (from 1), the
+// resource it asks for and the offset of its first attempt: start, plus
+// its share of spread.
+func (r *runner) client(g ClientGroup, i int) (name, resource string, first time.Duration) {
+	base := g.Resource
+	if base == "" {
+		base = DefaultResource
+	}
+	name = fmt.Sprintf("%s-%d", g.Name, i)
+	resource = fmt.Sprintf("%s/idharness/%s/%s", strings.TrimRight(base, "/"), r.nonce, name)
+	first = g.Start.Duration
+	if n := g.Clients(); n > 1 && g.Spread.Duration > 0 {
+		first += g.Spread.Duration * time.Duration(i-1) / time.Duration(n)
+	}
+	return name, resource, first
 }
 
 // selection returns how a group's clients name their identity, and the
