@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/cluster"
@@ -48,32 +50,25 @@ func (f *scenarioClusterFlags) inCluster() bool { return f.cluster != "" || f.ku
 // connect returns the idharness stack deployed on the flags' cluster and
 // the cluster's name for the result.
 func (f *scenarioClusterFlags) connect(ctx context.Context) (*stack.Stack, string, error) {
-	name := f.cluster
-	if name == "" {
-		name = cluster.DefaultName
-	}
-	c, err := cluster.New(cluster.WithName(name), cluster.WithExistingKubeconfig(f.kubeconfig), cluster.WithCacheDir(f.cacheDir),
-		cluster.WithLogger(slog.Default()))
-	if err != nil {
-		return nil, "", err
-	}
-	label := f.cluster
+	label, hint := f.kubeconfig, "deploy the stack there: idharness run --kubeconfig "+f.kubeconfig
+	var cfg *rest.Config
+	var err error
 	if f.kubeconfig != "" {
-		label = f.kubeconfig
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	} else {
+		label, hint = f.cluster, "create the cluster and deploy the stack: idharness run --cluster "+f.cluster+" --keep-cluster"
+		var c *cluster.Cluster
+		if c, err = cluster.New(cluster.WithName(f.cluster), cluster.WithCacheDir(f.cacheDir), cluster.WithLogger(slog.Default())); err == nil {
+			cfg, err = c.RESTConfig()
+		}
 	}
-	deployHint := "idharness run --cluster " + name + " --keep-cluster"
-	if f.kubeconfig != "" {
-		deployHint = "idharness run --kubeconfig " + f.kubeconfig
+	if err == nil {
+		var st *stack.Stack
+		if st, err = stack.Connect(ctx, cfg, f.namespace, slog.Default()); err == nil {
+			return st, label, nil
+		}
 	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("cluster %s: %w", label, err)
-	}
-	st, err := stack.Connect(ctx, cfg, f.namespace, slog.Default())
-	if err != nil {
-		return nil, "", fmt.Errorf("cluster %s: %w; deploy the stack first: %s", label, err, deployHint)
-	}
-	return st, label, nil
+	return nil, "", fmt.Errorf("cluster %s: %w; %s", label, err, hint)
 }
 
 func newScenarioRunCommand() *cobra.Command {

@@ -128,3 +128,40 @@ func TestScenarioRun(t *testing.T) {
 		})
 	}
 }
+
+// TestScenarioRunInClusterErrors checks the in-cluster mode's errors,
+// which need no cluster: a field a cluster cannot honour is named before
+// anything is contacted, and a missing cluster says how to make one.
+func TestScenarioRunInClusterErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	sources := filepath.Join(dir, "sources.yaml")
+	if err := os.WriteFile(good, []byte(shortScenario(slow)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sources, []byte(strings.Replace(shortScenario(slow), "faces: [imds]", "faces: [imds], sources: [127.0.0.1]", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"field a cluster cannot honour", []string{"--cluster", "none", sources}, []string{"sources.yaml:5: timeline[0].fault.match.sources"}},
+		{"no such kind cluster", []string{"--cluster", "idh-none", "--cache-dir", dir, good}, []string{"cluster idh-none", "idharness run --cluster idh-none --keep-cluster"}},
+		{"unreadable kubeconfig", []string{"--kubeconfig", filepath.Join(dir, "none.kubeconfig"), good}, []string{"none.kubeconfig", "idharness run --kubeconfig"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runIDHarness(t, append([]string{"scenario", "run", "-o", filepath.Join(dir, "r.json")}, tc.args...)...)
+			if err == nil {
+				t.Fatalf("no error; output:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}

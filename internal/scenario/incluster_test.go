@@ -1,0 +1,268 @@
+package scenario
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/yamlfile"
+)
+
+// clusterScenario has one group of every kind and every way of naming
+// an identity; its line numbers matter to TestCheckCluster.
+const clusterScenario = `id: pods
+title: in-cluster mapping
+links: [https://example.com/incident]
+setup:
+  seed: 7
+  identities:
+    - {name: web, clientId: 3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01, objectId: 4d2a0b8f-3c5e-4f70-9b2c-0d1e2f3a4b02}
+timeline:
+  - {name: slow, at: 2s, for: 3s, fault: {name: slow, match: {faces: [imds]}, action: {type: latency, delay: 100ms}}}
+workload:
+  duration: 20s
+  clients:
+    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 2s, start: 1s, spread: 4s, identity: web}
+    - {name: dac, kind: azidentity-default, every: 5s}
+    - {name: msal, kind: msal-managedidentity, every: 3s, identity: web, selectBy: objectId, timeout: 10s}
+    - {name: raw, kind: http, every: 1s, identity: web, selectBy: resourceId, resource: https://vault.azure.net}
+expect:
+  - {kind: success-rate, minPercent: 100}
+`
+
+func mustParse(t *testing.T, text string) *Scenario {
+	t.Helper()
+	s, err := Parse("pods.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// nodeConfig is a node's fakeimds configuration as the stack deploys it.
+func nodeConfig() config.Config {
+	c := config.Default()
+	c.Host.SubscriptionID = "00000000-0000-4000-8000-00000000c1a5"
+	c.Host.ResourceGroup = "rg-kind"
+	c.SystemAssigned = &config.Identity{Name: "node-system", ClientID: "5b1c3f1a-0000-4000-8000-000000000001", ObjectID: "5b1c3f1a-0000-4000-8000-000000000002"}
+	c.UserAssigned = []config.Identity{{Name: "id-a", ClientID: "6b1c3f1a-0000-4000-8000-000000000001", ObjectID: "6b1c3f1a-0000-4000-8000-000000000002"}}
+	return c
+}
+
+func TestPlanPods(t *testing.T) {
+	s := mustParse(t, clusterScenario)
+	cfg, system, err := s.clusterConfig(nodeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{s: s, cfg: cfg, nonce: "n1", system: system}
+	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	plans := r.planPods(t0)
+	webRID := "/subscriptions/00000000-0000-4000-8000-00000000c1a5/resourceGroups/rg-kind/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web"
+	cases := []struct {
+		pod, client, identity, resource, interval, duration, timeout, startAt, expect string
+		env                                                                             map[string]string
+	}{
+		{"probe-mi-1", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-1",
+			"2s", "19s", "20s", "2026-01-02T15:04:06Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+		// spread 4s over 2 clients: the second starts 2 s after the first.
+		{"probe-mi-2", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-2",
+			"2s", "17s", "20s", "2026-01-02T15:04:08Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+		{"probe-dac-1", "azidentity-default", "system", "https://management.azure.com/idharness/n1/dac-1",
+			"5s", "20s", "20s", "2026-01-02T15:04:05Z", "5b1c3f1a-0000-4000-8000-000000000001", map[string]string{"AZURE_TOKEN_CREDENTIALS": "prod"}},
+		{"probe-msal-1", "msal-mi", "object_id=4d2a0b8f-3c5e-4f70-9b2c-0d1e2f3a4b02", "https://management.azure.com/idharness/n1/msal-1",
+			"3s", "20s", "10s", "2026-01-02T15:04:05Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+		{"probe-raw-1", "raw", "resource_id=" + webRID, "https://vault.azure.net/idharness/n1/raw-1",
+			"1s", "20s", "20s", "2026-01-02T15:04:05Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+	}
+	if len(plans) != len(cases) {
+		t.Fatalf("%d pods, want %d: %+v", len(plans), len(cases), plans)
+	}
+	for i, c := range cases {
+		p := plans[i]
+		name := strings.TrimPrefix(c.pod, "probe-")
+		t.Run(name, func(t *testing.T) {
+			want := []string{"--client=" + c.client, "--identity=" + c.identity, "--resource=" + c.resource, "--interval=" + c.interval,
+				"--duration=" + c.duration, "--timeout=" + c.timeout, "--start-at=" + c.startAt, "--end-at=2026-01-02T15:04:25Z",
+				"--tag=idharness-client/" + name}
+			if p.pod != c.pod || !reflect.DeepEqual(p.args, want) || !reflect.DeepEqual(p.env, c.env) {
+				t.Errorf("pod %s args %q env %v\nwant %s args %q env %v", p.pod, p.args, p.env, c.pod, want, c.env)
+			}
+			if p.client.Name != name || p.client.Identity != c.expect || p.client.Resource != c.resource {
+				t.Errorf("client %+v", p.client)
+			}
+			// The probe must accept the identity it is given.
+			if _, err := probe.ParseIdentity(c.identity); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestClusterConfig(t *testing.T) {
+	node := nodeConfig()
+	t.Run("scenario identities replace the node's", func(t *testing.T) {
+		s := mustParse(t, strings.Replace(clusterScenario, "seed: 7", "seed: 7\n  tokenLifetime: 6m\n  throttle: {enabled: false}", 1))
+		cfg, system, err := s.clusterConfig(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if system.ClientID != node.SystemAssigned.ClientID || cfg.SystemAssigned == nil || cfg.SystemAssigned.ClientID != node.SystemAssigned.ClientID {
+			t.Errorf("system %+v, config's %+v: want the node's", system, cfg.SystemAssigned)
+		}
+		if len(cfg.UserAssigned) != 1 || cfg.UserAssigned[0].Name != "web" {
+			t.Errorf("user-assigned %+v: want only the scenario's web", cfg.UserAssigned)
+		}
+		if cfg.Tokens.Lifetime.Duration != 6*time.Minute || cfg.Chaos.Throttle.Enabled == nil || *cfg.Chaos.Throttle.Enabled {
+			t.Errorf("tokens %+v, throttle %+v", cfg.Tokens, cfg.Chaos.Throttle)
+		}
+		if !reflect.DeepEqual(cfg.Host, node.Host) {
+			t.Errorf("host %+v: want the node's", cfg.Host)
+		}
+	})
+	t.Run("no system-assigned identity", func(t *testing.T) {
+		s := mustParse(t, strings.Replace(strings.Replace(clusterScenario, "seed: 7", "seed: 7\n  systemAssigned: false", 1),
+			"    - {name: dac, kind: azidentity-default, every: 5s}\n", "", 1))
+		cfg, system, err := s.clusterConfig(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.SystemAssigned != nil || system.ClientID != node.SystemAssigned.ClientID {
+			t.Errorf("config's system %+v, attach-system identity %+v", cfg.SystemAssigned, system)
+		}
+	})
+}
+
+func TestCheckCluster(t *testing.T) {
+	many := strings.Replace(clusterScenario, "count: 2, every: 2s", "count: 99, every: 2s", 1)
+	cases := []struct {
+		name, text, field string
+		line              int
+	}{
+		{"ok", clusterScenario, "", 0},
+		{"rule matching client addresses", strings.Replace(clusterScenario, "match: {faces: [imds]}", "match: {faces: [imds], sources: [127.0.0.1]}", 1),
+			"timeline[0].fault.match.sources", 9},
+		{"more pods than a node takes", many, "workload.clients", 12},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := mustParse(t, c.text).CheckCluster()
+			if c.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ye *yamlfile.Error
+			if !errors.As(err, &ye) || ye.Field != c.field || ye.Line != c.line {
+				t.Fatalf("error %v (%+v): want field %s at line %d", err, ye, c.field, c.line)
+			}
+		})
+	}
+}
+
+func TestCheckSeed(t *testing.T) {
+	jitter := strings.Replace(clusterScenario, "delay: 100ms}", "delay: 100ms, distribution: uniform, jitter: 50ms}", 1)
+	coin := strings.Replace(clusterScenario, "match: {faces: [imds]}", "match: {faces: [imds], probability: 0.5}", 1)
+	cases := []struct {
+		name, text string
+		nodeSeed   int64
+		wantErr    bool
+	}{
+		{"fixed rules run with any seed", clusterScenario, 99, false},
+		{"same seed", jitter, 7, false},
+		{"jitter with another seed", jitter, 99, true},
+		{"probability with another seed", coin, 99, true},
+		{"scenario without a seed", strings.Replace(coin, "seed: 7", "seed: 0", 1), 99, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := mustParse(t, c.text).checkSeed("w1", c.nodeSeed)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("error %v, want error %v", err, c.wantErr)
+			}
+			var ye *yamlfile.Error
+			if err != nil && (!errors.As(err, &ye) || ye.Field != "setup.seed" || !strings.Contains(err.Error(), "--seed 7")) {
+				t.Errorf("error %v: want setup.seed and the flag that fixes it", err)
+			}
+		})
+	}
+}
+
+func TestAttemptsFromProbe(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	exp := time.Date(2026, 1, 3, 15, 4, 5, 0, time.UTC)
+	ms := func(d time.Duration) duration.Millis { return duration.Millis(d) }
+	cases := []struct {
+		name string
+		line probe.Result
+		want Attempt
+	}{
+		{"token", probe.Result{Time: t0.Add(time.Second), Status: probe.StatusOK, LatencyMs: ms(20 * time.Millisecond), ClientIDGot: "app", TokenExp: exp},
+			Attempt{Start: ms(time.Second), End: ms(1020 * time.Millisecond), OK: true, TokenAppID: "app", TokenExpires: exp}},
+		{"failure on several lines", probe.Result{Time: t0.Add(2 * time.Second), Status: probe.StatusError, LatencyMs: ms(time.Second), Error: "ManagedIdentityCredential: failed\n---\nRESPONSE 410\n"},
+			Attempt{Start: ms(2 * time.Second), End: ms(3 * time.Second), Error: "ManagedIdentityCredential: failed | RESPONSE 410"}},
+		{"cut off by --end-at", probe.Result{Time: t0.Add(8 * time.Second), Status: probe.StatusError, LatencyMs: ms(2 * time.Second), Error: "Get …: context deadline exceeded"},
+			Attempt{Start: ms(8 * time.Second), End: ms(10 * time.Second), Cancelled: true, Error: "cut off by the end of the workload"}},
+		{"failure just before the end", probe.Result{Time: t0.Add(9 * time.Second), Status: probe.StatusError, LatencyMs: ms(700 * time.Millisecond), Error: "IMDS answered 503"},
+			Attempt{Start: ms(9 * time.Second), End: ms(9700 * time.Millisecond), Error: "IMDS answered 503"}},
+		{"unreadable token", probe.Result{Time: t0, Status: probe.StatusOK, LatencyMs: ms(time.Millisecond), ClaimsError: "token is not a signed JWT"},
+			Attempt{End: ms(time.Millisecond), OK: true, Error: "token unreadable: token is not a signed JWT"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := attemptsFromProbe([]probe.Result{c.line}, t0, 10*time.Second)
+			if len(got) != 1 || !reflect.DeepEqual(got[0], c.want) {
+				t.Errorf("got %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestReadProbeLog(t *testing.T) {
+	ok := `{"time":"2026-01-02T15:04:06Z","client":"raw","status":"ok","latencyMs":3,"requests":1}`
+	sum := `{"summary":true,"attempts":1}`
+	cases := []struct {
+		name    string
+		log     string
+		lines   int
+		wantErr bool
+	}{
+		{"lines and summary", ok + "\n" + ok + "\n" + sum + "\n", 2, false},
+		{"runtime noise skipped", "starting\n" + ok + "\n\n" + sum, 1, false},
+		{"no summary: the probe did not finish", ok + "\n", 1, true},
+		{"broken line", `{"time": 3}` + "\n" + sum, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := readProbeLog([]byte(c.log))
+			if (err != nil) != c.wantErr || (!c.wantErr && len(got) != c.lines) {
+				t.Errorf("%d lines, error %v; want %d lines, error %v", len(got), err, c.lines, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestPickNode(t *testing.T) {
+	st := &stack.Stack{Namespace: "idharness-system", Nodes: map[string]config.Config{"kind-control-plane": {}, "kind-worker": {}, "kind-worker2": {}}}
+	cases := []struct{ want, got, err string }{
+		{"", "kind-worker2", ""},
+		{"kind-worker", "kind-worker", ""},
+		{"kind-worker9", "", `node "kind-worker9" has no fakeimds; nodes: kind-control-plane, kind-worker, kind-worker2`},
+	}
+	for _, c := range cases {
+		got, err := pickNode(st, c.want)
+		if got != c.got || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("pickNode(%q) = %q, %v; want %q, %q", c.want, got, err, c.got, c.err)
+		}
+	}
+	if _, err := pickNode(&stack.Stack{Namespace: "x"}, ""); err == nil || !strings.Contains(err.Error(), "idharness run --keep-cluster") {
+		t.Errorf("no nodes: %v", err)
+	}
+}
