@@ -67,7 +67,7 @@ func TestPlanPods(t *testing.T) {
 	webRID := "/subscriptions/00000000-0000-4000-8000-00000000c1a5/resourceGroups/rg-kind/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web"
 	cases := []struct {
 		pod, client, identity, resource, interval, duration, timeout, startAt, expect string
-		env                                                                             map[string]string
+		env                                                                           map[string]string
 	}{
 		{"probe-mi-1", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-1",
 			"2s", "19s", "20s", "2026-01-02T15:04:06Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
