@@ -1,12 +1,15 @@
 // Command nodeagent is idharness's reference pod identity node agent (see
 // internal/nodeagent): run on every node's host network, it redirects
 // pods' requests for 169.254.169.254:80 to itself with an nftables rule,
-// answers them from the AzureIdentity / AzureIdentityBinding objects, and
-// removes the rule when it stops (SIGTERM or SIGINT).
+// answers them from the AzureIdentity / AzureIdentityBinding objects.
+// When it stops (SIGTERM or SIGINT) it keeps the rule, so that pods fail
+// closed until the next agent takes over, unless it is being uninstalled
+// (--on-exit, nodeagent.Uninstalling).
 //
 // Flags: --node-name and --host-ip (the downward API gives both),
-// --port, --upstream, --opt-in-label, --attempts, --interval,
-// --retry-after, --block-instance-metadata, --kubeconfig (in-cluster
+// --pod-name and --pod-namespace (likewise, for --on-exit=auto), --port,
+// --upstream, --opt-in-label, --attempts, --interval, --retry-after,
+// --block-instance-metadata, --on-exit, --kubeconfig (in-cluster
 // configuration when empty), --no-redirect (serve only, for local runs).
 package main
 
@@ -20,7 +23,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,8 +60,17 @@ func run(ctx context.Context, args []string) error {
 	block := fs.Bool("block-instance-metadata", false, "refuse /metadata/instance to pods with 403")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (empty: in-cluster configuration)")
 	noRedirect := fs.Bool("no-redirect", false, "do not install the node's redirect rule (for local runs)")
+	onExit := fs.String("on-exit", nodeagent.ExitAuto, "the redirect when the agent stops: auto (remove it only when the agent's DaemonSet is gone or being deleted), keep (pods fail closed until the next agent) or remove")
+	podName := fs.String("pod-name", "", "this agent's pod name (downward API), for --on-exit=auto")
+	podNS := fs.String("pod-namespace", "", "this agent's pod namespace (downward API), for --on-exit=auto")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !slices.Contains(nodeagent.ExitPolicies, *onExit) {
+		return fmt.Errorf("--on-exit %q: want one of %s", *onExit, strings.Join(nodeagent.ExitPolicies, ", "))
+	}
+	if *onExit == nodeagent.ExitAuto && !*noRedirect && (*podName == "" || *podNS == "") {
+		return fmt.Errorf("--on-exit=auto needs --pod-name and --pod-namespace (the downward API's metadata.name and metadata.namespace) to tell a restart from an uninstall; or pass --on-exit=keep or remove")
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	sel, err := labels.Parse(*optIn)
@@ -103,16 +117,35 @@ func run(ctx context.Context, args []string) error {
 		if err := rd.Install(); err != nil {
 			return err
 		}
-		// Removed however run returns, so that a stopped agent leaves pods
-		// talking to the node's metadata endpoint rather than to nothing.
+		// However run returns, the rule stays unless the agent goes for
+		// good: see nodeagent.ExitAuto for why.
 		defer func() {
+			remove := *onExit == nodeagent.ExitRemove
+			if *onExit == nodeagent.ExitAuto {
+				actx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				var err error
+				if remove, err = nodeagent.Uninstalling(actx, kube, *podNS, *podName); err != nil {
+					log.Error("cannot tell a restart from an uninstall; keeping the redirect (pods fail closed)", "err", err)
+				}
+			}
+			if !remove {
+				log.Info("redirect kept: pods' metadata requests are refused until the next agent starts", "onExit", *onExit)
+				return
+			}
 			if err := rd.Remove(); err != nil {
 				log.Error("remove redirect", "err", err)
 				return
 			}
-			log.Info("redirect removed")
+			log.Info("redirect removed", "onExit", *onExit)
 		}()
 		log.Info("redirect installed", "table", nodeagent.TableName, "to", listen)
+		// After the rule, so that a cut connection's reconnect is redirected.
+		if n, err := rd.CutBypasses(); err != nil {
+			log.Error("pods' connections opened before the redirect may still bypass it", "err", err)
+		} else if n > 0 {
+			log.Info("cut pods' connections that bypassed the redirect", "connections", n)
+		}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

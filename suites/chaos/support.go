@@ -33,6 +33,9 @@ type faultRun struct {
 	fc    *client.Client
 	start time.Time
 	seq0  uint64
+	// podLabels are added to every probe pod (a pod identity binding's
+	// selector, …).
+	podLabels map[string]string
 
 	mu      sync.Mutex
 	windows []window
@@ -114,6 +117,16 @@ func (r *faultRun) remove(ctx context.Context, name string) {
 	}
 }
 
+// mark records a window of a fault that is not a rule (an agent's
+// restart, …) and returns it.
+func (r *faultRun) mark(name, kind string, from, to time.Time) window {
+	w := window{name: name, kind: kind, from: from, to: to}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.windows = append(r.windows, w)
+	return w
+}
+
 // windowOf returns the named rule's window.
 func (r *faultRun) windowOf(name string) window {
 	r.mu.Lock()
@@ -139,7 +152,7 @@ func (r *faultRun) probeEach(ctx context.Context, ns string, clients []string, t
 		go func() {
 			defer GinkgoRecover()
 			defer wg.Done()
-			runs[i] = RunProbe(ctx, ns, Probe{Node: r.node, Timeout: timeout, Args: append([]string{"--client=" + c}, args(c)...)})
+			runs[i] = RunProbe(ctx, ns, Probe{Node: r.node, Timeout: timeout, Labels: r.podLabels, Args: append([]string{"--client=" + c}, args(c)...)})
 		}()
 	}
 	wg.Wait()

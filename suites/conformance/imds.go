@@ -38,13 +38,6 @@ func nodes() (withNodeID, other string) {
 	return withNodeID, other
 }
 
-func identity(name string) config.Identity {
-	GinkgoHelper()
-	id, ok := Stack.Identities.ByName(name)
-	Expect(ok).To(BeTrue(), "identity %s is not in the run's identity set", name)
-	return id
-}
-
 // expectTokens checks that every client got a token for wantOID and the
 // resource, and records the per-client outcome.
 func expectTokens(run ProbeRun, wantOID, resource string) {
@@ -93,7 +86,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 		Conformance(sel.id, MUST, "a pod selecting a user-assigned identity by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"user-assigned"}, func(ctx SpecContext) {
 				node, _ := nodes()
-				id := identity("id-b")
+				id := Identity("id-b")
 				run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=" + sel.arg(id), "--resource=" + vaultResource}})
 				expectTokens(run, id.ObjectID, vaultResource)
 			})
@@ -141,7 +134,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			if other == "" {
 				Skip("needs two nodes (idharness run --workers 1)")
 			}
-			id := identity("id-node")
+			id := Identity("id-node")
 			ns := Namespace(ctx)
 			on := RunProbe(ctx, ns, Probe{Node: withID, Args: []string{"--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"}})
 			expectTokens(on, id.ObjectID, "https://vault.azure.net")

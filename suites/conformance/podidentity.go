@@ -9,70 +9,15 @@ import (
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/nodeagent"
 	"github.com/idharness/idharness/internal/probe"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
-
-// podIdentityOptIn labels the namespaces whose pods the reference node
-// agent serves; pods elsewhere are passed through to the node's IMDS, so
-// the IMDS specs see the same thing with or without the agent.
-const podIdentityOptIn = "idharness.io/pod-identity"
-
-// podIDDyn creates the pod identity objects; set by the Describe's BeforeAll.
-var podIDDyn dynamic.Interface
-
-// podIdentityNamespace creates the spec's namespace, opted in to pod identity.
-func podIdentityNamespace(ctx context.Context) string {
-	GinkgoHelper()
-	ns := Namespace(ctx)
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, podIdentityOptIn)
-	_, err := Stack.Deployer().Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-	Expect(err).NotTo(HaveOccurred(), "label namespace %s", ns)
-	return ns
-}
-
-func podIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "aadpodidentity.k8s.io/v1", "kind": kind,
-		"metadata": map[string]any{"namespace": ns, "name": name},
-		"spec":     spec,
-	}}
-}
-
-// bindIdentity creates an AzureIdentity for the run's identity idName
-// (by client ID, or by resource ID only) and a binding of it to pods
-// labelled aadpodidbinding=selector, both in ns; it returns the binding's
-// name.
-func bindIdentity(ctx context.Context, ns, idName, selector string, byResourceID bool) string {
-	GinkgoHelper()
-	id := identity(idName)
-	spec := map[string]any{"type": int64(nodeagent.UserAssignedMSI), "resourceID": Stack.Identities.ResourceID(idName)}
-	if !byResourceID {
-		spec["clientID"] = id.ClientID
-	}
-	_, err := podIDDyn.Resource(nodeagent.AzureIdentityGVR).Namespace(ns).Create(ctx, podIDObject("AzureIdentity", ns, idName, spec), metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		Fail(fmt.Sprintf("create AzureIdentity %s/%s: %v", ns, idName, err))
-	}
-	name := idName + "-" + selector
-	b := podIDObject("AzureIdentityBinding", ns, name, map[string]any{"azureIdentity": idName, "selector": selector})
-	_, err = podIDDyn.Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Create(ctx, b, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred(), "create AzureIdentityBinding %s/%s", ns, name)
-	return name
-}
-
-func bound(selector string) map[string]string {
-	return map[string]string{nodeagent.BindingLabel: selector}
-}
 
 // expectRefused checks that every client failed without a token and
 // that the last HTTP status was one of want.
@@ -140,27 +85,6 @@ func runningProbe(ctx context.Context, ns string, p Probe) (ip string, wait func
 	return pods.Items[0].Status.PodIP, func() ProbeRun { <-done; return run }
 }
 
-// requirePodIdentityAgent connects to the stack and skips the container
-// unless a pod identity agent runs: the reference agent or
-// aad-pod-identity's NMI (profiles reference and aad-pod-identity).
-func requirePodIdentityAgent(ctx SpecContext) {
-	Setup(ctx)
-	found := false
-	for _, ds := range []string{"nodeagent", "aad-nmi"} {
-		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
-		}
-		found = found || err == nil
-	}
-	if !found {
-		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
-	}
-	var err error
-	podIDDyn, err = dynamic.NewForConfig(Stack.REST())
-	Expect(err).NotTo(HaveOccurred())
-}
-
 // uniqueResource is a resource no other spec asks for, so journal entries
 // and SDK caches are this spec's own.
 func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) }
@@ -168,15 +92,15 @@ func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) 
 // Ordered for the shared BeforeAll; ContinueOnFailure so that one failed
 // spec does not hide the verdicts of the others.
 var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
-	BeforeAll(requirePodIdentityAgent)
+	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0201", MUST, "a pod bound to a user-assigned identity asking with no selector gets a token for the bound identity, with every client",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--resource=" + vaultResource}})
-			expectTokens(run, identity("id-a").ObjectID, vaultResource)
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--resource=" + vaultResource}})
+			expectTokens(run, Identity("id-a").ObjectID, vaultResource)
 		})
 
 	for _, sel := range []struct {
@@ -190,11 +114,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		Conformance(sel.id, MUST, "a pod bound to two identities selecting one by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"pod-identity"}, func(ctx SpecContext) {
 				node, _ := nodes()
-				ns := podIdentityNamespace(ctx)
-				bindIdentity(ctx, ns, "id-a", "web", sel.byResourceID)
-				bindIdentity(ctx, ns, "id-b", "web", sel.byResourceID)
-				id := identity("id-b")
-				run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=" + sel.arg("id-b", id), "--resource=" + vaultResource}})
+				ns := PodIdentityNamespace(ctx)
+				BindIdentity(ctx, ns, "id-a", "web", sel.byResourceID)
+				BindIdentity(ctx, ns, "id-b", "web", sel.byResourceID)
+				id := Identity("id-b")
+				run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=" + sel.arg("id-b", id), "--resource=" + vaultResource}})
 				expectTokens(run, id.ObjectID, vaultResource)
 			})
 	}
@@ -202,11 +126,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0204", MUST, "a pod with no binding in a pod identity namespace is refused (404, or 503 with Retry-After) and gets no token, within seconds",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
 			res := uniqueResource()
 			start := time.Now()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("api"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(run, 404, 503)
 			Expect(time.Since(start)).To(BeNumerically("<", 45*time.Second), "the refusal waits out the agent's retries only")
 			neverServed(ctx, node, "", res)
@@ -215,11 +139,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0205", MUST, "an AzureIdentityBinding in another namespace does not apply to a pod with its selector",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			elsewhere := podIdentityNamespace(ctx)
-			bindIdentity(ctx, elsewhere, "id-a", "web", false)
-			ns := podIdentityNamespace(ctx)
+			elsewhere := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, elsewhere, "id-a", "web", false)
+			ns := PodIdentityNamespace(ctx)
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(run, 404, 503)
 			neverServed(ctx, node, "", res)
 		})
@@ -227,11 +151,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0206", MUST, "a bound pod asking by client_id for an identity it is not bound to is refused, with every client, and no token for that identity is ever fetched",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
-			other := identity("id-b")
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
+			other := Identity("id-b")
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Timeout: 3 * time.Minute,
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
 				Args: []string{"--identity=client_id=" + other.ClientID, "--client=azidentity-mi,msal-mi,raw", "--resource=" + res}})
 			expectRefused(run)
 			neverServed(ctx, node, other.ClientID, res)
@@ -240,13 +164,13 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0207", MUST, "deleting a pod's AzureIdentityBinding revokes its identity for new token requests",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			name := bindIdentity(ctx, ns, "id-a", "web", false)
-			before := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
+			ns := PodIdentityNamespace(ctx)
+			name := BindIdentity(ctx, ns, "id-a", "web", false)
+			before := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			Expect(before.Results).To(HaveEach(HaveField("Status", probe.StatusOK)), "bound pod before the binding is deleted")
-			Expect(podIDDyn.Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
+			Expect(PodIdentityClient().Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
 			res := uniqueResource()
-			after := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			after := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(after, 404, 503)
 			neverServed(ctx, node, "", res)
 		})
@@ -254,10 +178,10 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0208", MUST, "a bound pod's token request without the Metadata header is refused with 400 and never forwarded",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
 			expectRefused(run, 400)
 			c, err := Stack.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
@@ -271,9 +195,9 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0209", MUST, "a host-network pod is not intercepted: it reaches the node's IMDS and gets the node's identity whatever its labels",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("web"), Args: []string{"--identity=system", "--client=msal-mi,raw", "--resource=" + uniqueResource()},
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=msal-mi,raw", "--resource=" + uniqueResource()},
 				Customize: func(p *corev1.Pod) {
 					p.Spec.HostNetwork = true
 					p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
@@ -287,9 +211,9 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0210", MUST, "a pod matching an AzurePodIdentityException is let through to the node's IMDS and gets the node's identity",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			exc := podIDObject("AzurePodIdentityException", ns, "agents", map[string]any{"podLabels": map[string]any{"app": "node-agent"}})
-			_, err := podIDDyn.Resource(nodeagent.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
+			ns := PodIdentityNamespace(ctx)
+			exc := PodIDObject("AzurePodIdentityException", ns, "agents", map[string]any{"podLabels": map[string]any{"app": "node-agent"}})
+			_, err := PodIdentityClient().Resource(nodeagent.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			expectTokens(run, Stack.Nodes[node].SystemAssigned.ObjectID, run.Results[0].Resource)
@@ -298,10 +222,10 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0211", MUST, "changing a running pod's aadpodidbinding label to one no binding selects revokes its identity for its next token requests",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
 			// raw: no token cache, so every attempt asks the agent.
-			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("web"),
+			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=8", "--interval=1s"}})
 			time.Sleep(2500 * time.Millisecond)
 			pods, err := Stack.Deployer().Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
@@ -330,13 +254,13 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 	Conformance("IDH-CONF-0212", MUST, "a pod with no binding sending X-Forwarded-For with a bound pod's address is refused and gets no token",
 		[]string{"pod-identity", "negative", "security"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "web", false)
-			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("web"),
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "web", false)
+			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=6", "--interval=1s"}})
-			other := podIdentityNamespace(ctx)
+			other := PodIdentityNamespace(ctx)
 			res := uniqueResource()
-			run := RunProbe(ctx, other, Probe{Node: node, Labels: bound("web"),
+			run := RunProbe(ctx, other, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res}})
 			expectRefused(run, 400, 403, 404, 503)
 			neverServed(ctx, node, "", res)
@@ -345,14 +269,14 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 })
 
 var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, func() {
-	BeforeAll(requirePodIdentityAgent)
+	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0213", MUST, "a bound pod's init container gets the bound identity's token, as its other containers do",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-a", "init", false)
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-a", "init", false)
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
 				Customize: func(p *corev1.Pod) {
 					// The probe runs as the init container; the main
 					// container only has to start and stop.
@@ -362,7 +286,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 					p.Spec.InitContainers = []corev1.Container{probeC}
 					p.Spec.Containers = []corev1.Container{main}
 				}})
-			expectTokens(run, identity("id-a").ObjectID, vaultResource)
+			expectTokens(run, Identity("id-a").ObjectID, vaultResource)
 		})
 
 	Conformance("IDH-CONF-0214", MUST, "a pod bound to an identity attached only to another node's VM gets no token on its own node, and the token on that node",
@@ -371,40 +295,40 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 			if other == "" {
 				Skip("needs two nodes (idharness run --workers 1)")
 			}
-			ns := podIdentityNamespace(ctx)
-			bindIdentity(ctx, ns, "id-node", "pinned", false)
-			id := identity("id-node")
+			ns := PodIdentityNamespace(ctx)
+			BindIdentity(ctx, ns, "id-node", "pinned", false)
+			id := Identity("id-node")
 			res := uniqueResource()
-			off := RunProbe(ctx, ns, Probe{Node: other, Labels: bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			off := RunProbe(ctx, ns, Probe{Node: other, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
 			for _, r := range off.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s on %s got a token for %s", r.Client, other, r.IdentityGot)
 				Expect(r.Status).To(Equal(probe.StatusError), "%s on %s", r.Client, other)
 			}
 			neverServed(ctx, other, id.ClientID, res)
-			on := RunProbe(ctx, ns, Probe{Node: withID, Labels: bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			on := RunProbe(ctx, ns, Probe{Node: withID, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
 			expectTokens(on, id.ObjectID, res)
 		})
 })
 
 var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered, func() {
-	BeforeAll(requirePodIdentityAgent)
+	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0215", SHOULD, "a running pod whose binding is created later gets its bound identity's token within 10 s of the binding's creation",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			ns := podIdentityNamespace(ctx)
+			ns := PodIdentityNamespace(ctx)
 			res := uniqueResource()
 			// One client, asking every 250 ms: the first success after the
 			// binding exists measures the agent's reaction.
-			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: bound("late"), Timeout: 2 * time.Minute,
+			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("late"), Timeout: 2 * time.Minute,
 				Args: []string{"--identity=system", "--resource=" + res, "--client=raw", "--duration=14s", "--interval=250ms", "--timeout=5s"}})
 			time.Sleep(2 * time.Second)
 			created := time.Now()
-			bindIdentity(ctx, ns, "id-a", "late", false)
+			BindIdentity(ctx, ns, "id-a", "late", false)
 			run := wait()
 			var first time.Time
 			for _, r := range run.Results {
-				if r.Status == probe.StatusOK && r.IdentityGot == identity("id-a").ObjectID {
+				if r.Status == probe.StatusOK && r.IdentityGot == Identity("id-a").ObjectID {
 					first = r.Time.Add(r.LatencyMs.D())
 					break
 				}

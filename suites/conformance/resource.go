@@ -55,9 +55,9 @@ var _ = Describe("Protected resource", Label("resource"), Ordered, func() {
 		[]string{"user-assigned", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := Namespace(ctx)
-			a := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + identity("id-a").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
+			a := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + Identity("id-a").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
 			Expect(a.Results[0].ResourceStatus).To(Equal(200), a.Results[0].Error)
-			b := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + identity("id-b").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
+			b := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + Identity("id-b").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
 			Expect(b.Results[0].ResourceStatus).To(Equal(403), "id-b read a secret only id-a may read")
 		})
 })
@@ -69,7 +69,7 @@ var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered,
 		[]string{"app-service"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := Namespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			good := RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID},
 				Env: map[string]string{"IDENTITY_ENDPOINT": Stack.AppServiceEndpoint(), "IDENTITY_HEADER": Stack.AppServiceSecret}})
 			expectTokens(good, id.ObjectID, vaultResource)
@@ -88,7 +88,7 @@ var _ = Describe("Expiry refresh", Label("expiry"), Ordered, func() {
 	Conformance("IDH-CONF-0015", MUST, "with 6-minute tokens every client gets a new token before the old one expires and never presents an expired token to the protected resource",
 		[]string{"user-assigned", "expiry", "slow", "Serial"}, func(ctx SpecContext) {
 			node, _ := nodes()
-			id := identity("id-a")
+			id := Identity("id-a")
 			c, err := Stack.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
 			sel := client.Selector{ClientID: id.ClientID}

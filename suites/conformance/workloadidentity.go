@@ -170,7 +170,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0101", MUST, "a labelled pod whose service account names an identity with a federated credential for it gets that identity's token from the authority, which the protected resource accepts, with every client",
 		[]string{"end-to-end"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			Expect(wiEnv.Authority.ResetJournal(ctx)).To(Succeed())
@@ -196,7 +196,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0102", MUST, "a pod whose service account no federated credential trusts (another subject) gets AADSTS70021 and no token, surfaced by every client",
 		[]string{"negative"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			wiServiceAccount(ctx, ns, "other", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			expectAADError(wiProbe(ctx, ns, "other"), "AADSTS70021")
@@ -205,7 +205,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0103", MUST, "a projected token whose audience the federated credential does not list is refused with AADSTS70021, surfaced by every client",
 		[]string{"negative"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
 			expectAADError(wiProbe(ctx, ns, "app"), "AADSTS70021")
@@ -214,7 +214,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0108", MUST, "an assertion outside its valid time range by the authority's clock is refused with AADSTS700024 and no token: expired (clock two hours ahead, every client) and not yet valid (two hours behind)",
 		[]string{"negative", "chaos"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			// The projected token lives an hour; the authority allows five
@@ -258,7 +258,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0104", MUST, "the webhook gives a labelled pod's containers and init containers the four variables and the projected token (audience api://AzureADTokenExchange), keeps variables a container sets and skips the containers named in skip-containers",
 		[]string{"webhook"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			id := identity("id-a")
+			id := Identity("id-a")
 			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID, wiwebhook.TokenExpirationAnnotation: "7200"})
 			pod := wiPod("app", true, map[string]string{wiwebhook.SkipContainersAnnotation: "sidecar"})
 			pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: wiwebhook.EnvAuthorityHost, Value: "https://own.example/"}}
@@ -295,7 +295,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0105", MUST, "a pod without the azure.workload.identity/use label gets nothing injected, even when its service account names an identity",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
 			got, err := wiAdmit(ctx, ns, wiPod("app", false, nil))
 			Expect(err).NotTo(HaveOccurred())
 			for _, c := range append(got.Spec.InitContainers, got.Spec.Containers...) {
@@ -311,7 +311,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0106", MUST, "a labelled pod asking for a service account token expiration outside 3600–86400 s is refused with the reason",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
 			for _, v := range []string{"600", "86401", "1h"} {
 				_, err := wiAdmit(ctx, ns, wiPod("app", true, map[string]string{wiwebhook.TokenExpirationAnnotation: v}))
 				Expect(err).To(HaveOccurred(), "expiration %s admitted", v)
@@ -322,7 +322,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 	Conformance("IDH-CONF-0107", MUST, "with the webhook down, a labelled pod is refused under failurePolicy Fail and admitted without workload identity under Ignore, and both are reported as the policy decision",
 		[]string{"webhook", "negative", "Serial"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
 			DeferCleanup(func(ctx context.Context) {
 				Expect(wiEnv.SetFailurePolicy(ctx, "Fail")).To(Succeed())
 				Expect(wiEnv.ScaleWebhook(ctx, 1)).To(Succeed())

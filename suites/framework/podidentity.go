@@ -1,0 +1,115 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/internal/nodeagent"
+)
+
+// PodIdentityOptIn labels the namespaces whose pods the reference node
+// agent serves; pods elsewhere are passed through to the node's IMDS, so
+// the IMDS specs see the same thing with or without the agent.
+const PodIdentityOptIn = "idharness.io/pod-identity"
+
+// PodIdentityAgents are the DaemonSets of the pod identity agents the
+// profiles deploy: the reference agent and aad-pod-identity's NMI.
+var PodIdentityAgents = []string{"nodeagent", "aad-nmi"}
+
+// podIDDyn creates the pod identity objects; set by RequirePodIdentityAgent.
+var podIDDyn dynamic.Interface
+
+// RequirePodIdentityAgent connects to the stack and skips the container
+// unless a pod identity agent runs (profiles reference and
+// aad-pod-identity); it returns the agent's DaemonSet name.
+func RequirePodIdentityAgent(ctx context.Context) string {
+	Setup(ctx)
+	agent := ""
+	for _, ds := range PodIdentityAgents {
+		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
+		}
+		if err == nil {
+			agent = ds
+		}
+	}
+	if agent == "" {
+		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
+	}
+	var err error
+	if podIDDyn, err = dynamic.NewForConfig(Stack.REST()); err != nil {
+		Fail(fmt.Sprintf("kubernetes client for the pod identity objects: %v", err))
+	}
+	return agent
+}
+
+// PodIdentityClient returns the client that creates pod identity objects
+// (AzureIdentity, bindings, exceptions); RequirePodIdentityAgent sets it.
+func PodIdentityClient() dynamic.Interface { return podIDDyn }
+
+// PodIdentityNamespace creates the spec's namespace, opted in to pod identity.
+func PodIdentityNamespace(ctx context.Context) string {
+	GinkgoHelper()
+	ns := Namespace(ctx)
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, PodIdentityOptIn)
+	if _, err := Stack.Deployer().Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		Fail(fmt.Sprintf("label namespace %s for pod identity: %v", ns, err))
+	}
+	return ns
+}
+
+// PodIDObject is a pod identity object (aadpodidentity.k8s.io/v1) of kind.
+func PodIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "aadpodidentity.k8s.io/v1", "kind": kind,
+		"metadata": map[string]any{"namespace": ns, "name": name},
+		"spec":     spec,
+	}}
+}
+
+// BindIdentity creates an AzureIdentity for the run's identity idName
+// (by client ID, or by resource ID only) and a binding of it to pods
+// labelled aadpodidbinding=selector, both in ns; it returns the binding's
+// name.
+func BindIdentity(ctx context.Context, ns, idName, selector string, byResourceID bool) string {
+	GinkgoHelper()
+	id := Identity(idName)
+	spec := map[string]any{"type": int64(nodeagent.UserAssignedMSI), "resourceID": Stack.Identities.ResourceID(idName)}
+	if !byResourceID {
+		spec["clientID"] = id.ClientID
+	}
+	_, err := podIDDyn.Resource(nodeagent.AzureIdentityGVR).Namespace(ns).Create(ctx, PodIDObject("AzureIdentity", ns, idName, spec), metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		Fail(fmt.Sprintf("create AzureIdentity %s/%s: %v", ns, idName, err))
+	}
+	name := idName + "-" + selector
+	b := PodIDObject("AzureIdentityBinding", ns, name, map[string]any{"azureIdentity": idName, "selector": selector})
+	if _, err := podIDDyn.Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+		Fail(fmt.Sprintf("create AzureIdentityBinding %s/%s: %v", ns, name, err))
+	}
+	return name
+}
+
+// Bound is the pod label that a binding with selector selects.
+func Bound(selector string) map[string]string {
+	return map[string]string{nodeagent.BindingLabel: selector}
+}
+
+// Identity returns the run's identity called name.
+func Identity(name string) config.Identity {
+	GinkgoHelper()
+	id, ok := Stack.Identities.ByName(name)
+	if !ok {
+		Fail(fmt.Sprintf("identity %s is not in the run's identity set", name))
+	}
+	return id
+}
