@@ -480,9 +480,14 @@ func (c *clusterRun) waitRunning(ctx context.Context, n int, t0 time.Time) error
 		}
 		running, waiting := 0, map[string]int{}
 		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded {
+			switch p.Status.Phase {
+			case corev1.PodRunning, corev1.PodSucceeded:
 				running++
 				continue
+			case corev1.PodFailed:
+				// The probe exits early only on bad usage: its log says why.
+				log, _ := c.kube.CoreV1().Pods(c.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
+				return fmt.Errorf("probe pod %s/%s failed before the workload's start; its log:\n%s", c.ns, p.Name, tail(log, 2000))
 			}
 			waiting[podWaitReason(p)]++
 		}
@@ -556,9 +561,6 @@ func podWaitReason(p corev1.Pod) string {
 		if w := cs.State.Waiting; w != nil && w.Reason != "" {
 			return w.Reason
 		}
-	}
-	if p.Status.Phase == corev1.PodFailed {
-		return "Failed"
 	}
 	return string(p.Status.Phase)
 }
