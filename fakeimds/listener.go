@@ -3,6 +3,7 @@ package fakeimds
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/chaos"
@@ -12,7 +13,9 @@ import (
 // faultListener carries the listener-level faults: while a refuse rule is
 // active for one of its faces the socket is closed, so clients get
 // "connection refused", and reopened on the same address after; while a
-// blackhole rule is active, connections are accepted and never read.
+// blackhole rule is active, connections are accepted and never read, and
+// the keep-alive connections clients already hold stop being read too: a
+// partition does not spare pooled connections.
 type faultListener struct {
 	s     *Server
 	faces []string
@@ -25,7 +28,9 @@ type faultListener struct {
 	held    map[net.Conn]struct{}
 	// open are the connections handed to the server, so that an outage
 	// also cuts the keep-alive connections clients already hold.
-	open    map[*trackedConn]struct{}
+	open map[*trackedConn]struct{}
+	// hole is closed when the blackhole in force ends; nil when none is.
+	hole    chan struct{}
 	wake    chan struct{} // the socket is open again
 	changed chan struct{} // the rule set changed
 	done    chan struct{}
@@ -111,11 +116,25 @@ func (l *faultListener) apply() {
 		default:
 		}
 	}
-	if _, hole := f.(*chaos.Blackhole); !hole && len(l.held) > 0 {
+	_, hole := f.(*chaos.Blackhole)
+	if !hole && len(l.held) > 0 {
 		for c := range l.held {
 			_ = c.Close()
 			delete(l.held, c)
 		}
+	}
+	switch {
+	case hole && l.hole == nil:
+		l.hole = make(chan struct{})
+		// Wake the server's pending reads on open connections; Read then
+		// holds them until the blackhole ends.
+		for c := range l.open {
+			c.kicked.Store(true)
+			_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	case !hole && l.hole != nil:
+		close(l.hole)
+		l.hole = nil
 	}
 	l.mu.Unlock()
 }
@@ -160,10 +179,34 @@ func (l *faultListener) Accept() (net.Conn, error) {
 	}
 }
 
-// trackedConn removes itself from its listener's open set when closed.
+// trackedConn removes itself from its listener's open set when closed,
+// and stops reading while a blackhole is in force.
 type trackedConn struct {
 	net.Conn
 	l *faultListener
+	// kicked: a blackhole cut this connection's read short.
+	kicked atomic.Bool
+}
+
+// Read reads, unless a blackhole started: then it holds the connection
+// unread until the blackhole ends and closes it, as the listener does
+// with connections accepted during one.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == nil || !c.kicked.Load() {
+		return n, err
+	}
+	c.l.mu.Lock()
+	hole, done := c.l.hole, c.l.done
+	c.l.mu.Unlock()
+	if hole != nil {
+		select {
+		case <-hole:
+		case <-done:
+		}
+	}
+	_ = c.Close()
+	return n, net.ErrClosed
 }
 
 // SetLinger passes through to the TCP connection, so that a reset fault
@@ -208,6 +251,10 @@ func (l *faultListener) Close() error {
 	}
 	l.closed = true
 	close(l.done)
+	if l.hole != nil {
+		close(l.hole)
+		l.hole = nil
+	}
 	for c := range l.held {
 		_ = c.Close()
 	}
