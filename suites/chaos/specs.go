@@ -403,3 +403,45 @@ func recordTransient(results []probe.Result) (map[string]clientOutcome, []string
 	}
 	return outcomes, problems
 }
+
+var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered, func() {
+	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+
+	Chaos("IDH-CHAOS-0015", MUST, "the node's fault engine MUST take the run's seed, and a probabilistic rule added again with the same seed MUST fault the same requests in the same order",
+		[]string{"determinism", "status-500", "imds-mode"}, func(ctx SpecContext) {
+			fr := begin(ctx)
+			state, err := fr.fc.Chaos(ctx)
+			Expect(err).NotTo(HaveOccurred(), "read the fault engine's state on %s", fr.node)
+			Expect(state.Seed).To(Equal(Stack.Seed), "the seed of the fakeimds on %s is not the run's", fr.node)
+			resource := resourceFor("IDH-CHAOS-0015", probe.ClientRaw)
+			const js = `{"name":"seeded-500","match":{"faces":["imds"],"resource":"%s","probability":0.3},"action":{"type":"status","status":500}}`
+			ns := Namespace(ctx)
+			// Twice the same rule, each time from a fresh start: the
+			// raw client's 40 sequential calls are 40 matching requests.
+			var patterns [2]string
+			var results []probe.Result
+			for i := range patterns {
+				fr.inject(ctx, rule(fmt.Sprintf(js, resource)))
+				run := RunProbe(ctx, ns, Probe{Node: fr.node, Timeout: 2 * time.Minute, Args: []string{
+					"--client=raw", "--count=40", "--interval=50ms", "--timeout=5s", "--resource=" + resource}})
+				fr.remove(ctx, "seeded-500")
+				var b strings.Builder
+				for _, r := range run.Results {
+					if r.OK() {
+						b.WriteByte('.')
+					} else {
+						b.WriteByte('x')
+					}
+				}
+				patterns[i] = b.String()
+				results = append(results, run.Results...)
+			}
+			AddReportEntry("fault patterns (x: faulted) with seed "+fmt.Sprint(Stack.Seed), patterns[0]+"\n"+patterns[1])
+			faulted := strings.Count(patterns[0], "x")
+			ok := patterns[0] == patterns[1] && faulted > 0 && faulted < len(patterns[0])
+			fr.finish(ctx, results, window{}, map[string]clientOutcome{probe.ClientRaw: {verdictOf(ok), fmt.Sprintf("%d of %d calls faulted, the same ones both times", faulted, len(patterns[0]))}})
+			Expect(faulted).To(BeNumerically(">", 0), "a rule with probability 0.3 faulted none of 40 requests")
+			Expect(faulted).To(BeNumerically("<", len(patterns[0])), "a rule with probability 0.3 faulted all 40 requests")
+			Expect(patterns[1]).To(Equal(patterns[0]), "the same rule and seed faulted other requests the second time")
+		})
+})
