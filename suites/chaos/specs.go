@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
@@ -167,23 +166,16 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 			[]string{outage.kind, "outage", "imds-mode"}, func(ctx SpecContext) {
 				fr := begin(ctx)
 				ns := Namespace(ctx)
-				var results []probe.Result
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer GinkgoRecover()
-					defer wg.Done()
-					results = fr.probeEach(ctx, ns, imdsClients, 3*time.Minute, func(c string) []string {
-						return []string{"--duration=60s", "--interval=2s", "--timeout=" + outageTimeout(c), "--resource=" + resourceFor(outage.id, c)}
-					})
-				}()
+				wait := fr.probeEachInBackground(ctx, ns, imdsClients, 3*time.Minute, func(c string) []string {
+					return []string{"--duration=60s", "--interval=2s", "--timeout=" + outageTimeout(c), "--resource=" + resourceFor(outage.id, c)}
+				})
 				// The outage starts once every client holds a token, whenever
 				// its pod got scheduled.
 				held := fr.waitForTokens(ctx, imdsClients, 60*time.Second)
 				name := "outage-" + outage.kind + "-30s"
 				fr.inject(ctx, rule(`{"name":"`+name+`","match":{"faces":["imds"]},"action":{"type":"`+outage.kind+`"},"schedule":{"for":"30s"}}`))
 				w := fr.windowOf(name)
-				wg.Wait()
+				results := wait()
 				Expect(held).To(BeTrue(), "the probe pods did not all get a token within 60 s, so the outage could not start with cached tokens")
 				outcomes := map[string]clientOutcome{}
 				var problems []string
@@ -296,23 +288,16 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 			})
 			clients := []string{probe.ClientAzidentityMI, probe.ClientAzidentityDefault, probe.ClientMSALMI}
 			ns := Namespace(ctx)
-			var results []probe.Result
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer GinkgoRecover()
-				defer wg.Done()
-				results = fr.probeEach(ctx, ns, clients, 4*time.Minute, func(string) []string {
-					return []string{"--duration=110s", "--interval=3s", "--timeout=60s", "--resource=" + vaultResource,
-						"--vault-url=" + Stack.VaultURL(), "--secret=" + fixtures.SecretNode}
-				})
-			}()
+			wait := fr.probeEachInBackground(ctx, ns, clients, 4*time.Minute, func(string) []string {
+				return []string{"--duration=110s", "--interval=3s", "--timeout=60s", "--resource=" + vaultResource,
+					"--vault-url=" + Stack.VaultURL(), "--secret=" + fixtures.SecretNode}
+			})
 			// Clients refresh a token once less than 5 minutes are left:
 			// a minute after they got it. The outage covers that point.
 			held := fr.waitForTokens(ctx, clients, 60*time.Second)
 			fr.inject(ctx, rule(`{"name":"outage-at-refresh","match":{"faces":["imds"]},"action":{"type":"refuse"},"schedule":{"after":"45s","for":"30s"}}`))
 			w := fr.windowOf("outage-at-refresh")
-			wg.Wait()
+			results := wait()
 			Expect(held).To(BeTrue(), "the probe pods did not all get a token within 60 s")
 			outcomes := map[string]clientOutcome{}
 			var problems []string

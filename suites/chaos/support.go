@@ -164,6 +164,23 @@ func (r *faultRun) probeEach(ctx context.Context, ns string, clients []string, t
 	return out
 }
 
+// probeEachInBackground starts probeEach and returns at once, for specs
+// that inject their fault once the clients hold a token; wait returns the
+// results when every pod has finished.
+func (r *faultRun) probeEachInBackground(ctx context.Context, ns string, clients []string, timeout time.Duration, args func(client string) []string) (wait func() []probe.Result) {
+	var results []probe.Result
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		results = r.probeEach(ctx, ns, clients, timeout, args)
+	}()
+	return func() []probe.Result {
+		<-done
+		return results
+	}
+}
+
 // waitForTokens waits until the journal shows a 200 token answer for
 // every client (the pods started and hold a token), or timeout passes.
 func (r *faultRun) waitForTokens(ctx context.Context, clients []string, timeout time.Duration) bool {
