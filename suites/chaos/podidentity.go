@@ -22,7 +22,7 @@ import (
 // 250 ms, and the new agent's informers sync within a second or two.
 const agentRecoveryBound = 10 * time.Second
 
-var _ = Describe("chaos: pod identity agent under fault", Label("pod-identity"), Ordered, func() {
+var _ = Describe("chaos: pod identity agent under fault", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
 	var agent string
 	BeforeAll(func(ctx SpecContext) { agent = RequirePodIdentityAgent(ctx) })
 

@@ -65,7 +65,9 @@ func verdictOf(ok bool) string {
 	return report.Failed
 }
 
-var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Ordered, func() {
+// Ordered for the shared BeforeAll; ContinueOnFailure so that one failed
+// spec does not skip the verdicts of the others.
+var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Ordered, ContinueOnFailure, func() {
 	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
 
 	for _, slow := range []struct {
@@ -81,6 +83,14 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 				results := fr.probeEach(ctx, Namespace(ctx), imdsClients, 2*time.Minute, func(c string) []string {
 					return []string{"--count=2", "--interval=2s", "--timeout=30s", "--resource=" + resourceFor(slow.id, c)}
 				})
+				// A node agent in the path (the reference profile passes
+				// pods outside pod identity namespaces through) answers
+				// the header-less probe itself, so the latency never
+				// reaches it.
+				probeDelayed := false
+				for _, e := range fr.journal(ctx) {
+					probeDelayed = probeDelayed || (clientOf(e) == probe.ClientAzidentityDefault && e.Headers["Metadata"] == "" && len(e.Faults) > 0)
+				}
 				outcomes := map[string]clientOutcome{}
 				var problems []string
 				for c, rs := range ByClient(results) {
@@ -95,6 +105,8 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 					switch {
 					case c == probe.ClientAzidentityDefault && !allOK:
 						outcomes[c] = clientOutcome{VerdictFinding, "falls through: " + lineWith(errText, "ManagedIdentityCredential")}
+					case c == probe.ClientAzidentityDefault && !probeDelayed:
+						outcomes[c] = clientOutcome{report.Passed, fmt.Sprintf("slowest call %s: its header-less probe was answered before the fake (by the node agent), without the latency", slowest.Round(100*time.Millisecond))}
 					case c == probe.ClientAzidentityDefault:
 						outcomes[c] = clientOutcome{report.Failed, "unexpected pass: the 1 s probe no longer falls through; update the finding"}
 						problems = append(problems, c+": got every token although IMDS answered after "+slow.delay+": the known finding no longer reproduces")
@@ -389,7 +401,7 @@ func recordTransient(results []probe.Result) (map[string]clientOutcome, []string
 	return outcomes, problems
 }
 
-var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered, func() {
+var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered, ContinueOnFailure, func() {
 	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
 
 	Chaos("IDH-CHAOS-0015", MUST, "the node's fault engine MUST take the run's seed, and a probabilistic rule added again with the same seed MUST fault the same requests in the same order",
