@@ -5,10 +5,10 @@ PKGS     ?= ./...
 # The race detector needs cgo.
 export CGO_ENABLED ?= 1
 
-.PHONY: help build test unit vet fmt-check fuzz bench e2e clean
+.PHONY: help build test unit vet fmt-check fuzz bench e2e chaos clean
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build every command into $(BIN)/
 	@mkdir -p $(BIN)
@@ -44,6 +44,13 @@ E2E_FLAGS  ?= --profile reference
 REPORT_DIR ?= _output/report
 e2e: docker idharness-bin ## the main job: cluster up (offline node image if needed), deploy, the whole conformance suite, report in $(REPORT_DIR)
 	$(IDHARNESS) run --cluster $(CLUSTER)-e2e --node-image $(NODE_IMAGE) --report-dir $(REPORT_DIR) $(E2E_FLAGS)
+
+# The chaos suite on a cluster of its own; the reference profile, so that
+# the node agent's restarts and upstream path are exercised too.
+CHAOS_FLAGS      ?= --profile reference
+CHAOS_REPORT_DIR ?= _output/chaos
+chaos: docker idharness-bin ## the chaos suite (latency, 410s, 429 storms, outages, agent restarts): cluster up, deploy, suite, report.html in $(CHAOS_REPORT_DIR)
+	$(IDHARNESS) run --suite chaos --cluster $(CLUSTER)-chaos --node-image $(NODE_IMAGE) --report-dir $(CHAOS_REPORT_DIR) $(CHAOS_FLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)
