@@ -10,6 +10,11 @@
 // workload (groups of clients of one kind that ask every so often) and
 // expect (the verdicts the run must reach). Decoding is strict: an unknown
 // field, a bad duration or an invalid rule is an error with file:line.
+//
+// Run plays a scenario against an in-process fake with the clients in
+// goroutines; RunInCluster plays the same file against one node's
+// fakeimds in a cluster with each client a probe pod, and both judge the
+// run with Evaluate.
 package scenario
 
 import (
