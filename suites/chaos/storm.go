@@ -89,10 +89,10 @@ func (r *faultRun) storm(ctx SpecContext, id string, retryAfter time.Duration) (
 		if e.Face != "imds" {
 			continue
 		}
-		for _, p := range pods {
-			if strings.Contains(e.Headers["User-Agent"], p.tag) {
-				byTag[p.tag] = append(byTag[p.tag], e)
-				break
+		// Whole tokens only: the tag of pod 1 is a prefix of pod 10's.
+		for _, tok := range strings.Fields(e.Headers["User-Agent"]) {
+			if strings.HasPrefix(tok, "idharness-storm/") {
+				byTag[tok] = append(byTag[tok], e)
 			}
 		}
 	}
