@@ -184,20 +184,34 @@ func (r *faultRun) probeEachInBackground(ctx context.Context, ns string, clients
 // waitForTokens waits until the journal shows a 200 token answer for
 // every client (the pods started and hold a token), or timeout passes.
 func (r *faultRun) waitForTokens(ctx context.Context, clients []string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		got := map[string]bool{}
-		for _, e := range r.journal(ctx) {
-			if e.Status == 200 && e.Face == "imds" && e.Identity != "" {
-				got[clientOf(e)] = true
+	got := map[string]bool{}
+	return r.waitForJournal(ctx, timeout, func(e journal.Entry) bool {
+		if e.Status == 200 && e.Face == "imds" && e.Identity != "" {
+			got[clientOf(e)] = true
+		}
+		for _, c := range clients {
+			if !got[c] {
+				return false
 			}
 		}
-		all := true
-		for _, c := range clients {
-			all = all && got[c]
-		}
-		if all {
-			return true
+		return true
+	})
+}
+
+// waitForJournal waits until done, called with each of the spec's
+// journal entries in order, returns true, or timeout passes.
+func (r *faultRun) waitForJournal(ctx context.Context, timeout time.Duration, done func(journal.Entry) bool) bool {
+	deadline := time.Now().Add(timeout)
+	seen := r.seq0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		entries, err := r.fc.Journal(ctx, seen)
+		if err == nil {
+			for _, e := range entries {
+				seen = e.Seq
+				if done(e) {
+					return true
+				}
+			}
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
