@@ -38,6 +38,13 @@ type Client struct {
 
 // New returns a client for the cluster cfg points at.
 func New(cfg *rest.Config, log *slog.Logger) (*Client, error) {
+	// Suites poll dozens of pods at once (a chaos storm runs 32): at
+	// client-go's default of 5 requests a second those polls would queue
+	// for seconds. A config that sets its own rate keeps it.
+	if cfg.QPS == 0 && cfg.Burst == 0 {
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
