@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -15,17 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/client"
-	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/vault"
-)
-
-const (
-	uaClient   = "11111111-1111-4111-8111-111111111111"
-	uaObject   = "22222222-2222-4222-8222-222222222222"
-	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 )
 
 var probeBin string
@@ -46,36 +38,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// startFake runs a fakeimds on loopback, with a user-assigned identity,
-// until the test ends.
-func startFake(t *testing.T) fakeimds.Addrs {
-	t.Helper()
-	c := config.Default()
-	c.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
-	c.Faces.Authority.TLSDir = t.TempDir()
-	off := false
-	c.Chaos.Throttle.Enabled = &off
-	c.UserAssigned = []config.Identity{{Name: "web", ClientID: uaClient, ObjectID: uaObject}}
-	s, err := fakeimds.New(c, fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan fakeimds.Addrs, 1)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, func(a fakeimds.Addrs) { addrs <- a }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case a := <-addrs:
-		return a
-	case err := <-done:
-		t.Fatalf("fakeimds: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("fakeimds did not start")
-	}
-	return fakeimds.Addrs{}
 }
 
 // runBinary runs the probe with a clean environment plus env, and
@@ -115,10 +77,10 @@ func runBinary(t *testing.T, env []string, args ...string) ([]probe.Result, *pro
 }
 
 func TestProbeBinary(t *testing.T) {
-	a := startFake(t)
+	_, a := fakeimdstest.Start(t, nil)
 	v, err := vault.New(vault.Config{
-		JWKSURLs: []string{"http://" + a.IMDS + "/" + testTenant + "/discovery/v2.0/keys"},
-		Secrets:  map[string]vault.Secret{"db-password": {Value: "hunter2", Readers: []string{uaObject}}},
+		JWKSURLs: []string{"http://" + a.IMDS + "/" + fakeimdstest.TenantID + "/discovery/v2.0/keys"},
+		Secrets:  map[string]vault.Secret{"db-password": {Value: "hunter2", Readers: []string{fakeimdstest.UserAObjectID}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +90,7 @@ func TestProbeBinary(t *testing.T) {
 
 	t.Run("every client reads the secret", func(t *testing.T) {
 		res, sum, code, stderr := runBinary(t, []string{"PROBE_COUNT=2", "PROBE_INTERVAL=50ms", "PROBE_SECRET=db-password"},
-			"--imds-addr", a.IMDS, "--identity", "client_id="+uaClient, "--vault-url", vs.URL)
+			"--imds-addr", a.IMDS, "--identity", "client_id="+fakeimdstest.UserAClientID, "--vault-url", vs.URL)
 		if code != 0 || sum == nil {
 			t.Fatalf("exit %d, summary %v, stderr %s", code, sum, stderr)
 		}
@@ -137,11 +99,11 @@ func TestProbeBinary(t *testing.T) {
 			t.Fatalf("%d results, summary %+v", len(res), sum)
 		}
 		for i, r := range res {
-			if r.Client != clients[i%len(clients)] || r.IdentityGot != uaObject || r.Secret != "hunter2" || r.ResourceStatus != 200 || r.TokenExpired {
+			if r.Client != clients[i%len(clients)] || r.IdentityGot != fakeimdstest.UserAObjectID || r.Secret != "hunter2" || r.ResourceStatus != 200 || r.TokenExpired {
 				t.Errorf("line %d: %+v", i, r)
 			}
 		}
-		if c := sum.Clients[probe.ClientRaw]; c.Attempts != 2 || c.FromCache != 0 || c.Identities[uaObject] != 2 {
+		if c := sum.Clients[probe.ClientRaw]; c.Attempts != 2 || c.FromCache != 0 || c.Identities[fakeimdstest.UserAObjectID] != 2 {
 			t.Errorf("raw summary %+v", c)
 		}
 	})
@@ -170,7 +132,7 @@ func TestProbeBinary(t *testing.T) {
 // scenario runner start pods one by one yet give them one start, cut
 // them off at the workload's end and attribute their requests.
 func TestProbeWindow(t *testing.T) {
-	a := startFake(t)
+	_, a := fakeimdstest.Start(t, nil)
 	start := time.Now().Add(1500 * time.Millisecond)
 	end := start.Add(1200 * time.Millisecond)
 	res, sum, code, stderr := runBinary(t, nil, "--imds-addr", a.IMDS, "--client", "raw", "--duration", "1m", "--interval", "500ms",

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,13 +14,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds"
-	"github.com/idharness/idharness/fakeimds/config"
-)
-
-const (
-	uaClient   = "11111111-1111-4111-8111-111111111111"
-	uaObject   = "22222222-2222-4222-8222-222222222222"
-	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine's writes.
@@ -48,20 +40,13 @@ func noEnv(string) (string, bool) { return "", false }
 // TestServe runs the command with an ACL file, flags and environment, and
 // reads a secret with a token from a fakeimds.
 func TestServe(t *testing.T) {
-	c := config.Default()
-	c.Faces.Authority.TLSDir = t.TempDir()
-	c.UserAssigned = []config.Identity{{Name: "web", ClientID: uaClient, ObjectID: uaObject}}
-	fake, err := fakeimds.New(c, fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := httptest.NewServer(fake.IMDSHandler())
-	defer fs.Close()
+	_, fake := fakeimdstest.Start(t, nil)
+	fakeURL := "http://" + fake.IMDS
 	acl := filepath.Join(t.TempDir(), "acl.yaml")
-	if err := os.WriteFile(acl, []byte("secrets:\n  db-password:\n    value: hunter2\n    readers: ["+uaObject+"]\n"), 0o600); err != nil {
+	if err := os.WriteFile(acl, []byte("secrets:\n  db-password:\n    value: hunter2\n    readers: ["+fakeimdstest.UserAObjectID+"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"VAULT_JWKS_URL": fs.URL + "/" + testTenant + "/discovery/v2.0/keys"}
+	env := map[string]string{"VAULT_JWKS_URL": fakeURL + "/" + fakeimdstest.TenantID + "/discovery/v2.0/keys"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs syncBuffer
@@ -79,8 +64,8 @@ func TestServe(t *testing.T) {
 		t.Fatal("vault did not start")
 	}
 
-	q := url.Values{"api-version": {"2018-02-01"}, "resource": {"https://vault.azure.net"}, "client_id": {uaClient}}
-	req, _ := http.NewRequest(http.MethodGet, fs.URL+fakeimds.IMDSTokenPath+"?"+q.Encode(), nil)
+	q := url.Values{"api-version": {"2018-02-01"}, "resource": {"https://vault.azure.net"}, "client_id": {fakeimdstest.UserAClientID}}
+	req, _ := http.NewRequest(http.MethodGet, fakeURL+fakeimds.IMDSTokenPath+"?"+q.Encode(), nil)
 	req.Header.Set("Metadata", "true")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -116,7 +101,7 @@ func TestServe(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if !strings.Contains(logs.String(), `"msg":"decision","outcome":"allowed","status":200,"reason":"ok","secret":"db-password","oid":"`+uaObject) {
+	if !strings.Contains(logs.String(), `"msg":"decision","outcome":"allowed","status":200,"reason":"ok","secret":"db-password","oid":"`+fakeimdstest.UserAObjectID) {
 		t.Errorf("no decision line in the log:\n%s", logs.String())
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/api"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/fakeimds/journal"
 )
 
@@ -23,27 +23,11 @@ const (
 )
 
 // start runs a fakeimds server on loopback for the test and returns a
-// control client and the IMDS address.
+// control client and the IMDS address. The host has only its system
+// identity, so that tests can count identities after attaching one.
 func start(t *testing.T) (*client.Client, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
-	cfg.Faces.Authority.TLSDir = t.TempDir()
-	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan fakeimds.Addrs, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a fakeimds.Addrs) { ready <- a }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var a fakeimds.Addrs
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	_, a := fakeimdstest.Start(t, func(c *config.Config) { c.UserAssigned = nil })
 	c, err := client.New("http://" + a.Control)
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +126,7 @@ func TestTokenSettingsAndLifetime(t *testing.T) {
 	if _, body := token(t, imds, ""); !strings.Contains(body, `"expires_in":"90"`) {
 		t.Errorf("lifetime not applied: %s", body)
 	}
-	sys := config.Default().SystemAssigned.ClientID
-	if _, err := c.SetIdentityLifetime(ctx, client.Selector{ClientID: sys}, 10*time.Second); err != nil {
+	if _, err := c.SetIdentityLifetime(ctx, client.Selector{ClientID: fakeimdstest.SystemClientID}, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, body := token(t, imds, ""); !strings.Contains(body, `"expires_in":"10"`) {

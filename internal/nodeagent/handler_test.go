@@ -21,13 +21,13 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 
-	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
 
 const (
-	clientA = "11111111-1111-4111-8111-111111111111"
-	clientB = "33333333-3333-4333-8333-333333333333"
+	clientA = fakeimdstest.UserAClientID
+	clientB = fakeimdstest.UserBClientID
 	resA    = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/idharness-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-a"
 	node    = "node-1"
 )
@@ -48,16 +48,8 @@ func (u *upstream) requests() []url.Values {
 
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
-	c := config.Default()
-	c.UserAssigned = []config.Identity{
-		{Name: "id-a", ClientID: clientA, ObjectID: "22222222-2222-4222-8222-222222222222", ResourceID: resA},
-		{Name: "id-b", ClientID: clientB, ObjectID: "44444444-4444-4444-8444-444444444444"},
-	}
-	c.Faces.Authority.TLSDir = t.TempDir()
-	s, err := fakeimds.New(c, fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatalf("fakeimds.New: %v", err)
-	}
+	// The host's id-a and id-b; id-a's resource ID is resA.
+	s := fakeimdstest.New(t, nil)
 	u := &upstream{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()

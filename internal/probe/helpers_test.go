@@ -3,94 +3,14 @@ package probe
 import (
 	"bytes"
 	"context"
-	"crypto/rsa"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/idharness/idharness/fakeimds"
-	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/fakeimds/token"
 )
 
-// Identities of the test host (fakeimds's defaults for the system one).
-const (
-	sysClient  = "5b1c3f1a-7d0e-4c26-9d0e-3f6a2b8c9d01"
-	sysObject  = "9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a501"
-	uaClient   = "11111111-1111-4111-8111-111111111111"
-	uaObject   = "22222222-2222-4222-8222-222222222222"
-	ubClient   = "33333333-3333-4333-8333-333333333333"
-	ubObject   = "44444444-4444-4444-8444-444444444444"
-	unknownID  = "99999999-9999-4999-8999-999999999999"
-	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-)
-
-var (
-	keyOnce sync.Once
-	testKey *rsa.PrivateKey
-)
-
-// sharedKey is one signing key for every test server: RSA key generation
-// would dominate the tests' run time.
-func sharedKey() *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		k, err := token.GenerateKey()
-		if err != nil {
-			panic(err)
-		}
-		testKey = k
-	})
-	return testKey
-}
-
-func testConfig() config.Config {
-	c := config.Default()
-	c.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
-	// The loops below send bursts; throttling is fakeimds's to test.
-	off := false
-	c.Chaos.Throttle.Enabled = &off
-	c.UserAssigned = []config.Identity{
-		{Name: "id-a", ClientID: uaClient, ObjectID: uaObject},
-		{Name: "id-b", ClientID: ubClient, ObjectID: ubObject},
-	}
-	return c
-}
-
-// startFake runs a fakeimds server on loopback until the test ends.
-func startFake(t *testing.T, mutate func(*config.Config)) (*fakeimds.Server, fakeimds.Addrs) {
-	t.Helper()
-	c := testConfig()
-	c.Faces.Authority.TLSDir = t.TempDir()
-	if mutate != nil {
-		mutate(&c)
-	}
-	s, err := fakeimds.New(c, fakeimds.WithSigningKey(sharedKey()), fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatalf("fakeimds.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan fakeimds.Addrs, 1)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, func(a fakeimds.Addrs) { addrs <- a }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fakeimds Run: %v", err)
-		}
-	})
-	select {
-	case a := <-addrs:
-		return s, a
-	case err := <-done:
-		t.Fatalf("fakeimds Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("fakeimds did not start in 10s")
-	}
-	return nil, fakeimds.Addrs{}
-}
+// unknownID is a client ID the test host has no identity for.
+const unknownID = "99999999-9999-4999-8999-999999999999"
 
 // identityEnv are variables that steer the SDKs to another source or
 // identity; tests start without them.

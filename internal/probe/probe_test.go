@@ -7,6 +7,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
 
 var imdsClients = []string{ClientAzidentityMI, ClientAzidentityDefault, ClientMSALMI, ClientRaw}
@@ -17,7 +18,7 @@ var imdsClients = []string{ClientAzidentityMI, ClientAzidentityDefault, ClientMS
 // none), and fromCache says so because no request was made.
 func TestClientsIMDS(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	for _, client := range imdsClients {
 		t.Run(client, func(t *testing.T) {
 			resource := uniqueResource(t, "")
@@ -29,7 +30,7 @@ func TestClientsIMDS(t *testing.T) {
 				t.Fatalf("results %+v summary %+v", res, sum)
 			}
 			first, second := res[0], res[1]
-			if !first.OK() || first.IdentityGot != sysObject || first.ClientIDGot != sysClient || first.Audience != resource ||
+			if !first.OK() || first.IdentityGot != fakeimdstest.SystemObjectID || first.ClientIDGot != fakeimdstest.SystemClientID || first.Audience != resource ||
 				first.IdentityAsked != "system" || first.HTTPStatus != 200 || first.FromCache || first.Requests < 1 {
 				t.Errorf("first attempt %+v", first)
 			}
@@ -37,7 +38,7 @@ func TestClientsIMDS(t *testing.T) {
 				t.Errorf("tokenExp %v expired %v, want the 24h default", first.TokenExp, first.TokenExpired)
 			}
 			wantCached := client != ClientRaw
-			if second.FromCache != wantCached || (second.Requests == 0) != wantCached || second.IdentityGot != sysObject {
+			if second.FromCache != wantCached || (second.Requests == 0) != wantCached || second.IdentityGot != fakeimdstest.SystemObjectID {
 				t.Errorf("second attempt fromCache=%v requests=%d, want fromCache=%v", second.FromCache, second.Requests, wantCached)
 			}
 			if client == ClientAzidentityDefault && first.Requests != 2 {
@@ -57,16 +58,16 @@ func TestClientsIMDS(t *testing.T) {
 // each way it can name them.
 func TestClientsUserAssigned(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
-	rid := testConfig().UserAssignedResourceID("id-b")
+	_, a := fakeimdstest.Start(t, nil)
+	rid := fakeimdstest.Config().UserAssignedResourceID("id-b")
 	for _, tc := range []struct {
 		identity string
 		want     string
 		clients  []string
 	}{
-		{"client_id=" + uaClient, uaObject, imdsClients},
-		{"object_id=" + ubObject, ubObject, []string{ClientAzidentityMI, ClientMSALMI, ClientRaw}},
-		{"resource_id=" + rid, ubObject, []string{ClientAzidentityMI, ClientMSALMI, ClientRaw}},
+		{"client_id=" + fakeimdstest.UserAClientID, fakeimdstest.UserAObjectID, imdsClients},
+		{"object_id=" + fakeimdstest.UserBObjectID, fakeimdstest.UserBObjectID, []string{ClientAzidentityMI, ClientMSALMI, ClientRaw}},
+		{"resource_id=" + rid, fakeimdstest.UserBObjectID, []string{ClientAzidentityMI, ClientMSALMI, ClientRaw}},
 	} {
 		id, err := ParseIdentity(tc.identity)
 		if err != nil {
@@ -97,7 +98,7 @@ func TestClientsUserAssigned(t *testing.T) {
 // token.
 func TestClientsUnknownIdentity(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	id := Identity{Kind: ByClientID, Value: unknownID}
 	for _, client := range imdsClients {
 		t.Run(client, func(t *testing.T) {
@@ -127,7 +128,7 @@ func TestExpiryLoop(t *testing.T) {
 		t.Skip("loops for a few seconds")
 	}
 	clearIdentityEnv(t)
-	_, a := startFake(t, func(c *config.Config) { c.Tokens.Lifetime = duration.Of(2 * time.Second) })
+	_, a := fakeimdstest.Start(t, func(c *config.Config) { c.Tokens.Lifetime = duration.Of(2 * time.Second) })
 	res, sum := runProbe(t, Config{
 		Options: Options{Mode: ModeIMDS, IMDSAddr: a.IMDS},
 		Clients: imdsClients, Resource: uniqueResource(t, ""), Duration: 3500 * time.Millisecond, Interval: 700 * time.Millisecond,
@@ -157,7 +158,7 @@ func TestExpiryLoop(t *testing.T) {
 // reports the status and body unedited.
 func TestRawWireChecks(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	for _, tc := range []struct {
 		name string
 		opts Options
@@ -182,7 +183,7 @@ func TestRawWireChecks(t *testing.T) {
 // through IDENTITY_ENDPOINT and IDENTITY_HEADER as on App Service.
 func TestAppServiceMode(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	t.Setenv("IDENTITY_ENDPOINT", "http://"+a.IMDS+"/msi/token")
 	for _, tc := range []struct {
 		name     string
@@ -191,8 +192,8 @@ func TestAppServiceMode(t *testing.T) {
 		want     string
 		status   int
 	}{
-		{"system", "idharness-identity-header", Identity{Kind: System}, sysObject, 200},
-		{"client_id", "idharness-identity-header", Identity{Kind: ByClientID, Value: ubClient}, ubObject, 200},
+		{"system", "idharness-identity-header", Identity{Kind: System}, fakeimdstest.SystemObjectID, 200},
+		{"client_id", "idharness-identity-header", Identity{Kind: ByClientID, Value: fakeimdstest.UserBClientID}, fakeimdstest.UserBObjectID, 200},
 		{"wrong header", "guess", Identity{Kind: System}, "", 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,11 +244,11 @@ func TestModeEnvironment(t *testing.T) {
 		{"imds with IDENTITY_ENDPOINT", ModeIMDS, map[string]string{"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token"}, Identity{}, ClientMSALMI, "unset it or use --mode appservice"},
 		{"appservice without its variables", ModeAppService, nil, Identity{}, ClientRaw, "IDENTITY_ENDPOINT and IDENTITY_HEADER"},
 		{"workload identity without the webhook", ModeWorkloadIdentity, nil, Identity{}, ClientMSALWI, "AZURE_TENANT_ID"},
-		{"workload identity by object ID", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/"},
-			Identity{Kind: ByObjectID, Value: uaObject}, ClientAzidentityWI, "by client ID only"},
-		{"default with another AZURE_CLIENT_ID", ModeIMDS, map[string]string{"AZURE_CLIENT_ID": ubClient}, Identity{Kind: ByClientID, Value: uaClient}, ClientAzidentityDefault, "set AZURE_CLIENT_ID=" + uaClient},
+		{"workload identity by object ID", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": fakeimdstest.TenantID, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/"},
+			Identity{Kind: ByObjectID, Value: fakeimdstest.UserAObjectID}, ClientAzidentityWI, "by client ID only"},
+		{"default with another AZURE_CLIENT_ID", ModeIMDS, map[string]string{"AZURE_CLIENT_ID": fakeimdstest.UserBClientID}, Identity{Kind: ByClientID, Value: fakeimdstest.UserAClientID}, ClientAzidentityDefault, "set AZURE_CLIENT_ID=" + fakeimdstest.UserAClientID},
 		{"default by resource ID", ModeIMDS, nil, Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ClientAzidentityDefault, "only by client ID"},
-		{"raw in workload identity mode", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": testTenant, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/", "AZURE_CLIENT_ID": uaClient},
+		{"raw in workload identity mode", ModeWorkloadIdentity, map[string]string{"AZURE_TENANT_ID": fakeimdstest.TenantID, "AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_AUTHORITY_HOST": "https://a/", "AZURE_CLIENT_ID": fakeimdstest.UserAClientID},
 			Identity{}, ClientRaw, "IMDS and App Service only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -269,7 +270,7 @@ func TestModeEnvironment(t *testing.T) {
 // fetched.
 func TestProcessWideCache(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	res, _ := runProbe(t, Config{
 		Options: Options{Mode: ModeIMDS, IMDSAddr: a.IMDS},
 		Clients: []string{ClientAzidentityMI, ClientMSALMI}, Resource: uniqueResource(t, ""),
@@ -277,7 +278,7 @@ func TestProcessWideCache(t *testing.T) {
 	if res[0].FromCache || res[0].Requests != 1 {
 		t.Errorf("azidentity-mi, first in the process: %+v", res[0])
 	}
-	if !res[1].FromCache || res[1].Requests != 0 || res[1].IdentityGot != sysObject {
+	if !res[1].FromCache || res[1].Requests != 0 || res[1].IdentityGot != fakeimdstest.SystemObjectID {
 		t.Errorf("msal-mi after azidentity-mi asked for the same token: fromCache=%v requests=%d; want it served from the shared cache", res[1].FromCache, res[1].Requests)
 	}
 }

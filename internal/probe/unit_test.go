@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
 
 func TestParseIdentity(t *testing.T) {
@@ -17,13 +19,13 @@ func TestParseIdentity(t *testing.T) {
 	}{
 		{"", Identity{Kind: System}, ""},
 		{"system", Identity{Kind: System}, ""},
-		{"client_id=" + uaClient, Identity{Kind: ByClientID, Value: uaClient}, ""},
-		{"object_id=" + uaObject, Identity{Kind: ByObjectID, Value: uaObject}, ""},
+		{"client_id=" + fakeimdstest.UserAClientID, Identity{Kind: ByClientID, Value: fakeimdstest.UserAClientID}, ""},
+		{"object_id=" + fakeimdstest.UserAObjectID, Identity{Kind: ByObjectID, Value: fakeimdstest.UserAObjectID}, ""},
 		{"resource_id=/subscriptions/x", Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ""},
 		{"msi_res_id=/subscriptions/x", Identity{Kind: ByResourceID, Value: "/subscriptions/x"}, ""},
 		{"client_id=", Identity{}, "want system"},
-		{uaClient, Identity{}, "want system"},
-		{"principal=" + uaObject, Identity{}, "unknown selector"},
+		{fakeimdstest.UserAClientID, Identity{}, "want system"},
+		{"principal=" + fakeimdstest.UserAObjectID, Identity{}, "unknown selector"},
 	} {
 		got, err := ParseIdentity(tc.in)
 		if tc.err != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/client"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/internal/vault"
 )
 
@@ -17,11 +18,11 @@ import (
 // the fake's published keys.
 func TestUseAtVault(t *testing.T) {
 	clearIdentityEnv(t)
-	_, a := startFake(t, nil)
+	_, a := fakeimdstest.Start(t, nil)
 	v, err := vault.New(vault.Config{
-		JWKSURLs: []string{"http://" + a.IMDS + "/" + testTenant + "/discovery/v2.0/keys"},
+		JWKSURLs: []string{"http://" + a.IMDS + "/" + fakeimdstest.TenantID + "/discovery/v2.0/keys"},
 		Secrets: map[string]vault.Secret{
-			"db-password": {Value: "hunter2", Readers: []string{uaObject}},
+			"db-password": {Value: "hunter2", Readers: []string{fakeimdstest.UserAObjectID}},
 		},
 	})
 	if err != nil {
@@ -33,7 +34,7 @@ func TestUseAtVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ua := Identity{Kind: ByClientID, Value: uaClient}
+	ua := Identity{Kind: ByClientID, Value: fakeimdstest.UserAClientID}
 	for _, tc := range []struct {
 		name     string
 		identity Identity

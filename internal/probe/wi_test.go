@@ -17,6 +17,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/fakeimds/token"
 )
 
@@ -78,7 +79,7 @@ func (iss *oidcIssuer) projectedToken(t *testing.T) string {
 func workloadFake(t *testing.T, iss *oidcIssuer) string {
 	t.Helper()
 	dir := t.TempDir()
-	_, a := startFake(t, func(c *config.Config) {
+	_, a := fakeimdstest.Start(t, func(c *config.Config) {
 		c.Listen.AuthorityTLS = "127.0.0.1:0"
 		c.Faces.Authority.TLSDir = dir
 		c.UserAssigned[0].FederatedCredentials = []config.FederatedCredential{{Name: "probe", Issuer: iss.url, Subject: wiSubject}}
@@ -87,8 +88,8 @@ func workloadFake(t *testing.T, iss *oidcIssuer) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("AZURE_CLIENT_ID", uaClient)
-	t.Setenv("AZURE_TENANT_ID", testTenant)
+	t.Setenv("AZURE_CLIENT_ID", fakeimdstest.UserAClientID)
+	t.Setenv("AZURE_TENANT_ID", fakeimdstest.TenantID)
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", iss.projectedToken(t))
 	t.Setenv("AZURE_AUTHORITY_HOST", "https://localhost:"+port+"/")
 	return filepath.Join(dir, fakeimds.CAFileName)
@@ -108,7 +109,7 @@ func TestWorkloadIdentityMode(t *testing.T) {
 				Clients: []string{client}, Resource: uniqueResource(t, ""), Count: 2, Interval: time.Millisecond,
 			})
 			first, second := res[0], res[1]
-			if !first.OK() || first.IdentityGot != uaObject || first.ClientIDGot != uaClient || first.IdentityAsked != "client_id="+uaClient ||
+			if !first.OK() || first.IdentityGot != fakeimdstest.UserAObjectID || first.ClientIDGot != fakeimdstest.UserAClientID || first.IdentityAsked != "client_id="+fakeimdstest.UserAClientID ||
 				first.FromCache || first.HTTPStatus != 200 {
 				t.Fatalf("first attempt %+v", first)
 			}

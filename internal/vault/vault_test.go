@@ -19,36 +19,10 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idharness/idharness/fakeimds"
-	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/token"
 )
-
-const (
-	sysObject  = "9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a501"
-	uaClient   = "11111111-1111-4111-8111-111111111111"
-	uaObject   = "22222222-2222-4222-8222-222222222222"
-	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-)
-
-var (
-	keysOnce sync.Once
-	testKeys [2]*rsa.PrivateKey
-)
-
-// keys returns two RSA keys made once: generation would dominate the run.
-func keys() [2]*rsa.PrivateKey {
-	keysOnce.Do(func() {
-		for i := range testKeys {
-			k, err := token.GenerateKey()
-			if err != nil {
-				panic(err)
-			}
-			testKeys[i] = k
-		}
-	})
-	return testKeys
-}
 
 // fake is a fakeimds server signing with key, served over loopback HTTP.
 type fake struct {
@@ -59,17 +33,10 @@ type fake struct {
 
 func newFake(t *testing.T, key *rsa.PrivateKey) *fake {
 	t.Helper()
-	c := config.Default()
-	c.Listen = config.Listen{IMDS: "127.0.0.1:0", Control: "127.0.0.1:0"}
-	c.Faces.Authority.TLSDir = t.TempDir()
-	c.UserAssigned = []config.Identity{{Name: "web", ClientID: uaClient, ObjectID: uaObject}}
-	s, err := fakeimds.New(c, fakeimds.WithSigningKey(key), fakeimds.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := fakeimdstest.New(t, nil, fakeimds.WithSigningKey(key))
 	hs := httptest.NewServer(s.IMDSHandler())
 	t.Cleanup(hs.Close)
-	return &fake{srv: s, url: hs.URL, jwks: hs.URL + "/" + testTenant + "/discovery/v2.0/keys"}
+	return &fake{srv: s, url: hs.URL, jwks: hs.URL + "/" + fakeimdstest.TenantID + "/discovery/v2.0/keys"}
 }
 
 // imdsToken gets a token over the fake's IMDS face, as a pod would.
@@ -130,7 +97,7 @@ func newVault(t *testing.T, cfg Config, opts ...Option) (*Server, *bytes.Buffer)
 	t.Helper()
 	if cfg.Secrets == nil {
 		cfg.Secrets = map[string]Secret{
-			"db-password": {Value: "hunter2", Readers: []string{uaObject}},
+			"db-password": {Value: "hunter2", Readers: []string{fakeimdstest.UserAObjectID}},
 			"banner":      {Value: "hello", Readers: []string{AnyReader}},
 		}
 	}
@@ -154,13 +121,13 @@ func get(s *Server, path, auth string) *httptest.ResponseRecorder {
 }
 
 func TestSecretRead(t *testing.T) {
-	f := newFake(t, keys()[0])
-	other := newFake(t, keys()[1])
+	f := newFake(t, fakeimdstest.Key())
+	other := newFake(t, fakeimdstest.SecondKey())
 	s, logs := newVault(t, Config{JWKSURLs: []string{f.jwks}})
-	good := "Bearer " + f.imdsToken(t, uaClient, DefaultAudience)
+	good := "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)
 	fakeKid := f.srv.Minter().Signer().KeyID()
 	now := time.Now()
-	base := jwt.Claims{Issuer: token.Issuer(testTenant), Audience: jwt.Audience{DefaultAudience}, Expiry: jwt.NewNumericDate(now.Add(time.Hour)), NotBefore: jwt.NewNumericDate(now)}
+	base := jwt.Claims{Issuer: token.Issuer(fakeimdstest.TenantID), Audience: jwt.Audience{DefaultAudience}, Expiry: jwt.NewNumericDate(now.Add(time.Hour)), NotBefore: jwt.NewNumericDate(now)}
 	cases := []struct {
 		name   string
 		path   string
@@ -172,20 +139,20 @@ func TestSecretRead(t *testing.T) {
 		{"reader", "/secrets/db-password?api-version=7.4", good, 200, ReasonOK, ""},
 		{"no api-version", "/secrets/db-password", good, 200, ReasonOK, ""},
 		{"by version", "/secrets/db-password/" + versionOf("db-password", "hunter2"), good, 200, ReasonOK, ""},
-		{"audience with trailing slash", "/secrets/db-password", "Bearer " + f.imdsToken(t, uaClient, DefaultAudience+"/"), 200, ReasonOK, ""},
+		{"audience with trailing slash", "/secrets/db-password", "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience+"/"), 200, ReasonOK, ""},
 		{"anyone may read", "/secrets/banner", "Bearer " + f.imdsToken(t, "", DefaultAudience), 200, ReasonOK, ""},
 		{"no token", "/secrets/db-password", "", 401, ReasonMissingToken, "AKV10000"},
 		{"basic auth", "/secrets/db-password", "Basic dXNlcjpwYXNz", 401, ReasonMissingToken, "AKV10000"},
 		{"not a JWT", "/secrets/db-password", "Bearer abc.def", 401, ReasonMalformed, "not an RS256-signed JWT"},
 		{"HS256", "/secrets/db-password", "Bearer " + signed(t, []byte("a secret anyone could know, 32 bytes+"), jose.HS256, fakeKid, base), 401, ReasonMalformed, "RS256"},
-		{"other audience", "/secrets/db-password", "Bearer " + f.imdsToken(t, uaClient, "https://management.azure.com"), 401, ReasonWrongAudience, "found: https://management.azure.com"},
-		{"expired", "/secrets/db-password", "Bearer " + f.mint(t, uaClient, DefaultAudience, token.Shift{Lifetime: -time.Minute}, nil), 401, ReasonExpired, "Token expired at"},
-		{"not yet valid", "/secrets/db-password", "Bearer " + f.mint(t, uaClient, DefaultAudience, token.Shift{Offset: 10 * time.Minute}, nil), 401, ReasonNotYetValid, "not valid before"},
-		{"other tenant", "/secrets/db-password", "Bearer " + f.mint(t, uaClient, DefaultAudience, token.Shift{}, func(id *identity.Identity) { id.TenantID = "00000000-0000-4000-8000-000000000000" }), 401, ReasonWrongIssuer, "AKV10032"},
-		{"unknown key", "/secrets/db-password", "Bearer " + other.imdsToken(t, uaClient, DefaultAudience), 401, ReasonUnknownKey, "not published"},
-		{"bad signature", "/secrets/db-password", "Bearer " + signed(t, keys()[1], jose.RS256, fakeKid, base), 401, ReasonBadSignature, "does not verify"},
-		{"no oid", "/secrets/db-password", "Bearer " + signed(t, keys()[0], jose.RS256, fakeKid, base), 401, ReasonNoObjectID, "no oid"},
-		{"not a reader", "/secrets/db-password", "Bearer " + f.imdsToken(t, "", DefaultAudience), 403, ReasonNotAllowed, "oid=" + sysObject},
+		{"other audience", "/secrets/db-password", "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, "https://management.azure.com"), 401, ReasonWrongAudience, "found: https://management.azure.com"},
+		{"expired", "/secrets/db-password", "Bearer " + f.mint(t, fakeimdstest.UserAClientID, DefaultAudience, token.Shift{Lifetime: -time.Minute}, nil), 401, ReasonExpired, "Token expired at"},
+		{"not yet valid", "/secrets/db-password", "Bearer " + f.mint(t, fakeimdstest.UserAClientID, DefaultAudience, token.Shift{Offset: 10 * time.Minute}, nil), 401, ReasonNotYetValid, "not valid before"},
+		{"other tenant", "/secrets/db-password", "Bearer " + f.mint(t, fakeimdstest.UserAClientID, DefaultAudience, token.Shift{}, func(id *identity.Identity) { id.TenantID = "00000000-0000-4000-8000-000000000000" }), 401, ReasonWrongIssuer, "AKV10032"},
+		{"unknown key", "/secrets/db-password", "Bearer " + other.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience), 401, ReasonUnknownKey, "not published"},
+		{"bad signature", "/secrets/db-password", "Bearer " + signed(t, fakeimdstest.SecondKey(), jose.RS256, fakeKid, base), 401, ReasonBadSignature, "does not verify"},
+		{"no oid", "/secrets/db-password", "Bearer " + signed(t, fakeimdstest.Key(), jose.RS256, fakeKid, base), 401, ReasonNoObjectID, "no oid"},
+		{"not a reader", "/secrets/db-password", "Bearer " + f.imdsToken(t, "", DefaultAudience), 403, ReasonNotAllowed, "oid=" + fakeimdstest.SystemObjectID},
 		{"unknown secret", "/secrets/nope", good, 404, ReasonUnknownSecret, "nope was not found"},
 		{"unknown version", "/secrets/db-password/0123", good, 404, ReasonUnknownSecret, "not found"},
 	}
@@ -212,7 +179,7 @@ func TestSecretRead(t *testing.T) {
 				t.Errorf("code %q, want %q", e.Error.Code, wantCode)
 			}
 			challenge := w.Header().Get("WWW-Authenticate")
-			if want := `Bearer authorization="https://login.microsoftonline.com/` + testTenant + `", resource="https://vault.azure.net"`; (tc.status == 401) != (challenge == want) {
+			if want := `Bearer authorization="https://login.microsoftonline.com/` + fakeimdstest.TenantID + `", resource="https://vault.azure.net"`; (tc.status == 401) != (challenge == want) {
 				t.Errorf("WWW-Authenticate %q", challenge)
 			}
 		})
@@ -226,7 +193,7 @@ func TestSecretRead(t *testing.T) {
 		}
 		if e["msg"] == "decision" {
 			n++
-			if e["reason"] == ReasonNotAllowed && (e["oid"] != sysObject || e["secret"] != "db-password" || e["outcome"] != "denied" || e["status"] != float64(403)) {
+			if e["reason"] == ReasonNotAllowed && (e["oid"] != fakeimdstest.SystemObjectID || e["secret"] != "db-password" || e["outcome"] != "denied" || e["status"] != float64(403)) {
 				t.Errorf("decision log %s", line)
 			}
 		}
@@ -237,7 +204,7 @@ func TestSecretRead(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	f := newFake(t, keys()[0])
+	f := newFake(t, fakeimdstest.Key())
 	s, _ := newVault(t, Config{JWKSURLs: []string{f.jwks}})
 	if w := get(s, "/healthz", ""); w.Code != 200 {
 		t.Fatalf("healthz %d", w.Code)
@@ -250,10 +217,10 @@ func TestHealthz(t *testing.T) {
 // TestSeveralKeySets: every node's fakeimds has its own key; a vault
 // given each node's JWKS URL accepts tokens from any node.
 func TestSeveralKeySets(t *testing.T) {
-	a, b := newFake(t, keys()[0]), newFake(t, keys()[1])
+	a, b := newFake(t, fakeimdstest.Key()), newFake(t, fakeimdstest.SecondKey())
 	s, _ := newVault(t, Config{JWKSURLs: []string{a.jwks, b.jwks}})
 	for _, f := range []*fake{a, b} {
-		if w := get(s, "/secrets/db-password", "Bearer "+f.imdsToken(t, uaClient, DefaultAudience)); w.Code != 200 {
+		if w := get(s, "/secrets/db-password", "Bearer "+f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)); w.Code != 200 {
 			t.Errorf("token from %s: %d %s", f.url, w.Code, w.Body)
 		}
 	}
@@ -313,20 +280,20 @@ func pub(key *rsa.PrivateKey, kid string) jose.JSONWebKey {
 // TestKeyRotation: a token with a kid not yet fetched makes the vault
 // refetch (once per refetch interval), and keys are refetched after TTL.
 func TestKeyRotation(t *testing.T) {
-	f := newFake(t, keys()[1])
+	f := newFake(t, fakeimdstest.SecondKey())
 	rotated := f.srv.Minter().Signer().KeyID()
-	j := newJWKSServer(t, pub(keys()[0], "old"))
+	j := newJWKSServer(t, pub(fakeimdstest.Key(), "old"))
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	s, _ := newVault(t, Config{JWKSURLs: []string{j.url}, KeysTTL: time.Hour, RefetchInterval: time.Minute}, WithClock(clock))
-	tok := "Bearer " + f.imdsToken(t, uaClient, DefaultAudience)
+	tok := "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)
 
 	if w := get(s, "/secrets/db-password", tok); w.Code != 401 || j.count() != 1 {
 		t.Fatalf("before rotation: %d after %d fetches", w.Code, j.count())
 	}
-	j.publish(pub(keys()[0], "old"), pub(keys()[1], rotated))
+	j.publish(pub(fakeimdstest.Key(), "old"), pub(fakeimdstest.SecondKey(), rotated))
 	// Within the refetch interval an unknown kid does not refetch.
 	if w := get(s, "/secrets/db-password", tok); w.Code != 401 || j.count() != 1 {
 		t.Fatalf("within the refetch interval: %d after %d fetches", w.Code, j.count())
@@ -351,9 +318,9 @@ func TestKeyRotation(t *testing.T) {
 // different kids; AnyKey accepts a token whose kid is not published if a
 // trusted key verifies it.
 func TestSharedKeyAnyKid(t *testing.T) {
-	f := newFake(t, keys()[0])
-	j := newJWKSServer(t, pub(keys()[0], "another-node's-kid"))
-	tok := "Bearer " + f.imdsToken(t, uaClient, DefaultAudience)
+	f := newFake(t, fakeimdstest.Key())
+	j := newJWKSServer(t, pub(fakeimdstest.Key(), "another-node's-kid"))
+	tok := "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)
 	for _, anyKey := range []bool{false, true} {
 		s, _ := newVault(t, Config{JWKSURLs: []string{j.url}, AnyKey: anyKey})
 		want := map[bool]int{false: 401, true: 200}[anyKey]
@@ -363,8 +330,8 @@ func TestSharedKeyAnyKid(t *testing.T) {
 	}
 	// A key nobody trusts is still refused.
 	s, _ := newVault(t, Config{JWKSURLs: []string{j.url}, AnyKey: true})
-	other := newFake(t, keys()[1])
-	if w := get(s, "/secrets/db-password", "Bearer "+other.imdsToken(t, uaClient, DefaultAudience)); w.Code != 401 || w.Header().Get(ReasonHeader) != ReasonUnknownKey {
+	other := newFake(t, fakeimdstest.SecondKey())
+	if w := get(s, "/secrets/db-password", "Bearer "+other.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)); w.Code != 401 || w.Header().Get(ReasonHeader) != ReasonUnknownKey {
 		t.Errorf("untrusted key with AnyKey: %d %s", w.Code, w.Body)
 	}
 }
@@ -372,8 +339,8 @@ func TestSharedKeyAnyKid(t *testing.T) {
 // TestKeysUnavailable: with no key reachable the vault says so (503)
 // rather than blaming the token; keys fetched earlier outlive an outage.
 func TestKeysUnavailable(t *testing.T) {
-	f := newFake(t, keys()[0])
-	tok := "Bearer " + f.imdsToken(t, uaClient, DefaultAudience)
+	f := newFake(t, fakeimdstest.Key())
+	tok := "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	s, _ := newVault(t, Config{JWKSURLs: []string{dead.URL + "/keys"}})
@@ -400,7 +367,7 @@ func TestKeysUnavailable(t *testing.T) {
 }
 
 func TestStaticKeys(t *testing.T) {
-	f := newFake(t, keys()[0])
+	f := newFake(t, fakeimdstest.Key())
 	p := filepath.Join(t.TempDir(), "jwks.json")
 	b, _ := json.Marshal(f.srv.Minter().Signer().JWKS())
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -411,14 +378,14 @@ func TestStaticKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := newVault(t, Config{Keys: k})
-	tok := f.imdsToken(t, uaClient, DefaultAudience)
+	tok := f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience)
 	if w := get(s, "/secrets/db-password", "Bearer "+tok); w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	if c, rej := s.Verify(t.Context(), tok); rej != nil || c.ObjectID != uaObject {
+	if c, rej := s.Verify(t.Context(), tok); rej != nil || c.ObjectID != fakeimdstest.UserAObjectID {
 		t.Fatalf("Verify: %+v %v", c, rej)
 	}
-	if _, rej := s.Verify(t.Context(), f.mint(t, uaClient, "https://other", token.Shift{}, nil)); rej == nil || rej.Reason != ReasonWrongAudience {
+	if _, rej := s.Verify(t.Context(), f.mint(t, fakeimdstest.UserAClientID, "https://other", token.Shift{}, nil)); rej == nil || rej.Reason != ReasonWrongAudience {
 		t.Fatalf("Verify of a token for another audience: %v", rej)
 	}
 }
@@ -448,8 +415,8 @@ func TestLoadACL(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, err string
 	}{
-		{"yaml", "secrets:\n  db:\n    value: hunter2\n    readers: [" + uaObject + "]\n", ""},
-		{"json", `{"secrets":{"db":{"value":"hunter2","readers":["` + uaObject + `"]}}}`, ""},
+		{"yaml", "secrets:\n  db:\n    value: hunter2\n    readers: [" + fakeimdstest.UserAObjectID + "]\n", ""},
+		{"json", `{"secrets":{"db":{"value":"hunter2","readers":["` + fakeimdstest.UserAObjectID + `"]}}}`, ""},
 		{"unknown field", "secrets:\n  db:\n    value: hunter2\n    reader: [x]\n", ":4: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -464,7 +431,7 @@ func TestLoadACL(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || acl.Secrets["db"].Value != "hunter2" || acl.Secrets["db"].Readers[0] != uaObject {
+			if err != nil || acl.Secrets["db"].Value != "hunter2" || acl.Secrets["db"].Readers[0] != fakeimdstest.UserAObjectID {
 				t.Fatalf("%+v %v", acl, err)
 			}
 		})
