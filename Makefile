@@ -49,8 +49,9 @@ e2e: docker idharness-bin ## the main job: cluster up (offline node image if nee
 # the node agent's restarts and upstream path are exercised too.
 CHAOS_FLAGS      ?= --profile reference
 CHAOS_REPORT_DIR ?= _output/chaos
+CHAOS_CLUSTER    ?= $(CLUSTER)-chaos
 chaos: docker idharness-bin ## the chaos suite (latency, 410s, 429 storms, outages, agent restarts): cluster up, deploy, suite, report.html in $(CHAOS_REPORT_DIR)
-	$(IDHARNESS) run --suite chaos --cluster $(CLUSTER)-chaos --node-image $(NODE_IMAGE) --report-dir $(CHAOS_REPORT_DIR) $(CHAOS_FLAGS)
+	$(IDHARNESS) run --suite chaos --cluster $(CHAOS_CLUSTER) --node-image $(NODE_IMAGE) --report-dir $(CHAOS_REPORT_DIR) $(CHAOS_FLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)
