@@ -113,7 +113,7 @@ var _ = Describe("chaos: pod identity agent under fault", Label("pod-identity"),
 			bound := ByClient(results)[pods[0].name]
 			for _, w := range restarts {
 				row := resilience(pods[0].name, bound, w, clientOutcome{})
-				if !row.Recovered || (row.RecoveredAfter != nil && float64(*row.RecoveredAfter) > agentRecoveryBound.Seconds()) {
+				if !recoveredWithin(row, agentRecoveryBound) {
 					problems = append(problems, fmt.Sprintf("%s: recovered %s after %s's new agent was ready (bound %s)", pods[0].name, recovered(row), w.name, agentRecoveryBound))
 					outcomes[pods[0].name] = clientOutcome{report.Failed, outcomes[pods[0].name].note + "; slow recovery after " + w.name}
 				}
@@ -143,15 +143,15 @@ var _ = Describe("chaos: pod identity agent under fault", Label("pod-identity"),
 				// upstream itself (NMI does, with backoff), holding the
 				// pod's call past the window.
 				bound := azidentityRecoveryBound
-				ok := row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= bound.Seconds())
+				inTime, onlyBound := recoveredWithin(row, bound), true
 				for _, r := range rs {
 					if r.OK() && !strings.EqualFold(r.ClientIDGot, idA.ClientID) {
-						ok = false
+						onlyBound = false
 						problems = append(problems, fmt.Sprintf("%s: token for client %s, not the bound id-a", c, r.ClientIDGot))
 					}
 				}
-				outcomes[c] = clientOutcome{verdictOf(ok), fmt.Sprintf("recovered %s after the 500s", recovered(row))}
-				if !row.Recovered || (row.RecoveredAfter != nil && float64(*row.RecoveredAfter) > bound.Seconds()) {
+				outcomes[c] = clientOutcome{verdictOf(inTime && onlyBound), fmt.Sprintf("recovered %s after the 500s", recovered(row))}
+				if !inTime {
 					problems = append(problems, fmt.Sprintf("%s: recovered %s after the upstream 500s ended (bound %s)", c, recovered(row), bound))
 				}
 			}

@@ -138,7 +138,7 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 				if c == probe.ClientAzidentityMI || c == probe.ClientAzidentityDefault {
 					bound = azidentityRecoveryBound
 				}
-				ok := row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= bound.Seconds())
+				ok := recoveredWithin(row, bound)
 				note := "kept its first call retrying through the window"
 				if row.GaveUpAfter != nil {
 					note = fmt.Sprintf("gave up after %.1fs, the application's next call succeeded", float64(*row.GaveUpAfter))
@@ -208,7 +208,7 @@ var _ = Describe("chaos: IMDS under fault", Label("imds", "system-assigned"), Or
 					if c == probe.ClientRaw {
 						// The raw client has no cache: it must see the
 						// outage, or the outage did not happen.
-						ok := failed > 0 && row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= appRetryRecoveryBound.Seconds())
+						ok := failed > 0 && recoveredWithin(row, appRetryRecoveryBound)
 						outcomes[c] = clientOutcome{verdictOf(ok), fmt.Sprintf("no cache: %d of %d calls in the outage failed", failed, inWindow)}
 						if failed == 0 {
 							problems = append(problems, fmt.Sprintf("%s: none of its %d calls in the outage failed: the outage did not reach the node's IMDS clients", c, inWindow))

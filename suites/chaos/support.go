@@ -308,6 +308,12 @@ func resilience(client string, rs []probe.Result, w window, o clientOutcome) rep
 	return row
 }
 
+// recoveredWithin reports whether a client the fault affected had its
+// token again within bound of the fault's end (an unaffected one passes).
+func recoveredWithin(row report.Resilience, bound time.Duration) bool {
+	return row.Recovered && (row.RecoveredAfter == nil || float64(*row.RecoveredAfter) <= bound.Seconds())
+}
+
 func round1(f float64) float64 { return float64(int(f*10+0.5)) / 10 }
 
 // finish records the spec's timeline (from its journal entries: requests
