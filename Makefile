@@ -1,4 +1,7 @@
 # idharness build, test and benchmark targets. `make help` lists them.
+# Go from PATH, or from /usr/local/go where the project's machines keep it,
+# so that `make test` works in a shell whose PATH lacks it.
+export PATH := $(PATH):/usr/local/go/bin
 GO       ?= go
 BIN      ?= bin
 PKGS     ?= ./...
@@ -42,7 +45,7 @@ bench: ## benchmarks (fakeimds token endpoint vs a bare net/http ceiling)
 # conformance spec runs (it serves only namespaces labelled for pod identity).
 E2E_FLAGS  ?= --profile reference
 REPORT_DIR ?= _output/report
-e2e: docker idharness-bin ## the main job: cluster up (offline node image if needed), deploy, the whole conformance suite, report in $(REPORT_DIR)
+e2e: prereqs idharness-bin ## the main job: cluster up (offline node image if needed), deploy, the whole conformance suite, report in $(REPORT_DIR)
 	$(IDHARNESS) run --cluster $(CLUSTER)-e2e --node-image $(NODE_IMAGE) --report-dir $(REPORT_DIR) $(E2E_FLAGS)
 
 # The chaos suite on a cluster of its own; the reference profile, so that
@@ -50,7 +53,7 @@ e2e: docker idharness-bin ## the main job: cluster up (offline node image if nee
 CHAOS_FLAGS      ?= --profile reference
 CHAOS_REPORT_DIR ?= _output/chaos
 CHAOS_CLUSTER    ?= $(CLUSTER)-chaos
-chaos: docker idharness-bin ## the chaos suite (latency, 410s, 429 storms, outages, agent restarts): cluster up, deploy, suite, report.html in $(CHAOS_REPORT_DIR)
+chaos: prereqs idharness-bin ## the chaos suite (latency, 410s, 429 storms, outages, agent restarts): cluster up, deploy, suite, report.html in $(CHAOS_REPORT_DIR)
 	$(IDHARNESS) run --suite chaos --cluster $(CHAOS_CLUSTER) --node-image $(NODE_IMAGE) --report-dir $(CHAOS_REPORT_DIR) $(CHAOS_FLAGS)
 
 clean: ## remove build output

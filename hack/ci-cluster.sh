@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # hack/ci-cluster.sh: the cluster part of CI (docs/cluster.md).
 #
-#   1. Docker: install docker.io if missing, start dockerd if none answers, runc
-#      wrapper only where the capability bounding set needs it, inotify limits
-#      for kind nodes (hack/docker.sh);
+#   1. prerequisites (hack/prereqs.sh): docker.io and mmdebstrap if missing,
+#      then Docker: start dockerd if none answers, runc wrapper only where the
+#      capability bounding set needs it, inotify limits for kind nodes
+#      (hack/docker.sh);
 #   2. the offline kind node image, built with no registry and cached under a
 #      content key (IDHARNESS_CACHE_DIR, default /var/cache/idharness; Docker's
 #      image store): cold ~10-25 min on 2 cores, warm seconds;
@@ -31,15 +32,8 @@ phase() {
   echo "[ci-cluster] == $1"
 }
 
-phase "tools"
-if ! command -v mmdebstrap >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
-fi
-
-phase "docker"
-GO=$GO hack/docker.sh
+phase "prerequisites and docker"
+GO=$GO hack/prereqs.sh
 
 phase "build idharness"
 mkdir -p "$BIN"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hack/docker.sh: make a Docker engine answer on this machine for idharness's kind clusters.
 #
-#  1. installs Debian's docker.io (dockerd, containerd, runc) when dockerd is missing;
+#  1. needs Debian's docker.io (dockerd, containerd, runc): hack/prereqs.sh
+#     installs it and then runs this script;
 #  2. when the capability bounding set lacks capabilities the kernel knows
 #     (CAP_SYS_RESOURCE on some CI VMs), builds idharness's runc wrapper
 #     (internal/dockerenv/runcwrap) and registers it as dockerd's default runtime,
@@ -28,12 +29,7 @@ die() { printf '[docker] error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and starts dockerd)"
 
-if ! command -v dockerd >/dev/null 2>&1; then
-  say "installing docker.io from apt"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io >/dev/null
-fi
+command -v dockerd >/dev/null 2>&1 || die "dockerd not found: run make prereqs (hack/prereqs.sh installs docker.io and the rest)"
 
 # Capabilities the kernel knows but our bounding set lacks.
 bnd=$((16#$(awk '/^CapBnd:/ {print $2}' /proc/self/status)))

@@ -12,10 +12,10 @@ IMAGE_ARCHIVE ?= _output/images/programs.tar
 # Go programs packaged as images by `make images` (PACKAGE=IMAGE).
 PROGRAMS      ?= ./cmd/fakeimds=idharness.local/fakeimds:dev
 
-.PHONY: docker idharness-bin node-image images cluster-up cluster-down cluster-status smoke
+.PHONY: prereqs idharness-bin node-image images cluster-up cluster-down cluster-status smoke
 
-docker: ## install and start Docker for kind (runc wrapper only where capabilities are missing)
-	GO=$(GO) hack/docker.sh
+prereqs: ## install what make e2e needs if missing (docker.io, mmdebstrap; hack/prereqs.sh) and start Docker for kind
+	GO=$(GO) hack/prereqs.sh
 
 idharness-bin:
 	@mkdir -p $(BIN)

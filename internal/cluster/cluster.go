@@ -142,7 +142,7 @@ func (c *Cluster) Create(ctx context.Context) (*Info, error) {
 func (c *Cluster) exists() (bool, error) {
 	names, err := c.provider.List()
 	if err != nil {
-		return false, fmt.Errorf("list kind clusters: %w (is Docker running? make docker)", err)
+		return false, fmt.Errorf("list kind clusters: %w (is Docker running? make prereqs)", err)
 	}
 	return slices.Contains(names, c.opts.Name), nil
 }
@@ -455,7 +455,7 @@ func managedClusters(ctx context.Context, cacheDir string) ([]string, error) {
 		"--filter", "label="+kindClusterLabel,
 		"--format", `{{.Label "`+kindClusterLabel+`"}}`).Output()
 	if err != nil {
-		return nil, fmt.Errorf("list idharness containers: %w (is Docker running? make docker)", err)
+		return nil, fmt.Errorf("list idharness containers: %w (is Docker running? make prereqs)", err)
 	}
 	for _, n := range strings.Fields(string(out)) {
 		set[n] = true

@@ -22,7 +22,7 @@ import (
 )
 
 // TestSmoke is the cluster smoke test (issue 3, item 5). It needs Docker
-// (make docker) and builds or reuses the offline node image, so it runs only
+// (make prereqs) and builds or reuses the offline node image, so it runs only
 // with -tags e2e:
 //
 //	go test -tags e2e -run TestSmoke -v -timeout 40m ./internal/cluster/

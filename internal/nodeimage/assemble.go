@@ -18,7 +18,7 @@ const buildContainerPrefix = "idharness-nodebuild-"
 func (b *Builder) assemble(ctx context.Context, k keys, base string, bins binaries, archive, image string) error {
 	v := b.versions
 	ctr := buildContainerPrefix + k.node[:12]
-	return b.phase("assemble node image", func() error {
+	return b.phase("assemble node image", func(*status) error {
 		// Leftovers of an interrupted build are ours to remove.
 		docker(ctx, nil, "rm", "-f", ctr)
 		if _, err := docker(ctx, nil, "run", "-d", "--name", ctr,

@@ -53,6 +53,9 @@ type Builder struct {
 	kindVersion string
 	force       bool
 	out         io.Writer
+	// progressEvery is the heartbeat interval of running phases.
+	progressEvery time.Duration
+	timings       *timings
 }
 
 // Option configures a Builder.
@@ -88,6 +91,10 @@ func WithForce(force bool) Option { return func(b *Builder) { b.force = force } 
 // they fail.
 func WithCommandOutput(w io.Writer) Option { return func(b *Builder) { b.out = w } }
 
+// WithProgressInterval sets how often a running phase logs that it is alive
+// and how far it is (default 20s).
+func WithProgressInterval(d time.Duration) Option { return func(b *Builder) { b.progressEvery = d } }
+
 // New returns a Builder for the given options.
 func New(opts ...Option) (*Builder, error) {
 	b := &Builder{
@@ -96,6 +103,8 @@ func New(opts ...Option) (*Builder, error) {
 		log:      slog.Default(),
 		goCmd:    "go",
 		nice:     10,
+
+		progressEvery: defaultProgressEvery,
 	}
 	for _, o := range opts {
 		o(b)
@@ -114,6 +123,10 @@ func New(opts ...Option) (*Builder, error) {
 			"deb http://deb.debian.org/debian-security " + s + "-security main",
 		}
 	}
+	if b.progressEvery <= 0 {
+		b.progressEvery = defaultProgressEvery
+	}
+	b.timings = loadTimings(b.cacheDir)
 	b.kindVersion = kindModuleVersion()
 	return b, nil
 }
@@ -309,16 +322,46 @@ func (b *Builder) Build(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// phase runs fn, logging its start, end and duration.
-func (b *Builder) phase(name string, fn func() error) error {
+// phase runs fn, logging its start, end and duration, and every
+// progressEvery while it runs: the elapsed time, the progress fn reports
+// through st, and how long the phase took in the last build on this machine.
+func (b *Builder) phase(name string, fn func(st *status) error) error {
 	start := time.Now()
-	b.log.Info("phase start", "phase", name)
-	err := fn()
+	expected := b.timings.expected(name)
+	if expected > 0 {
+		b.log.Info("phase start", "phase", name, "last build took", expected.Round(time.Second))
+	} else {
+		b.log.Info("phase start", "phase", name)
+	}
+	st := &status{}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(b.progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				args := []any{"phase", name, "elapsed", time.Since(start).Round(time.Second)}
+				if p := st.get(); p != "" {
+					args = append(args, "progress", p)
+				}
+				if expected > 0 {
+					args = append(args, "last build took", expected.Round(time.Second))
+				}
+				b.log.Info("phase running", args...)
+			}
+		}
+	}()
+	err := fn(st)
+	close(done)
 	d := time.Since(start).Round(100 * time.Millisecond)
 	if err != nil {
 		b.log.Error("phase failed", "phase", name, "duration", d, "err", err)
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	b.timings.record(name, d)
 	b.log.Info("phase done", "phase", name, "duration", d)
 	return nil
 }

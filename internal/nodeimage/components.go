@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // kubeCommands are the Kubernetes programs the node image needs.
@@ -84,8 +87,8 @@ func kubeBuildModule(v Versions, kubeGoMod []byte) (string, error) {
 }
 
 // goRun runs the go command in dir with the build environment, at the
-// builder's niceness.
-func (b *Builder) goRun(ctx context.Context, dir string, extraEnv []string, args ...string) error {
+// builder's niceness. onLine, when not nil, sees every line it prints.
+func (b *Builder) goRun(ctx context.Context, dir string, extraEnv []string, onLine func(string), args ...string) error {
 	name, argv := b.goCmd, args
 	if b.nice > 0 {
 		if p, err := exec.LookPath("nice"); err == nil {
@@ -94,20 +97,74 @@ func (b *Builder) goRun(ctx context.Context, dir string, extraEnv []string, args
 	}
 	cmd := exec.CommandContext(ctx, name, argv...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=")
+	cmd.Env = append(os.Environ(), goBuildEnv...)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var buf bytes.Buffer
+	ws := []io.Writer{&buf}
 	if b.out != nil {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, b.out), io.MultiWriter(&buf, b.out)
-	} else {
-		cmd.Stdout, cmd.Stderr = &buf, &buf
+		ws = append(ws, b.out)
 	}
+	if onLine != nil {
+		ws = append(ws, &lineWriter{fn: onLine})
+	}
+	w := io.MultiWriter(ws...)
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(buf.String(), 40))
 	}
 	return nil
+}
+
+// goBuildEnv is the environment of every component build: static Linux
+// programs, no workspace, this machine's toolchain.
+var goBuildEnv = []string{"CGO_ENABLED=0", "GOOS=linux", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS="}
+
+// countPackages returns how many packages building pkgs involves (the
+// standard library included), for progress messages; 0 if go list fails.
+func (b *Builder) countPackages(ctx context.Context, dir string, extraEnv []string, pkgs ...string) int {
+	cmd := exec.CommandContext(ctx, b.goCmd, append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, pkgs...)...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), goBuildEnv...), extraEnv...)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// downloadProgress returns an onLine hook that counts the modules the go
+// command downloads into st.
+func downloadProgress(st *status) func(string) {
+	n := 0
+	return func(line string) {
+		if strings.HasPrefix(line, "go: downloading ") {
+			n++
+			st.set(fmt.Sprintf("%d modules downloaded (%s)", n, strings.TrimPrefix(line, "go: downloading ")))
+		}
+	}
+}
+
+// compileProgress returns an onLine hook for `go build -v`, which prints each
+// package it compiles (cached ones are not printed), into st.
+func compileProgress(st *status, total int) func(string) {
+	n := 0
+	return func(line string) {
+		if strings.HasPrefix(line, "go: downloading ") {
+			st.set("downloading " + strings.TrimPrefix(line, "go: downloading "))
+			return
+		}
+		if strings.Contains(line, " ") {
+			return // errors and notes, not package paths
+		}
+		n++
+		if total > 0 {
+			st.set(fmt.Sprintf("%d compiled of %d packages (cached ones are skipped)", n, total))
+		} else {
+			st.set(fmt.Sprintf("%d packages compiled", n))
+		}
+	}
 }
 
 // tail returns the last n lines of s.
@@ -136,56 +193,72 @@ func (b *Builder) modDownload(ctx context.Context, modVersion string) (dir, gomo
 	return info.Dir, info.GoMod, nil
 }
 
-// buildBinaries builds (or reuses) every program of the node image.
+// buildBinaries builds (or reuses) every program of the node image. The
+// Kubernetes programs build beside the others: on two cores the compiler
+// keeps both busy either way, and the other builds' module downloads and
+// links then overlap with the long Kubernetes compile instead of following it.
 func (b *Builder) buildBinaries(ctx context.Context, k keys) (binaries, error) {
-	bins := binaries{}
 	v := b.versions
 	type comp struct {
 		name, key string
-		build     func(ctx context.Context, work, out string) error
+		build     func(ctx context.Context, st *status, work, out string) error
 		programs  []string
 	}
-	comps := []comp{
+	kube := []comp{{"kubernetes " + v.Kubernetes, k.kube, b.buildKube, kubeCommands}}
+	others := []comp{
 		{"pause", k.pause, b.buildPause, []string{"pause"}},
-		{"kubernetes " + v.Kubernetes, k.kube, b.buildKube, kubeCommands},
 		{"etcd " + v.Etcd, k.etcd, b.buildEtcd, []string{"etcd"}},
 		{"coredns " + v.CoreDNS, k.coredns, b.goInstall("github.com/coredns/coredns@" + v.CoreDNS), []string{"coredns"}},
 		{"crictl " + v.Crictl, k.crictl, b.goInstall("sigs.k8s.io/cri-tools/cmd/crictl@" + v.Crictl), []string{"crictl"}},
 	}
-	for _, c := range comps {
-		dir := filepath.Join(b.cacheDir, "bin", strings.ReplaceAll(c.name, " ", "-")+"-"+c.key[:12])
-		err := b.phase("build "+c.name, func() error {
-			hit, err := cached(dir, func(tmp string) error {
-				work := filepath.Join(b.cacheDir, "work", filepath.Base(dir))
-				if err := os.MkdirAll(work, 0o755); err != nil {
-					return err
+	var mu sync.Mutex
+	bins := binaries{}
+	buildAll := func(ctx context.Context, comps []comp) error {
+		for _, c := range comps {
+			dir := filepath.Join(b.cacheDir, "bin", strings.ReplaceAll(c.name, " ", "-")+"-"+c.key[:12])
+			err := b.phase("build "+c.name, func(st *status) error {
+				hit, err := cached(dir, func(tmp string) error {
+					work := filepath.Join(b.cacheDir, "work", filepath.Base(dir))
+					if err := os.MkdirAll(work, 0o755); err != nil {
+						return err
+					}
+					if err := os.MkdirAll(tmp, 0o755); err != nil {
+						return err
+					}
+					return c.build(ctx, st, work, tmp)
+				})
+				if hit {
+					b.log.Info("cached", "component", c.name, "dir", dir)
 				}
-				if err := os.MkdirAll(tmp, 0o755); err != nil {
-					return err
-				}
-				return c.build(ctx, work, tmp)
+				return err
 			})
-			if hit {
-				b.log.Info("cached", "component", c.name, "dir", dir)
+			if err != nil {
+				return err
 			}
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range c.programs {
-			path := filepath.Join(dir, p)
-			if _, err := os.Stat(path); err != nil {
-				return nil, fmt.Errorf("build %s: %s missing from %s (remove that directory to rebuild)", c.name, p, dir)
+			for _, p := range c.programs {
+				path := filepath.Join(dir, p)
+				if _, err := os.Stat(path); err != nil {
+					return fmt.Errorf("build %s: %s missing from %s (remove that directory to rebuild)", c.name, p, dir)
+				}
+				mu.Lock()
+				bins[p] = path
+				mu.Unlock()
 			}
-			bins[p] = path
 		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return buildAll(gctx, kube) })
+	g.Go(func() error { return buildAll(gctx, others) })
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return bins, nil
 }
 
-func (b *Builder) buildKube(ctx context.Context, work, out string) error {
+func (b *Builder) buildKube(ctx context.Context, st *status, work, out string) error {
 	v := b.versions
+	st.set("downloading k8s.io/kubernetes " + v.Kubernetes)
 	_, gomodPath, err := b.modDownload(ctx, "k8s.io/kubernetes@"+v.Kubernetes)
 	if err != nil {
 		return err
@@ -202,17 +275,20 @@ func (b *Builder) buildKube(ctx context.Context, work, out string) error {
 		return err
 	}
 	env := []string{"GOFLAGS=-mod=mod"}
-	if err := b.goRun(ctx, work, env, "get", "k8s.io/kubernetes/cmd/kubeadm@"+v.Kubernetes); err != nil {
+	if err := b.goRun(ctx, work, env, downloadProgress(st), "get", "k8s.io/kubernetes/cmd/kubeadm@"+v.Kubernetes); err != nil {
 		return err
 	}
-	args := []string{"build", "-trimpath", "-ldflags", kubeLdflags(v), "-o", out + "/"}
+	var pkgs []string
 	for _, c := range kubeCommands {
-		args = append(args, "k8s.io/kubernetes/cmd/"+c)
+		pkgs = append(pkgs, "k8s.io/kubernetes/cmd/"+c)
 	}
-	return b.goRun(ctx, work, env, args...)
+	st.set("listing packages")
+	total := b.countPackages(ctx, work, env, pkgs...)
+	args := append([]string{"build", "-v", "-trimpath", "-ldflags", kubeLdflags(v), "-o", out + "/"}, pkgs...)
+	return b.goRun(ctx, work, env, compileProgress(st, total), args...)
 }
 
-func (b *Builder) buildEtcd(ctx context.Context, work, out string) error {
+func (b *Builder) buildEtcd(ctx context.Context, st *status, work, out string) error {
 	src, err := assets.ReadFile("assets/etcd-main.go.txt")
 	if err != nil {
 		return err
@@ -224,16 +300,16 @@ func (b *Builder) buildEtcd(ctx context.Context, work, out string) error {
 	if err := os.WriteFile(filepath.Join(work, "main.go"), src, 0o644); err != nil {
 		return err
 	}
-	if err := b.goRun(ctx, work, nil, "get", "go.etcd.io/etcd/server/v3@v"+b.versions.Etcd); err != nil {
+	if err := b.goRun(ctx, work, nil, downloadProgress(st), "get", "go.etcd.io/etcd/server/v3@v"+b.versions.Etcd); err != nil {
 		return err
 	}
-	if err := b.goRun(ctx, work, nil, "mod", "tidy"); err != nil {
+	if err := b.goRun(ctx, work, nil, downloadProgress(st), "mod", "tidy"); err != nil {
 		return err
 	}
-	return b.goRun(ctx, work, nil, "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(out, "etcd"), ".")
+	return b.goRun(ctx, work, nil, compileProgress(st, 0), "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(out, "etcd"), ".")
 }
 
-func (b *Builder) buildPause(ctx context.Context, work, out string) error {
+func (b *Builder) buildPause(ctx context.Context, st *status, work, out string) error {
 	src, err := assets.ReadFile("assets/pause/main.go")
 	if err != nil {
 		return err
@@ -244,12 +320,12 @@ func (b *Builder) buildPause(ctx context.Context, work, out string) error {
 	if err := os.WriteFile(filepath.Join(work, "main.go"), src, 0o644); err != nil {
 		return err
 	}
-	return b.goRun(ctx, work, nil, "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(out, "pause"), ".")
+	return b.goRun(ctx, work, nil, nil, "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(out, "pause"), ".")
 }
 
 // goInstall returns a component build that runs `go install pkg@version`.
-func (b *Builder) goInstall(pkgVersion string) func(ctx context.Context, work, out string) error {
-	return func(ctx context.Context, work, out string) error {
-		return b.goRun(ctx, work, []string{"GOBIN=" + out}, "install", "-trimpath", "-ldflags", "-s -w", pkgVersion)
+func (b *Builder) goInstall(pkgVersion string) func(ctx context.Context, st *status, work, out string) error {
+	return func(ctx context.Context, st *status, work, out string) error {
+		return b.goRun(ctx, work, []string{"GOBIN=" + out}, compileProgress(st, 0), "install", "-v", "-trimpath", "-ldflags", "-s -w", pkgVersion)
 	}
 }

@@ -170,7 +170,7 @@ func (b *Builder) controlPlaneImages(bins binaries, rootfs string) (map[string]v
 func (b *Builder) controlPlaneArchive(ctx context.Context, k keys, bins binaries) (string, error) {
 	path := filepath.Join(b.cacheDir, "images", "control-plane-"+b.versions.Kubernetes+"-"+k.images[:12]+".tar")
 	rootfs := filepath.Join(b.cacheDir, "rootfs", b.versions.Debian+"-"+k.rootfs[:12]+".tar")
-	err := b.phase("control-plane images", func() error {
+	err := b.phase("control-plane images", func(*status) error {
 		hit, err := cached(path, func(tmp string) error {
 			imgs, err := b.controlPlaneImages(bins, rootfs)
 			if err != nil {

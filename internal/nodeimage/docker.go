@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,19 +34,36 @@ func imageLabel(ctx context.Context, image, label string) (string, error) {
 	return docker(ctx, nil, "image", "inspect", "--format", fmt.Sprintf("{{index .Config.Labels %q}}", label), image)
 }
 
-// preflight checks the tools the build needs and says how to get them.
+// prerequisite is a command the build runs and the Debian package that
+// provides it. hack/prereqs.sh (make prereqs) installs the same list; a test
+// keeps the two, and the README's Set-up section, in agreement.
+type prerequisite struct{ command, pkg string }
+
+var prerequisites = []prerequisite{
+	{"dockerd", "docker.io"},
+	{"mmdebstrap", "mmdebstrap"},
+}
+
+// preflight checks, before any work starts, every tool the build needs, and
+// names all that are missing at once with the one command that installs them.
 func (b *Builder) preflight(ctx context.Context) error {
-	if _, err := exec.LookPath("docker"); err != nil {
-		return fmt.Errorf("docker CLI not found: install docker.io and start dockerd (make docker, or hack/docker.sh)")
+	var missing []string
+	for _, p := range prerequisites {
+		if _, err := exec.LookPath(p.command); err != nil {
+			missing = append(missing, p.pkg)
+		}
 	}
-	if _, err := docker(ctx, nil, "version", "--format", "{{.Server.Version}}"); err != nil {
-		return fmt.Errorf("no Docker engine answers: start one (make docker, or hack/docker.sh): %w", err)
-	}
-	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		return fmt.Errorf("mmdebstrap not found: apt-get install mmdebstrap (hack/ci-cluster.sh installs it)")
+	if _, err := exec.LookPath("docker"); err != nil && !slices.Contains(missing, "docker.io") {
+		missing = append(missing, "docker.io")
 	}
 	if _, err := exec.LookPath(b.goCmd); err != nil {
-		return fmt.Errorf("go command %q not found: the node image builds Kubernetes from Go modules", b.goCmd)
+		missing = append(missing, fmt.Sprintf("the go command %q (the node image builds Kubernetes from Go modules)", b.goCmd))
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the offline node image build needs %s, not found on PATH: run `make prereqs` as root (hack/prereqs.sh installs them all)", strings.Join(missing, ", "))
+	}
+	if _, err := docker(ctx, nil, "version", "--format", "{{.Server.Version}}"); err != nil {
+		return fmt.Errorf("no Docker engine answers: run `make prereqs` as root (it starts dockerd): %w", err)
 	}
 	return nil
 }

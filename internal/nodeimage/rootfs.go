@@ -1,8 +1,10 @@
 package nodeimage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -56,7 +58,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // rootfsTar builds (or reuses) the node's root file system archive.
 func (b *Builder) rootfsTar(ctx context.Context, k keys) (string, error) {
 	path := filepath.Join(b.cacheDir, "rootfs", b.versions.Debian+"-"+k.rootfs[:12]+".tar")
-	err := b.phase("root file system (mmdebstrap "+b.versions.Debian+")", func() error {
+	err := b.phase("root file system (mmdebstrap "+b.versions.Debian+")", func(st *status) error {
 		hit, err := cached(path, func(tmp string) error {
 			kindDir, _, err := b.modDownload(ctx, "sigs.k8s.io/kind@"+b.kindVersion)
 			if err != nil {
@@ -92,12 +94,24 @@ func (b *Builder) rootfsTar(ctx context.Context, k keys) (string, error) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 			cmd.WaitDelay = 15 * time.Second
-			out, err := cmd.CombinedOutput()
+			// mmdebstrap's "I:" lines name its steps (downloading,
+			// extracting, installing, the customize hook, the tarball):
+			// each is logged with the time since it started.
+			start := time.Now()
+			var out bytes.Buffer
+			ws := []io.Writer{&out, &lineWriter{fn: func(line string) {
+				if step, ok := strings.CutPrefix(line, "I: "); ok {
+					st.set(step)
+					b.log.Info("mmdebstrap", "step", step, "elapsed", time.Since(start).Round(time.Second))
+				}
+			}}}
 			if b.out != nil {
-				b.out.Write(out)
+				ws = append(ws, b.out)
 			}
-			if err != nil {
-				return fmt.Errorf("mmdebstrap: %w\n%s", err, tail(string(out), 30))
+			cmd.Stdout = io.MultiWriter(ws...)
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("mmdebstrap: %w\n%s", err, tail(out.String(), 30))
 			}
 			return nil
 		})
@@ -117,7 +131,7 @@ func (b *Builder) baseImage(ctx context.Context, k keys) (string, error) {
 		return "", err
 	}
 	name := baseImageRepository + ":" + b.versions.Debian + "-" + k.rootfs[:12]
-	err = b.phase("import base image", func() error {
+	err = b.phase("import base image", func(*status) error {
 		if _, err := docker(ctx, nil, "image", "inspect", "--format", "{{.Id}}", name); err == nil {
 			b.log.Info("cached", "image", name)
 			return nil

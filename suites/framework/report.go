@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	"github.com/onsi/ginkgo/v2/types"
 	"github.com/onsi/gomega"
+	"golang.org/x/term"
 
 	"github.com/idharness/idharness/internal/report"
 )
@@ -126,6 +127,9 @@ func RunInProcess(description string, o RunOptions) (types.Report, bool) {
 		suiteCfg.Timeout = time.Hour
 	}
 	repCfg.Succinct = true
+	// Logs (CI, a file, a pipe) get plain text: no ANSI colour codes when
+	// standard output is not a terminal.
+	repCfg.NoColor = repCfg.NoColor || !term.IsTerminal(int(os.Stdout.Fd()))
 	gomega.RegisterFailHandler(Fail)
 	t := &failT{}
 	ok := RunSpecs(t, description, suiteCfg, repCfg)
