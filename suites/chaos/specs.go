@@ -20,7 +20,7 @@ import (
 
 // Bounds of the timing assertions. They come from the SDKs' documented
 // retry behaviour plus margins set from measured run-to-run spread (see
-// the README's "Chaos suite" section for the measurements).
+// docs/chaos.md for the measurements).
 const (
 	// azidentity's IMDS retry policy backs off exponentially with jitter,
 	// capped at 25 s between tries: a call that is still retrying when a
