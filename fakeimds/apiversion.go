@@ -1,9 +1,6 @@
 package fakeimds
 
-import (
-	"strings"
-	"time"
-)
+import "slices"
 
 // KnownAPIVersions are the instance metadata API versions Azure has
 // published, oldest first; /metadata/versions lists them.
@@ -24,15 +21,11 @@ func newestVersions() []string {
 	return []string{KnownAPIVersions[n-1], KnownAPIVersions[n-2], KnownAPIVersions[n-3]}
 }
 
-// versionAtLeast reports whether v is a well-formed dated API version
-// (YYYY-MM-DD, optionally with a -preview suffix) no older than min.
-func versionAtLeast(v, min string) bool {
-	date, _, _ := strings.Cut(v, "-preview")
-	if len(date) != len("2006-01-02") {
-		return false
-	}
-	if _, err := time.Parse("2006-01-02", date); err != nil {
-		return false
-	}
-	return date >= min
+// supportedVersion reports whether v is one of KnownAPIVersions, exactly,
+// and no older than min. Real IMDS matches versions exactly: a well-formed
+// date it never published, or a known version with anything after it
+// ("2018-02-01-previewX"), is refused, and a fake that accepts them would
+// let a client's typo pass.
+func supportedVersion(v, min string) bool {
+	return v >= min && slices.Contains(KnownAPIVersions, v)
 }

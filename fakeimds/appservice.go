@@ -48,6 +48,12 @@ func (s *Server) writeAppServiceError(w http.ResponseWriter, status int, msg str
 // serveAppService implements the IDENTITY_ENDPOINT of App Service and
 // Container Apps.
 func (s *Server) serveAppService(w http.ResponseWriter, req *http.Request) {
+	// The mux matches escaped letters (/msi/%74oken) as the letters; the
+	// endpoint answers its own spelling only, as IMDS does.
+	if !exactPath(req, s.cfg.Faces.AppService.Path) {
+		s.writeAppServiceError(w, http.StatusNotFound, "Not found.")
+		return
+	}
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		s.writeAppServiceError(w, http.StatusMethodNotAllowed, "The requested resource does not support http method '"+req.Method+"'.")
@@ -69,6 +75,10 @@ func (s *Server) serveAppService(w http.ResponseWriter, req *http.Request) {
 	resource := q.Get("resource")
 	if resource == "" {
 		s.writeAppServiceError(w, http.StatusBadRequest, "The resource parameter is required.")
+		return
+	}
+	if msg := resourceTooLong(resource); msg != "" {
+		s.writeAppServiceError(w, http.StatusBadRequest, msg+".")
 		return
 	}
 	note(w).Resource = resource

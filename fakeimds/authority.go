@@ -216,6 +216,10 @@ func (s *Server) exchange(w http.ResponseWriter, req *http.Request) (AADToken, *
 		return AADToken{}, &aadFailure{http.StatusBadRequest, "invalid_scope", 1002012,
 			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", scope)}
 	}
+	if len(resource) > maxResourceBytes {
+		return AADToken{}, &aadFailure{http.StatusBadRequest, "invalid_scope", 70011,
+			fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. Its resource is %d bytes long; send the resource's URI, at most %d bytes.", len(resource), maxResourceBytes)}
+	}
 	note(w).Resource = resource
 	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
 	if assertion == "" || assertionType != JWTBearerAssertionType {

@@ -53,7 +53,10 @@ func TestControlBadRequests(t *testing.T) {
 		{"GET", "/v1/nope", "", 404, ""},
 	} {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
-			req, _ := http.NewRequest(tc.method, "http://control"+tc.target, strings.NewReader(tc.body))
+			req, _ := http.NewRequest(tc.method, "http://127.0.0.1:8079"+tc.target, strings.NewReader(tc.body))
+			if tc.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
 			w := newRecorderFor(h, req)
 			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.contains) {
 				t.Fatalf("%d %s; want %d containing %q", w.Code, w.Body, tc.status, tc.contains)

@@ -108,6 +108,11 @@ func running(t testing.TB, s *Server) Addrs {
 // do serves one request in process.
 func do(h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, nil)
+	if strings.HasPrefix(target, "/") {
+		// A local fakeimds's address: the control API refuses DNS names
+		// (httptest's default Host is example.com).
+		req.Host = "127.0.0.1"
+	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

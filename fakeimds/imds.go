@@ -2,8 +2,10 @@ package fakeimds
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -16,6 +18,11 @@ const IMDSTokenPath = "/metadata/identity/oauth2/token"
 
 // minTokenAPIVersion is the oldest API version the token endpoint accepts.
 const minTokenAPIVersion = "2018-02-01"
+
+// maxResourceBytes bounds the resource a token is asked for. Resources are
+// URIs (https://vault.azure.net) or GUIDs, well under this; the bound
+// keeps a caller from filling the token cache and journal with megabytes.
+const maxResourceBytes = 2 << 10
 
 // IMDSToken is the 200 body of the IMDS token endpoint. Every value is a
 // JSON string, as the real service sends them; clients depend on it.
@@ -42,7 +49,11 @@ var selectorParams = []struct {
 	{"mi_res_id", identity.ByResourceID},
 }
 
-// parseSelector reads at most one identity selector from q using params.
+// parseSelector reads the identity selector from q using params. A
+// selector parameter sent twice, or two different ones, is refused rather
+// than one of them picked: which identity the client meant is a guess, and
+// a fake that guesses hides the client's bug. Presence counts, so an empty
+// selector beside another is refused too; an empty one alone means none.
 func parseSelector(q url.Values, params []struct {
 	name string
 	kind identity.Kind
@@ -50,9 +61,16 @@ func parseSelector(q url.Values, params []struct {
 	var sel identity.Selector
 	var names []string
 	for _, p := range params {
-		if v := q.Get(p.name); v != "" {
-			names = append(names, p.name)
-			sel = identity.Selector{Kind: p.kind, Value: v}
+		vs, ok := q[p.name]
+		if !ok {
+			continue
+		}
+		if len(vs) > 1 {
+			return identity.Selector{}, fmt.Errorf("The parameter %s is specified %d times in the token request; specify it once", p.name, len(vs))
+		}
+		names = append(names, p.name)
+		if vs[0] != "" {
+			sel = identity.Selector{Kind: p.kind, Value: vs[0]}
 		}
 	}
 	if len(names) > 1 {
@@ -67,14 +85,85 @@ func metadataHeaderOK(req *http.Request) bool {
 	return len(v) > 0 && strings.EqualFold(v[0], "true")
 }
 
+// forwardedFor reports whether req carries X-Forwarded-For at all, with
+// any value, empty included, on any of its lines: real IMDS refuses every
+// such request, and checking only the first value let an empty line
+// before a real one through.
+func forwardedFor(req *http.Request) bool {
+	return len(req.Header.Values("X-Forwarded-For")) > 0
+}
+
+// resourceTooLong returns the refusal of a resource over maxResourceBytes,
+// or "" for one within it.
+func resourceTooLong(resource string) string {
+	if len(resource) <= maxResourceBytes {
+		return ""
+	}
+	return fmt.Sprintf("The resource parameter is %d bytes long; send the resource's URI, at most %d bytes", len(resource), maxResourceBytes)
+}
+
+// exactPath reports whether req's path, as sent (escapes and all), is
+// endpoint or endpoint + "/" (the JS SDK adds the slash). Real IMDS serves
+// its token endpoint at exactly that spelling; sub-paths, escaped letters
+// or slashes, dot segments and doubled slashes get 404, and so must they
+// here, or a client that sends them would pass against the fake and fail
+// against Azure.
+func exactPath(req *http.Request, endpoint string) bool {
+	p := req.URL.EscapedPath()
+	want := (&url.URL{Path: endpoint}).EscapedPath()
+	return p == want || p == want+"/"
+}
+
+// writeNotFound answers as the IMDS endpoint does for a path it does not
+// serve.
+func writeNotFound(w http.ResponseWriter, _ *http.Request) {
+	writeInstanceError(w, http.StatusNotFound, "Not found", false)
+}
+
+// canonicalPaths answers 404, as real IMDS does, to a request whose path is
+// not in canonical form (doubled slashes, "." or ".." segments) instead of
+// passing it to next. Go's ServeMux would redirect such a request to the
+// cleaned path, and a client following the redirect would get a token
+// for a spelling Azure refuses. face names the listener in the journal.
+func (s *Server) canonicalPaths(face string, next http.Handler) http.Handler {
+	notFound := s.record(face, http.HandlerFunc(writeNotFound))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if p := req.URL.EscapedPath(); p != cleanPath(p) {
+			notFound.ServeHTTP(w, req)
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+// cleanPath is ServeMux's canonical form of p: rooted, without empty, "."
+// or ".." segments, keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
 // serveIMDSToken implements GET /metadata/identity/oauth2/token.
 func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
+	if !exactPath(req, IMDSTokenPath) {
+		writeNotFound(w, req)
+		return
+	}
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		writeOAuthError(w, http.StatusMethodNotAllowed, "method_not_allowed", "The requested resource does not support http method '"+req.Method+"'.")
 		return
 	}
-	if req.Header.Get("X-Forwarded-For") != "" {
+	if forwardedFor(req) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Request contains the X-Forwarded-For header; requests through a proxy are refused")
 		return
 	}
@@ -87,7 +176,7 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Malformed query string")
 		return
 	}
-	if v := q.Get("api-version"); !versionAtLeast(v, minTokenAPIVersion) {
+	if v := q.Get("api-version"); !supportedVersion(v, minTokenAPIVersion) {
 		note(w).Error = "invalid_request"
 		writeJSON(w, http.StatusBadRequest, OAuthError{
 			Error:          "invalid_request",
@@ -99,6 +188,10 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 	resource := q.Get("resource")
 	if resource == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Required audience parameter not specified")
+		return
+	}
+	if msg := resourceTooLong(resource); msg != "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", msg)
 		return
 	}
 	note(w).Resource = resource

@@ -94,7 +94,7 @@ func (s *Server) serveInstance(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	q := req.URL.Query()
-	if !versionAtLeast(q.Get("api-version"), "2017-03-01") {
+	if !supportedVersion(q.Get("api-version"), KnownAPIVersions[0]) {
 		writeInstanceError(w, http.StatusBadRequest, "Bad request. api-version was not specified in the request or is invalid. For more information refer to aka.ms/azureimds", true)
 		return
 	}
@@ -138,7 +138,7 @@ func (s *Server) instanceGuards(w http.ResponseWriter, req *http.Request) bool {
 	case req.Method != http.MethodGet:
 		w.Header().Set("Allow", http.MethodGet)
 		writeInstanceError(w, http.StatusMethodNotAllowed, "Method not allowed", false)
-	case req.Header.Get("X-Forwarded-For") != "":
+	case forwardedFor(req):
 		writeInstanceError(w, http.StatusBadRequest, "Bad request. Requests with X-Forwarded-For header are not allowed", false)
 	case !metadataHeaderOK(req):
 		writeInstanceError(w, http.StatusBadRequest, "Bad request. Required metadata header not specified", false)

@@ -167,12 +167,21 @@ func (l *faultListener) Accept() (net.Conn, error) {
 		}
 		if name, f := l.fault(); f != nil {
 			if hole, ok := f.(*chaos.Blackhole); ok {
-				l.hold(c, name, hole.Max.Duration)
+				if !l.hold(c, name, hole.Max.Duration) {
+					return nil, net.ErrClosed
+				}
 				continue
 			}
 		}
 		tc := &trackedConn{Conn: c, l: l}
 		l.mu.Lock()
+		// A connection the kernel completed while Close ran: the server
+		// is going away, so it gets no new connections.
+		if l.closed {
+			l.mu.Unlock()
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
 		l.open[tc] = struct{}{}
 		l.mu.Unlock()
 		return tc, nil
@@ -226,9 +235,16 @@ func (c *trackedConn) Close() error {
 }
 
 // hold keeps a blackholed connection open, unread, until the rule ends
-// or max passes.
-func (l *faultListener) hold(c net.Conn, rule string, max time.Duration) {
+// or max passes. It reports false, having closed c, when the listener was
+// closed first: Close has already dropped the held connections, and one
+// held after it would stay open until max.
+func (l *faultListener) hold(c net.Conn, rule string, max time.Duration) bool {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return false
+	}
 	l.held[c] = struct{}{}
 	l.mu.Unlock()
 	l.s.journal.Add(journal.Entry{Time: time.Now(), Face: l.faces[0], Remote: c.RemoteAddr().String(), Faults: []string{rule}, Error: "blackholed: accepted, never read"})
@@ -240,6 +256,7 @@ func (l *faultListener) hold(c net.Conn, rule string, max time.Duration) {
 			delete(l.held, c)
 		}
 	})
+	return true
 }
 
 // Close stops the listener and drops held connections.
@@ -258,7 +275,9 @@ func (l *faultListener) Close() error {
 	for c := range l.held {
 		_ = c.Close()
 	}
-	l.held = nil
+	// Emptied, not set to nil: Accept may still be handing over a
+	// connection it took before Close, and hold checks closed under mu.
+	clear(l.held)
 	if l.ln != nil {
 		return l.ln.Close()
 	}

@@ -3,6 +3,7 @@ package fakeimds
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/identity"
@@ -75,11 +76,22 @@ func noteIdentity(w http.ResponseWriter, sel identity.Selector, id identity.Iden
 	e.IdentityName = id.Name
 }
 
+// maxBodyBytes bounds the request body any face reads. Only the
+// authority reads one, a token request form of a few KiB.
+const maxBodyBytes = maxFormBytes
+
 // record wraps a face's handler so each request passes throttling and the
 // fault rules, and is journaled and counted.
 func (s *Server) record(face string, h http.Handler) http.Handler {
 	h = s.faulty(face, h)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// Bound the body here, before anything reads it: the fault rules'
+		// matcher parses the authority's form before the authority does,
+		// and ParseForm alone allows 10 MB. w is net/http's own writer,
+		// so an overlong body also closes the connection.
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(w, req.Body, maxBodyBytes)
+		}
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		rec.entry.Face = face
@@ -140,8 +152,10 @@ func interestingHeaders(req *http.Request) map[string]string {
 	if v := req.Header.Get("User-Agent"); v != "" {
 		set("User-Agent", v)
 	}
-	if v := req.Header.Get("X-Forwarded-For"); v != "" {
-		set("X-Forwarded-For", v)
+	// Every line, empty ones too: the faces refuse the header's mere
+	// presence, and the journal shows what they refused.
+	if v := req.Header.Values("X-Forwarded-For"); len(v) > 0 {
+		set("X-Forwarded-For", strings.Join(v, ", "))
 	}
 	if req.Header.Get("X-Identity-Header") != "" {
 		set("X-IDENTITY-HEADER", "present")

@@ -34,9 +34,10 @@ type Server struct {
 	engine  *chaos.Engine
 	limiter *chaos.Limiter
 
-	imdsHandler    http.Handler
-	controlHandler http.Handler
-	arcHandler     http.Handler
+	imdsHandler     http.Handler
+	servicesHandler http.Handler
+	controlHandler  http.Handler
+	arcHandler      http.Handler
 
 	now        func() time.Time
 	signingKey *rsa.PrivateKey
@@ -108,8 +109,16 @@ func New(cfg config.Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.imdsHandler = s.buildIMDSMux()
-	s.controlHandler = s.buildControlMux()
+	tok, err := loadControlToken(cfg.Listen.ControlTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	// canonicalPaths answers "//", "/./" and "/../" paths with IMDS's 404
+	// before the mux can redirect them to a cleaned path that a client
+	// following redirects would then get a token from.
+	s.imdsHandler = s.canonicalPaths(FaceIMDS, s.buildIMDSMux(cfg.Listen.Services == ""))
+	s.servicesHandler = s.canonicalPaths(FaceAppService, s.buildServicesMux())
+	s.controlHandler = controlGuard{token: tok, next: s.buildControlMux()}
 	s.arcHandler = s.record(FaceArc, http.HandlerFunc(s.serveArc))
 	return s, nil
 }
@@ -119,7 +128,9 @@ func (s *Server) applyTokenSettings() {
 	s.minter.SetCache(s.cfg.Tokens.CacheOn(), s.cfg.Tokens.RefreshBefore.Duration)
 }
 
-func (s *Server) buildIMDSMux() http.Handler {
+// buildIMDSMux serves the metadata faces, and with services the App
+// Service and authority faces too (one listener, as for local use).
+func (s *Server) buildIMDSMux(services bool) http.Handler {
 	mux := http.NewServeMux()
 	f := s.cfg.Faces
 	if f.IMDS.On() {
@@ -134,11 +145,8 @@ func (s *Server) buildIMDSMux() http.Handler {
 		mux.Handle(InstancePath+"/", h)
 		mux.Handle(VersionsPath, s.record(FaceInstance, http.HandlerFunc(s.serveVersions)))
 	}
-	if f.AppService.On() {
-		mux.Handle(f.AppService.Path, s.record(FaceAppService, http.HandlerFunc(s.serveAppService)))
-	}
-	if s.auth != nil {
-		s.mountAuthority(mux)
+	if services {
+		s.mountServices(mux)
 	}
 	mux.Handle("/", s.record(FaceIMDS, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeInstanceError(w, http.StatusNotFound, "Not found", false)
@@ -146,8 +154,34 @@ func (s *Server) buildIMDSMux() http.Handler {
 	return mux
 }
 
-// IMDSHandler serves the metadata, App Service and authority faces.
+// buildServicesMux serves the App Service and authority faces alone: the
+// services listener and the authority's HTTPS listener, which any pod may
+// reach, must never hand out the metadata faces' tokens.
+func (s *Server) buildServicesMux() http.Handler {
+	mux := http.NewServeMux()
+	s.mountServices(mux)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not found", http.StatusNotFound)
+	}))
+	return mux
+}
+
+// mountServices mounts the App Service and authority faces.
+func (s *Server) mountServices(mux *http.ServeMux) {
+	if s.cfg.Faces.AppService.On() {
+		mux.Handle(s.cfg.Faces.AppService.Path, s.record(FaceAppService, http.HandlerFunc(s.serveAppService)))
+	}
+	if s.auth != nil {
+		s.mountAuthority(mux)
+	}
+}
+
+// IMDSHandler serves the metadata faces, and the App Service and
+// authority faces unless listen.services is set.
 func (s *Server) IMDSHandler() http.Handler { return s.imdsHandler }
+
+// ServicesHandler serves the App Service and authority faces only.
+func (s *Server) ServicesHandler() http.Handler { return s.servicesHandler }
 
 // ControlHandler serves the control API and /metrics.
 func (s *Server) ControlHandler() http.Handler { return s.controlHandler }
@@ -170,11 +204,23 @@ func (s *Server) Config() config.Config { return s.cfg }
 // Addrs are the addresses the server listens on once running; empty for
 // a listener that is off.
 type Addrs struct {
-	IMDS, Control, Arc, AuthorityTLS string
+	IMDS, Services, Control, Arc, AuthorityTLS string
 }
 
+// shutdownGrace is how long in-flight requests get at shutdown. It must
+// stay well inside the DaemonSet's terminationGracePeriodSeconds, so that
+// fakeimds removes the metadata address itself before the kubelet kills it.
+const shutdownGrace = 3 * time.Second
+
+// Server limits on every listener: a workload must not hold connections or
+// memory without bound.
+const (
+	idleTimeout    = 90 * time.Second
+	maxHeaderBytes = 64 << 10
+)
+
 // Run opens the listeners, serves until ctx ends, then shuts down
-// gracefully: in-flight requests get up to ten seconds. ready, if not nil,
+// gracefully: in-flight requests get up to shutdownGrace. ready, if not nil,
 // is called with the bound addresses once all listeners are open.
 func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	type srv struct {
@@ -199,14 +245,25 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 		if tlsCfg != nil {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 		srvs = append(srvs, srv{name, ln, hs})
 		return ln.Addr().String(), nil
 	}
 	var a Addrs
 	var err error
 	if s.cfg.Listen.IMDS != "" {
-		if a.IMDS, err = add("imds", s.cfg.Listen.IMDS, s.imdsHandler, nil, FaceIMDS, FaceInstance, FaceAppService, FaceAuthority); err != nil {
+		faces := []string{FaceIMDS, FaceInstance}
+		if s.cfg.Listen.Services == "" {
+			faces = append(faces, FaceAppService, FaceAuthority)
+		}
+		if a.IMDS, err = add("imds", s.cfg.Listen.IMDS, s.imdsHandler, nil, faces...); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if s.cfg.Listen.Services != "" {
+		if a.Services, err = add("services", s.cfg.Listen.Services, s.servicesHandler, nil, FaceAppService, FaceAuthority); err != nil {
 			closeAll()
 			return err
 		}
@@ -227,7 +284,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			closeAll()
 			return err
 		}
-		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.imdsHandler, tlsCfg, FaceAuthority); err != nil {
+		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.servicesHandler, tlsCfg, FaceAuthority); err != nil {
 			closeAll()
 			return err
 		}
@@ -252,7 +309,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	for _, x := range srvs {
 		if err := x.hs.Shutdown(sctx); err != nil {

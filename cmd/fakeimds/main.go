@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -86,7 +88,20 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 		return err
 	}
 	if ip := cfg.Listen.LinkLocal; ip != "" {
-		cleanup, err := linklocal.Ensure(ip, linklocal.DefaultDevice)
+		if !cfg.Listen.ShadowMetadata {
+			port := "80"
+			if _, p, err := net.SplitHostPort(cfg.Listen.IMDS); err == nil && p != "0" {
+				port = p
+			}
+			foreign, err := linklocal.ForeignService(ip, port, time.Second)
+			if err != nil {
+				return err
+			}
+			if foreign {
+				return fmt.Errorf("a metadata service already answers at %s:%s on this host (a real Azure IMDS?): fakeimds would hide it from every pod of the node, so it refuses; set listen.shadowMetadata (--shadow-metadata, or idharness run --allow-azure-nodes) to take the address anyway", ip, port)
+			}
+		}
+		cleanup, err := linklocal.Hold(ip, linklocal.DefaultDevice, linkLocalLifetime)
 		if err != nil {
 			return err
 		}
@@ -104,6 +119,10 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 			"identities", len(srv.Store().List()))
 	})
 }
+
+// linkLocalLifetime is how long the metadata address outlives a fakeimds
+// that was killed before it could remove it.
+const linkLocalLifetime = 30 * time.Second
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level

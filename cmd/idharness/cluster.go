@@ -40,6 +40,20 @@ func (f *clusterFlags) options() []cluster.Option {
 	}
 }
 
+// checkNodeImage rejects an explicitly empty --node-image (or a blank
+// IDHARNESS_NODE_IMAGE), which would otherwise mean auto without saying so.
+func checkNodeImage(cmd *cobra.Command, image string) error {
+	if strings.TrimSpace(image) != "" {
+		return nil
+	}
+	what := "--node-image is empty"
+	if !cmd.Flags().Changed("node-image") {
+		what = "IDHARNESS_NODE_IMAGE is blank"
+	}
+	return fmt.Errorf("%s: give one of auto, offline, published, or an image name such as %s; or leave it out for auto (kind's published image when it can be had, else the offline build)",
+		what, cluster.PublishedImage(nodeimage.DefaultVersions().Kubernetes))
+}
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v
@@ -81,6 +95,9 @@ an unhealthy one is replaced.
 The kubeconfig path is printed on standard output.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkNodeImage(cmd, nodeImage); err != nil {
+				return err
+			}
 			start := time.Now()
 			opts := append(f.options(),
 				cluster.WithNodeImage(nodeImage),

@@ -41,6 +41,18 @@ fakeimds on every node at 169.254.169.254 and the protected resource, runs the s
 the report to --report-dir. A cluster it created is deleted at the end unless --keep-cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Flags that the phases would reject only minutes from now,
+			// once the cluster is up, are checked first.
+			labelFilter, err := suiteLabelFilter(f.suite, f.labelFilter)
+			if err != nil {
+				return err
+			}
+			if err := checkFocus(f.focus); err != nil {
+				return err
+			}
+			if err := checkNodeImage(cmd, f.opts.NodeImage); err != nil {
+				return err
+			}
 			wd, err := os.Getwd()
 			if err != nil {
 				return err
@@ -49,10 +61,6 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				f.opts.ModuleDir = wd
 			}
 			f.opts.Log = slog.Default()
-			labelFilter, err := suiteLabelFilter(f.suite, f.labelFilter)
-			if err != nil {
-				return err
-			}
 			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
 				return err
 			}
@@ -112,6 +120,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")
 	fl.BoolVar(&f.opts.KeepCluster, "keep-cluster", false, "keep a cluster this run created")
+	fl.BoolVar(&f.opts.AllowAzureNodes, "allow-azure-nodes", false, "deploy even onto Azure VMs (providerID azure://), whose real IMDS fakeimds then hides from their pods; refused by default")
 	fl.BoolVar(&f.opts.ReuseCluster, "reuse-cluster", true, "reuse a healthy kind cluster of the same name instead of recreating it")
 	fl.IntVar(&f.opts.Workers, "workers", 1, "kind worker nodes (the node-scoped specs need one)")
 	fl.StringVar(&f.opts.NodeImage, "node-image", envOr("IDHARNESS_NODE_IMAGE", cluster.NodeImageAuto), "auto, offline, published, or an image name (or IDHARNESS_NODE_IMAGE); auto tries to pull kind's published image first, so use offline where no registry may be contacted")

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/idharness/idharness/internal/report"
 )
@@ -38,7 +43,10 @@ func findSuite(name string) (suite, error) {
 }
 
 // suiteLabelFilter returns the ginkgo label filter that runs the named
-// suite, narrowed by the user's --label-filter when one is given.
+// suite, narrowed by the user's --label-filter when one is given. The
+// user's filter is parsed on its own, so that a syntax error is reported
+// now, in its own terms, rather than by ginkgo once the cluster is up, and
+// so that it cannot close the suite's parentheses and widen the run.
 func suiteLabelFilter(name, userFilter string) (string, error) {
 	s, err := findSuite(name)
 	if err != nil {
@@ -47,7 +55,49 @@ func suiteLabelFilter(name, userFilter string) (string, error) {
 	if strings.TrimSpace(userFilter) == "" {
 		return s.filter, nil
 	}
-	return "(" + s.filter + ") && (" + userFilter + ")", nil
+	if _, err := types.ParseLabelFilter(userFilter); err != nil {
+		return "", fmt.Errorf("--label-filter %q: %s; join labels with &&, || and !, group them with parentheses and match them with /regexp/, e.g. --label-filter 'user-assigned && MUST'",
+			userFilter, labelFilterProblem(err))
+	}
+	combined := "(" + s.filter + ") && (" + userFilter + ")"
+	if _, err := types.ParseLabelFilter(combined); err != nil {
+		return "", fmt.Errorf("--label-filter %q with suite %s: %s; simplify the filter", userFilter, name, labelFilterProblem(err))
+	}
+	return combined, nil
+}
+
+// ginkgoMarkup is the colour markup in ginkgo's error messages.
+var ginkgoMarkup = regexp.MustCompile(`\{\{[^}]*\}\}`)
+
+// labelFilterProblem turns ginkgo's label filter error, meant for a
+// terminal (the filter with the offending character highlighted, then
+// the problem), into one line: "at character N: problem".
+func labelFilterProblem(err error) string {
+	var ge types.GinkgoError
+	if !errors.As(err, &ge) {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(ge.Message), "\n")
+	problem := strings.TrimSuffix(ginkgoMarkup.ReplaceAllString(lines[len(lines)-1], ""), ".")
+	if problem == "Unexpected EOF" {
+		problem = "the filter ends where a label should follow"
+	}
+	if len(lines) > 1 {
+		if i := strings.Index(lines[0], "{{red}}"); i >= 0 {
+			return fmt.Sprintf("at character %d: %s", utf8.RuneCountInString(ginkgoMarkup.ReplaceAllString(lines[0][:i], ""))+1, problem)
+		}
+	}
+	return problem
+}
+
+// checkFocus compiles --focus as ginkgo will, which otherwise panics on
+// a bad regular expression once the cluster is up.
+func checkFocus(focus string) error {
+	if _, err := regexp.Compile(focus); err != nil {
+		return fmt.Errorf("--focus %q: not a regular expression: %s; escape the characters ( ) [ ] { } . * + ? | ^ $ \\ with a backslash to match them literally",
+			focus, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+	return nil
 }
 
 // onlySuite drops from rep the specs of other suites: ginkgo reports the

@@ -16,6 +16,10 @@ func TestSuiteLabelFilter(t *testing.T) {
 		{"chaos", "status-429 || refuse", "(chaos && !conformance) && (status-429 || refuse)", false},
 		{"conformance", "  ", "conformance", false},
 		{"soak", "", "", true},
+		{"conformance", "MUST &&", "", true},
+		{"chaos", "imds) || (refuse", "", true},
+		{"chaos", "!", "", true},
+		{"chaos", "/[/", "", true},
 	} {
 		got, err := suiteLabelFilter(tt.suite, tt.user)
 		if (err != nil) != tt.wantErr || got != tt.want {

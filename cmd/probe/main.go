@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/flagenv"
 	"github.com/idharness/idharness/internal/probe"
 )
@@ -65,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		startAt    = fs.String("start-at", "", "wait until this time (RFC 3339, e.g. 2026-01-02T15:04:05.5Z) before the first round; --duration counts from it, so that pods started one by one share a start")
 		endAt      = fs.String("end-at", "", "stop at this time (RFC 3339), cutting off a call in progress as SIGTERM would; the summary line is still written")
 		tag        = fs.String("tag", "", "extra User-Agent token for every request, e.g. idharness-client/mi-1, so that the fake's journal attributes requests to this probe")
+		escapes    = fs.String("escape", "", "instead of the clients, send every escape attempt of this plan (internal/escape, base64url JSON) as raw HTTP and write one JSON line each")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	// Environment variables fill the flags not given on the command line.
 	if err := flagenv.Apply(fs, "PROBE_", lookup); err != nil {
 		return err
+	}
+	if *escapes != "" {
+		return runEscapes(ctx, *escapes, *timeout, stdout)
 	}
 	id, err := probe.ParseIdentity(*identity)
 	if err != nil {
@@ -128,6 +134,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	if sum.Errors > 0 && !*exitZero {
 		return errFailed
+	}
+	return nil
+}
+
+// runEscapes sends every attempt of the encoded escape plan and writes
+// one JSON result line each. Refusals are the expected outcome, so it
+// exits 0 whatever came back; specs judge the lines.
+func runEscapes(ctx context.Context, plan string, timeout time.Duration, stdout io.Writer) error {
+	p, err := escape.DecodeParams(plan)
+	if err != nil {
+		return err
+	}
+	if timeout > 5*time.Second {
+		timeout = 5 * time.Second
+	}
+	enc := json.NewEncoder(stdout)
+	for _, a := range escape.Plan(p) {
+		if err := enc.Encode(escape.Send(ctx, a, timeout)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -31,6 +31,12 @@ type IdentityPatch struct {
 	TokenLifetime *config.Duration `json:"tokenLifetime,omitempty"`
 }
 
+// HeaderControlToken carries the control API's shared secret
+// (listen.controlTokenFile). A custom header rather than Authorization:
+// the API server's pod proxy, through which idharness reaches the control
+// API in a cluster, consumes Authorization for its own authentication.
+const HeaderControlToken = "X-Idharness-Control-Token"
+
 // The control API's paths.
 const (
 	PathHealth       = "/healthz"

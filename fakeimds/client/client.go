@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,10 +31,18 @@ type Client struct {
 	hc   *http.Client
 }
 
+// DefaultTimeout bounds each call of a Client made without
+// WithHTTPClient: the control API answers at once, so a call that takes
+// longer means the fake is stuck or unreachable, and a caller should
+// hear so rather than wait forever.
+const DefaultTimeout = 30 * time.Second
+
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client (default: one with no proxy).
+// WithHTTPClient sets the HTTP client, used as given: its Timeout bounds
+// each call except StreamJournal's (default: a client with no proxy and
+// DefaultTimeout).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // New returns a client for the control API at base, e.g.
@@ -45,7 +54,7 @@ func New(base string, opts ...Option) (*Client, error) {
 	}
 	// The control API is reached directly; a proxy from the environment
 	// would send test traffic elsewhere.
-	c := &Client{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: &http.Transport{Proxy: nil}}}
+	c := &Client{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: DefaultTimeout}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -107,7 +116,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s %s: %w%s", method, path, err, c.timeoutHint(ctx, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -118,9 +127,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode %s %s: %w", method, path, err)
+		return fmt.Errorf("decode %s %s: %w%s", method, path, err, c.timeoutHint(ctx, err))
 	}
 	return nil
+}
+
+// timeoutHint says what to do when err is the HTTP client's timeout
+// rather than the caller's context ending.
+func (c *Client) timeoutHint(ctx context.Context, err error) string {
+	var ne net.Error
+	if c.hc.Timeout <= 0 || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+		return ""
+	}
+	return fmt.Sprintf(" (the fakeimds control API at %s did not answer within %v: check that fakeimds runs and its control port is reachable, or pass a client with a longer timeout: client.WithHTTPClient)", c.base, c.hc.Timeout)
 }
 
 func decodeError(resp *http.Response) error {
@@ -277,14 +296,17 @@ var ErrStop = errors.New("stop streaming")
 
 // StreamJournal calls fn for each entry after since, then for each new
 // entry as it is served, until fn returns an error, ctx ends or the
-// server closes the stream.
+// server closes the stream. The HTTP client's Timeout does not apply: the
+// stream lasts as long as ctx.
 func (c *Client) StreamJournal(ctx context.Context, since uint64, fn func(journal.Entry) error) error {
 	path := api.PathJournalWatch + "?since=" + strconv.FormatUint(since, 10)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return fmt.Errorf("stream journal: %w", err)
 	}
-	resp, err := c.hc.Do(req)
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("stream journal: %w", err)
 	}

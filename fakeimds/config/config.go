@@ -110,18 +110,34 @@ func (t Tokens) CacheOn() bool { return t.Cache == nil || *t.Cache }
 // Listen holds listener addresses. The control API never shares the
 // metadata listener: workloads must not be able to reconfigure the fake.
 type Listen struct {
-	// IMDS serves the metadata, App Service and authority faces over HTTP.
+	// IMDS serves the metadata faces over HTTP, and the App Service and
+	// authority faces too unless Services is set.
 	IMDS string `json:"imds"`
+	// Services, when set, serves the App Service and authority faces
+	// instead of the IMDS listener: in a cluster they are Services that
+	// any pod may call, while the IMDS faces answer only at the metadata
+	// address, as on Azure.
+	Services string `json:"services,omitempty"`
 	// Control serves the control API and /metrics.
 	Control string `json:"control"`
+	// ControlTokenFile holds a shared secret every control request must
+	// carry (header X-Idharness-Control-Token). Required when Control is
+	// not a loopback address: workloads must not change the fake.
+	ControlTokenFile string `json:"controlTokenFile,omitempty"`
 	// AuthorityTLS, when set, also serves the authority over HTTPS, which
 	// MSAL-based clients require of an authority host.
 	AuthorityTLS string `json:"authorityTls,omitempty"`
 	// LinkLocal, when set (169.254.169.254), is put on the host's loopback
 	// before listening, so that a fakeimds on a node's host network
 	// answers at the metadata address for every pod of the node. It needs
-	// CAP_NET_ADMIN; the address is removed at shutdown.
+	// CAP_NET_ADMIN. The address is held with a short lifetime that
+	// fakeimds renews, so that it vanishes by itself if fakeimds is killed.
 	LinkLocal string `json:"linkLocal,omitempty"`
+	// ShadowMetadata lets fakeimds take the metadata address even where
+	// another metadata service already answers there (a real Azure VM):
+	// off, fakeimds refuses to start, so that it never hides a real IMDS
+	// from a node's pods by accident.
+	ShadowMetadata bool `json:"shadowMetadata,omitempty"`
 }
 
 // Faces turns each endpoint family on or off.

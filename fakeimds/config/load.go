@@ -62,10 +62,20 @@ func boolean(p func(*Config) **bool) func(*Config, string) error {
 // Settings lists every option settable by flag and env.
 var Settings = []Setting{
 	{"tenant-id", "Azure AD tenant of identities that name none", str(func(c *Config) *string { return &c.TenantID })},
-	{"imds-addr", "listen address of the metadata, App Service and authority faces", str(func(c *Config) *string { return &c.Listen.IMDS })},
+	{"imds-addr", "listen address of the metadata faces (and of the App Service and authority faces unless --services-addr)", str(func(c *Config) *string { return &c.Listen.IMDS })},
+	{"services-addr", "listen address of the App Service and authority faces, apart from the metadata faces (empty: on --imds-addr)", str(func(c *Config) *string { return &c.Listen.Services })},
 	{"control-addr", "listen address of the control API and /metrics (never the IMDS address)", str(func(c *Config) *string { return &c.Listen.Control })},
+	{"control-token-file", "file with the secret every control request must send in X-Idharness-Control-Token (required unless --control-addr is loopback)", str(func(c *Config) *string { return &c.Listen.ControlTokenFile })},
 	{"authority-tls-addr", "also serve the authority over HTTPS on this address (empty: off)", str(func(c *Config) *string { return &c.Listen.AuthorityTLS })},
 	{"link-local", "put this address (169.254.169.254) on the host's loopback before listening; needs CAP_NET_ADMIN", str(func(c *Config) *string { return &c.Listen.LinkLocal })},
+	{"shadow-metadata", "take --link-local even where another metadata service answers there (a real Azure VM)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.Listen.ShadowMetadata = b
+		return nil
+	}},
 	{"token-lifetime", "default token lifetime, e.g. 24h or 90s", dur(func(c *Config) *Duration { return &c.Tokens.Lifetime })},
 	{"token-cache", "reuse tokens per identity and resource until near expiry", boolean(func(c *Config) **bool { return &c.Tokens.Cache })},
 	{"token-refresh-before", "replace a cached token with less than this left", dur(func(c *Config) *Duration { return &c.Tokens.RefreshBefore })},
@@ -247,7 +257,7 @@ func (c *Config) Validate() error {
 	if c.Listen.Control == "" {
 		return bad("listen.control", "required")
 	}
-	for _, a := range []struct{ field, addr string }{{"listen.imds", c.Listen.IMDS}, {"listen.control", c.Listen.Control}, {"listen.authorityTls", c.Listen.AuthorityTLS}, {"faces.arc.addr", c.Faces.Arc.Addr}} {
+	for _, a := range []struct{ field, addr string }{{"listen.imds", c.Listen.IMDS}, {"listen.services", c.Listen.Services}, {"listen.control", c.Listen.Control}, {"listen.authorityTls", c.Listen.AuthorityTLS}, {"faces.arc.addr", c.Faces.Arc.Addr}} {
 		if a.addr == "" {
 			continue
 		}
@@ -262,6 +272,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.IMDS != "" && c.Listen.IMDS == c.Listen.Control && !strings.HasSuffix(c.Listen.IMDS, ":0") {
 		return bad("listen.control", "must differ from listen.imds: workloads must never reach the control API")
+	}
+	if c.Listen.Services != "" && (c.Listen.Services == c.Listen.Control || c.Listen.Services == c.Listen.IMDS) && !strings.HasSuffix(c.Listen.Services, ":0") {
+		return bad("listen.services", "must differ from listen.imds and listen.control")
+	}
+	if c.Listen.ControlTokenFile == "" && !loopbackAddr(c.Listen.Control) {
+		return bad("listen.controlTokenFile", "required when listen.control (%q) is not a loopback address: whoever reaches it can change every verdict; bind 127.0.0.1 or set a token file", c.Listen.Control)
 	}
 	if c.Faces.AppService.On() {
 		if !strings.HasPrefix(c.Faces.AppService.Path, "/") || strings.HasPrefix(c.Faces.AppService.Path, "/metadata/") {
@@ -362,4 +378,18 @@ func (c *Config) Identities() (*identity.Identity, []identity.Identity) {
 		users = append(users, conv(u, rid))
 	}
 	return sys, users
+}
+
+// loopbackAddr reports whether a listen address binds only a loopback
+// address ("127.0.0.1:8079", "[::1]:8079", "localhost:8079").
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -4,8 +4,11 @@
 package journal
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Entry is one served request.
@@ -21,8 +24,9 @@ type Entry struct {
 	Path   string `json:"path"`
 	Query  string `json:"query,omitempty"`
 	// Headers holds the request headers that matter to the protocol, never
-	// secrets: Metadata, User-Agent, X-Forwarded-For, and whether
-	// X-IDENTITY-HEADER and Authorization were present.
+	// secrets: Metadata, User-Agent, X-Forwarded-For (all its lines, joined
+	// with ", "; present even when empty), and whether X-IDENTITY-HEADER
+	// and Authorization were present.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Selector is how the request named an identity (client_id=…, default).
 	Selector string `json:"selector,omitempty"`
@@ -39,6 +43,72 @@ type Entry struct {
 	// Faults names the chaos rules applied to the request.
 	Faults    []string `json:"faults,omitempty"`
 	LatencyMS float64  `json:"latencyMs"`
+	// Truncated names the fields cut to MaxFieldBytes ("query",
+	// "headers.User-Agent", …); their values are the first bytes only.
+	Truncated []string `json:"truncated,omitempty"`
+}
+
+// MaxFieldBytes bounds each string an entry keeps. Requests carry what
+// their senders like (a 100 KiB resource or User-Agent); the journal keeps
+// thousands of entries, so without a bound a few requests could hold
+// hundreds of megabytes.
+const MaxFieldBytes = 4 << 10
+
+// bound cuts every string of e to MaxFieldBytes, recording which were
+// cut. Headers is copied before it is changed: the caller may share it.
+func (e *Entry) bound() {
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{
+		{"face", &e.Face}, {"remote", &e.Remote}, {"method", &e.Method}, {"path", &e.Path},
+		{"query", &e.Query}, {"selector", &e.Selector}, {"identity", &e.Identity},
+		{"identityName", &e.IdentityName}, {"resource", &e.Resource}, {"error", &e.Error},
+	} {
+		if cut, ok := truncate(*f.v); ok {
+			*f.v = cut
+			e.Truncated = append(e.Truncated, f.name)
+		}
+	}
+	var long []string
+	for k, v := range e.Headers {
+		if len(v) > MaxFieldBytes {
+			long = append(long, k)
+		}
+	}
+	if len(long) > 0 {
+		slices.Sort(long) // a stable order for readers comparing entries
+		e.Headers = maps.Clone(e.Headers)
+		for _, k := range long {
+			e.Headers[k], _ = truncate(e.Headers[k])
+			e.Truncated = append(e.Truncated, "headers."+k)
+		}
+	}
+	copied := false
+	for i, v := range e.Faults {
+		cut, ok := truncate(v)
+		if !ok {
+			continue
+		}
+		if !copied {
+			e.Faults, copied = slices.Clone(e.Faults), true
+			e.Truncated = append(e.Truncated, "faults")
+		}
+		e.Faults[i] = cut
+	}
+}
+
+// truncate returns s cut to at most MaxFieldBytes on a UTF-8 boundary,
+// and whether it was cut.
+func truncate(s string) (string, bool) {
+	if len(s) <= MaxFieldBytes {
+		return s, false
+	}
+	n := MaxFieldBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n], true
 }
 
 // DefaultCapacity is how many entries a journal keeps by default.
@@ -63,10 +133,12 @@ func New(capacity int) *Journal {
 	return &Journal{ring: make([]Entry, capacity), subs: map[chan Entry]struct{}{}}
 }
 
-// Add appends e, assigning its sequence number, and hands it to
+// Add appends e, its strings bounded by MaxFieldBytes, assigning its
+// sequence number, and hands it to
 // subscribers; a subscriber that cannot keep up loses entries rather than
 // slowing the server (counted by Dropped).
 func (j *Journal) Add(e Entry) {
+	e.bound()
 	j.mu.Lock()
 	j.seq++
 	e.Seq = j.seq

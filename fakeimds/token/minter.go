@@ -1,6 +1,7 @@
 package token
 
 import (
+	"container/list"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,11 @@ import (
 
 // DefaultLifetime is how long Azure AD's managed identity tokens live.
 const DefaultLifetime = 24 * time.Hour
+
+// DefaultCacheCapacity is how many tokens the cache keeps by default:
+// far more (identity, resource) pairs than any node asks for, while the
+// cache, keyed by whatever resource callers send, stays bounded.
+const DefaultCacheCapacity = 4096
 
 // DefaultRefreshBefore is how close to expiry a cached token must be before
 // the server mints a new one instead of handing the cached one out again.
@@ -82,8 +88,18 @@ type Minter struct {
 	refreshBefore atomic.Int64 // time.Duration
 	cacheOn       atomic.Bool
 
-	mu    sync.RWMutex
-	cache map[cacheKey]Token
+	// The cache is a least-recently-used list: a hit moves its token to
+	// the front, and a new token past capacity evicts the back one.
+	mu       sync.Mutex
+	cache    map[cacheKey]*list.Element // of *cached
+	lru      *list.List
+	capacity int
+}
+
+// cached is a token in the cache, with its key for eviction.
+type cached struct {
+	key cacheKey
+	tok Token
 }
 
 type cacheKey struct {
@@ -96,6 +112,23 @@ type cacheKey struct {
 // MinterOption configures a Minter.
 type MinterOption func(*Minter)
 
+// WithCacheCapacity sets how many tokens the cache keeps (default
+// DefaultCacheCapacity); values below 1 keep the default.
+func WithCacheCapacity(n int) MinterOption {
+	return func(m *Minter) {
+		if n > 0 {
+			m.capacity = n
+		}
+	}
+}
+
+// CacheLen returns how many tokens the cache holds.
+func (m *Minter) CacheLen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.cache)
+}
+
 // WithClock replaces time.Now; tests use it to move time.
 func WithClock(now func() time.Time) MinterOption { return func(m *Minter) { m.now = now } }
 
@@ -103,7 +136,8 @@ func WithClock(now func() time.Time) MinterOption { return func(m *Minter) { m.n
 // tokens of identities that name none. Caching is on, with the default
 // lifetime and refresh threshold.
 func NewMinter(s *Signer, defaultTenant string, opts ...MinterOption) *Minter {
-	m := &Minter{signer: s, defaultTenant: defaultTenant, now: time.Now, cache: map[cacheKey]Token{}}
+	m := &Minter{signer: s, defaultTenant: defaultTenant, now: time.Now,
+		cache: map[cacheKey]*list.Element{}, lru: list.New(), capacity: DefaultCacheCapacity}
 	m.lifetime.Store(int64(DefaultLifetime))
 	m.refreshBefore.Store(int64(DefaultRefreshBefore))
 	m.cacheOn.Store(true)
@@ -144,6 +178,7 @@ func (m *Minter) CacheSettings() (bool, time.Duration) {
 func (m *Minter) Flush() {
 	m.mu.Lock()
 	clear(m.cache)
+	m.lru.Init()
 	m.mu.Unlock()
 }
 
@@ -172,10 +207,7 @@ func (m *Minter) Issue(id identity.Identity, resource string) (Token, error) {
 	}
 	k := cacheKey{client: id.Key(), tenant: m.TenantOf(id), resource: resource, lifetime: lifetime}
 	now := m.now()
-	m.mu.RLock()
-	t, ok := m.cache[k]
-	m.mu.RUnlock()
-	if ok && t.ExpiresOn.Sub(now) > time.Duration(m.refreshBefore.Load()) {
+	if t, ok := m.cached(k, now); ok {
 		t.Cached = true
 		return t, nil
 	}
@@ -183,10 +215,43 @@ func (m *Minter) Issue(id identity.Identity, resource string) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	m.mu.Lock()
-	m.cache[k] = t
-	m.mu.Unlock()
+	m.store(k, t)
 	return t, nil
+}
+
+// cached returns k's token if it has more than the refresh threshold
+// left at now, marking it recently used.
+func (m *Minter) cached(k cacheKey, now time.Time) (Token, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	el, ok := m.cache[k]
+	if !ok {
+		return Token{}, false
+	}
+	t := el.Value.(*cached).tok
+	if t.ExpiresOn.Sub(now) <= time.Duration(m.refreshBefore.Load()) {
+		return Token{}, false
+	}
+	m.lru.MoveToFront(el)
+	return t, true
+}
+
+// store caches t under k, evicting the least recently used tokens beyond
+// capacity.
+func (m *Minter) store(k cacheKey, t Token) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.cache[k]; ok {
+		el.Value.(*cached).tok = t
+		m.lru.MoveToFront(el)
+		return
+	}
+	m.cache[k] = m.lru.PushFront(&cached{key: k, tok: t})
+	for m.lru.Len() > m.capacity {
+		old := m.lru.Back()
+		m.lru.Remove(old)
+		delete(m.cache, old.Value.(*cached).key)
+	}
 }
 
 // Mint always signs a new token, bypassing the cache, with its times moved

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -23,41 +25,120 @@ const DefaultDevice = "lo"
 // it does not exist, and returns a function that removes what Ensure
 // added. It needs CAP_NET_ADMIN.
 func Ensure(ip, dev string) (cleanup func() error, err error) {
+	return ensure(&netlink.Handle{}, ip, dev, 0)
+}
+
+// Hold is Ensure with an address lifetime: the address is added valid for
+// lifetime and renewed every lifetime/3 until cleanup is called. If the
+// process dies without cleaning up (SIGKILL, a kubelet that ran out of
+// patience), the kernel removes the address within lifetime, so a node
+// never keeps answering at the metadata address for a fake that is gone.
+func Hold(ip, dev string, lifetime time.Duration) (cleanup func() error, err error) {
+	if lifetime < 3*time.Second {
+		return nil, fmt.Errorf("link-local address lifetime %s: want at least 3s", lifetime)
+	}
+	// A handle opened now stays in this thread's network namespace; the
+	// renewals run on other threads, which may be in another one.
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	remove, err := ensure(h, ip, dev, lifetime)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lifetime / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				// A failed renewal is retried at the next tick; the
+				// address lives on until its lifetime runs out.
+				_, _ = ensure(h, ip, dev, lifetime)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(func() { close(stop) })
+		<-done
+		defer h.Close()
+		return remove()
+	}, nil
+}
+
+// ForeignService reports whether something other than this host answers
+// TCP at ip:port: the address is not one of the host's own and a
+// connection succeeds within timeout. On an Azure VM the real IMDS answers
+// at 169.254.169.254:80 this way; a fake must not shadow it by accident.
+func ForeignService(ip, port string, timeout time.Duration) (bool, error) {
+	want := net.ParseIP(ip)
+	if want == nil {
+		return false, fmt.Errorf("address %q: want an IP address", ip)
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false, fmt.Errorf("list the host's addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(want) {
+			return false, nil // ours: a fakeimds before this one put it there
+		}
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port), timeout)
+	if err != nil {
+		return false, nil
+	}
+	c.Close()
+	return true, nil
+}
+
+func ensure(h *netlink.Handle, ip, dev string, lifetime time.Duration) (cleanup func() error, err error) {
 	addr := net.ParseIP(ip)
 	if addr == nil || addr.To4() == nil {
 		return nil, fmt.Errorf("link-local address %q: want an IPv4 address such as 169.254.169.254", ip)
 	}
 	created := false
-	link, err := netlink.LinkByName(dev)
+	link, err := h.LinkByName(dev)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if !errors.As(err, &notFound) {
 			return nil, fmt.Errorf("look up interface %s: %w", dev, err)
 		}
 		d := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: dev}}
-		if err := netlink.LinkAdd(d); err != nil {
+		if err := h.LinkAdd(d); err != nil {
 			return nil, fmt.Errorf("create dummy interface %s: %w (fakeimds needs CAP_NET_ADMIN and the host network for this)", dev, err)
 		}
 		created = true
-		if link, err = netlink.LinkByName(dev); err != nil {
+		if link, err = h.LinkByName(dev); err != nil {
 			return nil, fmt.Errorf("look up interface %s: %w", dev, err)
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := h.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("bring up %s: %w", dev, err)
 	}
 	nl := &netlink.Addr{IPNet: &net.IPNet{IP: addr.To4(), Mask: net.CIDRMask(32, 32)}, Scope: int(netlink.SCOPE_HOST)}
-	if err := netlink.AddrReplace(link, nl); err != nil {
+	if lifetime > 0 {
+		nl.ValidLft = int(lifetime.Seconds())
+		nl.PreferedLft = int(lifetime.Seconds())
+	}
+	if err := h.AddrReplace(link, nl); err != nil {
 		return nil, fmt.Errorf("add %s to %s: %w", ip, dev, err)
 	}
 	return func() error {
 		if created {
-			if err := netlink.LinkDel(link); err != nil {
+			if err := h.LinkDel(link); err != nil {
 				return fmt.Errorf("remove interface %s: %w", dev, err)
 			}
 			return nil
 		}
-		if err := netlink.AddrDel(link, nl); err != nil {
+		if err := h.AddrDel(link, nl); err != nil {
 			return fmt.Errorf("remove %s from %s: %w", ip, dev, err)
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -75,6 +76,103 @@ func TestEnsureInOwnNetns(t *testing.T) {
 		if a.IP.Equal(net.ParseIP("169.254.169.254")) {
 			t.Error("address left behind after cleanup")
 		}
+	}
+}
+
+// TestHoldExpiresWithoutRenewal checks the address lifetime: renewed while
+// held, gone by itself once renewal stops without a clean-up (as when the
+// process is killed), and removed at once by cleanup.
+func TestHoldExpiresWithoutRenewal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("cannot create a network namespace here: %v", err)
+	}
+	defer func() {
+		_ = netns.Set(orig)
+		ns.Close()
+	}()
+	lo, _ := netlink.LinkByName("lo")
+	_ = netlink.LinkSetUp(lo)
+	has := func() bool {
+		addrs, _ := netlink.AddrList(lo, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			if a.IP.Equal(net.ParseIP("169.254.169.254")) {
+				return true
+			}
+		}
+		return false
+	}
+	// Renewed: still there after twice its lifetime.
+	cleanup, err := Hold("169.254.169.254", DefaultDevice, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	if !has() {
+		t.Fatal("a held address expired although it was renewed")
+	}
+	if err := cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if has() {
+		t.Fatal("cleanup left the address")
+	}
+	// Not renewed (the holder was killed): the kernel drops it.
+	if _, err := ensure(&netlink.Handle{}, "169.254.169.254", DefaultDevice, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for has() {
+		if time.Now().After(deadline) {
+			t.Fatal("an address with a 3s lifetime was still there after 10s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestForeignService(t *testing.T) {
+	// 127.0.0.2 answers through lo's 127.0.0.0/8 but is not an address of
+	// any interface: like IMDS on an Azure VM, seen from the VM.
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if got, err := ForeignService("127.0.0.2", port, time.Second); err != nil || !got {
+		t.Errorf("a service answering at a foreign address: got %v, %v; want true", got, err)
+	}
+	own, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	_, ownPort, _ := net.SplitHostPort(own.Addr().String())
+	if got, _ := ForeignService("127.0.0.1", ownPort, time.Second); got {
+		t.Error("the host's own address counted as a foreign service")
+	}
+	ln.Close()
+	if got, _ := ForeignService("127.0.0.2", port, time.Second); got {
+		t.Error("nothing listening, but reported as answering")
 	}
 }
 

@@ -50,6 +50,9 @@ type Options struct {
 	// Components names the stack components to deploy; nil means the
 	// default ones (stack.Register).
 	Components []string
+	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
+	// fakeimds then hides from their pods (off: such a cluster is refused).
+	AllowAzureNodes bool
 	// Suite runs the suites against the deployed stack; nil skips them.
 	Suite func(ctx context.Context, s *stack.Stack, seed int64) error
 	Log   *slog.Logger
@@ -201,7 +204,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps}, o.Log)
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

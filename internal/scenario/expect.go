@@ -143,6 +143,9 @@ func (e *Expectation) validate(s *Scenario, f string) error {
 			return bad(f+"."+d.name, "%v is beyond the end of the run (%v)", d.v, s.Duration())
 		}
 	}
+	if e.MinRemaining.Duration > MaxTokenLifetime {
+		return bad(f+".minRemaining", "%v: at most %v, the lifetime of Azure's managed identity tokens", e.MinRemaining.Duration, MaxTokenLifetime)
+	}
 	if e.To.Duration != 0 && e.To.Duration <= e.From.Duration {
 		return bad(f+".to", "must be after from")
 	}

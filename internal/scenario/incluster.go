@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,10 +80,15 @@ func (s *Scenario) CheckCluster() error {
 		if _, ok := probeClients[g.Kind]; !ok {
 			return s.fieldError(fmt.Sprintf("workload.clients[%d].kind", i), "%q has no probe client to run in a pod", g.Kind)
 		}
+		// Stop adding at the first group over the bound: no sum overflows.
+		if n := g.Clients(); n > MaxClusterPods-total {
+			sum := strconv.Itoa(total + n)
+			if n > math.MaxInt-total {
+				sum = "more than " + strconv.Itoa(math.MaxInt)
+			}
+			return s.fieldError("workload.clients", "%s clients, each a pod on one node; in a cluster at most %d (lower the counts, or run it locally, without --cluster)", sum, MaxClusterPods)
+		}
 		total += g.Clients()
-	}
-	if total > MaxClusterPods {
-		return s.fieldError("workload.clients", "%d clients, each a pod on one node; in a cluster at most %d (run it locally, without --cluster)", total, MaxClusterPods)
 	}
 	for i, st := range s.Timeline {
 		if st.Fault != nil && len(st.Fault.Match.Sources) > 0 {

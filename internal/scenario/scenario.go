@@ -20,8 +20,10 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -217,11 +219,23 @@ func (s *Scenario) StepByName(name string) (Step, bool) {
 	return Step{}, false
 }
 
+// MaxFileSize bounds a scenario file: 1 MiB, far more than a timeline
+// needs, and little enough to read and check at once.
+const MaxFileSize = 1 << 20
+
 // LoadFile reads and checks a scenario file.
 func LoadFile(path string) (*Scenario, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &yamlfile.Error{File: path, Err: fmt.Errorf("larger than %d bytes (1 MiB), the most a scenario file may be; is it a scenario? Shorten the timeline to the incident's essence", MaxFileSize)}
 	}
 	return Parse(path, data)
 }
@@ -231,14 +245,6 @@ func LoadFile(path string) (*Scenario, error) {
 func Parse(file string, data []byte) (*Scenario, error) {
 	s := &Scenario{}
 	if err := yamlfile.Decode(file, data, s); err != nil {
-		var ye *yamlfile.Error
-		if errors.As(err, &ye) && ye.Line == 0 {
-			if line, msg, ok := yamlLine(ye.Err.Error()); ok {
-				ye.Line, ye.Err = line, errors.New(msg)
-			} else {
-				ye.Line, ye.Field = locateValue(data, ye.Err.Error(), ye.Field)
-			}
-		}
 		return nil, err
 	}
 	s.file, s.data = file, data
@@ -267,11 +273,30 @@ func bad(field, format string, a ...any) error {
 var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
 // MaxDuration bounds a scenario's run time; longer incidents are
-// shortened to their essence.
+// shortened to their essence. It bounds every time within the run too:
+// a group's every, start, spread and timeout, and a step's for.
 const MaxDuration = 15 * time.Minute
 
-// MaxClients bounds the clients of one run, to keep loads bounded.
+// MaxClients bounds the clients of one local run, in each group and in
+// all: each is a real SDK client in a goroutine of the idharness process,
+// with its own HTTP transport. (In a cluster MaxClusterPods applies.)
 const MaxClients = 500
+
+// MaxTokenLifetime bounds the token lifetimes a scenario sets (setup's
+// tokenLifetime and tokenRefreshBefore, an identity's tokenLifetime, a
+// lifetime step) and the token time an expectation asks to be left
+// (minRemaining): a day, the lifetime Azure gives managed identity tokens.
+const MaxTokenLifetime = 24 * time.Hour
+
+// MaxFaultDuration bounds every duration of a fault action (delay,
+// jitter, retryAfter, offset, ago, max) and setup.throttle.retryAfter,
+// so that the fake's sums of them cannot overflow.
+const MaxFaultDuration = 24 * time.Hour
+
+// MaxThrottleLimit bounds setup.throttle's metadataRps, identityRps and
+// identityConcurrency: the fake keeps a slot per request a limit allows.
+// IMDS's own limits are 5, 20 and 5.
+const MaxThrottleLimit = 1000
 
 func (s *Scenario) validate() error {
 	if !idPattern.MatchString(s.ID) {
@@ -320,12 +345,28 @@ func (s *Scenario) validateSetup() (identities, error) {
 		if err := st.Throttle.Validate(); err != nil {
 			return nil, bad("setup.throttle", "%v", err)
 		}
+		for _, l := range []struct {
+			name string
+			v    int
+		}{{"metadataRps", st.Throttle.MetadataRPS}, {"identityRps", st.Throttle.IdentityRPS}, {"identityConcurrency", st.Throttle.IdentityConcurrency}} {
+			if l.v > MaxThrottleLimit {
+				return nil, bad("setup.throttle."+l.name, "%d: at most %d (IMDS allows 5 metadata and 20 token requests a second, 5 at a time); to turn throttling off, set enabled: false", l.v, MaxThrottleLimit)
+			}
+		}
+		if st.Throttle.RetryAfter.Duration > MaxFaultDuration {
+			return nil, bad("setup.throttle.retryAfter", "%v: at most %v", st.Throttle.RetryAfter.Duration, MaxFaultDuration)
+		}
 	}
-	if st.TokenLifetime.Duration < 0 {
-		return nil, bad("setup.tokenLifetime", "must not be negative")
-	}
-	if st.TokenRefreshBefore.Duration < 0 {
-		return nil, bad("setup.tokenRefreshBefore", "must not be negative")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"tokenLifetime", st.TokenLifetime.Duration}, {"tokenRefreshBefore", st.TokenRefreshBefore.Duration}} {
+		if d.v < 0 {
+			return nil, bad("setup."+d.name, "must not be negative")
+		}
+		if d.v > MaxTokenLifetime {
+			return nil, bad("setup."+d.name, "%v: at most %v, the lifetime of Azure's managed identity tokens", d.v, MaxTokenLifetime)
+		}
 	}
 	ids := identities{}
 	if st.SystemAssigned == nil || *st.SystemAssigned {
@@ -343,6 +384,9 @@ func (s *Scenario) validateSetup() (identities, error) {
 		}
 		if _, dup := ids[id.Name]; dup {
 			return nil, bad(f+".name", "%q is used twice", id.Name)
+		}
+		if id.TokenLifetime.Duration > MaxTokenLifetime {
+			return nil, bad(f+".tokenLifetime", "%v: at most %v, the lifetime of Azure's managed identity tokens", id.TokenLifetime.Duration, MaxTokenLifetime)
 		}
 		ids[id.Name] = true
 	}
@@ -425,6 +469,17 @@ func (s *Scenario) validateWorkload(ids identities) error {
 		if g.Count < 0 {
 			return bad(f+".count", "must not be negative")
 		}
+		if g.Count > MaxClients {
+			return bad(f+".count", "%d clients; at most %d in a local run, each a real SDK client in this process: lower count", g.Count, MaxClients)
+		}
+		// total and n are at most MaxClients each: the sum cannot overflow.
+		if n := g.Clients(); total+n > MaxClients {
+			field := f
+			if g.Count != 0 {
+				field += ".count"
+			}
+			return bad(field, "brings the workload to %d clients; at most %d in a local run, each a real SDK client in this process: lower the groups' counts", total+n, MaxClients)
+		}
 		total += g.Clients()
 		if g.Every.Duration < 100*time.Millisecond {
 			return bad(f+".every", "want at least 100ms between one client's attempts, e.g. 5s")
@@ -432,9 +487,13 @@ func (s *Scenario) validateWorkload(ids identities) error {
 		for _, d := range []struct {
 			name string
 			v    time.Duration
-		}{{"start", g.Start.Duration}, {"spread", g.Spread.Duration}, {"timeout", g.Timeout.Duration}} {
+		}{{"every", g.Every.Duration}, {"start", g.Start.Duration}, {"spread", g.Spread.Duration}, {"timeout", g.Timeout.Duration}} {
 			if d.v < 0 {
 				return bad(f+"."+d.name, "must not be negative")
+			}
+			// Bounded each, start+spread and spread×clients cannot overflow.
+			if d.v > MaxDuration {
+				return bad(f+"."+d.name, "%v: at most %v, the longest run", d.v, MaxDuration)
 			}
 		}
 		if g.Start.Duration+g.Spread.Duration >= w.Duration.Duration {
@@ -466,9 +525,6 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			}
 		}
 	}
-	if total > MaxClients {
-		return bad("workload.clients", "%d clients in all; at most %d", total, MaxClients)
-	}
 	return nil
 }
 
@@ -496,6 +552,10 @@ func (s *Scenario) validateTimeline(ids identities) error {
 		if st.For.Duration < 0 {
 			return bad(f+".for", "must not be negative")
 		}
+		// Bounded, at+for (a step's end) cannot overflow.
+		if st.For.Duration > MaxDuration {
+			return bad(f+".for", "%v: at most %v, the longest run; leave for out to keep the step in force to the end", st.For.Duration, MaxDuration)
+		}
 		set := 0
 		for _, b := range []bool{st.Fault != nil, st.Attach != "", st.Detach != "", st.Lifetime != nil} {
 			if b {
@@ -518,6 +578,9 @@ func (s *Scenario) validateTimeline(ids identities) error {
 				}
 				return bad(f+".fault", "%v", err)
 			}
+			if err := checkFaultDurations(r.Action.Fault, f+".fault.action"); err != nil {
+				return err
+			}
 			if ruleNames[r.Name] {
 				return bad(f+".fault.name", "rule %q is added twice; rule names must be unique in a scenario", r.Name)
 			}
@@ -536,11 +599,47 @@ func (s *Scenario) validateTimeline(ids identities) error {
 			if l.Lifetime.Duration == 0 && l.Identity == "" {
 				return bad(f+".lifetime.lifetime", "required for the default lifetime, e.g. 6m")
 			}
+			if l.Lifetime.Duration > MaxTokenLifetime {
+				return bad(f+".lifetime.lifetime", "%v: at most %v, the lifetime of Azure's managed identity tokens", l.Lifetime.Duration, MaxTokenLifetime)
+			}
 			if l.Identity != "" {
 				if _, ok := ids[l.Identity]; !ok || l.Identity == "system" {
 					return bad(f+".lifetime.identity", "%q is not one of setup.identities (leave it empty to change the default, which the system-assigned identity uses)", l.Identity)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// durationType is the type of the durations of fault actions.
+var durationType = reflect.TypeOf(duration.Duration{})
+
+// checkFaultDurations bounds the durations of a fault action to
+// ±MaxFaultDuration, whatever its kind: the fake adds them up (the
+// delays of several latency rules, an expired token's age and an hour)
+// and rounds them up to seconds, which a duration near the largest
+// time.Duration would overflow.
+func checkFaultDurations(fault chaos.Fault, field string) error {
+	v := reflect.ValueOf(fault)
+	for v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := 0; i < v.NumField(); i++ {
+		sf := v.Type().Field(i)
+		if !sf.IsExported() || sf.Type != durationType {
+			continue
+		}
+		d := v.Field(i).Interface().(duration.Duration).Duration
+		if d > MaxFaultDuration || d < -MaxFaultDuration {
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if name == "" {
+				name = sf.Name
+			}
+			return bad(field+"."+name, "%v: at most %v either way", d, MaxFaultDuration)
 		}
 	}
 	return nil

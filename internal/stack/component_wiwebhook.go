@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/idharness/idharness/fakeimds"
@@ -205,7 +204,8 @@ func wiAuthorityConfig(p fixtures.Params) config.Config {
 	}
 	c.Tokens.SigningKeyFile = "/etc/fakeimds/key/signing.pem"
 	c.Listen.IMDS = ":8080"
-	c.Listen.Control = ":8079"
+	c.Listen.Control = fmt.Sprintf(":%d", fixtures.ControlPort)
+	c.Listen.ControlTokenFile = fixtures.ControlTokenPath
 	c.Listen.AuthorityTLS = ":8443"
 	c.Faces.IMDS.Enabled = &off
 	c.Faces.Instance.Enabled = &off
@@ -255,11 +255,7 @@ func (s *Stack) WorkloadIdentity(ctx context.Context) (*WorkloadIdentity, error)
 	if pod == "" {
 		return nil, fmt.Errorf("no running %s pod in %s (look at: kubectl -n %s describe deploy/%s)", WIAuthorityName, s.Namespace, s.Namespace, WIAuthorityName)
 	}
-	hc, err := rest.HTTPClientFor(s.rest)
-	if err != nil {
-		return nil, fmt.Errorf("API server client: %w", err)
-	}
-	c, err := client.New(fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:8079/proxy", s.rest.Host, s.Namespace, pod), client.WithHTTPClient(hc))
+	c, err := s.controlClient(pod)
 	if err != nil {
 		return nil, err
 	}

@@ -6,12 +6,16 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -35,6 +39,9 @@ type Options struct {
 	// Components are the stack components to deploy besides fakeimds and
 	// the protected resource (see Register).
 	Components []Component
+	// ShadowMetadata lets fakeimds take 169.254.169.254 on nodes where a
+	// metadata service already answers (idharness run --allow-azure-nodes).
+	ShadowMetadata bool
 }
 
 // Stack is a deployed idharness stack.
@@ -52,6 +59,8 @@ type Stack struct {
 	rest   *rest.Config
 	deploy *deploy.Client
 	log    *slog.Logger
+	// controlToken opens the control APIs of fakeimds and the authority.
+	controlToken string
 }
 
 // runInfo is stored in the cluster so that suites run later (go test
@@ -84,12 +93,26 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	if !opts.ShadowMetadata {
+		nl, err := dc.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		if az := azureNodes(nl.Items); len(az) > 0 {
+			return nil, fmt.Errorf("nodes %s are Azure VMs (providerID azure://…): fakeimds would take 169.254.169.254 from their real IMDS for every pod on them; use a test cluster, or pass --allow-azure-nodes if that is what you want", strings.Join(az, ", "))
+		}
+	}
 	key, err := signingKey(ctx, dc, opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
+	tok, err := controlToken(ctx, dc, opts.Namespace)
+	if err != nil {
+		return nil, err
+	}
 	p := fixtures.Params{Namespace: opts.Namespace, Images: opts.Images, Nodes: nodes, Identities: opts.Identities,
-		SigningKeyPEM: key, AppServiceSecret: opts.AppServiceSecret, Seed: opts.Seed, Throttle: opts.Throttle}
+		SigningKeyPEM: key, AppServiceSecret: opts.AppServiceSecret, Seed: opts.Seed, Throttle: opts.Throttle,
+		ControlToken: tok, ShadowMetadata: opts.ShadowMetadata}
 	cm, hash, err := fixtures.FakeIMDSConfig(p)
 	if err != nil {
 		return nil, err
@@ -116,7 +139,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	aclCM := fixtures.ConfigMap(opts.Namespace, "vault-acl", map[string]string{"acl.yaml": string(acl)})
 	start := time.Now()
 	log.Info("deploying", "namespace", opts.Namespace, "nodes", len(nodes))
-	objs := append(ns, fixtures.SigningKeySecret(p), cm, infoCM, aclCM)
+	objs := append(ns, fixtures.SigningKeySecret(p), fixtures.ControlTokenSecret(p), cm, infoCM, aclCM)
 	if err := dc.Apply(ctx, append(objs, rest...)...); err != nil {
 		return nil, err
 	}
@@ -161,6 +184,32 @@ func signingKey(ctx context.Context, dc *deploy.Client, ns string) ([]byte, erro
 	return token.EncodeKeyPEM(k), nil
 }
 
+// azureNodes returns the names of the nodes that are Azure VMs, whose
+// metadata address a real IMDS answers.
+func azureNodes(nodes []corev1.Node) []string {
+	var out []string
+	for _, n := range nodes {
+		if strings.HasPrefix(strings.ToLower(n.Spec.ProviderID), "azure://") {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// controlToken returns the control token of an existing deployment, so
+// that a redeploy keeps the running pods' token valid, or a new random one.
+func controlToken(ctx context.Context, dc *deploy.Client, ns string) (string, error) {
+	s, err := dc.Kube.CoreV1().Secrets(ns).Get(ctx, fixtures.ControlTokenSecretName, metav1.GetOptions{})
+	if err == nil && len(s.Data["token"]) >= 32 {
+		return string(s.Data["token"]), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("control token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
 // Connect returns the stack deployed in ns.
 func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger) (*Stack, error) {
 	if log == nil {
@@ -182,6 +231,10 @@ func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("read fakeimds config: %w", err)
 	}
+	sec, err := dc.Kube.CoreV1().Secrets(ns).Get(ctx, fixtures.ControlTokenSecretName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read the control token (Secret %s/%s; redeploy with idharness run): %w", ns, fixtures.ControlTokenSecretName, err)
+	}
 	nodes := map[string]config.Config{}
 	for k, v := range cm.Data {
 		var c config.Config
@@ -191,7 +244,7 @@ func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger)
 		nodes[c.Host.Name] = c
 	}
 	return &Stack{Namespace: ns, Nodes: nodes, Images: ri.Images, Identities: ri.Identities, Seed: ri.Seed,
-		AppServiceSecret: ri.AppServiceSecret, rest: cfg, deploy: dc, log: log}, nil
+		AppServiceSecret: ri.AppServiceSecret, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
 }
 
 // Deployer returns the stack's Kubernetes client.
@@ -230,12 +283,23 @@ func (s *Stack) FakeIMDS(ctx context.Context, node string) (*client.Client, erro
 		if p.Spec.NodeName != node {
 			continue
 		}
-		hc, err := rest.HTTPClientFor(s.rest)
-		if err != nil {
-			return nil, fmt.Errorf("API server client: %w", err)
-		}
-		base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:8079/proxy", s.rest.Host, s.Namespace, p.Name)
-		return client.New(base, client.WithHTTPClient(hc))
+		return s.controlClient(p.Name)
 	}
 	return nil, fmt.Errorf("no fakeimds pod on node %s", node)
+}
+
+// controlClient returns a control API client for pod (a fakeimds or the
+// authority), reached through the API server's pod proxy with the run's
+// control token.
+func (s *Stack) controlClient(pod string) (*client.Client, error) {
+	hc, err := rest.HTTPClientFor(s.rest)
+	if err != nil {
+		return nil, fmt.Errorf("API server client: %w", err)
+	}
+	hc.Transport = client.TokenTransport(s.controlToken, hc.Transport)
+	// A hung proxy or fakeimds must not hang a spec (journal streams
+	// drop the bound themselves).
+	hc.Timeout = client.DefaultTimeout
+	base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", s.rest.Host, s.Namespace, pod, fixtures.ControlPort)
+	return client.New(base, client.WithHTTPClient(hc))
 }

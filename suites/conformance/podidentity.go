@@ -251,11 +251,12 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			RecordClients(map[string]bool{"raw": true})
 		})
 
-	Conformance("IDH-CONF-0212", MUST, "a pod with no binding sending X-Forwarded-For with a bound pod's address is refused and gets no token",
+	Conformance("IDH-CONF-0212", MUST, "a pod sending X-Forwarded-For with a bound pod's address is refused by the agent itself (the request never reaches IMDS) and gets no token; a bound pod sending it gets no token but its own",
 		[]string{"pod-identity", "negative", "security"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
 			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-b", "api", false)
 			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=6", "--interval=1s"}})
 			other := PodIdentityNamespace(ctx)
@@ -263,10 +264,39 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			run := RunProbe(ctx, other, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res}})
 			expectRefused(run, 400, 403, 404, 503)
-			neverServed(ctx, node, "", res)
+			// IMDS refuses X-Forwarded-For with 400 too: a refusal that came
+			// from IMDS means the agent forwarded the header, and an agent
+			// that forwards it has only IMDS between a pod and any identity.
+			neverReached(ctx, node, res)
+			// A pod bound to id-b naming id-a's pod gets id-b's token or
+			// nothing, never id-a's.
+			res2 := uniqueResource()
+			run2 := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"),
+				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res2}})
+			b, _ := Stack.Identities.ByName("id-b")
+			for _, r := range run2.Results {
+				Expect(r.IdentityGot).To(Or(BeEmpty(), Equal(b.ObjectID)), "a pod bound to id-b sending X-Forwarded-For %s got a token for oid %s", boundIP, r.IdentityGot)
+			}
+			a, _ := Stack.Identities.ByName("id-a")
+			neverServed(ctx, node, a.ClientID, res2)
 			Expect(wait().Results).NotTo(BeEmpty())
 		})
 })
+
+// neverReached checks that no request for resource reached the node's
+// fakeimds at all, whatever its status.
+func neverReached(ctx context.Context, node, resource string) {
+	GinkgoHelper()
+	c, err := Stack.FakeIMDS(ctx, node)
+	Expect(err).NotTo(HaveOccurred())
+	entries, err := c.Journal(ctx, 0)
+	Expect(err).NotTo(HaveOccurred())
+	for _, e := range entries {
+		if e.Resource == resource {
+			Fail(fmt.Sprintf("a request for %s reached fakeimds on %s (HTTP %d, %s, headers %v): the agent forwarded it instead of refusing it", resource, node, e.Status, e.Error, e.Headers))
+		}
+	}
+}
 
 var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, func() {
 	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
 )
@@ -57,6 +58,8 @@ type ProbeRun struct {
 	Node    string
 	PodIP   string
 	Results []probe.Result
+	// Escapes are the results of a probe run with --escape.
+	Escapes []escape.Result
 	// Log is the pod's whole output, for evidence.
 	Log string
 }
@@ -187,6 +190,13 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	run.Results = parseResults(logs)
 	journalEvidence(ctx, run)
 	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
+	if flagValue(p.Args, "escape") != "" {
+		run.Escapes = parseEscapes(logs)
+		if len(run.Escapes) == 0 {
+			Fail(fmt.Sprintf("probe pod %s/%s printed no escape lines (phase %s):\n%s", ns, name, phase(got), logs))
+		}
+		return run
+	}
 	if len(run.Results) == 0 {
 		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s", ns, name, phase(got), logs))
 	}
@@ -223,6 +233,20 @@ func parseResults(logs []byte) []probe.Result {
 		}
 		var r probe.Result
 		if json.Unmarshal(line, &r) == nil && r.Client != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// parseEscapes reads the probe's escape result lines.
+func parseEscapes(logs []byte) []escape.Result {
+	var out []escape.Result
+	sc := bufio.NewScanner(bytes.NewReader(logs))
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var r escape.Result
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Escape != "" {
 			out = append(out, r)
 		}
 	}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunChecksFlagsUpFront: flags that would fail only after the
+// cluster is up (minutes later) fail before any phase starts. The bad
+// cluster name would fail the first phase: the error must be about the
+// flag instead, and come at once.
+func TestRunChecksFlagsUpFront(t *testing.T) {
+	dir := t.TempDir()
+	common := map[string][]string{
+		"run":     {"--cluster", "Bad_Name", "--cache-dir", dir, "--report-dir", dir},
+		"cluster": {"--name", "Bad_Name", "--cache-dir", dir},
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // parts of the error
+	}{
+		{"label filter operator without operand", []string{"run", "--label-filter", "MUST &&"}, []string{"--label-filter", `"MUST &&"`, "ends where a label should follow"}},
+		{"label filter unbalanced", []string{"run", "--label-filter", "imds) || (chaos"}, []string{"--label-filter", "Mismatched ')'"}},
+		{"label filter operator without left operand", []string{"run", "--label-filter", "|| MUST"}, []string{"--label-filter", "at character 1", "missing left hand operand"}},
+		{"label filter bad regexp", []string{"run", "--label-filter", "/imds(/"}, []string{"--label-filter", "error parsing regexp"}},
+		{"focus not a regexp", []string{"run", "--focus", "IDH-CONF-(0001"}, []string{"--focus", `"IDH-CONF-(0001"`, "missing closing )"}},
+		{"empty node image", []string{"run", "--node-image", ""}, []string{"--node-image", "auto, offline, published"}},
+		{"blank node image", []string{"run", "--node-image", "  "}, []string{"--node-image", "auto, offline, published"}},
+		{"cluster create empty node image", []string{"cluster", "create", "--node-image="}, []string{"--node-image", "auto, offline, published"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := runCLI(t, append(tc.args, common[tc.args[0]]...)...)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "cluster name") {
+				t.Errorf("error %q came from the cluster phase, not the flag check", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}

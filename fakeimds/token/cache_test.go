@@ -1,0 +1,80 @@
+package token
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/idharness/idharness/fakeimds/identity"
+)
+
+// TestIssueCacheBounded checks that the token cache, keyed by whatever
+// resource callers send, keeps at most its capacity and evicts the least
+// recently used token first.
+func TestIssueCacheBounded(t *testing.T) {
+	cases := []struct {
+		name     string
+		capacity int
+		issue    []string // resources asked for, in order
+		probe    string   // then asked for again
+		cached   bool     // whether probe is served from the cache
+		wantLen  int
+	}{
+		{name: "under capacity keeps all", capacity: 4, issue: []string{"a", "b", "c"}, probe: "a", cached: true, wantLen: 3},
+		{name: "oldest evicted", capacity: 2, issue: []string{"a", "b", "c"}, probe: "a", cached: false, wantLen: 2},
+		{name: "newest kept", capacity: 2, issue: []string{"a", "b", "c"}, probe: "c", cached: true, wantLen: 2},
+		{name: "a hit makes a token recent", capacity: 2, issue: []string{"a", "b", "a", "c"}, probe: "a", cached: true, wantLen: 2},
+		{name: "least recently used evicted", capacity: 2, issue: []string{"a", "b", "a", "c"}, probe: "b", cached: false, wantLen: 2},
+		{name: "many distinct resources", capacity: 8, issue: distinct(100), probe: "r99", cached: true, wantLen: 8},
+		{name: "capacity one", capacity: 1, issue: []string{"a", "b"}, probe: "b", cached: true, wantLen: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1_800_000_000, 0)
+			m := NewMinter(testSigner(t), "t", WithClock(func() time.Time { return now }), WithCacheCapacity(tc.capacity))
+			id := identity.Identity{ClientID: "A"}
+			for _, r := range tc.issue {
+				if _, err := m.Issue(id, r); err != nil {
+					t.Fatal(err)
+				}
+				if n := m.CacheLen(); n > tc.capacity {
+					t.Fatalf("cache holds %d tokens, capacity %d", n, tc.capacity)
+				}
+			}
+			if n := m.CacheLen(); n != tc.wantLen {
+				t.Errorf("CacheLen = %d, want %d", n, tc.wantLen)
+			}
+			tok, err := m.Issue(id, tc.probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.Cached != tc.cached {
+				t.Errorf("probe %q cached = %v, want %v", tc.probe, tok.Cached, tc.cached)
+			}
+			if n := m.CacheLen(); n > tc.capacity {
+				t.Errorf("cache holds %d tokens after the probe, capacity %d", n, tc.capacity)
+			}
+		})
+	}
+}
+
+// TestDefaultCacheCapacity checks that a minter without the option is
+// bounded too.
+func TestDefaultCacheCapacity(t *testing.T) {
+	m := NewMinter(testSigner(t), "t")
+	if m.capacity != DefaultCacheCapacity || DefaultCacheCapacity <= 0 {
+		t.Fatalf("capacity %d, want DefaultCacheCapacity (%d)", m.capacity, DefaultCacheCapacity)
+	}
+	m.Flush()
+	if n := m.CacheLen(); n != 0 {
+		t.Errorf("CacheLen after Flush = %d", n)
+	}
+}
+
+func distinct(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "r" + strconv.Itoa(i)
+	}
+	return out
+}
