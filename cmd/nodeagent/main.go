@@ -8,9 +8,10 @@
 //
 // Flags: --node-name and --host-ip (the downward API gives both),
 // --pod-name and --pod-namespace (likewise, for --on-exit=auto), --port,
-// --upstream, --opt-in-label, --attempts, --interval, --retry-after,
-// --block-instance-metadata, --on-exit, --kubeconfig (in-cluster
-// configuration when empty), --no-redirect (serve only, for local runs).
+// --upstream, --upstream-timeout, --opt-in-label, --attempts, --interval,
+// --retry-after, --block-instance-metadata, --on-exit, --kubeconfig
+// (in-cluster configuration when empty), --no-redirect (serve only, for
+// local runs).
 package main
 
 import (
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string) error {
 	hostIP := fs.String("host-ip", "", "this node's IPv4 address: pods' requests are redirected to it (required unless --no-redirect)")
 	port := fs.Int("port", 2579, "port the agent listens on, on --host-ip")
 	upstream := fs.String("upstream", "http://169.254.169.254", "the node's metadata endpoint")
+	upstreamTimeout := fs.Duration("upstream-timeout", nodeagent.DefaultUpstreamTimeout, "longest wait for one answer from --upstream")
 	optIn := fs.String("opt-in-label", "", "label selector of the namespaces that get pod identity; pods elsewhere are passed through unchanged (empty: every namespace)")
 	attempts := fs.Int("attempts", 5, "tries to find a pod's binding (and the pod) before refusing")
 	interval := fs.Duration("interval", 500*time.Millisecond, "wait between those tries")
@@ -99,7 +101,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	h, err := nodeagent.NewHandler(nodeagent.Config{Upstream: *upstream, Attempts: *attempts, Interval: *interval,
-		RetryAfter: *retryAfter, BlockInstanceMetadata: *block, Log: log}, inf)
+		RetryAfter: *retryAfter, BlockInstanceMetadata: *block, UpstreamTimeout: *upstreamTimeout, Log: log}, inf)
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func run(ctx context.Context, args []string) error {
 			log.Info("cut pods' connections that bypassed the redirect", "connections", n)
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "addr", listen, "node", *node, "upstream", *upstream, "optIn", sel.String())
@@ -160,4 +162,20 @@ func run(ctx context.Context, args []string) error {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
+}
+
+// newServer is the agent's server for h. Every pod on the node can open
+// connections to it, so none may hold one for long: a slow request line
+// and headers are cut after ReadHeaderTimeout, an idle keep-alive
+// connection after IdleTimeout, and headers beyond MaxHeaderBytes get 431
+// (IMDS clients send a few hundred bytes). No WriteTimeout: a token
+// request legitimately waits for the binding retries and a slow upstream,
+// which the handler bounds itself (--attempts, --upstream-timeout).
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,11 +44,22 @@ type Config struct {
 	RetryAfter time.Duration
 	// BlockInstanceMetadata refuses /metadata/instance with 403.
 	BlockInstanceMetadata bool
-	// Client calls upstream; nil uses one without proxies.
+	// Client calls upstream; nil uses one without proxies. Whatever it
+	// is, the handler uses a copy that never follows redirects and, when
+	// the client has no timeout, times out after UpstreamTimeout.
 	Client *http.Client
+	// UpstreamTimeout bounds each upstream call when Client has no timeout
+	// of its own; zero means DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
 	// Log receives one line per refusal and per token served.
 	Log *slog.Logger
 }
+
+// DefaultUpstreamTimeout is longer than any client waits for IMDS (the
+// SDKs give up within 30 s) so that the agent never cuts a slow answer a
+// client would still take, yet a hung upstream does not hold the agent's
+// connections forever.
+const DefaultUpstreamTimeout = 60 * time.Second
 
 // Handler answers pods' metadata requests.
 type Handler struct {
@@ -65,35 +77,166 @@ func NewHandler(cfg Config, l Lookup) (*Handler, error) {
 	if cfg.Attempts < 1 {
 		cfg.Attempts = 1
 	}
-	if cfg.Client == nil {
-		// No proxy from the environment: upstream is on the node.
-		cfg.Client = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = DefaultUpstreamTimeout
 	}
+	var c http.Client
+	if cfg.Client != nil {
+		c = *cfg.Client
+	} else {
+		// No proxy from the environment: upstream is on the node.
+		c.Transport = &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
+	}
+	// Following a redirect would fetch whatever URL upstream names —
+	// another identity's token, say — with no binding check; do refuses
+	// the redirect instead.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if c.Timeout <= 0 {
+		c.Timeout = cfg.UpstreamTimeout
+	}
+	cfg.Client = &c
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	return &Handler{cfg: cfg, lookup: l, up: up}, nil
 }
 
-const tokenPath = "/metadata/identity/oauth2/token"
+// The paths the agent serves.
+const (
+	tokenPath    = "/metadata/identity/oauth2/token"
+	instancePath = "/metadata/instance"
+	versionsPath = "/metadata/versions"
+	healthPath   = "/healthz"
+)
+
+// route is what the agent does with a request, by its path.
+type route int
+
+const (
+	// routeNone: not served, 404 from the agent, never forwarded.
+	routeNone route = iota
+	routeHealth
+	// routeToken: the token endpoint, binding-checked.
+	routeToken
+	// routeMetadata: instance metadata and its versions, which carry no
+	// credential, passed through.
+	routeMetadata
+)
+
+// routeOf matches a request target, as the pod sent it (neither decoded
+// nor cleaned), against the allow-list, and splits it into path and
+// query. The raw form is what counts: IMDS, or anything in front of it,
+// may decode, clean or case-fold a path the agent did not take for the
+// token path into the token path (/metadata//identity/…,
+// /metadata/instance/../identity/…, %2F, …), so only the exact forms below
+// are served. Absolute-form targets (a pod talking to the agent as to a
+// proxy) start with a scheme and are refused too.
+func routeOf(target string) (route, string, string) {
+	p, q, _ := strings.Cut(target, "?")
+	switch {
+	case p == healthPath:
+		return routeHealth, p, q
+	case p == tokenPath || p == tokenPath+"/":
+		// The trailing slash: the JS SDK adds one when redirected with
+		// AZURE_POD_IDENTITY_AUTHORITY_HOST, and IMDS serves both.
+		return routeToken, p, q
+	case p == instancePath || p == versionsPath:
+		return routeMetadata, p, q
+	case strings.HasPrefix(p, instancePath+"/") && plainSegments(strings.TrimPrefix(p, instancePath+"/")):
+		// Leaves of the instance document: /metadata/instance/compute/name.
+		return routeMetadata, p, q
+	}
+	return routeNone, p, q
+}
+
+// plainSegments reports whether s is slash-separated names of letters,
+// digits, '-' and '_', with at most a trailing slash: no empty, dot or
+// percent-encoded segment, nothing IMDS could resolve elsewhere.
+func plainSegments(s string) bool {
+	s = strings.TrimSuffix(s, "/")
+	if s == "" {
+		return true
+	}
+	for _, seg := range strings.Split(s, "/") {
+		if seg == "" {
+			return false
+		}
+		for _, c := range seg {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// requestTarget is the request-target as received; handlers called
+// directly (tests) may leave RequestURI empty.
+func requestTarget(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/healthz" {
+	ip := podIP(r)
+	rt, path, rawQuery := routeOf(requestTarget(r))
+	// Everything up to the pod lookup is the same for every pod, so it is
+	// answered at once and before the lookup: it never depends on the
+	// informers having seen the pod, and what is refused here never
+	// reaches upstream, whichever namespace the pod is in.
+	if rt == routeNone {
+		h.cfg.Log.Info("refused", "ip", ip, "target", requestTarget(r), "status", http.StatusNotFound, "reason", "path not served")
+		writeAgentError(w, http.StatusNotFound, "not_found",
+			"the node agent serves only "+tokenPath+", "+instancePath+"[/…] and "+versionsPath+", matched exactly (no //, dot segments or percent-encoding); this request was not forwarded")
+		return
+	}
+	if r.Method != http.MethodGet {
+		// IMDS's token and instance endpoints are GET only; forwarding
+		// other methods would let pods reach whatever IMDS does with them.
+		h.cfg.Log.Info("refused", "ip", ip, "path", path, "method", r.Method, "status", http.StatusMethodNotAllowed)
+		w.Header().Set("Allow", http.MethodGet)
+		writeAgentError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET; "+path+" does not support "+r.Method)
+		return
+	}
+	if rt == routeHealth {
 		_, _ = io.WriteString(w, "ok\n")
 		return
 	}
-	ip := podIP(r)
-	isToken := strings.TrimSuffix(r.URL.Path, "/") == tokenPath
-	if isToken && r.Header.Get("Metadata") != "true" {
-		// Answered before the pod lookup: the answer is the same for every
-		// pod (IMDS gives the same 400), no request without the header is
-		// ever forwarded (it is IMDS's SSRF defence), and clients that probe
-		// IMDS with a header-less request and a short deadline (azidentity's
-		// DefaultAzureCredential: 1 s) get it before the informers may have
-		// seen a pod that has just started.
-		h.cfg.Log.Info("refused", "ip", ip, "path", r.URL.Path, "status", http.StatusBadRequest, "reason", "no Metadata header")
-		writeError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
+	if name, ok := proxyHeader(r.Header); ok {
+		// IMDS refuses X-Forwarded-For itself, but the agent builds a new
+		// request, so IMDS would no longer see it: refused here, every
+		// form of it and of its kin, so that no pod can speak for another
+		// address or ask for another URL.
+		h.cfg.Log.Info("refused", "ip", ip, "path", path, "status", http.StatusBadRequest, "reason", "proxy header "+name)
+		writeAgentError(w, http.StatusBadRequest, "invalid_request", "requests carrying "+name+" are refused; call 169.254.169.254 directly, without a proxy")
+		return
+	}
+	var query url.Values
+	var err error
+	if rt == routeToken {
+		if !metadataTrue(r.Header) {
+			// IMDS gives the same 400 (its SSRF defence), and clients that
+			// probe IMDS with a header-less request and a short deadline
+			// (azidentity's DefaultAzureCredential: 1 s) get it before the
+			// informers may have seen a pod that has just started.
+			h.cfg.Log.Info("refused", "ip", ip, "path", path, "status", http.StatusBadRequest, "reason", "no Metadata header")
+			writeError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
+			return
+		}
+		query, err = tokenQuery(rawQuery)
+	} else {
+		query, err = url.ParseQuery(rawQuery)
+		if err != nil {
+			err = fmt.Errorf("malformed query (%v): separate parameters with & and percent-encode their values", err)
+		}
+	}
+	if err != nil {
+		h.cfg.Log.Info("refused", "ip", ip, "path", path, "status", http.StatusBadRequest, "reason", err.Error())
+		writeAgentError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	pod, ok := h.podByIP(r.Context(), ip)
@@ -103,24 +246,104 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, ip, Pod{}, "no pod with IP "+ip+" on this node")
 		return
 	}
-	log := h.cfg.Log.With("pod", pod.Namespace+"/"+pod.Name, "ip", ip, "path", r.URL.Path)
+	log := h.cfg.Log.With("pod", pod.Namespace+"/"+pod.Name, "ip", ip, "path", path)
 	if !h.lookup.OptedIn(pod.Namespace) {
-		h.passThrough(w, r, log, "namespace not opted in")
+		h.passThrough(w, r, log, path, query, "namespace not opted in")
 		return
 	}
 	if Excepted(pod, h.lookup.Exceptions(pod.Namespace)) {
-		h.passThrough(w, r, log, "AzurePodIdentityException")
+		h.passThrough(w, r, log, path, query, "AzurePodIdentityException")
 		return
 	}
 	switch {
-	case isToken:
-		h.token(w, r, log, pod)
-	case strings.HasPrefix(r.URL.Path, "/metadata/instance") && h.cfg.BlockInstanceMetadata:
+	case rt == routeToken:
+		h.token(w, r, log, pod, query)
+	case strings.HasPrefix(path, instancePath) && h.cfg.BlockInstanceMetadata:
 		log.Info("refused", "status", http.StatusForbidden, "reason", "instance metadata blocked")
 		writeError(w, http.StatusForbidden, "forbidden", "instance metadata is blocked for pods by the node agent")
 	default:
-		h.passThrough(w, r, log, "not a token request")
+		h.passThrough(w, r, log, path, query, "instance metadata")
 	}
+}
+
+// refusedHeaders are the headers, lower-cased, by which a client speaks
+// for another address or asks a proxy for another URL; besides them,
+// every X-Forwarded-* header.
+var refusedHeaders = map[string]bool{
+	"forwarded": true, "x-real-ip": true, "x-original-url": true, "x-rewrite-url": true,
+}
+
+// proxyHeader returns the first proxy header in h, whatever its case or
+// value (an empty X-Forwarded-For counts).
+func proxyHeader(h http.Header) (string, bool) {
+	for k := range h {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-forwarded-") || refusedHeaders[lk] {
+			return http.CanonicalHeaderKey(k), true
+		}
+	}
+	return "", false
+}
+
+// metadataTrue reports whether the request carries Metadata: true, in
+// any case ("True", as IMDS accepts); every Metadata line must say so,
+// so that conflicting lines cannot be read one way here and another way
+// upstream.
+func metadataTrue(h http.Header) bool {
+	n := 0
+	for k, vs := range h {
+		if !strings.EqualFold(k, "Metadata") {
+			continue
+		}
+		for _, v := range vs {
+			if !strings.EqualFold(strings.TrimSpace(v), "true") {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
+// selectorParams name the identity of a token request, in IMDS's order.
+var selectorParams = []string{"client_id", "object_id", "msi_res_id", "mi_res_id"}
+
+// tokenQuery reads a token request's query into the parameters the
+// agent forwards (api-version, resource and the identity selector), with
+// lower-cased names; the others are dropped, never forwarded. It refuses
+// what IMDS might read otherwise than the agent: a malformed query (a ';'
+// separator), a parameter given twice (in any case), two selectors, an
+// empty selector.
+func tokenQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fmt.Errorf("malformed query (%v): separate parameters with & and percent-encode their values", err)
+	}
+	out := url.Values{}
+	for k, vs := range q {
+		lk := strings.ToLower(k)
+		if lk != "api-version" && lk != "resource" && !slices.Contains(selectorParams, lk) {
+			continue
+		}
+		if len(vs) > 1 || out.Has(lk) {
+			return nil, fmt.Errorf("query parameter %s is given more than once: give it once", lk)
+		}
+		out.Set(lk, vs[0])
+	}
+	var named []string
+	for _, k := range selectorParams {
+		if !out.Has(k) {
+			continue
+		}
+		if out.Get(k) == "" {
+			return nil, fmt.Errorf("query parameter %s is empty: give the identity's %s, or leave it out for the default identity", k, k)
+		}
+		named = append(named, k)
+	}
+	if len(named) > 1 {
+		return nil, fmt.Errorf("query parameters %s all name an identity: name it with one of them", strings.Join(named, ", "))
+	}
+	return out, nil
 }
 
 // podByIP waits up to the configured attempts for the informers to know
@@ -136,8 +359,15 @@ func (h *Handler) podByIP(ctx context.Context, ip string) (Pod, bool) {
 	}
 }
 
-func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger, pod Pod) {
-	q := r.URL.Query()
+// token answers a token request of an opted-in pod. The decision is taken
+// from the informers' stores on every request, and nothing of it is kept:
+// once the store no longer has the binding, the identity or the pod's
+// label, the next request is refused. What the agent cannot close is the
+// informers' own lag: a binding deleted in the API server stays in the
+// store until its watch event arrives (milliseconds normally, longer while
+// the watch is broken and relisting), and requests in that window are
+// still served.
+func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger, pod Pod, q url.Values) {
 	sel := Selector{ClientID: q.Get("client_id"), ResourceID: firstOf(q.Get("msi_res_id"), q.Get("mi_res_id")), ObjectID: q.Get("object_id")}
 	var d Decision
 	for i := 0; ; i++ {
@@ -158,7 +388,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		log.Info("refused", "status", http.StatusForbidden, "reason", d.Reason)
 		writeError(w, http.StatusForbidden, "forbidden", d.Reason)
 	case Token:
-		h.fetch(w, r, log, d.Identity)
+		h.fetch(w, r, log, d.Identity, q)
 	}
 }
 
@@ -176,29 +406,21 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ip string, pod 
 
 // fetch gets id's token upstream, naming the identity the way its
 // AzureIdentity does, and relays the answer as is: IMDS's body (every
-// field a string) or its error.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, log *slog.Logger, id Identity) {
-	q := r.URL.Query()
-	for _, k := range []string{"client_id", "object_id", "msi_res_id", "mi_res_id"} {
-		q.Del(k)
+// field a string) or its error. Of the pod's query only api-version and
+// resource go upstream (tokenQuery).
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, log *slog.Logger, id Identity, q url.Values) {
+	up := url.Values{}
+	for _, k := range []string{"api-version", "resource"} {
+		if q.Has(k) {
+			up.Set(k, q.Get(k))
+		}
 	}
 	if id.ClientID != "" {
-		q.Set("client_id", id.ClientID)
+		up.Set("client_id", id.ClientID)
 	} else {
-		q.Set("msi_res_id", id.ResourceID)
+		up.Set("msi_res_id", id.ResourceID)
 	}
-	u := *h.up
-	u.Path, u.RawQuery = tokenPath, q.Encode()
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
-		return
-	}
-	req.Header.Set("Metadata", "true")
-	if ua := r.Header.Get("User-Agent"); ua != "" {
-		req.Header.Set("User-Agent", ua)
-	}
-	resp, err := h.cfg.Client.Do(req)
+	resp, err := h.do(r, tokenPath, up)
 	if err != nil {
 		log.Warn("upstream failed", "identity", id.Name, "err", err)
 		writeError(w, http.StatusForbidden, "upstream_error", fmt.Sprintf("token for identity %s from %s: %v", id.Name, h.up.Host, err))
@@ -209,29 +431,15 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	copyResponse(w, resp)
 }
 
-// passThrough forwards the request unchanged (headers included, so that
-// IMDS's own checks such as X-Forwarded-For still apply) and relays the
-// answer: the pod sees the node's metadata endpoint as if the agent were
-// not there.
-func (h *Handler) passThrough(w http.ResponseWriter, r *http.Request, log *slog.Logger, why string) {
-	u := *h.up
-	u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), r.Body)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
-		return
-	}
-	req.ContentLength = r.ContentLength
-	for k, vs := range r.Header {
-		if !hopByHop[http.CanonicalHeaderKey(k)] {
-			req.Header[k] = vs
-		}
-	}
-	req.Host = r.Host
-	resp, err := h.cfg.Client.Do(req)
+// passThrough forwards the request (an allowed path, its checked query)
+// as the agent's own request and relays the answer: the pod sees the
+// node's metadata endpoint as if the agent were not there, except that
+// no header of its own but Metadata and User-Agent goes along.
+func (h *Handler) passThrough(w http.ResponseWriter, r *http.Request, log *slog.Logger, path string, q url.Values, why string) {
+	resp, err := h.do(r, path, q)
 	if err != nil {
 		log.Warn("pass-through failed", "why", why, "err", err)
-		w.WriteHeader(http.StatusBadGateway)
+		writeAgentError(w, http.StatusBadGateway, "upstream_error", fmt.Sprintf("%s from %s: %v", path, h.up.Host, err))
 		return
 	}
 	defer resp.Body.Close()
@@ -239,19 +447,76 @@ func (h *Handler) passThrough(w http.ResponseWriter, r *http.Request, log *slog.
 	copyResponse(w, resp)
 }
 
+// agentUserAgent is the agent's product token in the User-Agent it sends.
+const agentUserAgent = "idharness-nodeagent"
+
+// do sends the agent's own GET for path and q upstream. The request is
+// built from scratch: no header, body, Host or method of the pod's goes
+// along (hop-by-hop headers, Connection and what it names, included)
+// except Metadata: true when the pod sent it, and the pod's User-Agent
+// (userAgent). A redirect from upstream is refused, never followed (the
+// client's CheckRedirect) nor relayed.
+func (h *Handler) do(r *http.Request, path string, q url.Values) (*http.Response, error) {
+	u := *h.up
+	u.Path, u.RawPath, u.RawQuery = path, "", q.Encode()
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if metadataTrue(r.Header) {
+		req.Header.Set("Metadata", "true")
+	}
+	req.Header.Set("User-Agent", userAgent(r.Header.Get("User-Agent")))
+	resp, err := h.cfg.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("upstream answered %d, a redirect, which the node agent never follows", resp.StatusCode)
+	}
+	return resp, nil
+}
+
+// userAgent is the User-Agent the agent sends upstream: the pod's when it
+// is short printable ASCII, then the agent's own token. The pod's is kept
+// because IMDS selects nothing by it while the harness attributes IMDS
+// requests to clients by the tag the probe puts there (suites/chaos'
+// storm, internal/scenario).
+func userAgent(pod string) string {
+	if pod == "" || len(pod) > 512 || strings.IndexFunc(pod, func(c rune) bool { return c < ' ' || c > '~' }) >= 0 {
+		return agentUserAgent
+	}
+	return pod + " " + agentUserAgent
+}
+
 var hopByHop = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
 	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
+// copyResponse relays upstream's answer without its hop-by-hop headers
+// and those its Connection header names.
 func copyResponse(w http.ResponseWriter, resp *http.Response) {
+	named := map[string]bool{}
+	for _, v := range resp.Header.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			named[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
+		}
+	}
 	for k, vs := range resp.Header {
-		if !hopByHop[k] {
+		if !hopByHop[k] && !named[k] {
 			w.Header()[k] = vs
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+}
+
+// writeAgentError writes IMDS's error shape for a refusal of the agent's
+// own, saying so: the pod's owner must not look for it in IMDS.
+func writeAgentError(w http.ResponseWriter, status int, code, desc string) {
+	writeError(w, status, code, "refused by the idharness node agent: "+desc)
 }
 
 // writeError writes IMDS's error shape.
