@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -89,16 +88,12 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 	}
 	if ip := cfg.Listen.LinkLocal; ip != "" {
 		if !cfg.Listen.ShadowMetadata {
-			port := "80"
-			if _, p, err := net.SplitHostPort(cfg.Listen.IMDS); err == nil && p != "0" {
-				port = p
-			}
-			foreign, err := linklocal.ForeignService(ip, port, time.Second)
+			provided, err := linklocal.ProvidedByNetwork(ip)
 			if err != nil {
 				return err
 			}
-			if foreign {
-				return fmt.Errorf("a metadata service already answers at %s:%s on this host (a real Azure IMDS?): fakeimds would hide it from every pod of the node, so it refuses; set listen.shadowMetadata (--shadow-metadata, or idharness run --allow-azure-nodes) to take the address anyway", ip, port)
+			if provided {
+				return fmt.Errorf("this host's network serves %s itself (a host route to it, as Azure's DHCP installs for the real IMDS): fakeimds would hide it from every pod of the node, so it refuses; set listen.shadowMetadata (--shadow-metadata, or idharness run --allow-azure-nodes) to take the address anyway", ip)
 			}
 		}
 		cleanup, err := linklocal.Hold(ip, linklocal.DefaultDevice, linkLocalLifetime)

@@ -134,7 +134,7 @@ type Listen struct {
 	// fakeimds renews, so that it vanishes by itself if fakeimds is killed.
 	LinkLocal string `json:"linkLocal,omitempty"`
 	// ShadowMetadata lets fakeimds take the metadata address even where
-	// another metadata service already answers there (a real Azure VM):
+	// the network serves it (a host route to it, as on an Azure VM):
 	// off, fakeimds refuses to start, so that it never hides a real IMDS
 	// from a node's pods by accident.
 	ShadowMetadata bool `json:"shadowMetadata,omitempty"`

@@ -68,7 +68,7 @@ var Settings = []Setting{
 	{"control-token-file", "file with the secret every control request must send in X-Idharness-Control-Token (required unless --control-addr is loopback)", str(func(c *Config) *string { return &c.Listen.ControlTokenFile })},
 	{"authority-tls-addr", "also serve the authority over HTTPS on this address (empty: off)", str(func(c *Config) *string { return &c.Listen.AuthorityTLS })},
 	{"link-local", "put this address (169.254.169.254) on the host's loopback before listening; needs CAP_NET_ADMIN", str(func(c *Config) *string { return &c.Listen.LinkLocal })},
-	{"shadow-metadata", "take --link-local even where another metadata service answers there (a real Azure VM)", func(c *Config, v string) error {
+	{"shadow-metadata", "take --link-local even where the network routes it to a real metadata service (an Azure VM)", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("want true or false, got %q", v)

@@ -73,30 +73,41 @@ func Hold(ip, dev string, lifetime time.Duration) (cleanup func() error, err err
 	}, nil
 }
 
-// ForeignService reports whether something other than this host answers
-// TCP at ip:port: the address is not one of the host's own and a
-// connection succeeds within timeout. On an Azure VM the real IMDS answers
-// at 169.254.169.254:80 this way; a fake must not shadow it by accident.
-func ForeignService(ip, port string, timeout time.Duration) (bool, error) {
+// ProvidedByNetwork reports whether the network this host is on serves ip
+// itself: a host route (/32) for it, on an interface other than the
+// loopback, as the DHCP of Azure and other clouds installs for their
+// metadata service (169.254.169.254 via the gateway). It sends no traffic:
+// probing the address would reach whatever answers there, outside the
+// host. A fake that took the address on such a host would hide the real
+// metadata service from every pod.
+func ProvidedByNetwork(ip string) (bool, error) {
 	want := net.ParseIP(ip)
-	if want == nil {
-		return false, fmt.Errorf("address %q: want an IP address", ip)
+	if want == nil || want.To4() == nil {
+		return false, fmt.Errorf("address %q: want an IPv4 address", ip)
 	}
-	addrs, err := net.InterfaceAddrs()
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
-		return false, fmt.Errorf("list the host's addresses: %w", err)
+		return false, fmt.Errorf("list routes: %w", err)
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(want) {
-			return false, nil // ours: a fakeimds before this one put it there
+	return hostRouteTo(routes, want), nil
+}
+
+// hostRouteTo reports whether routes hold a /32 route to ip that does not
+// go through the loopback.
+func hostRouteTo(routes []netlink.Route, ip net.IP) bool {
+	for _, r := range routes {
+		if r.Dst == nil || !r.Dst.IP.Equal(ip) {
+			continue
 		}
+		if ones, bits := r.Dst.Mask.Size(); ones != bits {
+			continue
+		}
+		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		return true
 	}
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port), timeout)
-	if err != nil {
-		return false, nil
-	}
-	c.Close()
-	return true, nil
+	return false
 }
 
 func ensure(h *netlink.Handle, ip, dev string, lifetime time.Duration) (cleanup func() error, err error) {

@@ -140,39 +140,61 @@ func TestHoldExpiresWithoutRenewal(t *testing.T) {
 	}
 }
 
-func TestForeignService(t *testing.T) {
-	// 127.0.0.2 answers through lo's 127.0.0.0/8 but is not an address of
-	// any interface: like IMDS on an Azure VM, seen from the VM.
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+// TestProvidedByNetwork checks, in a namespace of its own, that a host
+// route to the metadata address (as a cloud's DHCP installs) is seen, and
+// that the address on the loopback or no route at all is not.
+func TestProvidedByNetwork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	if got, err := ForeignService("127.0.0.2", port, time.Second); err != nil || !got {
-		t.Errorf("a service answering at a foreign address: got %v, %v; want true", got, err)
-	}
-	own, err := net.Listen("tcp", "127.0.0.1:0")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer own.Close()
-	_, ownPort, _ := net.SplitHostPort(own.Addr().String())
-	if got, _ := ForeignService("127.0.0.1", ownPort, time.Second); got {
-		t.Error("the host's own address counted as a foreign service")
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("cannot create a network namespace here: %v", err)
 	}
-	ln.Close()
-	if got, _ := ForeignService("127.0.0.2", port, time.Second); got {
-		t.Error("nothing listening, but reported as answering")
+	defer func() {
+		_ = netns.Set(orig)
+		ns.Close()
+	}()
+	lo, _ := netlink.LinkByName("lo")
+	_ = netlink.LinkSetUp(lo)
+	if got, err := ProvidedByNetwork("169.254.169.254"); err != nil || got {
+		t.Fatalf("no route: got %v, %v; want false", got, err)
+	}
+	cleanup, err := Ensure("169.254.169.254", DefaultDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ProvidedByNetwork("169.254.169.254"); got {
+		t.Error("the address on the loopback (a fakeimds before this one) counted as provided by the network")
+	}
+	_ = cleanup()
+	eth := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "eth9"}}
+	if err := netlink.LinkAdd(eth); err != nil {
+		t.Skipf("cannot create a dummy interface: %v", err)
+	}
+	link, _ := netlink.LinkByName("eth9")
+	_ = netlink.LinkSetUp(link)
+	_ = netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.9.0.2").To4(), Mask: net.CIDRMask(24, 32)}})
+	// A link-local /16 (zeroconf) is not a metadata service.
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("169.254.0.0").To4(), Mask: net.CIDRMask(16, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ProvidedByNetwork("169.254.169.254"); got {
+		t.Error("a 169.254.0.0/16 route counted as a metadata service")
+	}
+	// Azure's DHCP: 169.254.169.254 via the gateway.
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("169.254.169.254").To4(), Mask: net.CIDRMask(32, 32)}, Gw: net.ParseIP("10.9.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ProvidedByNetwork("169.254.169.254"); err != nil || !got {
+		t.Errorf("a host route via the gateway: got %v, %v; want true", got, err)
 	}
 }
 
