@@ -95,6 +95,8 @@ func neverServedTo(ctx context.Context, node, resource string, clientIDs ...stri
 }
 
 var _ = Describe("Harness integrity", Label("imds", "security"), func() {
+	BeforeEach(func(ctx SpecContext) { Setup(ctx) })
+
 	Conformance("IDH-CONF-0016", MUST, "the metadata faces answer only at 169.254.169.254: a pod gets no token at its node's address, the fake's other ports or its Service, and the harness's control APIs refuse it",
 		[]string{"imds", "security", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
