@@ -216,7 +216,11 @@ func (b *Builder) keys() (keys, error) {
 	k.rootfs = hashParts("rootfs", recipeVersion, arch, v.Debian, strings.Join(rootfsPackages, ","), strings.Join(b.mirrors, "|"), b.kindVersion, ad)
 	k.kube = hashParts("kube", recipeVersion, arch, v.Kubernetes, kubeLdflags(v))
 	k.etcd = hashParts("etcd", recipeVersion, arch, v.Etcd)
-	k.coredns = hashParts("coredns", recipeVersion, arch, v.CoreDNS)
+	corednsMain, err := assets.ReadFile("assets/coredns-main.go.txt")
+	if err != nil {
+		return keys{}, err
+	}
+	k.coredns = hashParts("coredns", recipeVersion, arch, v.CoreDNS, string(corednsMain))
 	k.crictl = hashParts("crictl", recipeVersion, arch, v.Crictl)
 	k.pause = hashParts("pause", recipeVersion, arch, ad)
 	k.images = hashParts("images", recipeVersion, k.rootfs, k.kube, k.etcd, k.coredns, k.pause, v.Pause)

@@ -218,7 +218,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, p := range phases {
 		start := time.Now()
 		o.Log.Info("phase", "name", p.name)
+		stopBeat := heartbeat(o.Log, p.name, start, runHeartbeat)
 		err := p.fn(ctx)
+		stopBeat()
 		ph := Phase{Name: p.name, Duration: time.Since(start)}
 		if err != nil {
 			ph.Err = err.Error()
@@ -254,6 +256,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	return res, runErr
+}
+
+// runHeartbeat is how often a long phase says it is still running: the
+// images phase compiles for minutes on a cold machine, a cluster waits for
+// nodes, and without a line nobody can tell a slow run from a hung one.
+const runHeartbeat = 20 * time.Second
+
+// heartbeat logs "phase running" every interval until stop is called.
+func heartbeat(log *slog.Logger, name string, start time.Time, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				log.Info("phase running", "name", name, "elapsed", time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // userFor returns the image user: fakeimds binds port 80 and changes the
