@@ -33,6 +33,9 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	if Progress == nil {
 		return
 	}
+	if r.State == types.SpecStateSkipped && r.Failure.Message == "" {
+		return // left out by the label filter or focus, not skipped by the spec
+	}
 	n := specsDone.Add(1)
 	id, level, _, ok := ParseSpecText(r.LeafNodeText)
 	if !ok {
@@ -127,6 +130,8 @@ func RunInProcess(description string, o RunOptions) (types.Report, bool) {
 		suiteCfg.Timeout = time.Hour
 	}
 	repCfg.Succinct = true
+	// Specs left out by the label filter are not news: no "S" for each.
+	repCfg.SilenceSkips = true
 	// Logs (CI, a file, a pipe) get plain text: no ANSI colour codes when
 	// standard output is not a terminal.
 	repCfg.NoColor = repCfg.NoColor || !term.IsTerminal(int(os.Stdout.Fd()))
