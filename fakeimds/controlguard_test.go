@@ -130,3 +130,25 @@ func TestServicesListenerServesNoMetadata(t *testing.T) {
 		t.Errorf("single listener, App Service: %d, want 200", c)
 	}
 }
+
+// TestListenersBoundHeaders checks M5: every listener refuses a header
+// block over maxHeaderBytes instead of reading and journaling it.
+func TestListenersBoundHeaders(t *testing.T) {
+	s := newServer(t, func(c *config.Config) { c.Listen.Services = "127.0.0.1:0" })
+	a := running(t, s)
+	for name, addr := range map[string]string{"imds": a.IMDS, "services": a.Services, "control": a.Control} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+addr+"/metadata/identity/oauth2/token?api-version=2018-02-01&resource=r", nil)
+			req.Header.Set("Metadata", "true")
+			req.Header.Set("X-Big", strings.Repeat("a", 2*maxHeaderBytes))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Fatalf("a %d KiB header: HTTP %d, want 431", 2*maxHeaderBytes>>10, resp.StatusCode)
+			}
+		})
+	}
+}

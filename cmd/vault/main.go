@@ -146,7 +146,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, lookup func(strin
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is the port in use? set --addr)", *addr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Bounded like every server of the harness: workloads must not hold
+	// connections or memory without limit.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10}
 	c := srv.Config()
 	log.Info("ready", "addr", ln.Addr().String(), "audiences", c.Audiences, "tenants", c.Tenants, "jwksUrls", c.JWKSURLs,
 		"staticKeys", len(c.Keys), "secrets", len(c.Secrets))

@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	mux.Handle(wiwebhook.MutatePath, h)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv := &http.Server{
-		Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 	}
 	errc := make(chan error, 1)
@@ -267,10 +267,10 @@ func proxy(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s:80 (the sidecar needs NET_BIND_SERVICE): %w", *ip, err)
 	}
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10}
 	hmux := http.NewServeMux()
 	hmux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	hsrv := &http.Server{Addr: *health, Handler: hmux, ReadHeaderTimeout: 10 * time.Second}
+	hsrv := &http.Server{Addr: *health, Handler: hmux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- hsrv.ListenAndServe() }()
