@@ -252,7 +252,10 @@ func TestRefuseAndBlackhole(t *testing.T) {
 	if err := s.Chaos().Add(rule(t, `{"name":"hole","action":{"type":"blackhole","max":"5s"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The listener's rule watcher applies the blackhole to open
+	// connections asynchronously (two goroutine hops); 20 ms was too
+	// short when make test loads both cores with other packages.
+	time.Sleep(250 * time.Millisecond)
 	pooled := make(chan error, 1)
 	go func() { pooled <- get() }()
 	select {

@@ -17,9 +17,10 @@ PROGRAMS      ?= ./cmd/fakeimds=idharness.local/fakeimds:dev
 prereqs: ## install what make e2e needs if missing (docker.io, mmdebstrap; hack/prereqs.sh) and start Docker for kind
 	GO=$(GO) hack/prereqs.sh
 
+# CGO_ENABLED=0, as the image builds: the packages they share compile once.
 idharness-bin:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(IDHARNESS) ./cmd/idharness
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(IDHARNESS) ./cmd/idharness
 
 node-image: idharness-bin ## build the offline kind node image (cached: seconds when nothing changed)
 	$(IDHARNESS) cluster image build
