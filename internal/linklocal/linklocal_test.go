@@ -15,27 +15,44 @@ import (
 // so the host's interfaces are never touched, then checks that a listener
 // on 169.254.169.254 is reachable there and that cleanup removes the
 // interface.
-func TestEnsureInOwnNetns(t *testing.T) {
+// inOwnNetns moves the test's thread into a new network namespace, so the
+// host's interfaces are never touched, and returns its loopback, up. The
+// test goroutine stays locked to that thread until the test ends; then it
+// returns to the original namespace. It skips without root.
+func inOwnNetns(t *testing.T) netlink.Link {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
 	}
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	ns, err := netns.New() // also switches this thread into it
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Skipf("cannot create a network namespace here: %v", err)
+	}
+	// Cleanups run on the test's goroutine, still on this thread.
+	t.Cleanup(func() {
+		_ = netns.Set(orig)
+		ns.Close()
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	ns, err := netns.New() // also switches this thread into it
-	if err != nil {
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	defer func() {
-		_ = netns.Set(orig)
-		ns.Close()
-	}()
-	lo, _ := netlink.LinkByName("lo")
 	_ = netlink.LinkSetUp(lo)
+	return lo
+}
+
+func TestEnsureInOwnNetns(t *testing.T) {
+	lo := inOwnNetns(t)
 
 	cleanup, err := Ensure("169.254.169.254", DefaultDevice)
 	if err != nil {
@@ -83,26 +100,7 @@ func TestEnsureInOwnNetns(t *testing.T) {
 // held, gone by itself once renewal stops without a clean-up (as when the
 // process is killed), and removed at once by cleanup.
 func TestHoldExpiresWithoutRenewal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	defer func() {
-		_ = netns.Set(orig)
-		ns.Close()
-	}()
-	lo, _ := netlink.LinkByName("lo")
-	_ = netlink.LinkSetUp(lo)
+	lo := inOwnNetns(t)
 	has := func() bool {
 		addrs, _ := netlink.AddrList(lo, netlink.FAMILY_V4)
 		for _, a := range addrs {
@@ -144,26 +142,7 @@ func TestHoldExpiresWithoutRenewal(t *testing.T) {
 // route to the metadata address (as a cloud's DHCP installs) is seen, and
 // that the address on the loopback or no route at all is not.
 func TestProvidedByNetwork(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	defer func() {
-		_ = netns.Set(orig)
-		ns.Close()
-	}()
-	lo, _ := netlink.LinkByName("lo")
-	_ = netlink.LinkSetUp(lo)
+	inOwnNetns(t)
 	if got, err := ProvidedByNetwork("169.254.169.254"); err != nil || got {
 		t.Fatalf("no route: got %v, %v; want false", got, err)
 	}
@@ -203,5 +182,43 @@ func TestEnsureRejectsBadAddress(t *testing.T) {
 		if _, err := Ensure(ip, "x"); err == nil {
 			t.Errorf("Ensure(%q) accepted", ip)
 		}
+	}
+}
+
+// TestHostRouteTo judges route tables directly, so the rule is checked on
+// machines that cannot create the dummy interface TestProvidedByNetwork
+// needs: only a /32 route to the address, not through the loopback, is a
+// metadata service the network provides.
+func TestHostRouteTo(t *testing.T) {
+	md := net.ParseIP("169.254.169.254")
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback interface: %v", err)
+	}
+	const eth = 1 << 30 // no such link: not the loopback
+	route := func(cidr string, link int) netlink.Route {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return netlink.Route{Dst: n, LinkIndex: link}
+	}
+	cases := []struct {
+		name   string
+		routes []netlink.Route
+		want   bool
+	}{
+		{"default route only", []netlink.Route{{LinkIndex: eth}}, false},
+		{"link-local /16", []netlink.Route{route("169.254.0.0/16", eth)}, false},
+		{"host route to another address", []netlink.Route{route("168.63.129.16/32", eth)}, false},
+		{"host route via the loopback", []netlink.Route{route("169.254.169.254/32", lo.Index)}, false},
+		{"host route via the network (Azure DHCP)", []netlink.Route{route("169.254.0.0/16", eth), route("169.254.169.254/32", eth)}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hostRouteTo(tc.routes, md); got != tc.want {
+				t.Fatalf("hostRouteTo = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
