@@ -22,7 +22,7 @@ timeline:
 workload:
   duration: 2s
   clients:
-    - {name: raw, kind: http, every: 500ms, start: 200ms}
+    - {name: raw, client: raw, every: 500ms, start: 200ms}
 expect:
   - {kind: success-rate, minPercent: 100, from: 100ms}
 `

@@ -48,8 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		clients    = fs.String("client", "", "comma-separated clients ("+strings.Join(probe.AllClients, ", ")+"); default: all that apply to the mode and identity")
-		mode       = fs.String("mode", probe.ModeIMDS, "identity mode: "+strings.Join(probe.Modes, ", "))
+		clients    = fs.String("client", "", "comma-separated clients ("+strings.Join(probe.AllClients(), ", ")+"); default: all that apply to the mode and identity")
+		mode       = fs.String("mode", probe.ModeIMDS, "identity mode: "+strings.Join(probe.Modes(), ", "))
 		identity   = fs.String("identity", "system", "identity to ask for: system, client_id=GUID, object_id=GUID or resource_id=/subscriptions/…")
 		resource   = fs.String("resource", probe.DefaultResource, "resource to ask tokens for")
 		count      = fs.Int("count", 0, "number of rounds (every client once per round); default 1 unless --duration is set")

@@ -1,34 +1,43 @@
 package probe
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/idharness/idharness/clients"
+	_ "github.com/idharness/idharness/clients/all" // the Go clients the probe runs in process
 )
 
-// Modes: where the clients get their tokens.
+// The identity contract is the client registry's; these names keep the
+// probe's callers short.
 const (
-	// ModeIMDS: the instance metadata service at 169.254.169.254.
-	ModeIMDS = "imds"
-	// ModeAppService: the App Service / Container Apps endpoint named by
-	// IDENTITY_ENDPOINT and IDENTITY_HEADER.
-	ModeAppService = "appservice"
-	// ModeWorkloadIdentity: a token exchange at the authority with the
-	// projected service account token, as the workload identity webhook
-	// sets up (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE,
-	// AZURE_AUTHORITY_HOST).
-	ModeWorkloadIdentity = "workload-identity"
+	ModeIMDS             = clients.ModeIMDS
+	ModeAppService       = clients.ModeAppService
+	ModeWorkloadIdentity = clients.ModeWorkloadIdentity
+
+	System       = clients.System
+	ByClientID   = clients.ByClientID
+	ByObjectID   = clients.ByObjectID
+	ByResourceID = clients.ByResourceID
 )
 
-// Modes lists the modes.
-var Modes = []string{ModeIMDS, ModeAppService, ModeWorkloadIdentity}
+// Identity and friends are the registry's.
+type (
+	Identity     = clients.Identity
+	IdentityKind = clients.IdentityKind
+	Client       = clients.Client
+	Token        = clients.Token
+	HTTPError    = clients.HTTPError
+)
 
-// Client names.
+// ParseIdentity reads an identity as clients.ParseIdentity does.
+func ParseIdentity(s string) (Identity, error) { return clients.ParseIdentity(s) }
+
+// Names of the Go clients the suites ask for by name.
 const (
 	ClientAzidentityMI      = "azidentity-mi"
 	ClientAzidentityDefault = "azidentity-default"
@@ -37,44 +46,6 @@ const (
 	ClientMSALWI            = "msal-wi"
 	ClientRaw               = "raw"
 )
-
-// Token is an access token as a client returned it.
-type Token struct {
-	// Value is the access token (a JWT).
-	Value string
-	// ExpiresOn is when the client believes the token expires.
-	ExpiresOn time.Time
-	// Wire holds the raw client's wire checks; nil for SDK clients.
-	Wire *Wire
-}
-
-// Wire is what the raw client saw on the wire.
-type Wire struct {
-	// FieldTypes maps each field of the token response to its JSON type.
-	FieldTypes map[string]string
-	// ResourceEcho is the response's resource field.
-	ResourceEcho string
-}
-
-// Client acquires tokens with one real client library.
-type Client interface {
-	// Name returns the client's name, e.g. "msal-mi".
-	Name() string
-	// GetToken returns a token for resource (e.g. https://vault.azure.net),
-	// from the client's cache if it has one.
-	GetToken(ctx context.Context, resource string) (Token, error)
-}
-
-// HTTPError is a non-200 answer the raw client received; the runner puts
-// its body in Result.Body.
-type HTTPError struct {
-	Status int
-	Body   string
-}
-
-func (e *HTTPError) Error() string {
-	return fmt.Sprintf("token endpoint answered %d: %s", e.Status, e.Body)
-}
 
 // Options configure the clients.
 type Options struct {
@@ -100,31 +71,48 @@ type Options struct {
 	RawForwardedFor string
 }
 
-// clientsByMode lists, in order, the clients that apply to each mode.
-var clientsByMode = map[string][]string{
-	ModeIMDS:             {ClientAzidentityMI, ClientAzidentityDefault, ClientMSALMI, ClientRaw},
-	ModeAppService:       {ClientAzidentityMI, ClientAzidentityDefault, ClientMSALMI, ClientRaw},
-	ModeWorkloadIdentity: {ClientAzidentityWI, ClientAzidentityDefault, ClientMSALWI},
+// clientOptions returns what a Go client is built from.
+func (o Options) clientOptions() clients.Options {
+	return clients.Options{Mode: o.Mode, Identity: o.Identity, DisableInstanceDiscovery: o.DisableInstanceDiscovery,
+		RawNoMetadata: o.RawNoMetadata, RawForwardedFor: o.RawForwardedFor}
 }
 
-// DefaultClients returns the clients that apply to mode and can ask for
-// id: azidentity-default selects a user-assigned identity only by client
-// ID, so it is left out for object and resource IDs.
-func DefaultClients(mode string, id Identity) []string {
+// registry returns the client registry; it cannot fail for the shipped
+// declarations (clients' own tests load it).
+func registry() *clients.Registry {
+	r, err := clients.Builtin()
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// Modes lists the modes.
+func Modes() []string { return clients.Modes() }
+
+// AllClients lists the clients the probe runs in process: the Go clients.
+func AllClients() []string {
 	var out []string
-	for _, c := range clientsByMode[mode] {
-		if c == ClientAzidentityDefault && mode != ModeWorkloadIdentity && (id.Kind == ByObjectID || id.Kind == ByResourceID) {
-			continue
+	for _, s := range registry().Specs() {
+		if s.New != nil {
+			out = append(out, s.Name)
 		}
-		out = append(out, c)
 	}
 	return out
 }
 
-// AllClients lists every client name.
-var AllClients = []string{ClientAzidentityMI, ClientAzidentityDefault, ClientAzidentityWI, ClientMSALMI, ClientMSALWI, ClientRaw}
+// DefaultClients returns the Go clients that support mode and can ask
+// for id, as the registry declares them.
+func DefaultClients(mode string, id Identity) []string {
+	var out []string
+	for _, s := range registry().For(mode, id.Selects(), "go") {
+		out = append(out, s.Name)
+	}
+	return out
+}
 
-// ErrUnknownClient is returned by NewClient for a name not in AllClients.
+// ErrUnknownClient is returned by NewClient for a name the probe cannot
+// run in process.
 var ErrUnknownClient = errors.New("unknown client")
 
 // NewClient returns the named client. Its HTTP requests go through hc,
@@ -132,27 +120,20 @@ var ErrUnknownClient = errors.New("unknown client")
 // client cannot work with (an identity kind it cannot express, missing
 // environment); they say what to set.
 func NewClient(name string, o Options, hc *http.Client) (Client, error) {
-	if !slices.Contains(Modes, o.Mode) {
-		return nil, fmt.Errorf("mode %q: want one of %s", o.Mode, strings.Join(Modes, ", "))
+	if !slices.Contains(Modes(), o.Mode) {
+		return nil, fmt.Errorf("mode %q: want one of %s", o.Mode, strings.Join(Modes(), ", "))
+	}
+	spec, err := registry().Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownClient, err)
+	}
+	if spec.New == nil {
+		return nil, fmt.Errorf("%w %q: it is a %s client; the probe runs only the Go clients (%s) in process", ErrUnknownClient, name, spec.Language(), strings.Join(AllClients(), ", "))
 	}
 	if err := checkModeEnv(o); err != nil {
 		return nil, err
 	}
-	switch name {
-	case ClientAzidentityMI:
-		return newAzidentityMI(o, hc)
-	case ClientAzidentityDefault:
-		return newAzidentityDefault(o, hc)
-	case ClientAzidentityWI:
-		return newAzidentityWI(o, hc)
-	case ClientMSALMI:
-		return newMSALMI(o, hc)
-	case ClientMSALWI:
-		return newMSALWI(o, hc)
-	case ClientRaw:
-		return newRaw(o, hc)
-	}
-	return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownClient, name, strings.Join(AllClients, ", "))
+	return spec.New(o.clientOptions(), hc)
 }
 
 // checkModeEnv refuses an environment that would make the SDKs use
@@ -190,6 +171,3 @@ func checkModeEnv(o Options) error {
 	}
 	return nil
 }
-
-// scope turns a resource into the scope that scope-based clients want.
-func scope(resource string) string { return strings.TrimSuffix(resource, "/") + "/.default" }

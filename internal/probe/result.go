@@ -75,12 +75,18 @@ type Result struct {
 	HTTPStatus int `json:"httpStatus,omitempty"`
 	// LatencyMs is how long the token call took, in milliseconds.
 	LatencyMs Millis `json:"latencyMs"`
+	// ExpiresOn is when the client believes the token expires, as its SDK
+	// reported it (UTC); zero when the SDK reports no expiry. Checks on
+	// expiry judge this, not the JWT: a client that misreads expires_on
+	// believes something else than the token says.
+	ExpiresOn time.Time `json:"expiresOn,omitzero"`
 	// TokenExp is the token's exp claim (UTC, RFC 3339); zero when no token
-	// was received.
+	// was received. It is evidence beside ExpiresOn.
 	TokenExp time.Time `json:"tokenExp,omitzero"`
-	// TokenExpired is true when exp <= now at the moment the token was
-	// used: just before the request to the protected resource or, without
-	// one, right after the client returned it.
+	// TokenExpired is true when the token had expired when it was used
+	// (just before the request to the protected resource or, without one,
+	// right after the client returned it) by the JWT's exp: the resource
+	// would refuse it whatever the client believes.
 	TokenExpired bool `json:"tokenExpired"`
 	// FromCache is true when the call returned a token without making any
 	// HTTP request: the client's cache answered. It is measured on the

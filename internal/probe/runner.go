@@ -91,8 +91,8 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if !slices.Contains(Modes, cfg.Mode) {
-		return nil, fmt.Errorf("mode %q: want one of %s", cfg.Mode, strings.Join(Modes, ", "))
+	if !slices.Contains(Modes(), cfg.Mode) {
+		return nil, fmt.Errorf("mode %q: want one of %s", cfg.Mode, strings.Join(Modes(), ", "))
 	}
 	if cfg.Count < 0 || cfg.Interval < 0 || cfg.Duration < 0 {
 		return nil, errors.New("count, interval and duration must not be negative")
@@ -270,8 +270,8 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 		res.IdentityGot, res.ClientIDGot, res.Audience = claims.ObjectID, claims.AppID, claims.Audience
 		res.TokenExp = time.Unix(claims.Expiry, 0).UTC()
 	}
-	if res.TokenExp.IsZero() && !tok.ExpiresOn.IsZero() {
-		res.TokenExp = tok.ExpiresOn.UTC().Truncate(time.Second)
+	if !tok.ExpiresOn.IsZero() {
+		res.ExpiresOn = tok.ExpiresOn.UTC()
 	}
 	if r.cfg.VaultURL == "" {
 		res.TokenExpired = !res.TokenExp.After(r.now())
@@ -335,4 +335,14 @@ func readClaims(raw string) (token.Claims, error) {
 var allAlgs = []jose.SignatureAlgorithm{
 	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.HS256, jose.HS384, jose.HS512,
+}
+
+// maxBody bounds what is recorded of a response body.
+const maxBody = 4 << 10
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

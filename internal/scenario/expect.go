@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -358,25 +359,36 @@ func (e *Expectation) check(s *Scenario, r *Result) (bool, string) {
 		return worst.Took() <= e.MaxLatency.Duration, fmt.Sprintf("slowest of %d attempts: %s started at %v took %v (ok=%v)",
 			n, who, worst.Start.D().Round(time.Millisecond), worst.Took().Round(time.Millisecond), worst.OK)
 	case ExpectTokenLeft:
+		// Judged from what each client believes (its SDK's expiry), not
+		// from the JWT: a client that misreads expires_on holds a token it
+		// thinks is expiring whatever the JWT says.
 		n := 0
 		least := time.Duration(1<<63 - 1)
 		var who string
+		var unknown []string
 		for _, c := range cs {
 			for _, a := range c.Attempts {
-				if !a.OK || !inWindow(a) || a.TokenExpires.IsZero() {
+				if !a.OK || !inWindow(a) {
+					continue
+				}
+				if a.ExpiresOn.IsZero() {
+					unknown = append(unknown, c.Name)
 					continue
 				}
 				n++
-				left := a.TokenExpires.Sub(r.Started.Add(a.End.D()))
+				left := a.ExpiresOn.Sub(r.Started.Add(a.End.D()))
 				if left < least {
 					least, who = left, fmt.Sprintf("%s at %v", c.Name, a.End.D().Round(time.Millisecond))
 				}
 			}
 		}
+		if len(unknown) > 0 {
+			return false, fmt.Sprintf("%s reported no expiry for a token (its SDK gave none)", strings.Join(slices.Compact(unknown), ", "))
+		}
 		if n == 0 {
 			return false, "no tokens handed out in the window"
 		}
-		return least >= e.MinRemaining.Duration && least > 0, fmt.Sprintf("least left of %d tokens: %v (%s)", n, least.Round(time.Second), who)
+		return least >= e.MinRemaining.Duration && least > 0, fmt.Sprintf("least left of %d tokens, as the clients believe: %v (%s)", n, least.Round(time.Second), who)
 	}
 	return false, "unknown kind " + e.Kind
 }

@@ -20,8 +20,8 @@ timeline:
 workload:
   duration: 60s
   clients:
-    - {name: a, kind: http, count: 2, every: 1s}
-    - {name: b, kind: http, every: 1s}
+    - {name: a, client: raw, count: 2, every: 1s}
+    - {name: b, client: raw, every: 1s}
 expect:
   - ` + expectation + "\n"
 	s, err := Parse("e.yaml", []byte(src))
@@ -42,7 +42,8 @@ func att(start, end float64, ok bool, requests int) Attempt {
 	a := Attempt{Start: sec(start), End: sec(end), OK: ok, Requests: requests}
 	if ok {
 		a.TokenAppID = ownID
-		a.TokenExpires = t0.Add(24 * time.Hour)
+		a.TokenExp = t0.Add(24 * time.Hour)
+		a.ExpiresOn = a.TokenExp
 	} else {
 		a.Error = "refused"
 	}
@@ -51,7 +52,7 @@ func att(start, end float64, ok bool, requests int) Attempt {
 
 func cres(name string, attempts ...Attempt) ClientResult {
 	group := name[:strings.LastIndex(name, "-")]
-	return ClientResult{Name: name, Group: group, Kind: KindHTTP, Identity: ownID, Attempts: attempts}
+	return ClientResult{Name: name, Group: group, Client: "raw", Identity: ownID, Attempts: attempts}
 }
 
 func reqs(name string, at ...float64) []Request {
@@ -140,13 +141,23 @@ func TestExpectations(t *testing.T) {
 		{"max-latency counts failures", "{kind: max-latency, maxLatency: 1s}", func(r *Result) {
 			r.Clients[2].Attempts[3] = att(15, 45, false, 3)
 		}, false, "b-1 started at 15s took 30s (ok=false)"},
-		{"token left holds", "{kind: token-lifetime-left, minRemaining: 5m}", nil, true, "least left of 36 tokens: 23h59m"},
+		{"token left holds", "{kind: token-lifetime-left, minRemaining: 5m}", nil, true, "least left of 36 tokens, as the clients believe: 23h59m"},
 		{"expired token handed out", "{kind: token-lifetime-left}", func(r *Result) {
-			r.Clients[0].Attempts[5].TokenExpires = t0.Add(20 * time.Second)
-		}, false, "least left of 36 tokens: -5s (a-1 at 25.001s)"},
+			r.Clients[0].Attempts[5].ExpiresOn = t0.Add(20 * time.Second)
+		}, false, "least left of 36 tokens, as the clients believe: -5s (a-1 at 25.001s)"},
 		{"too little left", "{kind: token-lifetime-left, minRemaining: 5m}", func(r *Result) {
-			r.Clients[0].Attempts[5].TokenExpires = t0.Add(4 * time.Minute)
-		}, false, "least left of 36 tokens: 3m35s"},
+			r.Clients[0].Attempts[5].ExpiresOn = t0.Add(4 * time.Minute)
+		}, false, "least left of 36 tokens, as the clients believe: 3m35s"},
+		// The JWT says 24 h; the client believes 4 minutes (as @azure/identity
+		// does when expires_on is missing): the client's belief is judged.
+		{"client misreads expiry, JWT fine", "{kind: token-lifetime-left, minRemaining: 5m}", func(r *Result) {
+			a := &r.Clients[1].Attempts[2]
+			a.ExpiresOn = t0.Add(4 * time.Minute)
+			a.TokenExp = t0.Add(24 * time.Hour)
+		}, false, "as the clients believe: 3m50s (a-2 at 10.001s)"},
+		{"client reports no expiry", "{kind: token-lifetime-left}", func(r *Result) {
+			r.Clients[2].Attempts[0].ExpiresOn = time.Time{}
+		}, false, "b-1 reported no expiry"},
 		{"no clients in scope", "{kind: own-identity, clients: b}", func(r *Result) {
 			r.Clients = r.Clients[:2]
 		}, false, "no clients ran"},

@@ -63,22 +63,18 @@ func DefaultLead(pods int) time.Duration {
 	return 10*time.Second + time.Duration(pods)*500*time.Millisecond
 }
 
-// probeClients maps the scenario's client kinds to the probe's --client.
-var probeClients = map[string]string{
-	KindManagedIdentity: probe.ClientAzidentityMI,
-	KindDefault:         probe.ClientAzidentityDefault,
-	KindMSAL:            probe.ClientMSALMI,
-	KindHTTP:            probe.ClientRaw,
-}
-
 // CheckCluster returns an error, with the file's line, naming the first
 // field an in-cluster run cannot honour, so that such a scenario fails
 // rather than passes while judging another workload than the file's.
 func (s *Scenario) CheckCluster() error {
 	total := 0
 	for i, g := range s.Workload.Clients {
-		if _, ok := probeClients[g.Kind]; !ok {
-			return s.fieldError(fmt.Sprintf("workload.clients[%d].kind", i), "%q has no probe client to run in a pod", g.Kind)
+		reg, err := registry()
+		if err != nil {
+			return err
+		}
+		if spec, err := reg.Lookup(g.Client); err == nil && spec.New == nil {
+			return s.fieldError(fmt.Sprintf("workload.clients[%d].client", i), "%s is a %s client: in a cluster, scenarios run the Go clients the probe image holds (%s); run this one locally, without --cluster", g.Client, spec.Language(), strings.Join(probe.AllClients(), ", "))
 		}
 		// Stop adding at the first group over the bound: no sum overflows.
 		if n := g.Clients(); n > MaxClusterPods-total {
@@ -260,8 +256,8 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 		for i := 1; i <= n; i++ {
 			name, resource, first := r.client(g, i)
 			args := []string{
-				"--client=" + probeClients[g.Kind],
-				"--identity=" + probeIdentity(sel),
+				"--client=" + g.Client,
+				"--identity=" + sel.String(),
 				"--resource=" + resource,
 				"--interval=" + g.Every.Duration.String(),
 				"--duration=" + (r.s.Duration() - first).String(),
@@ -270,32 +266,13 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 				"--end-at=" + end.UTC().Format(time.RFC3339Nano),
 				"--tag=" + clientTag + name,
 			}
-			var env map[string]string
-			if g.Kind == KindDefault {
-				// As the local runner builds it: production credentials
-				// only, never developer tools.
-				env = map[string]string{"AZURE_TOKEN_CREDENTIALS": "prod"}
-			}
 			out = append(out, podPlan{
-				client: ClientResult{Name: name, Group: g.Name, Kind: g.Kind, Identity: expect, Resource: resource},
-				pod:    "probe-" + name, args: args, env: env,
+				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: "go", Identity: expect, Resource: resource},
+				pod:    "probe-" + name, args: args,
 			})
 		}
 	}
 	return out
-}
-
-// probeIdentity writes a selection as the probe's --identity.
-func probeIdentity(sel selection) string {
-	switch {
-	case sel.ClientID != "":
-		return probe.Identity{Kind: probe.ByClientID, Value: sel.ClientID}.String()
-	case sel.ObjectID != "":
-		return probe.Identity{Kind: probe.ByObjectID, Value: sel.ObjectID}.String()
-	case sel.ResourceID != "":
-		return probe.Identity{Kind: probe.ByResourceID, Value: sel.ResourceID}.String()
-	}
-	return string(probe.System)
 }
 
 // cutOffSlack is how close to the end of the workload a failed attempt
@@ -314,7 +291,7 @@ func attemptsFromProbe(lines []probe.Result, t0 time.Time, workload time.Duratio
 		switch {
 		case l.OK():
 			a.OK = true
-			a.TokenAppID, a.TokenExpires = l.ClientIDGot, l.TokenExp
+			a.TokenAppID, a.TokenExp, a.ExpiresOn = l.ClientIDGot, l.TokenExp, l.ExpiresOn
 			if l.ClaimsError != "" {
 				a.Error = "token unreadable: " + l.ClaimsError
 			}

@@ -28,10 +28,10 @@ timeline:
 workload:
   duration: 20s
   clients:
-    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 2s, start: 1s, spread: 4s, identity: web}
-    - {name: dac, kind: azidentity-default, every: 5s}
-    - {name: msal, kind: msal-managedidentity, every: 3s, identity: web, selectBy: objectId, timeout: 10s}
-    - {name: raw, kind: http, every: 1s, identity: web, selectBy: resourceId, resource: https://vault.azure.net}
+    - {name: mi, client: azidentity-mi, count: 2, every: 2s, start: 1s, spread: 4s, identity: web}
+    - {name: dac, client: azidentity-default, every: 5s}
+    - {name: msal, client: msal-mi, every: 3s, identity: web, selectBy: objectId, timeout: 10s}
+    - {name: raw, client: raw, every: 1s, identity: web, selectBy: resourceId, resource: https://vault.azure.net}
 expect:
   - {kind: success-rate, minPercent: 100}
 `
@@ -75,7 +75,7 @@ func TestPlanPods(t *testing.T) {
 		{"probe-mi-2", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-2",
 			"2s", "17s", "20s", "2026-01-02T15:04:08Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 		{"probe-dac-1", "azidentity-default", "system", "https://management.azure.com/idharness/n1/dac-1",
-			"5s", "20s", "20s", "2026-01-02T15:04:05Z", "5b1c3f1a-0000-4000-8000-000000000001", map[string]string{"AZURE_TOKEN_CREDENTIALS": "prod"}},
+			"5s", "20s", "20s", "2026-01-02T15:04:05Z", "5b1c3f1a-0000-4000-8000-000000000001", nil},
 		{"probe-msal-1", "msal-mi", "object_id=4d2a0b8f-3c5e-4f70-9b2c-0d1e2f3a4b02", "https://management.azure.com/idharness/n1/msal-1",
 			"3s", "20s", "10s", "2026-01-02T15:04:05Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 		{"probe-raw-1", "raw", "resource_id=" + webRID, "https://vault.azure.net/idharness/n1/raw-1",
@@ -128,7 +128,7 @@ func TestClusterConfig(t *testing.T) {
 	})
 	t.Run("no system-assigned identity", func(t *testing.T) {
 		s := mustParse(t, strings.Replace(strings.Replace(clusterScenario, "seed: 7", "seed: 7\n  systemAssigned: false", 1),
-			"    - {name: dac, kind: azidentity-default, every: 5s}\n", "", 1))
+			"    - {name: dac, client: azidentity-default, every: 5s}\n", "", 1))
 		cfg, system, err := s.clusterConfig(node)
 		if err != nil {
 			t.Fatal(err)
@@ -204,8 +204,8 @@ func TestAttemptsFromProbe(t *testing.T) {
 		line probe.Result
 		want Attempt
 	}{
-		{"token", probe.Result{Time: t0.Add(time.Second), Status: probe.StatusOK, LatencyMs: ms(20 * time.Millisecond), ClientIDGot: "app", TokenExp: exp},
-			Attempt{Start: ms(time.Second), End: ms(1020 * time.Millisecond), OK: true, TokenAppID: "app", TokenExpires: exp}},
+		{"token", probe.Result{Time: t0.Add(time.Second), Status: probe.StatusOK, LatencyMs: ms(20 * time.Millisecond), ClientIDGot: "app", TokenExp: exp, ExpiresOn: exp},
+			Attempt{Start: ms(time.Second), End: ms(1020 * time.Millisecond), OK: true, TokenAppID: "app", TokenExp: exp, ExpiresOn: exp}},
 		{"failure on several lines", probe.Result{Time: t0.Add(2 * time.Second), Status: probe.StatusError, LatencyMs: ms(time.Second), Error: "ManagedIdentityCredential: failed\n---\nRESPONSE 410\n"},
 			Attempt{Start: ms(2 * time.Second), End: ms(3 * time.Second), Error: "ManagedIdentityCredential: failed | RESPONSE 410"}},
 		{"cut off by --end-at", probe.Result{Time: t0.Add(8 * time.Second), Status: probe.StatusError, LatencyMs: ms(2 * time.Second), Error: "Get …: context deadline exceeded"},

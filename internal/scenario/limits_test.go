@@ -45,7 +45,7 @@ func runParseCases(t *testing.T, cases []parseCase) {
 // them, or one and a few seconds, overflow.
 const maxDur = "2562047h47m16s"
 
-const group = "    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 1s, identity: web}\n"
+const group = "    - {name: mi, client: azidentity-mi, count: 2, every: 1s, identity: web}\n"
 
 // TestParseBoundsCountsAndDurations: every count and duration a scenario
 // states is bounded, so that no sum or product of them overflows and no
@@ -54,14 +54,14 @@ func TestParseBoundsCountsAndDurations(t *testing.T) {
 	faultLine := "    fault: {name: down, action: {type: status, status: 503}}"
 	runParseCases(t, []parseCase{
 		{"two groups of MaxInt64 clients", group,
-			"    - {name: mi, kind: http, count: 9223372036854775807, every: 1s}\n    - {name: mj, kind: http, count: 9223372036854775807, every: 1s}\n",
+			"    - {name: mi, client: raw, count: 9223372036854775807, every: 1s}\n    - {name: mj, client: raw, count: 9223372036854775807, every: 1s}\n",
 			"t.yaml:16: workload.clients[0].count: ", "at most 500"},
 		{"one group over the limit", "count: 2", "count: 501", "t.yaml:16: workload.clients[0].count: ", "at most 500"},
 		{"groups together over the limit", group,
-			"    - {name: mi, kind: http, count: 300, every: 1s}\n    - {name: mj, kind: http, count: 300, every: 1s}\n",
+			"    - {name: mi, client: raw, count: 300, every: 1s}\n    - {name: mj, client: raw, count: 300, every: 1s}\n",
 			"t.yaml:17: workload.clients[1].count: ", "600 clients"},
 		{"default counts together over the limit", group,
-			"    - {name: mi, kind: http, count: 500, every: 1s}\n    - {name: mj, kind: http, every: 1s}\n",
+			"    - {name: mi, client: raw, count: 500, every: 1s}\n    - {name: mj, client: raw, every: 1s}\n",
 			"t.yaml:17: workload.clients[1]", "501 clients"},
 		{"start and spread overflow", "every: 1s,", "every: 1s, start: " + maxDur + ", spread: " + maxDur + ",",
 			"t.yaml:16: workload.clients[0].start: ", "at most 15m0s"},
@@ -103,7 +103,7 @@ func TestCheckClusterCountsWithoutOverflow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Scenario{file: "t.yaml", data: []byte(base)}
 			for i, n := range tc.counts {
-				s.Workload.Clients = append(s.Workload.Clients, ClientGroup{Name: string(rune('a' + i)), Kind: KindHTTP, Count: n})
+				s.Workload.Clients = append(s.Workload.Clients, ClientGroup{Name: string(rune('a' + i)), Client: "raw", Count: n})
 			}
 			err := s.CheckCluster()
 			if (err == nil) != tc.ok {
@@ -160,7 +160,7 @@ func TestParseLocatesEveryError(t *testing.T) {
 		{"second document", "expect:\n", "expect:\n  - {kind: own-identity}\n---\nid: u\nexpect:\n", "t.yaml:19: ", "second YAML document"},
 		{"control character", "title: test", "title: te\x01st", "t.yaml:2: ", "control characters"},
 		{"unknown anchor", "title: test", "title: *name", "t.yaml:2: ", "unknown anchor"},
-		{"wrong type in the second group", group, group + "    - {name: mj, kind: http, count: 1.5, every: 1s}\n", "t.yaml:17: workload.clients[1].count: ", "1.5"},
+		{"wrong type in the second group", group, group + "    - {name: mj, client: raw, count: 1.5, every: 1s}\n", "t.yaml:17: workload.clients[1].count: ", "1.5"},
 		{"integer out of range", "count: 2", "count: 99999999999999999999", "t.yaml:16: workload.clients[0].count: ", "whole number"},
 		{"unknown field known elsewhere", "within: 2s}", "within: 2s, count: 2}", "t.yaml:18: count: ", "unknown field"},
 	})

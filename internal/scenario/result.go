@@ -65,10 +65,16 @@ type StepRecord struct {
 
 // ClientResult is one simulated client and its attempts.
 type ClientResult struct {
-	// Name is GROUP-N; Group and Kind are the client group's.
-	Name  string `json:"name"`
-	Group string `json:"group"`
-	Kind  string `json:"kind"`
+	// Name is GROUP-N; Group and Client are the client group's.
+	Name   string `json:"name"`
+	Group  string `json:"group"`
+	Client string `json:"client"`
+	// Language is the client's language; Runtime and Versions are what
+	// a client program reported of itself (its runtime, and each SDK
+	// package's version as loaded).
+	Language string            `json:"language,omitempty"`
+	Runtime  string            `json:"runtime,omitempty"`
+	Versions map[string]string `json:"versions,omitempty"`
 	// Identity is the client ID of the identity the client should get.
 	Identity string `json:"identity"`
 	// Resource is the client's own resource (see ClientGroup.Resource).
@@ -91,9 +97,13 @@ type Attempt struct {
 	// during the attempt; 0 for a success means the client's cache
 	// answered.
 	Requests int `json:"requests"`
-	// TokenAppID and TokenExpires are read from the token's claims.
-	TokenAppID   string    `json:"tokenAppId,omitempty"`
-	TokenExpires time.Time `json:"tokenExpires,omitempty"`
+	// ExpiresOn is when the client believes the token expires, as its
+	// SDK reported it: the expectations on expiry judge this.
+	ExpiresOn time.Time `json:"expiresOn,omitzero"`
+	// TokenAppID and TokenExp are read from the token's claims (the JWT's
+	// appid and exp), as evidence.
+	TokenAppID string    `json:"tokenAppId,omitempty"`
+	TokenExp   time.Time `json:"tokenExp,omitzero"`
 }
 
 // Took returns how long the attempt took.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,10 +14,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/api"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/internal/nodeimage"
 )
 
 // Options tune a run.
@@ -27,6 +30,9 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the fake's own log; nil discards it.
 	Logger *slog.Logger
+	// CacheDir is where client programs are prepared (default: idharness's
+	// cache directory).
+	CacheDir string
 }
 
 // runSeq makes each run's resources distinct within one process, whose
@@ -74,8 +80,12 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	cacheDir := o.CacheDir
+	if cacheDir == "" {
+		cacheDir = nodeimage.DefaultCacheDir()
+	}
 	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, progress: o.Progress, nonce: newNonce(),
-		system: *config.Default().SystemAssigned, every: time.Second}
+		system: *config.Default().SystemAssigned, every: time.Second, cacheDir: cacheDir, source: map[string]string{}}
 	return r.run(ctx)
 }
 
@@ -101,6 +111,10 @@ type runner struct {
 	// status, when set, ends each progress line instead of the attempts
 	// (which an in-cluster run learns only at the end).
 	status func(context.Context) string
+	// cacheDir is where client programs are prepared.
+	cacheDir string
+	// source maps a client's loopback address to its name.
+	source map[string]string
 
 	mu       sync.Mutex
 	clients  []*ClientResult
@@ -129,10 +143,15 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if old, err := r.ctl.Journal(ctx, 0); err == nil && len(old) > 0 {
 		r.cursor = old[len(old)-1].Seq
 	}
-	workers, err := r.buildClients()
+	workers, err := r.buildClients(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		for _, w := range workers {
+			w.stop()
+		}
+	}()
 	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: state.Seed}
 	runCtx, cancel := context.WithTimeout(ctx, r.s.Duration())
 	defer cancel()
@@ -150,9 +169,6 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.playTimeline(ctx, runCtx)
 	wg.Wait()
-	for _, w := range workers {
-		w.transport.CloseIdleConnections()
-	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("run interrupted: %w", ctx.Err())
 	}
@@ -329,9 +345,21 @@ func (r *runner) fetchJournal(ctx context.Context) error {
 			continue
 		}
 		r.cursor = e.Seq
-		r.requests = append(r.requests, Request{At: Millis(e.Time.Sub(r.start)), Client: clientOf(e.Headers["User-Agent"]), Entry: e})
+		r.requests = append(r.requests, Request{At: Millis(e.Time.Sub(r.start)), Client: r.clientOf(e), Entry: e})
 	}
 	return nil
+}
+
+// clientOf attributes a journal entry to a client: by the address it
+// came from (every local client has a loopback address of its own), else
+// by the tag in its User-Agent (in-cluster probes behind a node agent).
+func (r *runner) clientOf(e journal.Entry) string {
+	if host, _, err := net.SplitHostPort(e.Remote); err == nil {
+		if c, ok := r.source[host]; ok {
+			return c
+		}
+	}
+	return clientOf(e.Headers["User-Agent"])
 }
 
 // playStep waits for the step's time, applies it and, with for, undoes it.
@@ -446,27 +474,81 @@ func (r *runner) detach(ctx context.Context, name string) error {
 
 // worker is one simulated client.
 type worker struct {
-	res       *ClientResult
-	group     ClientGroup
-	first     time.Duration
-	get       getter
-	transport *http.Transport
+	res   *ClientResult
+	group ClientGroup
+	first time.Duration
+	get   clients.Client
+	// stop releases what the client holds: its connections, or its
+	// process and relay.
+	stop func()
 }
 
-func (r *runner) buildClients() ([]*worker, error) {
+// buildClients builds every client of the workload: a Go client in this
+// process, dialling the fake from a loopback address of its own; any
+// other as its program (prepared first, once per program) behind a relay
+// on an address of its own. source maps each address to its client.
+func (r *runner) buildClients(ctx context.Context) ([]*worker, error) {
+	reg, err := registry()
+	if err != nil {
+		return nil, err
+	}
 	var out []*worker
+	fail := func(err error) ([]*worker, error) {
+		for _, w := range out {
+			w.stop()
+		}
+		return nil, err
+	}
+	prepared := map[string]string{}
 	for _, g := range r.s.Workload.Clients {
-		sel, expect := r.selection(g)
+		spec, err := reg.Lookup(g.Client)
+		if err != nil {
+			return fail(err)
+		}
+		id, expect := r.selection(g)
 		for i := 1; i <= g.Clients(); i++ {
 			name, resource, first := r.client(g, i)
-			hc, tr := redirectClient(r.imds, name)
-			get, err := newGetter(g.Kind, sel, resource, hc)
-			if err != nil {
-				return nil, fmt.Errorf("client %s: %w", name, err)
+			c := &ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: spec.Language(), Identity: expect, Resource: resource}
+			w := &worker{res: c, group: g, first: first}
+			if spec.New != nil {
+				hc, tr, src := goHTTPClient(r.imds)
+				cl, err := spec.New(clients.Options{Mode: clients.ModeIMDS, Identity: id}, hc)
+				if err != nil {
+					return fail(fmt.Errorf("client %s (%s): %w", name, g.Client, err))
+				}
+				w.get, w.stop = cl, tr.CloseIdleConnections
+				r.source[src.String()] = name
+			} else {
+				dir, ok := prepared[spec.Program.Name]
+				if !ok {
+					dir, err = spec.Program.Prepare(ctx, r.cacheDir, r.progress)
+					if err != nil {
+						return fail(err)
+					}
+					prepared[spec.Program.Name] = dir
+				}
+				relay, err := clients.NewRelay(r.imds)
+				if err != nil {
+					return fail(err)
+				}
+				p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: localEnv(spec, id, relay.Addr())})
+				if err != nil {
+					_ = relay.Close()
+					return fail(fmt.Errorf("client %s: %w", name, err))
+				}
+				c.Versions = p.Hello().SDKs
+				c.Runtime = p.Hello().Runtime
+				w.get = p
+				w.stop = func() {
+					if err := p.Close(10 * time.Second); err != nil {
+						r.printf("client %s: %v", name, err)
+					}
+					_ = relay.Close()
+				}
+				r.source[relay.Source().String()] = name
 			}
-			c := &ClientResult{Name: name, Group: g.Name, Kind: g.Kind, Identity: expect, Resource: resource}
 			r.clients = append(r.clients, c)
-			out = append(out, &worker{res: c, group: g, first: first, get: get, transport: tr})
+			out = append(out, w)
 		}
 	}
 	return out, nil
@@ -491,28 +573,29 @@ func (r *runner) client(g ClientGroup, i int) (name, resource string, first time
 
 // selection returns how a group's clients name their identity, and the
 // client ID of the identity they should get.
-func (r *runner) selection(g ClientGroup) (selection, string) {
+func (r *runner) selection(g ClientGroup) (clients.Identity, string) {
 	if g.Identity == "" {
+		sys := clients.Identity{Kind: clients.System}
 		if r.cfg.SystemAssigned != nil {
-			return selection{}, r.cfg.SystemAssigned.ClientID
+			return sys, r.cfg.SystemAssigned.ClientID
 		}
 		if len(r.cfg.UserAssigned) == 1 {
-			return selection{}, r.cfg.UserAssigned[0].ClientID
+			return sys, r.cfg.UserAssigned[0].ClientID
 		}
-		return selection{}, ""
+		return sys, ""
 	}
 	id, _ := r.s.Identity(g.Identity)
-	switch g.SelectBy {
-	case "objectId":
-		return selection{ObjectID: id.ObjectID}, id.ClientID
-	case "resourceId":
+	switch g.selects() {
+	case clients.ByObjectID:
+		return clients.Identity{Kind: clients.ByObjectID, Value: id.ObjectID}, id.ClientID
+	case clients.ByResourceID:
 		rid := id.ResourceID
 		if rid == "" {
 			rid = r.cfg.UserAssignedResourceID(id.Name)
 		}
-		return selection{ResourceID: rid}, id.ClientID
+		return clients.Identity{Kind: clients.ByResourceID, Value: rid}, id.ClientID
 	}
-	return selection{ClientID: id.ClientID}, id.ClientID
+	return clients.Identity{Kind: clients.ByClientID, Value: id.ClientID}, id.ClientID
 }
 
 // loop runs the client's attempts until the workload ends.
@@ -536,7 +619,7 @@ func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
 		defer cancel()
 	}
 	a := Attempt{Start: Millis(time.Since(t0))}
-	tok, err := w.get(actx)
+	tok, err := w.get.GetToken(actx, w.res.Resource)
 	a.End = Millis(time.Since(t0))
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -546,10 +629,13 @@ func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
 		a.Error = oneLine(err.Error())
 	default:
 		a.OK = true
-		if c, err := readClaims(tok); err == nil {
+		// Expiry is what the client believes, as its SDK reported it; the
+		// JWT's exp is kept beside it as evidence.
+		a.ExpiresOn = tok.ExpiresOn
+		if c, err := readClaims(tok.Value); err == nil {
 			a.TokenAppID = c.AppID
 			if c.Exp > 0 {
-				a.TokenExpires = time.Unix(c.Exp, 0)
+				a.TokenExp = time.Unix(c.Exp, 0).UTC()
 			}
 		} else {
 			a.Error = "token unreadable: " + err.Error()

@@ -9,13 +9,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/clients"
 )
 
 // clearIdentityEnv removes variables that CheckEnv rejects, for the
 // duration of the test.
 func clearIdentityEnv(t *testing.T) {
-	for _, k := range identityEnv {
-		if _, ok := os.LookupEnv(k); ok {
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if clients.IdentityEnv(k) {
 			t.Setenv(k, "")
 			_ = os.Unsetenv(k)
 		}

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
@@ -142,29 +143,15 @@ type Workload struct {
 	Clients []ClientGroup `json:"clients"`
 }
 
-// The client kinds a workload can run.
-const (
-	// KindManagedIdentity is azidentity's ManagedIdentityCredential.
-	KindManagedIdentity = "azidentity-managed-identity"
-	// KindDefault is azidentity's DefaultAzureCredential, limited to its
-	// production credentials (AZURE_TOKEN_CREDENTIALS=prod) so that it
-	// never runs developer tools.
-	KindDefault = "azidentity-default"
-	// KindMSAL is MSAL Go's managedidentity client.
-	KindMSAL = "msal-managedidentity"
-	// KindHTTP is a plain HTTP GET with no cache and no retry.
-	KindHTTP = "http"
-)
-
-var clientKinds = []string{KindManagedIdentity, KindDefault, KindMSAL, KindHTTP}
-
 // ClientGroup is Count clients of one kind asking for a token every Every.
+// Each is a client of the registry (idharness clients list): a Go client
+// runs in this process, any other as a program of its own.
 type ClientGroup struct {
 	// Name names the group; its clients are NAME-1 … NAME-COUNT.
 	Name string `json:"name"`
-	// Kind is azidentity-managed-identity, azidentity-default,
-	// msal-managedidentity or http.
-	Kind string `json:"kind"`
+	// Client names the registry's client, e.g. azidentity-mi or
+	// py-azidentity-mi.
+	Client string `json:"client"`
 	// Count is how many clients (default 1).
 	Count int `json:"count,omitempty"`
 	// Every is the time between the starts of one client's attempts; a
@@ -190,6 +177,20 @@ type ClientGroup struct {
 	// Timeout bounds each attempt as an application's context would;
 	// zero leaves only the clients' own timeouts.
 	Timeout duration.Duration `json:"timeout,omitempty"`
+}
+
+// selects returns how the group's clients name their identity.
+func (g ClientGroup) selects() clients.IdentityKind {
+	if g.Identity == "" {
+		return clients.System
+	}
+	switch g.SelectBy {
+	case "objectId":
+		return clients.ByObjectID
+	case "resourceId":
+		return clients.ByResourceID
+	}
+	return clients.ByClientID
 }
 
 // Clients returns the number of clients of the group.
@@ -463,8 +464,16 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			return bad(f+".name", "%q is used twice", g.Name)
 		}
 		names[g.Name] = true
-		if !contains(clientKinds, g.Kind) {
-			return bad(f+".kind", "want one of %s, got %q", strings.Join(clientKinds, ", "), g.Kind)
+		reg, err := registry()
+		if err != nil {
+			return err
+		}
+		spec, err := reg.Lookup(g.Client)
+		if err != nil {
+			return bad(f+".client", "%v", err)
+		}
+		if ok, why := spec.Supports(clients.ModeIMDS, g.selects()); !ok {
+			return bad(f+".client", "%s: %s; pick another client (idharness clients list) or selectBy", g.Client, why)
 		}
 		if g.Count < 0 {
 			return bad(f+".count", "must not be negative")
@@ -506,8 +515,11 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			if _, ok := ids[g.Identity]; !ok {
 				return bad(f+".identity", "%q is not one of setup.identities", g.Identity)
 			}
-			if g.Kind == KindDefault {
-				return bad(f+".identity", "DefaultAzureCredential takes a user-assigned identity only from AZURE_CLIENT_ID, which is process-wide; use azidentity-managed-identity for user-assigned identities")
+			if spec.New != nil && spec.IdentityFromEnv {
+				// A Go client that takes its identity only from the
+				// process-wide AZURE_CLIENT_ID cannot have one of its own
+				// in this process.
+				return bad(f+".identity", "%s takes a user-assigned identity only from AZURE_CLIENT_ID, which is process-wide in a local run; use azidentity-mi, or a client program (py-azidentity-default, …), which has a process of its own", g.Client)
 			}
 		}
 		switch g.SelectBy {

@@ -28,7 +28,7 @@ timeline:
 workload:
   duration: 10s
   clients:
-    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 1s, identity: web}
+    - {name: mi, client: azidentity-mi, count: 2, every: 1s, identity: web}
 expect:
   - {kind: recovers, step: outage, within: 2s}
 `
@@ -77,8 +77,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad throttle", "  seed: 1", "  seed: 1\n  throttle: {identityRps: -1}", "t.yaml:6: setup.throttle: "},
 		{"no workload duration", "  duration: 10s\n", "", "t.yaml:13: workload.duration: required"},
 		{"workload too long", "duration: 10s", "duration: 16m", "t.yaml:14: workload.duration: at most"},
-		{"no clients", "  clients:\n    - {name: mi, kind: azidentity-managed-identity, count: 2, every: 1s, identity: web}\n", "", "t.yaml:13: workload.clients: required"},
-		{"bad client kind", "kind: azidentity-managed-identity", "kind: python", "t.yaml:16: workload.clients[0].kind: want one of"},
+		{"no clients", "  clients:\n    - {name: mi, client: azidentity-mi, count: 2, every: 1s, identity: web}\n", "", "t.yaml:13: workload.clients: required"},
+		{"unknown client", "client: azidentity-mi", "client: python", `t.yaml:16: workload.clients[0].client: unknown client "python"; want one of`},
+		{"client without the mode", "client: azidentity-mi", "client: azidentity-wi", "t.yaml:16: workload.clients[0].client: azidentity-wi: WorkloadIdentityCredential does not support mode imds"},
+		{"old kind field", "client: azidentity-mi", "kind: azidentity-managed-identity", "t.yaml:16: kind: unknown field"},
 		{"bad group name", "{name: mi,", "{name: Mi,", "t.yaml:16: workload.clients[0].name"},
 		{"too frequent", "every: 1s", "every: 10ms", "t.yaml:16: workload.clients[0].every"},
 		{"no every", "every: 1s, ", "", "t.yaml:16: workload.clients[0].every"},
@@ -86,7 +88,7 @@ func TestParseErrors(t *testing.T) {
 		{"too many clients", "count: 2", "count: 501", "t.yaml:16: workload.clients[0].count: 501 clients"},
 		{"starts after end", "every: 1s,", "every: 1s, start: 10s,", "t.yaml:16: workload.clients[0].start"},
 		{"unknown client identity", "identity: web}", "identity: api}", "t.yaml:16: workload.clients[0].identity"},
-		{"default credential with identity", "kind: azidentity-managed-identity", "kind: azidentity-default", "t.yaml:16: workload.clients[0].identity: DefaultAzureCredential"},
+		{"default credential with identity", "client: azidentity-mi", "client: azidentity-default", "t.yaml:16: workload.clients[0].identity: azidentity-default takes a user-assigned identity only from AZURE_CLIENT_ID"},
 		{"bad selectBy", "identity: web}", "identity: web, selectBy: name}", "t.yaml:16: workload.clients[0].selectBy"},
 		{"selectBy without identity", ", identity: web}", ", selectBy: objectId}", "t.yaml:16: workload.clients[0].selectBy: only with identity"},
 		{"bad resource", "identity: web}", "identity: web, resource: vault}", "t.yaml:16: workload.clients[0].resource"},

@@ -1,6 +1,8 @@
-package probe
+package goazidentity
 
 import (
+	"github.com/idharness/idharness/clients"
+
 	"fmt"
 	"net/http"
 
@@ -13,20 +15,20 @@ import (
 // AZURE_AUTHORITY_HOST as the webhook sets them; --identity client_id=…
 // overrides the client ID. It rereads the token file when its assertion
 // is older than five minutes, as kubelet rotates the file.
-func newAzidentityWI(o Options, hc *http.Client) (Client, error) {
-	if o.Mode != ModeWorkloadIdentity {
+func newAzidentityWI(o clients.Options, hc *http.Client) (clients.Client, error) {
+	if o.Mode != clients.ModeWorkloadIdentity {
 		return nil, fmt.Errorf("azidentity-wi needs --mode workload-identity, not %s", o.Mode)
 	}
 	opts := &azidentity.WorkloadIdentityCredentialOptions{
 		ClientOptions:            azcore.ClientOptions{Transport: hc},
 		DisableInstanceDiscovery: o.DisableInstanceDiscovery,
 	}
-	if o.Identity.Kind == ByClientID {
+	if o.Identity.Kind == clients.ByClientID {
 		opts.ClientID = o.Identity.Value
 	}
 	cred, err := azidentity.NewWorkloadIdentityCredential(opts)
 	if err != nil {
 		return nil, fmt.Errorf("azidentity.NewWorkloadIdentityCredential: %w", err)
 	}
-	return &azCredential{name: ClientAzidentityWI, cred: cred}, nil
+	return &azCredential{cred: cred}, nil
 }

@@ -1,6 +1,8 @@
-package probe
+package goraw
 
 import (
+	"github.com/idharness/idharness/clients"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,18 +31,16 @@ const maxBody = 4 << 10
 // negative checks), reports the HTTP status and error body unedited, and
 // the JSON type of each field of a 200 answer. It has no cache.
 type raw struct {
-	o  Options
+	o  clients.Options
 	hc *http.Client
 }
 
-func newRaw(o Options, hc *http.Client) (Client, error) {
-	if o.Mode == ModeWorkloadIdentity {
+func newRaw(o clients.Options, hc *http.Client) (clients.Client, error) {
+	if o.Mode == clients.ModeWorkloadIdentity {
 		return nil, errors.New("the raw client speaks IMDS and App Service only; in workload identity mode use azidentity-wi or msal-wi")
 	}
 	return &raw{o: o, hc: hc}, nil
 }
-
-func (*raw) Name() string { return ClientRaw }
 
 // request builds the token request of the mode.
 func (r *raw) request(ctx context.Context, resource string) (*http.Request, error) {
@@ -48,16 +48,16 @@ func (r *raw) request(ctx context.Context, resource string) (*http.Request, erro
 	q.Set("resource", resource)
 	var endpoint string
 	hdr := http.Header{}
-	if r.o.Mode == ModeAppService {
+	if r.o.Mode == clients.ModeAppService {
 		endpoint = os.Getenv("IDENTITY_ENDPOINT")
 		q.Set("api-version", AppServiceAPIVersion)
 		hdr.Set("X-IDENTITY-HEADER", os.Getenv("IDENTITY_HEADER"))
 		switch r.o.Identity.Kind {
-		case ByClientID:
+		case clients.ByClientID:
 			q.Set("client_id", r.o.Identity.Value)
-		case ByObjectID:
+		case clients.ByObjectID:
 			q.Set("principal_id", r.o.Identity.Value)
-		case ByResourceID:
+		case clients.ByResourceID:
 			q.Set("mi_res_id", r.o.Identity.Value)
 		}
 	} else {
@@ -67,11 +67,11 @@ func (r *raw) request(ctx context.Context, resource string) (*http.Request, erro
 			hdr.Set("Metadata", "true")
 		}
 		switch r.o.Identity.Kind {
-		case ByClientID:
+		case clients.ByClientID:
 			q.Set("client_id", r.o.Identity.Value)
-		case ByObjectID:
+		case clients.ByObjectID:
 			q.Set("object_id", r.o.Identity.Value)
-		case ByResourceID:
+		case clients.ByResourceID:
 			q.Set("msi_res_id", r.o.Identity.Value)
 		}
 	}
@@ -98,41 +98,41 @@ func (r *raw) request(ctx context.Context, resource string) (*http.Request, erro
 	return req, nil
 }
 
-func (r *raw) GetToken(ctx context.Context, resource string) (Token, error) {
+func (r *raw) GetToken(ctx context.Context, resource string) (clients.Token, error) {
 	req, err := r.request(ctx, resource)
 	if err != nil {
-		return Token{}, err
+		return clients.Token{}, err
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return Token{}, fmt.Errorf("token request: %w", err)
+		return clients.Token{}, fmt.Errorf("token request: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Token{}, fmt.Errorf("read token response (status %d): %w", resp.StatusCode, err)
+		return clients.Token{}, fmt.Errorf("read token response (status %d): %w", resp.StatusCode, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Token{}, &HTTPError{Status: resp.StatusCode, Body: truncate(string(body), maxBody)}
+		return clients.Token{}, &clients.HTTPError{Status: resp.StatusCode, Body: truncate(string(body), maxBody)}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return Token{}, &HTTPError{Status: resp.StatusCode, Body: "200 body is not a JSON object: " + truncate(string(body), 256)}
+		return clients.Token{}, &clients.HTTPError{Status: resp.StatusCode, Body: "200 body is not a JSON object: " + truncate(string(body), 256)}
 	}
-	w := &Wire{FieldTypes: map[string]string{}}
+	w := &clients.Wire{FieldTypes: map[string]string{}}
 	for k, v := range fields {
 		w.FieldTypes[k] = jsonType(v)
 	}
 	_ = json.Unmarshal(fields["resource"], &w.ResourceEcho)
 	var tok string
 	if err := json.Unmarshal(fields["access_token"], &tok); err != nil || tok == "" {
-		return Token{Wire: w}, errors.New("200 body has no access_token string")
+		return clients.Token{Wire: w}, errors.New("200 body has no access_token string")
 	}
 	exp, err := expiresOn(fields["expires_on"])
 	if err != nil {
-		return Token{Wire: w}, err
+		return clients.Token{Wire: w}, err
 	}
-	return Token{Value: tok, ExpiresOn: exp, Wire: w}, nil
+	return clients.Token{Value: tok, ExpiresOn: exp, Wire: w}, nil
 }
 
 // expiresOn reads expires_on as IMDS writes it (a string of Unix seconds)

@@ -1,6 +1,8 @@
-package probe
+package goazidentity
 
 import (
+	"github.com/idharness/idharness/clients"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -12,36 +14,33 @@ import (
 
 // azCredential adapts an azcore.TokenCredential to Client.
 type azCredential struct {
-	name string
 	cred azcore.TokenCredential
 }
 
-func (c *azCredential) Name() string { return c.name }
-
-func (c *azCredential) GetToken(ctx context.Context, resource string) (Token, error) {
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope(resource)}})
+func (c *azCredential) GetToken(ctx context.Context, resource string) (clients.Token, error) {
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{clients.Scope(resource)}})
 	if err != nil {
-		return Token{}, err
+		return clients.Token{}, err
 	}
-	return Token{Value: tok.Token, ExpiresOn: tok.ExpiresOn}, nil
+	return clients.Token{Value: tok.Token, ExpiresOn: tok.ExpiresOn}, nil
 }
 
 // newAzidentityMI is azidentity's ManagedIdentityCredential, which reads
 // the source (IMDS, App Service…) from the environment and the identity
 // from its options.
-func newAzidentityMI(o Options, hc *http.Client) (Client, error) {
+func newAzidentityMI(o clients.Options, hc *http.Client) (clients.Client, error) {
 	opts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: azcore.ClientOptions{Transport: hc}}
 	switch o.Identity.Kind {
-	case ByClientID:
+	case clients.ByClientID:
 		opts.ID = azidentity.ClientID(o.Identity.Value)
-	case ByObjectID:
+	case clients.ByObjectID:
 		opts.ID = azidentity.ObjectID(o.Identity.Value)
-	case ByResourceID:
+	case clients.ByResourceID:
 		opts.ID = azidentity.ResourceID(o.Identity.Value)
 	}
 	cred, err := azidentity.NewManagedIdentityCredential(opts)
 	if err != nil {
 		return nil, fmt.Errorf("azidentity.NewManagedIdentityCredential: %w", err)
 	}
-	return &azCredential{name: ClientAzidentityMI, cred: cred}, nil
+	return &azCredential{cred: cred}, nil
 }

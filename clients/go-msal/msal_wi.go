@@ -1,6 +1,8 @@
-package probe
+package gomsal
 
 import (
+	"github.com/idharness/idharness/clients"
+
 	"context"
 	"errors"
 	"fmt"
@@ -19,12 +21,12 @@ type msalWI struct {
 	c confidential.Client
 }
 
-func newMSALWI(o Options, hc *http.Client) (Client, error) {
-	if o.Mode != ModeWorkloadIdentity {
+func newMSALWI(o clients.Options, hc *http.Client) (clients.Client, error) {
+	if o.Mode != clients.ModeWorkloadIdentity {
 		return nil, fmt.Errorf("msal-wi needs --mode workload-identity, not %s", o.Mode)
 	}
 	clientID := os.Getenv("AZURE_CLIENT_ID")
-	if o.Identity.Kind == ByClientID {
+	if o.Identity.Kind == clients.ByClientID {
 		clientID = o.Identity.Value
 	}
 	file := os.Getenv("AZURE_FEDERATED_TOKEN_FILE")
@@ -51,14 +53,12 @@ func newMSALWI(o Options, hc *http.Client) (Client, error) {
 	return &msalWI{c: c}, nil
 }
 
-func (*msalWI) Name() string { return ClientMSALWI }
-
-func (m *msalWI) GetToken(ctx context.Context, resource string) (Token, error) {
+func (m *msalWI) GetToken(ctx context.Context, resource string) (clients.Token, error) {
 	// AcquireTokenByCredential looks in the client's cache first, as
 	// applications are told to rely on.
-	res, err := m.c.AcquireTokenByCredential(ctx, []string{scope(resource)})
+	res, err := m.c.AcquireTokenByCredential(ctx, []string{clients.Scope(resource)})
 	if err != nil {
-		return Token{}, err
+		return clients.Token{}, err
 	}
-	return Token{Value: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
+	return clients.Token{Value: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
 }

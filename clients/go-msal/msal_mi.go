@@ -1,6 +1,8 @@
-package probe
+package gomsal
 
 import (
+	"github.com/idharness/idharness/clients"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -12,14 +14,14 @@ import (
 // on. It picks the source (IMDS, App Service…) from the environment.
 type msalMI struct{ c mi.Client }
 
-func newMSALMI(o Options, hc *http.Client) (Client, error) {
+func newMSALMI(o clients.Options, hc *http.Client) (clients.Client, error) {
 	id := mi.SystemAssigned()
 	switch o.Identity.Kind {
-	case ByClientID:
+	case clients.ByClientID:
 		id = mi.UserAssignedClientID(o.Identity.Value)
-	case ByObjectID:
+	case clients.ByObjectID:
 		id = mi.UserAssignedObjectID(o.Identity.Value)
-	case ByResourceID:
+	case clients.ByResourceID:
 		id = mi.UserAssignedResourceID(o.Identity.Value)
 	}
 	c, err := mi.New(id, mi.WithHTTPClient(hc))
@@ -29,12 +31,10 @@ func newMSALMI(o Options, hc *http.Client) (Client, error) {
 	return &msalMI{c: c}, nil
 }
 
-func (*msalMI) Name() string { return ClientMSALMI }
-
-func (m *msalMI) GetToken(ctx context.Context, resource string) (Token, error) {
+func (m *msalMI) GetToken(ctx context.Context, resource string) (clients.Token, error) {
 	res, err := m.c.AcquireToken(ctx, resource)
 	if err != nil {
-		return Token{}, err
+		return clients.Token{}, err
 	}
-	return Token{Value: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
+	return clients.Token{Value: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
 }
