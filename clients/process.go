@@ -128,20 +128,43 @@ func Start(ctx context.Context, spec Spec, o StartOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.stdin = stdin
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start client %s (%s): %w; was it prepared? (idharness clients prepare)", spec.Name, strings.Join(argv, " "), err)
 	}
-	sc := bufio.NewScanner(stdout)
+	if err := p.attach(ctx, stdout, stdin, o.HelloTimeout); err != nil {
+		p.kill()
+		<-p.done // os/exec: every read of the pipe ends before Wait
+		_ = cmd.Wait()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Attach drives a client that speaks the protocol over out (its output)
+// and in (its input) without a process of its own: a Go client served in
+// process by Serve, in tests.
+func Attach(ctx context.Context, name string, out io.Reader, in io.WriteCloser) (*Process, error) {
+	p := &Process{name: name, log: &tailBuffer{max: 64 << 10}, pending: map[int64]chan reply{}, done: make(chan struct{})}
+	if err := p.attach(ctx, out, in, 0); err != nil {
+		_ = in.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// attach reads out in the background and waits for the hello line.
+func (p *Process) attach(ctx context.Context, out io.Reader, in io.WriteCloser, timeout time.Duration) error {
+	p.stdin = in
+	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	helloCh := make(chan error, 1)
 	go p.read(sc, helloCh)
-	timeout := o.HelloTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	var err error
 	select {
 	case err = <-helloCh:
 	case <-t.C:
@@ -150,10 +173,9 @@ func Start(ctx context.Context, spec Spec, o StartOptions) (*Process, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
-		p.kill()
-		return nil, fmt.Errorf("client %s: %w; its stderr ends: %s", spec.Name, err, p.log.Tail(600))
+		return fmt.Errorf("client %s: %w; its stderr ends: %s", p.name, err, p.log.Tail(600))
 	}
-	return p, nil
+	return nil
 }
 
 // read reads stdout: the hello line, then results, which it hands to
@@ -224,9 +246,6 @@ func (p *Process) Hello() Hello { return p.hello }
 
 // Log returns the end of the program's stderr.
 func (p *Process) Log() string { return p.log.Tail(16 << 10) }
-
-// PID returns the process's ID.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 func (p *Process) call(ctx context.Context, req request) (reply, error) {
 	ch := make(chan reply, 1)
@@ -311,10 +330,18 @@ func (p *Process) GetSecret(ctx context.Context, vaultURL, name string) (string,
 
 // Close ends the program's input, waits up to grace for it to exit, and
 // kills its process group after that. It returns the exit error, if any.
+// An attached client is done when its output ends.
 func (p *Process) Close(grace time.Duration) error {
 	_ = p.stdin.Close()
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	go func() {
+		<-p.done // os/exec: every read of the pipe ends before Wait
+		if p.cmd == nil {
+			exited <- nil
+			return
+		}
+		exited <- p.cmd.Wait()
+	}()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -328,7 +355,7 @@ func (p *Process) Close(grace time.Duration) error {
 }
 
 func (p *Process) kill() {
-	if p.cmd.Process != nil {
+	if p.cmd != nil && p.cmd.Process != nil {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	}
 }
