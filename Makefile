@@ -8,7 +8,7 @@ PKGS     ?= ./...
 # The race detector needs cgo.
 export CGO_ENABLED ?= 1
 
-.PHONY: help build test unit vet fmt-check fuzz bench e2e chaos clean
+.PHONY: help build test client-prereqs unit vet fmt-check fuzz bench e2e chaos clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,7 +17,12 @@ build: ## build every command into $(BIN)/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-test: fmt-check vet unit ## the test suite: gofmt, go vet, unit and integration tests with the race detector
+test: fmt-check vet client-prereqs unit ## the test suite: gofmt, go vet, unit and integration tests with the race detector
+
+# The client contract test runs every client program (clients/): their
+# runtimes must be there (the az CLI, a JDK and Maven from apt if missing).
+client-prereqs:
+	@hack/prereqs.sh --clients
 
 fmt-check: ## fail if any Go file is not gofmt-clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -9,6 +9,9 @@
 #   hack/prereqs.sh          install every missing package with one apt-get, then Docker
 #   hack/prereqs.sh --list   print "command package" pairs and exit
 #   hack/prereqs.sh --check  exit 1 naming every missing package, install nothing
+#   hack/prereqs.sh --clients  the same for the client programs' runtimes
+#                            (clients/*/client.yaml), which `make test` runs:
+#                            install what is missing, no Docker
 #
 # Not root: nothing is installed; the script names every missing package and
 # the one command that installs them all.
@@ -21,7 +24,24 @@ prereqs=(
   "mmdebstrap mmdebstrap"
 )
 
+# What the client programs under clients/ run on, beyond Go: the az CLI,
+# a JDK and Maven (the Java program is built by Maven). Node.js >= 20 and
+# Python 3 with venv come with the project's machines; the programs'
+# prepare.sh scripts name what to install when they are missing.
+client_prereqs=(
+  "az azure-cli"
+  "javac openjdk-17-jdk-headless"
+  "mvn maven"
+)
+
 say() { printf '[prereqs] %s\n' "$*"; }
+
+clients=false
+if [ "${1:-}" = "--clients" ]; then
+  clients=true
+  prereqs=("${client_prereqs[@]}")
+  shift
+fi
 
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${prereqs[@]}"
@@ -58,4 +78,5 @@ else
   say "packages present: $(printf '%s ' "${prereqs[@]}" | awk '{for (i = 2; i <= NF; i += 2) printf "%s ", $i}')"
 fi
 
+$clients && exit 0
 GO=${GO:-go} "$here/hack/docker.sh"

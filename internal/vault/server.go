@@ -66,6 +66,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /secrets/{name}", s.serveSecret)
+	// The JavaScript SDK asks for /secrets/NAME/ (an empty version, the
+	// latest), as Key Vault allows.
+	mux.HandleFunc("GET /secrets/{name}/{$}", s.serveSecret)
 	mux.HandleFunc("GET /secrets/{name}/{version}", s.serveSecret)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %s is not served here; read a secret with GET /secrets/{name}.", r.Method, r.URL.Path))

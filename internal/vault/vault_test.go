@@ -138,6 +138,7 @@ func TestSecretRead(t *testing.T) {
 	}{
 		{"reader", "/secrets/db-password?api-version=7.4", good, 200, ReasonOK, ""},
 		{"no api-version", "/secrets/db-password", good, 200, ReasonOK, ""},
+		{"empty version, as the JavaScript SDK asks", "/secrets/db-password/?api-version=7.5", good, 200, ReasonOK, ""},
 		{"by version", "/secrets/db-password/" + versionOf("db-password", "hunter2"), good, 200, ReasonOK, ""},
 		{"audience with trailing slash", "/secrets/db-password", "Bearer " + f.imdsToken(t, fakeimdstest.UserAClientID, DefaultAudience+"/"), 200, ReasonOK, ""},
 		{"anyone may read", "/secrets/banner", "Bearer " + f.imdsToken(t, "", DefaultAudience), 200, ReasonOK, ""},
