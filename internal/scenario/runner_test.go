@@ -146,3 +146,61 @@ func TestCheckEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestLanguagesScenario plays the shipped expires-on-missing, whose
+// clients are Go, Python and JavaScript programs, and checks the
+// per-language verdicts: the JavaScript clients' known failures (they
+// believe a token without expires_on expires at once) reproduce and
+// every other language passes. It prepares the client programs into the
+// cache first.
+func TestLanguagesScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Python and Node.js clients for 20 s")
+	}
+	clearIdentityEnv(t)
+	s, err := LoadFile("../../scenarios/expires-on-missing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, s, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := 0
+	for _, v := range res.Verdicts {
+		switch v.Outcome {
+		case OutcomeKnownFailure:
+			known++
+			if !strings.Contains(v.Expectation, "azure/identity") && !strings.Contains(v.Expectation, "msal-node") {
+				t.Errorf("known failure outside JavaScript: %s: %s", v.Expectation, v.Detail)
+			}
+		case OutcomePass:
+		default:
+			t.Errorf("%s: %s: %s", v.Outcome, v.Expectation, v.Detail)
+		}
+	}
+	if known != 4 || !res.Passed {
+		t.Errorf("%d known failures, passed %v; want the 4 JavaScript findings and a pass", known, res.Passed)
+	}
+	langs := map[string]bool{}
+	for _, c := range res.Clients {
+		langs[c.Language] = true
+		if c.Language != "go" && len(c.Versions) == 0 {
+			t.Errorf("client %s (%s) recorded no SDK versions", c.Name, c.Language)
+		}
+		requests := 0
+		for _, q := range res.Requests {
+			if q.Client == c.Name {
+				requests++
+			}
+		}
+		if requests == 0 {
+			t.Errorf("no request attributed to %s", c.Name)
+		}
+	}
+	if len(langs) != 3 {
+		t.Errorf("languages %v, want go, python and javascript", langs)
+	}
+}
