@@ -11,7 +11,7 @@ import (
 func TestShiftExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, want string
-		by             time.Duration
+		by               time.Duration
 	}{
 		{"IMDS strings", `{"access_token":"x","expires_in":"86400","expires_on":"1767225600","resource":"r"}`,
 			`{"access_token":"x","expires_in":"79200","expires_on":"1767218400","resource":"r"}`, -2 * time.Hour},
