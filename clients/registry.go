@@ -97,6 +97,8 @@ type Program struct {
 	Local Local `json:"local"`
 	// Ops are the protocol requests it answers (get_token, get_secret).
 	Ops []string `json:"ops"`
+	// Image says how the program's image is built.
+	Image ImageRecipe `json:"image"`
 	// Clients are the clients it offers.
 	Clients []Spec `json:"clients"`
 
@@ -110,6 +112,21 @@ type Runtime struct {
 	Debian []string `json:"debian,omitempty"`
 	// MinVersion is the lowest runtime version it works with.
 	MinVersion string `json:"minVersion,omitempty"`
+}
+
+// ImageRecipe says how a program's image is built: a Debian root with
+// Runtime.Debian, the program in /client, prepared.
+type ImageRecipe struct {
+	// HostPackages are Debian packages installed on the building machine
+	// whose files are copied into the image: a runtime Debian 12 lacks in
+	// the version needed (Node.js 20).
+	HostPackages []string `json:"hostPackages,omitempty"`
+	// Prepare is where the prepare command runs: "image" (the default), in
+	// the image's root with its own runtime (a Python venv must be made by
+	// the interpreter it runs on); or "host", on the building machine, the
+	// prepared folder then copied in (output that does not depend on where
+	// it was built: a jar, pure-JavaScript node_modules).
+	Prepare string `json:"prepare,omitempty"`
 }
 
 // Local says how a program runs as a local process.
@@ -189,6 +206,13 @@ func (r *Registry) load(root fs.FS, decl string) error {
 	}
 	if len(p.Ops) == 0 {
 		p.Ops = []string{OpGetToken}
+	}
+	switch p.Image.Prepare {
+	case "":
+		p.Image.Prepare = "image"
+	case "image", "host":
+	default:
+		return bad("image.prepare", "want image or host, got %q", p.Image.Prepare)
 	}
 	for _, op := range p.Ops {
 		if op != OpGetToken && op != OpGetSecret {

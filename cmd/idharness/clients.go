@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/idharness/idharness/clients"
 	_ "github.com/idharness/idharness/clients/all"
+	"github.com/idharness/idharness/internal/clientimage"
+	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/nodeimage"
 )
 
@@ -17,7 +21,7 @@ func newClientsCommand() *cobra.Command {
 		Use:   "clients",
 		Short: "The identity clients idharness runs (clients/): list them, prepare their programs",
 	}
-	cmd.AddCommand(newClientsListCommand(), newClientsPrepareCommand())
+	cmd.AddCommand(newClientsListCommand(), newClientsPrepareCommand(), newClientsImageCommand())
 	return cmd
 }
 
@@ -97,4 +101,63 @@ ahead of time. A prepared program is reused until its files change.`,
 	}
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "cache directory (or IDHARNESS_CACHE_DIR)")
 	return cmd
+}
+
+func newClientsImageCommand() *cobra.Command {
+	var cacheDir, output, tag string
+	cmd := &cobra.Command{
+		Use:   "image [PROGRAM...]",
+		Short: "Build client programs' images (Debian root, runtime, prepared program, probe) into an archive",
+		Long: `Image builds the image of each client program (all by default) as idharness run does:
+a Debian root made by mmdebstrap with the program's runtime, the program in /client with its
+pinned packages installed, and the probe at /usr/local/bin/probe, which drives the program in
+a pod. Roots are cached (the first build of each takes minutes; later ones seconds). The
+images are written to --output as one Docker image archive (docker load, kind load
+image-archive).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := clients.Builtin()
+			if err != nil {
+				return err
+			}
+			b := &clientimage.Builder{CacheDir: cacheDir, Log: slog.Default()}
+			probeBin, err := buildProbe(cmd.Context())
+			if err != nil {
+				return err
+			}
+			want := map[string]bool{}
+			for _, a := range args {
+				want[a] = true
+			}
+			var built []images.Built
+			for _, p := range reg.Programs() {
+				if len(p.Command) == 0 || (len(want) > 0 && !want[p.Name]) {
+					continue
+				}
+				root, err := b.Root(cmd.Context(), p)
+				if err != nil {
+					return err
+				}
+				img, err := clientimage.Image(root, probeBin, p, clientimage.Name(p, tag))
+				if err != nil {
+					return err
+				}
+				built = append(built, img)
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name)
+			}
+			return images.WriteBuiltArchive(output, built...)
+		},
+	}
+	cmd.Flags().StringVar(&cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "cache directory (or IDHARNESS_CACHE_DIR)")
+	cmd.Flags().StringVarP(&output, "output", "o", "_output/images/clients.tar", "image archive to write")
+	cmd.Flags().StringVar(&tag, "tag", "dev", "image tag")
+	return cmd
+}
+
+// buildProbe builds the probe binary (static, as in every image).
+func buildProbe(ctx context.Context) (string, error) {
+	b, err := images.BuildGo(ctx, images.GoProgram{Package: "./cmd/probe", Image: "idharness.local/probe:dev"})
+	if err != nil {
+		return "", err
+	}
+	return b.Binary, nil
 }

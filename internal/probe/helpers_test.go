@@ -50,6 +50,7 @@ func runProbe(t *testing.T, cfg Config) ([]Result, Summary) {
 	if err != nil {
 		t.Fatalf("NewRunner: %v", err)
 	}
+	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := r.Run(ctx); err != nil {

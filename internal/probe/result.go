@@ -94,7 +94,9 @@ type Result struct {
 	// for why a first call can be served from cache.
 	FromCache bool `json:"fromCache"`
 	// Requests is the number of HTTP requests the call made, retries and
-	// probes included.
+	// probes included, counted on a Go client's transport; -1
+	// (RequestsUnmeasured) for a client program, whose requests the fake's
+	// journal counts by the pod's address instead.
 	Requests int `json:"requests"`
 	// ResourceStatus is the HTTP status the protected resource answered
 	// with; 0 when none was configured or it could not be reached.

@@ -66,6 +66,8 @@ type Runner struct {
 	now     func() time.Time
 	clients []runClient
 	vault   *http.Client
+	// closers stop the client programs and relays the runner started.
+	closers []func()
 
 	mu sync.Mutex // serializes writes to out
 }
@@ -138,6 +140,15 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 		tag := userAgentTag + name
 		if cfg.Tag != "" {
 			tag += " " + cfg.Tag
+		}
+		spec, lerr := registry().Lookup(name)
+		if lerr == nil && spec.New == nil {
+			// A client program (Python, JavaScript, …): started as a child
+			// process; its requests are not seen here, so the fake's journal
+			// counts them (by the pod's address).
+			c, err := r.startProgram(spec)
+			r.clients = append(r.clients, runClient{name: name, client: c, err: err})
+			continue
 		}
 		counter := NewCounter(base.Clone(), tag)
 		c, err := NewClient(name, cfg.Options, &http.Client{Transport: counter})
@@ -240,16 +251,23 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 		res.Status, res.Stage, res.Error = StatusError, StageToken, c.err.Error()
 		return res
 	}
-	before, _ := c.counter.Snapshot()
+	var before int
+	if c.counter != nil {
+		before, _ = c.counter.Snapshot()
+	}
 	tctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	t0 := r.now()
 	tok, err := c.client.GetToken(tctx, r.cfg.Resource)
 	res.LatencyMs = Millis(r.now().Sub(t0))
 	cancel()
-	after, last := c.counter.Snapshot()
-	res.Requests = after - before
-	if res.Requests > 0 {
-		res.HTTPStatus = last
+	if c.counter != nil {
+		after, last := c.counter.Snapshot()
+		res.Requests = after - before
+		if res.Requests > 0 {
+			res.HTTPStatus = last
+		}
+	} else {
+		res.Requests = RequestsUnmeasured
 	}
 	if tok.Wire != nil {
 		res.FieldTypes = tok.Wire.FieldTypes
@@ -263,7 +281,7 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 		}
 		return res
 	}
-	res.FromCache = res.Requests == 0
+	res.FromCache = c.counter != nil && res.Requests == 0
 	if claims, err := readClaims(tok.Value); err != nil {
 		res.ClaimsError = err.Error()
 	} else {

@@ -173,6 +173,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					imgs.Extra[name] = img
 				}
 			}
+			clientImgs, err := buildClientImages(ctx, o, built)
+			if err != nil {
+				return err
+			}
+			imgs.Clients = map[string]string{}
+			for prog, b := range clientImgs {
+				imgs.Clients[prog] = b.Name
+				built = append(built, b)
+			}
 			if cl.Existing() {
 				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes", "images", imgs)
 				return nil

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/probe"
@@ -131,7 +132,43 @@ func probeClients(args []string) []string {
 	if err != nil {
 		return nil
 	}
-	return probe.DefaultClients(mode, id)
+	return defaultClients(mode, id)
+}
+
+// defaultClients are the clients of every language that support mode and
+// can ask for id: the Go clients in the probe image, and each client
+// program whose image the run built (Stack.Images.Clients).
+func defaultClients(mode string, id probe.Identity) []string {
+	out := probe.DefaultClients(mode, id)
+	reg, err := clients.Builtin()
+	if err != nil || Stack == nil {
+		return out
+	}
+	for _, s := range reg.For(mode, id.Selects(), "") {
+		if s.New == nil && Stack.Images.Clients[s.Program.Name] != "" {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// imageFor returns the image a probe pod running args's clients uses: a
+// client program's own image when the pod runs one, else the probe's.
+func imageFor(args []string) string {
+	names := strings.Split(flagValue(args, "client"), ",")
+	reg, err := clients.Builtin()
+	if err != nil || len(names) != 1 {
+		return Stack.Images.Probe
+	}
+	s, err := reg.Lookup(names[0])
+	if err != nil || s.New != nil {
+		return Stack.Images.Probe
+	}
+	if img := Stack.Images.Clients[s.Program.Name]; img != "" {
+		return img
+	}
+	Fail(fmt.Sprintf("client %s needs the image of program %s, which this run did not build", s.Name, s.Program.Name))
+	return ""
 }
 
 func flagValue(args []string, name string) string {
@@ -158,7 +195,7 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
 	kube := Stack.Deployer().Kube
 	name := "probe-" + rand.String(5)
-	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: Stack.Images.Probe, Args: p.Args, Env: p.Env,
+	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: imageFor(p.Args), Args: p.Args, Env: p.Env,
 		ServiceAccount: p.ServiceAccount, Labels: p.Labels, Annotations: p.Annotations})
 	if p.Customize != nil {
 		p.Customize(pod)

@@ -1,0 +1,59 @@
+package probe
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/idharness/idharness/clients"
+)
+
+// RequestsUnmeasured is Result.Requests for a client program: its
+// requests leave another process, so the probe cannot count them; the
+// fake's journal does, by the pod's address.
+const RequestsUnmeasured = -1
+
+// DefaultProgramDir is where a client image holds its program.
+const DefaultProgramDir = "/client"
+
+// startProgram starts a client program (a client of another language
+// than Go) in the folder IDHARNESS_CLIENT_DIR names (its image's
+// /client). It gets the probe's own environment, as the pod set it (the
+// SDKs' variables for the mode included), and the mode and identity. In
+// tests (IMDSAddr set) a relay points it at the fake.
+func (r *Runner) startProgram(spec clients.Spec) (clients.Client, error) {
+	dir := os.Getenv("IDHARNESS_CLIENT_DIR")
+	if dir == "" {
+		dir = DefaultProgramDir
+	}
+	env := append(os.Environ(), "IDHARNESS_MODE="+r.cfg.Mode, "IDHARNESS_IDENTITY="+r.cfg.Identity.String())
+	if r.cfg.CAFile != "" {
+		env = append(env, "IDHARNESS_CA_FILE="+r.cfg.CAFile, "SSL_CERT_FILE="+r.cfg.CAFile, "REQUESTS_CA_BUNDLE="+r.cfg.CAFile, "NODE_EXTRA_CA_CERTS="+r.cfg.CAFile)
+	}
+	if r.cfg.IMDSAddr != "" {
+		relay, err := clients.NewRelay(r.cfg.IMDSAddr)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, func() { _ = relay.Close() })
+		for _, k := range spec.LocalIMDSEnv() {
+			env = append(env, k+"=http://"+relay.Addr())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: env, Stderr: os.Stderr})
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, func() { _ = p.Close(10 * time.Second) })
+	return p, nil
+}
+
+// Close stops the client programs the runner started.
+func (r *Runner) Close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+	r.closers = nil
+}

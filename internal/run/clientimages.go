@@ -1,0 +1,56 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/idharness/idharness/clients"
+	"github.com/idharness/idharness/internal/clientimage"
+	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/internal/nodeimage"
+)
+
+// buildClientImages builds the image of every client program (Python,
+// JavaScript, Java, the az CLI), each with the probe binary just built:
+// their roots come from the cache after the first run, so this costs
+// the layers' assembly only. With no probe among built (a tree without
+// cmd/probe) it builds nothing.
+func buildClientImages(ctx context.Context, o Options, built []images.Built) (map[string]images.Built, error) {
+	probeBin := ""
+	for _, b := range built {
+		if b.Binary != "" && b.Name == "idharness.local/probe:"+o.ImageTag {
+			probeBin = b.Binary
+		}
+	}
+	if probeBin == "" {
+		return nil, nil
+	}
+	reg, err := clients.Builtin()
+	if err != nil {
+		return nil, err
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache = nodeimage.DefaultCacheDir()
+	}
+	b := &clientimage.Builder{CacheDir: cache, Log: o.Log}
+	out := map[string]images.Built{}
+	for _, p := range reg.Programs() {
+		if len(p.Command) == 0 {
+			continue // Go clients run in the probe image
+		}
+		start := time.Now()
+		root, err := b.Root(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("client program %s: %w", p.Name, err)
+		}
+		img, err := clientimage.Image(root, probeBin, p, clientimage.Name(p, o.ImageTag))
+		if err != nil {
+			return nil, err
+		}
+		o.Log.Info("client image built", "image", img.Name, "elapsed", time.Since(start).Round(time.Millisecond))
+		out[p.Name] = img
+	}
+	return out, nil
+}
