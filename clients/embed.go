@@ -12,7 +12,7 @@ import (
 // here unless it brings a new kind of file; build output (node_modules,
 // target, .venv) is never matched.
 //
-//go:embed */client.yaml */*.sh */*.py */*.txt */*.mjs */*.json
+//go:embed */client.yaml */*.sh */*.py */*.txt */*.mjs */*.json */pom.xml */src
 var files embed.FS
 
 // builtin is the registry of the shipped programs, loaded once.
