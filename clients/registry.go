@@ -127,6 +127,9 @@ type ImageRecipe struct {
 	// prepared folder then copied in (output that does not depend on where
 	// it was built: a jar, pure-JavaScript node_modules).
 	Prepare string `json:"prepare,omitempty"`
+	// OnRequest, when set, says why the image is built only when a run
+	// asks for it (idharness run --client-images): a very large image.
+	OnRequest string `json:"onRequest,omitempty"`
 }
 
 // Local says how a program runs as a local process.

@@ -128,5 +128,6 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.opts.ReportDir, "report-dir", "_output/report", "where the report is written")
 	fl.StringVar(&f.opts.ModuleDir, "source", "", "idharness source tree to build images from (default: current directory)")
 	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "cache directory (default /var/cache/idharness or IDHARNESS_CACHE_DIR)")
+	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request")
 	return cmd
 }

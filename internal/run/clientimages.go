@@ -3,6 +3,8 @@ package run
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/idharness/idharness/clients"
@@ -36,9 +38,16 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 	}
 	b := &clientimage.Builder{CacheDir: cache, Log: o.Log}
 	out := map[string]images.Built{}
+	want, err := selectPrograms(reg, o.ClientImages)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range reg.Programs() {
-		if len(p.Command) == 0 {
-			continue // Go clients run in the probe image
+		if !want[p.Name] {
+			if len(p.Command) > 0 {
+				o.Log.Info("client image not built", "program", p.Name, "why", orDefault(p.Image.OnRequest, "not asked for (--client-images)"))
+			}
+			continue
 		}
 		start := time.Now()
 		root, err := b.Root(ctx, p)
@@ -53,4 +62,38 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 		out[p.Name] = img
 	}
 	return out, nil
+}
+
+// selectPrograms returns the client programs whose images to build, from
+// --client-images: nil for the default (every program not built only on
+// request), "all", "none", or program names.
+func selectPrograms(reg *clients.Registry, names []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	var known []string
+	for _, p := range reg.Programs() {
+		if len(p.Command) == 0 {
+			continue // Go clients run in the probe image
+		}
+		known = append(known, p.Name)
+		if names == nil && p.Image.OnRequest == "" || slices.Contains(names, "all") {
+			out[p.Name] = true
+		}
+	}
+	for _, n := range names {
+		switch {
+		case n == "all", n == "none":
+		case slices.Contains(known, n):
+			out[n] = true
+		default:
+			return nil, fmt.Errorf("--client-images: unknown program %q; want none, all or some of %s", n, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }

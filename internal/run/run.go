@@ -45,6 +45,11 @@ type Options struct {
 	ModuleDir string
 	// CacheDir is idharness's cache (node images, clusters).
 	CacheDir string
+	// ClientImages names the client programs whose images are built and
+	// whose clients the specs run besides the Go clients: nil means every
+	// program whose image is not built only on request, "all" every
+	// program, "none" none.
+	ClientImages []string
 	// ImageTag tags the images built for this run.
 	ImageTag string
 	// Components names the stack components to deploy; nil means the
