@@ -2,6 +2,8 @@ package clients_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,12 +13,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/idharness/idharness/clients"
 	_ "github.com/idharness/idharness/clients/all"
+	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
@@ -305,4 +309,117 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// wiSubject is the service account the contract's projected token is for.
+const wiSubject = "system:serviceaccount:default:contract"
+
+// TestContractWorkloadIdentity runs every client that supports workload
+// identity through the token exchange at the fake authority over HTTPS,
+// with the variables the webhook sets and the fake's CA to trust: a token
+// for the federated identity, with an expiry reported by the SDK.
+func TestContractWorkloadIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("prepares and runs every client program")
+	}
+	reg, err := clients.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := fakeimdstest.NewIssuer(t)
+	tlsDir := t.TempDir()
+	_, a := fakeimdstest.Start(t, func(c *config.Config) {
+		c.Listen.AuthorityTLS = "127.0.0.1:0"
+		c.Faces.Authority.TLSDir = tlsDir
+		c.UserAssigned[0].FederatedCredentials = []config.FederatedCredential{{Name: "contract", Issuer: iss.URL, Subject: wiSubject}}
+	})
+	_, port, err := net.SplitHostPort(a.AuthorityTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(tlsDir, fakeimds.CAFileName)
+	wiEnv := map[string]string{
+		"AZURE_CLIENT_ID":            fakeimdstest.UserAClientID,
+		"AZURE_TENANT_ID":            fakeimdstest.TenantID,
+		"AZURE_FEDERATED_TOKEN_FILE": iss.ProjectedToken(t, wiSubject),
+		"AZURE_AUTHORITY_HOST":       "https://localhost:" + port + "/",
+	}
+	for _, spec := range reg.Specs() {
+		if !contains(spec.Modes, clients.ModeWorkloadIdentity) {
+			continue
+		}
+		t.Run(spec.Name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			var p *clients.Process
+			if spec.New != nil {
+				for k, v := range wiEnv {
+					t.Setenv(k, v)
+				}
+				hc, err := caClient(ca)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := spec.New(clients.Options{Mode: clients.ModeWorkloadIdentity, DisableInstanceDiscovery: true}, hc)
+				inR, inW := io.Pipe()
+				outR, outW := io.Pipe()
+				go func() {
+					_ = clients.Serve(ctx, spec, c, err, inR, outW)
+					_ = outW.Close()
+				}()
+				if p, err = clients.Attach(ctx, spec.Name, outR, inW); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				dir, err := spec.Program.Prepare(ctx, nodeimage.DefaultCacheDir(), testWriter{t})
+				if err != nil {
+					t.Fatal(err)
+				}
+				env := append(clients.BaseEnv(), "IDHARNESS_MODE="+clients.ModeWorkloadIdentity, "IDHARNESS_IDENTITY=system",
+					"IDHARNESS_CA_FILE="+ca, "SSL_CERT_FILE="+ca, "REQUESTS_CA_BUNDLE="+ca, "NODE_EXTRA_CA_CERTS="+ca)
+				for k, v := range wiEnv {
+					env = append(env, k+"="+v)
+				}
+				if p, err = clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: env}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer func() {
+				if err := p.Close(30 * time.Second); err != nil {
+					t.Errorf("at the end of its input: %v", err)
+				}
+			}()
+			c, done := context.WithTimeout(ctx, 2*time.Minute)
+			defer done()
+			tok, err := p.GetToken(c, "https://"+spec.Name+".idharness.test")
+			if err != nil {
+				t.Fatalf("token exchange: %v\nclient log: %s", err, p.Log())
+			}
+			appid, exp := claims(t, tok.Value)
+			if appid != fakeimdstest.UserAClientID {
+				t.Errorf("token for %s, want the federated identity id-a %s", appid, fakeimdstest.UserAClientID)
+			}
+			if tok.ExpiresOn.IsZero() || math.Abs(tok.ExpiresOn.Sub(exp).Seconds()) > 2 {
+				t.Errorf("expiresOn %v, want the authority's expiry %v (±2 s)", tok.ExpiresOn, exp)
+			}
+		})
+	}
+}
+
+// caClient returns an HTTP client trusting the system roots and ca.
+func caClient(ca string) (*http.Client, error) {
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", ca)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
