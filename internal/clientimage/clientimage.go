@@ -36,7 +36,7 @@ import (
 
 // recipe changes whenever the way roots are built changes, so that no
 // cached root of an older recipe is reused.
-const recipe = "1"
+const recipe = "2"
 
 // Suite is the Debian release the images are built from, as the node
 // image's.
@@ -99,8 +99,8 @@ func (b *Builder) Root(ctx context.Context, p *clients.Program) (string, error) 
 	args := []string{"--mode=root", "--variant=minbase", "--format=tar",
 		"--include=" + strings.Join(packages(p), ","),
 		"--aptopt=Acquire::Retries \"3\"",
-		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
-		"--dpkgopt=path-exclude=/usr/share/locale/*"}
+		// Not /usr/share/man: update-alternatives (openjdk's) needs it.
+		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/locale/*"}
 	for _, h := range hooks {
 		args = append(args, "--customize-hook="+h)
 	}
