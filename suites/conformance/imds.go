@@ -61,7 +61,7 @@ func expectTokens(run ProbeRun, wantOID, resource string) {
 		}
 		outcome[c] = ok
 	}
-	RecordClients(outcome)
+	RecordClients(outcome, run.NotApplicable)
 	Expect(problems).To(BeEmpty(), "on node %s", run.Node)
 }
 

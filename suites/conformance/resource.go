@@ -33,7 +33,7 @@ var _ = Describe("Protected resource", Label("resource"), Ordered, func() {
 			for _, r := range run.Results {
 				outcome[r.Client] = r.Status == probe.StatusOK && r.ResourceStatus == 200
 			}
-			RecordClients(outcome)
+			RecordClients(outcome, run.NotApplicable)
 			for _, r := range run.Results {
 				Expect(r.ResourceStatus).To(Equal(200), "%s: %s", r.Client, r.Error)
 				Expect(r.Secret).To(Equal("node-secret-value"), "%s", r.Client)

@@ -150,7 +150,7 @@ func expectAADError(run ProbeRun, code string) {
 	for _, r := range run.Results {
 		outcome[r.Client] = r.Status == probe.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, code)
 	}
-	RecordClients(outcome)
+	RecordClients(outcome, run.NotApplicable)
 	for _, r := range run.Results {
 		Expect(r.IdentityGot).To(BeEmpty(), "%s got a token", r.Client)
 		Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)

@@ -61,6 +61,10 @@ type ProbeRun struct {
 	Results []probe.Result
 	// Escapes are the results of a probe run with --escape.
 	Escapes []escape.Result
+	// NotApplicable names, with the reason, the clients a run of the
+	// default clients left out because they cannot ask that way (a mode
+	// they lack, a selector they cannot express): the matrix's "n/a".
+	NotApplicable map[string]string
 	// Log is the pod's whole output, for evidence.
 	Log string
 }
@@ -102,7 +106,7 @@ func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 		}()
 	}
 	wg.Wait()
-	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP}
+	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: notApplicable(p.Args)}
 	var pods, logs []string
 	for _, r := range runs {
 		pods = append(pods, r.Pod)
@@ -147,6 +151,37 @@ func defaultClients(mode string, id probe.Identity) []string {
 	for _, s := range reg.For(mode, id.Selects(), "") {
 		if s.New == nil && Stack.Images.Clients[s.Program.Name] != "" {
 			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// notApplicable returns the clients that a probe with args (running the
+// default clients) leaves out, with the reason; nil when args name the
+// clients.
+func notApplicable(args []string) map[string]string {
+	if flagValue(args, "client") != "" {
+		return nil
+	}
+	reg, err := clients.Builtin()
+	if err != nil || Stack == nil {
+		return nil
+	}
+	mode := flagValue(args, "mode")
+	if mode == "" {
+		mode = probe.ModeIMDS
+	}
+	id, err := probe.ParseIdentity(flagValue(args, "identity"))
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, s := range reg.Specs() {
+		if s.New == nil && Stack.Images.Clients[s.Program.Name] == "" {
+			continue // no image in this run: not a column
+		}
+		if ok, why := s.Supports(mode, id.Selects()); !ok {
+			out[s.Name] = "n/a: " + why
 		}
 	}
 	return out
@@ -301,8 +336,13 @@ func ByClient(rs []probe.Result) map[string][]probe.Result {
 
 // RecordClients adds the per-client outcome of the spec to the report's
 // spec × client matrix.
-func RecordClients(outcome map[string]bool) {
+func RecordClients(outcome map[string]bool, notApplicable ...map[string]string) {
 	m := map[string]string{}
+	for _, na := range notApplicable {
+		for c, why := range na {
+			m[c] = why
+		}
+	}
 	for c, ok := range outcome {
 		if ok {
 			m[c] = "passed"
