@@ -72,7 +72,7 @@ func (f *scenarioClusterFlags) connect(ctx context.Context) (*stack.Stack, strin
 }
 
 func newScenarioRunCommand() *cobra.Command {
-	var out string
+	var out, imdsAddr string
 	var quiet bool
 	var cf scenarioClusterFlags
 	cmd := &cobra.Command{
@@ -118,7 +118,7 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 					return fmt.Errorf("scenario %s in cluster %s: %w", s.ID, label, err)
 				}
 			} else {
-				res, err = scenario.Run(cmd.Context(), s, scenario.Options{Progress: progress})
+				res, err = scenario.Run(cmd.Context(), s, scenario.Options{Progress: progress, IMDSAddr: imdsAddr})
 				if err != nil {
 					return fmt.Errorf("scenario %s: %w", s.ID, err)
 				}
@@ -136,6 +136,7 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&out, "out", "o", "", "write the JSON result here (default ID.result.json in the current directory)")
+	fl.StringVar(&imdsAddr, "imds-addr", "", "locally: where the fake's metadata face listens, e.g. 127.0.0.1:8080, for a workload of your own (default a free port, printed at the start)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "print only the verdicts, not the steps and progress lines")
 	fl.StringVar(&cf.cluster, "cluster", "", "run in this kind cluster made by idharness, whose stack `idharness run --cluster NAME --keep-cluster` deployed")
 	fl.StringVar(&cf.kubeconfig, "kubeconfig", "", "run in the cluster behind this kubeconfig, where the stack is deployed")

@@ -69,6 +69,9 @@ func DefaultLead(pods int) time.Duration {
 func (s *Scenario) CheckCluster() error {
 	total := 0
 	for i, g := range s.Workload.Clients {
+		if g.Exec != nil {
+			return s.fieldError(fmt.Sprintf("workload.clients[%d].exec", i), "your own command runs locally only: run this scenario without --cluster")
+		}
 		reg, err := registry()
 		if err != nil {
 			return err

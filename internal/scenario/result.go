@@ -75,6 +75,8 @@ type ClientResult struct {
 	Language string            `json:"language,omitempty"`
 	Runtime  string            `json:"runtime,omitempty"`
 	Versions map[string]string `json:"versions,omitempty"`
+	// Log is the end of an exec workload's output.
+	Log []string `json:"log,omitempty"`
 	// Identity is the client ID of the identity the client should get.
 	Identity string `json:"identity"`
 	// Resource is the client's own resource (see ClientGroup.Resource).

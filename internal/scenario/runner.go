@@ -33,6 +33,9 @@ type Options struct {
 	// CacheDir is where client programs are prepared (default: idharness's
 	// cache directory).
 	CacheDir string
+	// IMDSAddr is where the fake's metadata face listens (default a free
+	// port on 127.0.0.1), for workloads that need a fixed address.
+	IMDSAddr string
 }
 
 // runSeq makes each run's resources distinct within one process, whose
@@ -54,6 +57,9 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.IMDSAddr != "" {
+		cfg.Listen.IMDS = o.IMDSAddr
 	}
 	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(logger))
 	if err != nil {
@@ -84,7 +90,7 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if cacheDir == "" {
 		cacheDir = nodeimage.DefaultCacheDir()
 	}
-	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, progress: o.Progress, nonce: newNonce(),
+	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, ctlAddr: addrs.Control, progress: o.Progress, nonce: newNonce(),
 		system: *config.Default().SystemAssigned, every: time.Second, cacheDir: cacheDir, source: map[string]string{}}
 	return r.run(ctx)
 }
@@ -113,6 +119,8 @@ type runner struct {
 	status func(context.Context) string
 	// cacheDir is where client programs are prepared.
 	cacheDir string
+	// ctlAddr is the fake's control API.
+	ctlAddr string
 	// source maps a client's loopback address to its name.
 	source map[string]string
 
@@ -158,12 +166,17 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	res.Started = r.start
 	r.printf("scenario %s: %s (seed %d, %d clients, %v)", r.s.ID, r.s.Title, state.Seed, len(workers), r.s.Duration())
+	r.printf("fake IMDS at http://%s, control API at http://%s", r.imds, r.ctlAddr)
 
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if w.exec != nil {
+				w.exec.run(runCtx, r, w.relay)
+				return
+			}
 			w.loop(runCtx, r)
 		}()
 	}
@@ -478,6 +491,9 @@ type worker struct {
 	group ClientGroup
 	first time.Duration
 	get   clients.Client
+	// exec, with relay, is a workload the user brought (group.Exec).
+	exec  *execWorker
+	relay *clients.Relay
 	// stop releases what the client holds: its connections, or its
 	// process and relay.
 	stop func()
@@ -501,11 +517,27 @@ func (r *runner) buildClients(ctx context.Context) ([]*worker, error) {
 	}
 	prepared := map[string]string{}
 	for _, g := range r.s.Workload.Clients {
+		id, expect := r.selection(g)
+		if g.Exec != nil {
+			for i := 1; i <= g.Clients(); i++ {
+				name, _, first := r.client(g, i)
+				relay, err := clients.NewRelay(r.imds)
+				if err != nil {
+					return fail(err)
+				}
+				c := &ClientResult{Name: name, Group: g.Name, Client: "exec", Language: "exec", Identity: expect}
+				w := &worker{res: c, group: g, first: first, relay: relay, stop: func() { _ = relay.Close() },
+					exec: &execWorker{res: c, group: g, first: first, dir: r.s.dir(), id: id, imds: r.imds}}
+				r.source[relay.Source().String()] = name
+				r.clients = append(r.clients, c)
+				out = append(out, w)
+			}
+			continue
+		}
 		spec, err := reg.Lookup(g.Client)
 		if err != nil {
 			return fail(err)
 		}
-		id, expect := r.selection(g)
 		for i := 1; i <= g.Clients(); i++ {
 			name, resource, first := r.client(g, i)
 			c := &ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: spec.Language(), Identity: expect, Resource: resource}

@@ -150,8 +150,11 @@ type ClientGroup struct {
 	// Name names the group; its clients are NAME-1 … NAME-COUNT.
 	Name string `json:"name"`
 	// Client names the registry's client, e.g. azidentity-mi or
-	// py-azidentity-mi.
-	Client string `json:"client"`
+	// py-azidentity-mi. Exactly one of Client and Exec is set.
+	Client string `json:"client,omitempty"`
+	// Exec runs the user's own workload instead: any command, pointed at
+	// the fake, judged from the requests it sends and the lines it prints.
+	Exec *Exec `json:"exec,omitempty"`
 	// Count is how many clients (default 1).
 	Count int `json:"count,omitempty"`
 	// Every is the time between the starts of one client's attempts; a
@@ -177,6 +180,29 @@ type ClientGroup struct {
 	// Timeout bounds each attempt as an application's context would;
 	// zero leaves only the clients' own timeouts.
 	Timeout duration.Duration `json:"timeout,omitempty"`
+}
+
+// Exec is a workload the user brings: a command that gets its tokens the
+// way it does in production, with its environment pointed at the fake.
+// The harness does not drive its calls; it attributes the requests the
+// fake sees to it (it reaches the fake from an address of its own) and
+// turns the lines it prints into attempts.
+type Exec struct {
+	// Command is the program and its arguments, run in the scenario
+	// file's folder.
+	Command []string `json:"command"`
+	// IMDSEnv are the variables set to the fake's URL, through which the
+	// workload's SDK can be pointed at another IMDS (see docs/clients.md):
+	// AZURE_POD_IDENTITY_AUTHORITY_HOST, HTTP_PROXY, … IDHARNESS_IMDS_URL
+	// is always set.
+	IMDSEnv []string `json:"imdsEnv,omitempty"`
+	// Success is a regular expression: each line of the workload's output
+	// (stdout or stderr) that matches is a successful attempt at the time
+	// it was printed.
+	Success string `json:"success"`
+	// Failure, when set, is a regular expression for lines that are failed
+	// attempts; the line is the attempt's error.
+	Failure string `json:"failure,omitempty"`
 }
 
 // selects returns how the group's clients name their identity.
@@ -464,16 +490,28 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			return bad(f+".name", "%q is used twice", g.Name)
 		}
 		names[g.Name] = true
-		reg, err := registry()
-		if err != nil {
-			return err
+		if (g.Client == "") == (g.Exec == nil) {
+			return bad(f, "set exactly one of client (a client of idharness clients list) and exec (your own command)")
 		}
-		spec, err := reg.Lookup(g.Client)
-		if err != nil {
-			return bad(f+".client", "%v", err)
-		}
-		if ok, why := spec.Supports(clients.ModeIMDS, g.selects()); !ok {
-			return bad(f+".client", "%s: %s; pick another client (idharness clients list) or selectBy", g.Client, why)
+		var spec clients.Spec
+		if g.Exec != nil {
+			if err := g.Exec.validate(); err != nil {
+				return bad(f+".exec", "%v", err)
+			}
+			if g.Every.Duration != 0 || g.Timeout.Duration != 0 || g.Resource != "" {
+				return bad(f, "every, timeout and resource are the workload's own business with exec: leave them out")
+			}
+		} else {
+			reg, err := registry()
+			if err != nil {
+				return err
+			}
+			if spec, err = reg.Lookup(g.Client); err != nil {
+				return bad(f+".client", "%v", err)
+			}
+			if ok, why := spec.Supports(clients.ModeIMDS, g.selects()); !ok {
+				return bad(f+".client", "%s: %s; pick another client (idharness clients list) or selectBy", g.Client, why)
+			}
 		}
 		if g.Count < 0 {
 			return bad(f+".count", "must not be negative")
@@ -490,7 +528,7 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			return bad(field, "brings the workload to %d clients; at most %d in a local run, each a real SDK client in this process: lower the groups' counts", total+n, MaxClients)
 		}
 		total += g.Clients()
-		if g.Every.Duration < 100*time.Millisecond {
+		if g.Exec == nil && g.Every.Duration < 100*time.Millisecond {
 			return bad(f+".every", "want at least 100ms between one client's attempts, e.g. 5s")
 		}
 		for _, d := range []struct {
