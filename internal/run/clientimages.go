@@ -64,6 +64,34 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 	return out, nil
 }
 
+// prebuildClientRoots builds the roots of the selected client programs
+// in the background, one after another, and closes the returned channel
+// when done. Errors are left for the images phase, which asks again (a
+// cached root returns at once) and reports them.
+func prebuildClientRoots(ctx context.Context, o Options) <-chan struct{} {
+	done := make(chan struct{})
+	reg, err := clients.Builtin()
+	want, werr := selectPrograms(reg, o.ClientImages)
+	if err != nil || werr != nil || len(want) == 0 {
+		close(done)
+		return done
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache = nodeimage.DefaultCacheDir()
+	}
+	b := &clientimage.Builder{CacheDir: cache, Log: o.Log}
+	go func() {
+		defer close(done)
+		for _, p := range reg.Programs() {
+			if want[p.Name] && ctx.Err() == nil {
+				_, _ = b.Root(ctx, p)
+			}
+		}
+	}()
+	return done
+}
+
 // selectPrograms returns the client programs whose images to build, from
 // --client-images: nil for the default (every program not built only on
 // request), "all", "none", or program names.

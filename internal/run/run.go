@@ -122,6 +122,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	// The client programs' roots (apt, pip, npm, Maven: network and disk)
+	// are built while the cluster phase builds the node image (compiling:
+	// CPU), so that a first run pays for the longer of the two only.
+	rootsCtx, cancelRoots := context.WithCancel(ctx)
+	rootsDone := prebuildClientRoots(rootsCtx, o)
+	// Whatever ends the run, no mmdebstrap is left behind it.
+	defer func() {
+		cancelRoots()
+		<-rootsDone
+	}()
 	phases := []struct {
 		name string
 		fn   func(context.Context) error
@@ -178,6 +188,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					imgs.Extra[name] = img
 				}
 			}
+			<-rootsDone
 			clientImgs, err := buildClientImages(ctx, o, built)
 			if err != nil {
 				return err
