@@ -13,14 +13,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/idharness/idharness/clients"
 	_ "github.com/idharness/idharness/clients/all"
-	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
@@ -188,7 +187,7 @@ func TestContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, spec := range reg.Specs() {
-		if !contains(spec.Modes, clients.ModeIMDS) {
+		if !slices.Contains(spec.Modes, clients.ModeIMDS) {
 			continue
 		}
 		t.Run(spec.Name, func(t *testing.T) {
@@ -302,15 +301,6 @@ func TestContract(t *testing.T) {
 	}
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // wiSubject is the service account the contract's projected token is for.
 const wiSubject = "system:serviceaccount:default:contract"
 
@@ -327,25 +317,15 @@ func TestContractWorkloadIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	iss := fakeimdstest.NewIssuer(t)
-	tlsDir := t.TempDir()
-	_, a := fakeimdstest.Start(t, func(c *config.Config) {
-		c.Listen.AuthorityTLS = "127.0.0.1:0"
-		c.Faces.Authority.TLSDir = tlsDir
-		c.UserAssigned[0].FederatedCredentials = []config.FederatedCredential{{Name: "contract", Issuer: iss.URL, Subject: wiSubject}}
-	})
-	_, port, err := net.SplitHostPort(a.AuthorityTLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(tlsDir, fakeimds.CAFileName)
+	_, authority, ca := fakeimdstest.StartWorkload(t, iss, wiSubject)
 	wiEnv := map[string]string{
 		"AZURE_CLIENT_ID":            fakeimdstest.UserAClientID,
 		"AZURE_TENANT_ID":            fakeimdstest.TenantID,
 		"AZURE_FEDERATED_TOKEN_FILE": iss.ProjectedToken(t, wiSubject),
-		"AZURE_AUTHORITY_HOST":       "https://localhost:" + port + "/",
+		"AZURE_AUTHORITY_HOST":       authority,
 	}
 	for _, spec := range reg.Specs() {
-		if !contains(spec.Modes, clients.ModeWorkloadIdentity) {
+		if !slices.Contains(spec.Modes, clients.ModeWorkloadIdentity) {
 			continue
 		}
 		t.Run(spec.Name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package fakeimdstest
 import (
 	"crypto/rsa"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/idharness/idharness/fakeimds"
+	"github.com/idharness/idharness/fakeimds/config"
 )
 
 // ServiceAccountAudience is the audience the workload identity webhook
@@ -68,4 +72,24 @@ func (iss *Issuer) ProjectedToken(t testing.TB, subject string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// StartWorkload starts the test host with its authority also on HTTPS
+// (127.0.0.1, a generated CA) and a federated credential on id-a that
+// trusts iss's tokens for subject. It returns the addresses, the
+// authority's https://localhost:PORT/ URL (the certificate names
+// localhost) and the CA file to trust.
+func StartWorkload(t testing.TB, iss *Issuer, subject string) (addrs fakeimds.Addrs, authority, caFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	_, a := Start(t, func(c *config.Config) {
+		c.Listen.AuthorityTLS = "127.0.0.1:0"
+		c.Faces.Authority.TLSDir = dir
+		c.UserAssigned[0].FederatedCredentials = []config.FederatedCredential{{Name: "workload", Issuer: iss.URL, Subject: subject}}
+	})
+	_, port, err := net.SplitHostPort(a.AuthorityTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, "https://localhost:" + port + "/", filepath.Join(dir, fakeimds.CAFileName)
 }

@@ -286,15 +286,7 @@ func hostPackagesTar(ctx context.Context, path string, pkgs []string) error {
 			}
 		}
 	}
-	w, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := images.WriteLayerTar(w, files); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	return writeTar(path, files)
 }
 
 // copyProgram writes p's embedded files to dir.
@@ -335,6 +327,11 @@ func dirTar(path, dir string) error {
 	if err != nil {
 		return err
 	}
+	return writeTar(path, files)
+}
+
+// writeTar writes files as a tar at path.
+func writeTar(path string, files []images.File) error {
 	w, err := os.Create(path)
 	if err != nil {
 		return err

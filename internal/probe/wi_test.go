@@ -1,14 +1,10 @@
 package probe
 
 import (
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/idharness/idharness/fakeimds"
-	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
 
@@ -19,21 +15,12 @@ const wiSubject = "system:serviceaccount:default:probe"
 // the generated CA's path.
 func workloadFake(t *testing.T, iss *fakeimdstest.Issuer) string {
 	t.Helper()
-	dir := t.TempDir()
-	_, a := fakeimdstest.Start(t, func(c *config.Config) {
-		c.Listen.AuthorityTLS = "127.0.0.1:0"
-		c.Faces.Authority.TLSDir = dir
-		c.UserAssigned[0].FederatedCredentials = []config.FederatedCredential{{Name: "probe", Issuer: iss.URL, Subject: wiSubject}}
-	})
-	_, port, err := net.SplitHostPort(a.AuthorityTLS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, authority, ca := fakeimdstest.StartWorkload(t, iss, wiSubject)
 	t.Setenv("AZURE_CLIENT_ID", fakeimdstest.UserAClientID)
 	t.Setenv("AZURE_TENANT_ID", fakeimdstest.TenantID)
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", iss.ProjectedToken(t, wiSubject))
-	t.Setenv("AZURE_AUTHORITY_HOST", "https://localhost:"+port+"/")
-	return filepath.Join(dir, fakeimds.CAFileName)
+	t.Setenv("AZURE_AUTHORITY_HOST", authority)
+	return ca
 }
 
 // TestWorkloadIdentityMode runs the workload identity clients through the

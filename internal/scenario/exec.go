@@ -34,21 +34,15 @@ func (e *Exec) validate() error {
 		}
 	}
 	for _, k := range e.IMDSEnv {
-		if k == "" || k != filepathSafe(k) {
+		if !envName.MatchString(k) {
 			return fmt.Errorf("imdsEnv: %q is not a variable name", k)
 		}
 	}
 	return nil
 }
 
+// envName is what a variable name may be.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-func filepathSafe(k string) string {
-	if envName.MatchString(k) {
-		return k
-	}
-	return ""
-}
 
 // execWorker runs a user's workload: its process, behind a relay of its
 // own, and the attempts read from its output.
@@ -148,7 +142,7 @@ func appendTail(log []string, line string) []string {
 	return log
 }
 
-// scenarioDir is the folder exec commands run in: the scenario file's.
+// dir is the folder exec commands run in: the scenario file's.
 func (s *Scenario) dir() string {
 	if s.file == "" {
 		d, _ := os.Getwd()
