@@ -72,13 +72,7 @@ func (s *Scenario) CheckCluster() error {
 		if g.Exec != nil {
 			return s.fieldError(fmt.Sprintf("workload.clients[%d].exec", i), "your own command runs locally only: run this scenario without --cluster")
 		}
-		reg, err := registry()
-		if err != nil {
-			return err
-		}
-		if spec, err := reg.Lookup(g.Client); err == nil && spec.New == nil {
-			return s.fieldError(fmt.Sprintf("workload.clients[%d].client", i), "%s is a %s client: in a cluster, scenarios run the Go clients the probe image holds (%s); run this one locally, without --cluster", g.Client, spec.Language(), strings.Join(probe.AllClients(), ", "))
-		}
+
 		// Stop adding at the first group over the bound: no sum overflows.
 		if n := g.Clients(); n > MaxClusterPods-total {
 			sum := strconv.Itoa(total + n)
@@ -150,6 +144,9 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if st.Images.Probe == "" {
 		return nil, fmt.Errorf("the stack in %s records no probe image; redeploy it with `idharness run --keep-cluster`", st.Namespace)
 	}
+	if err := checkClientImages(s, st.Images.Clients); err != nil {
+		return nil, err
+	}
 	fc, err := st.FakeIMDS(ctx, node)
 	if err == nil {
 		err = fc.Health(ctx)
@@ -168,8 +165,8 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery}
-	c := &clusterRun{r: r, kube: st.Deployer().Kube, node: node, image: st.Images.Probe, cluster: o.Cluster, lead: o.Lead,
+	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{}}
+	c := &clusterRun{r: r, kube: st.Deployer().Kube, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead,
 		ns: "idh-scenario-" + rand.String(5), seed: state.Seed}
 	defer c.cleanup()
 	return c.run(ctx)
@@ -219,14 +216,16 @@ func (s *Scenario) clusterConfig(node config.Config) (config.Config, config.Iden
 
 // clusterRun is one in-cluster run.
 type clusterRun struct {
-	r       *runner
-	kube    kubernetes.Interface
-	node    string
-	image   string
-	cluster string
-	ns      string
-	lead    time.Duration
-	seed    int64
+	r     *runner
+	kube  kubernetes.Interface
+	node  string
+	image string
+	// clientImages are the client programs' images, by program.
+	clientImages map[string]string
+	cluster      string
+	ns           string
+	lead         time.Duration
+	seed         int64
 
 	// nsCreated and nodeTouched say what cleanup has to undo.
 	nsCreated, nodeTouched bool
@@ -238,6 +237,9 @@ type podPlan struct {
 	pod    string
 	args   []string
 	env    map[string]string
+	// program, for a client of another language than Go, is the client
+	// program whose image the pod runs (the stack's Images.Clients).
+	program string
 }
 
 // planPods maps each client of the workload to its probe pod's flags:
@@ -247,8 +249,18 @@ type podPlan struct {
 func (r *runner) planPods(t0 time.Time) []podPlan {
 	end := t0.Add(r.s.Duration())
 	var out []podPlan
+	reg, _ := registry()
 	for _, g := range r.s.Workload.Clients {
 		sel, expect := r.selection(g)
+		language, program := "go", ""
+		if reg != nil {
+			if spec, err := reg.Lookup(g.Client); err == nil {
+				language = spec.Language()
+				if spec.New == nil {
+					program = spec.Program.Name
+				}
+			}
+		}
 		n := g.Clients()
 		timeout := g.Timeout.Duration
 		if timeout == 0 {
@@ -270,8 +282,8 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 				"--tag=" + clientTag + name,
 			}
 			out = append(out, podPlan{
-				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: "go", Identity: expect, Resource: resource},
-				pod:    "probe-" + name, args: args,
+				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: language, Identity: expect, Resource: resource},
+				pod:    "probe-" + name, args: args, program: program,
 			})
 		}
 	}
@@ -362,7 +374,11 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	plans = r.planPods(t0)
 	pods := map[string]string{}
 	for _, p := range plans {
-		pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: c.ns, Node: c.node, Image: c.image, Args: p.args, Env: p.env,
+		image := c.image
+		if p.program != "" {
+			image = c.clientImages[p.program]
+		}
+		pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: c.ns, Node: c.node, Image: image, Args: p.args, Env: p.env,
 			Labels: map[string]string{"idharness.io/scenario": r.s.ID}})
 		if _, err := c.kube.CoreV1().Pods(c.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("create probe pod %s/%s: %w", c.ns, p.pod, err)
@@ -371,6 +387,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	}
 	r.printf("%d probe pods created in %s on %s; the workload starts at %s", len(plans), c.ns, c.node, t0.UTC().Format("15:04:05.000"))
 	if err := c.waitRunning(ctx, len(plans), t0); err != nil {
+		return nil, err
+	}
+	if err := c.attributeByPodIP(ctx, pods); err != nil {
 		return nil, err
 	}
 	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: c.seed, Started: t0,
@@ -404,6 +423,50 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		r.mu.Unlock()
 	}
 	return r.finish(ctx, res)
+}
+
+// attributeByPodIP maps each probe pod's address to its client: a client
+// program's requests carry no tag of the probe's, so the journal knows
+// them by the pod they come from.
+func (c *clusterRun) attributeByPodIP(ctx context.Context, pods map[string]string) error {
+	list, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list the probe pods: %w", err)
+	}
+	byPod := map[string]string{}
+	for client, pod := range pods {
+		byPod[pod] = client
+	}
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	for _, p := range list.Items {
+		if client, ok := byPod[p.Name]; ok && p.Status.PodIP != "" {
+			c.r.source[p.Status.PodIP] = client
+		}
+	}
+	return nil
+}
+
+// checkClientImages returns an error naming the first client program of
+// s whose image the stack lacks.
+func checkClientImages(s *Scenario, images map[string]string) error {
+	reg, err := registry()
+	if err != nil {
+		return err
+	}
+	for _, g := range s.Workload.Clients {
+		if g.Client == "" {
+			continue
+		}
+		spec, err := reg.Lookup(g.Client)
+		if err != nil {
+			return err
+		}
+		if spec.New == nil && images[spec.Program.Name] == "" {
+			return fmt.Errorf("client %s runs in the image of program %s, which this cluster's stack does not have: deploy it with `idharness run --keep-cluster --client-images %s`", g.Client, spec.Program.Name, spec.Program.Name)
+		}
+	}
+	return nil
 }
 
 // setupNode gives the node's fakeimds the scenario's setup: its deployed

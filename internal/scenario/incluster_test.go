@@ -266,3 +266,38 @@ func TestPickNode(t *testing.T) {
 		t.Errorf("no nodes: %v", err)
 	}
 }
+
+// TestClientProgramsInCluster checks that a client program's pod runs
+// its program's image, and that a stack without that image is refused
+// with the command that deploys it.
+func TestClientProgramsInCluster(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(`id: t
+title: t
+links: [https://learn.microsoft.com/x]
+workload:
+  duration: 10s
+  clients:
+    - {name: py, client: py-azidentity-mi, every: 5s}
+    - {name: go, client: azidentity-mi, every: 5s}
+expect:
+  - kind: own-identity
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckCluster(); err != nil {
+		t.Fatalf("CheckCluster: %v", err)
+	}
+	r := &runner{s: s, nonce: "n1", source: map[string]string{}}
+	plans := r.planPods(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
+	if len(plans) != 2 || plans[0].program != "python-azure-identity" || plans[0].client.Language != "python" || plans[1].program != "" || plans[1].client.Language != "go" {
+		t.Fatalf("plans %+v", plans)
+	}
+	if err := checkClientImages(s, map[string]string{"python-azure-identity": "idharness.local/client-python-azure-identity:dev"}); err != nil {
+		t.Errorf("with the image: %v", err)
+	}
+	err = checkClientImages(s, nil)
+	if err == nil || !strings.Contains(err.Error(), "--client-images python-azure-identity") {
+		t.Errorf("without the image: %v, want the command that deploys it", err)
+	}
+}
