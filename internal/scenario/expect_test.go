@@ -305,3 +305,47 @@ func TestJudgeSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgeAttribution: a client that got tokens with no request
+// attributed to it fails the run (its requests were not tied to it);
+// one with attributed requests, or with no token, does not.
+func TestJudgeAttribution(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Result)
+		pass bool
+	}{
+		{"attributed", nil, true},
+		{"a client's requests lost", func(r *Result) {
+			var keep []Request
+			for _, q := range r.Requests {
+				if q.Client != "b-1" {
+					keep = append(keep, q)
+				}
+			}
+			r.Requests = keep
+		}, false},
+		{"no token, no request", func(r *Result) {
+			r.Clients[2].Attempts = []Attempt{att(1, 2, false, 0)}
+			var keep []Request
+			for _, q := range r.Requests {
+				if q.Client != "b-1" {
+					keep = append(keep, q)
+				}
+			}
+			r.Requests = keep
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := healthy()
+			r.Passed = true
+			if tc.edit != nil {
+				tc.edit(r)
+			}
+			judgeAttribution(r)
+			if r.Passed != tc.pass {
+				t.Errorf("passed %v, want %v: %+v", r.Passed, tc.pass, r.Verdicts)
+			}
+		})
+	}
+}

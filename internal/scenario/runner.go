@@ -233,7 +233,45 @@ func (r *runner) finish(ctx context.Context, res *Result) (*Result, error) {
 	attribute(res)
 	Evaluate(r.s, res)
 	judgeSteps(res)
+	judgeAttribution(res)
 	return res, nil
+}
+
+// judgeAttribution fails the run when a client got tokens but no request
+// of the fake's journal was attributed to it: its first token cannot have
+// come from a cache, so its requests came from an address or tag the run
+// could not tie to it, and every verdict counting requests would judge
+// nothing. In a cluster this happens behind a node agent, which forwards
+// every pod's requests from 169.254.169.254: client programs carry no
+// tag, so their pod's address is all there is.
+func judgeAttribution(res *Result) {
+	var bad []string
+	for _, c := range res.Clients {
+		ok := 0
+		for _, a := range c.Attempts {
+			if a.OK {
+				ok++
+			}
+		}
+		if ok == 0 {
+			continue
+		}
+		n := 0
+		for _, q := range res.Requests {
+			if q.Client == c.Name {
+				n++
+			}
+		}
+		if n == 0 {
+			bad = append(bad, fmt.Sprintf("%s (%s): %d tokens, no request attributed", c.Name, c.Client, ok))
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	res.Passed = false
+	res.Verdicts = append(res.Verdicts, Verdict{Expectation: "every client's requests were attributed to it", Kind: "attribution",
+		Outcome: OutcomeFail, Detail: strings.Join(bad, "; ") + ": in a cluster, a node agent forwards every pod's requests from 169.254.169.254 and hides the pod's address, by which client programs are known; run on a cluster deployed without one (idharness run --profile imds --keep-cluster), or locally"})
 }
 
 // judgeSteps fails the run when a timeline step could not be applied or
