@@ -71,11 +71,7 @@ type started struct {
 func start(t *testing.T, ctx context.Context, spec clients.Spec, id clients.Identity, fake string) started {
 	t.Helper()
 	if spec.New != nil {
-		src := clients.NextLoopback()
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
-		hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, n, fake)
-		}}}
+		hc, _, src := clients.LoopbackHTTPClient(fake)
 		if spec.IdentityFromEnv && id.Kind == clients.ByClientID {
 			t.Setenv("AZURE_CLIENT_ID", id.Value)
 		}
@@ -101,10 +97,7 @@ func start(t *testing.T, ctx context.Context, spec clients.Spec, id clients.Iden
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
-	env := append(clients.BaseEnv(), "IDHARNESS_MODE=imds", "IDHARNESS_IDENTITY="+id.String())
-	for _, k := range spec.LocalIMDSEnv() {
-		env = append(env, k+"=http://"+relay.Addr())
-	}
+	env := clients.ProgramEnv(clients.BaseEnv(), spec, clients.ModeIMDS, id, "", relay.Addr())
 	p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -355,8 +348,7 @@ func TestContractWorkloadIdentity(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				env := append(clients.BaseEnv(), "IDHARNESS_MODE="+clients.ModeWorkloadIdentity, "IDHARNESS_IDENTITY=system",
-					"IDHARNESS_CA_FILE="+ca, "SSL_CERT_FILE="+ca, "REQUESTS_CA_BUNDLE="+ca, "NODE_EXTRA_CA_CERTS="+ca)
+				env := clients.ProgramEnv(clients.BaseEnv(), spec, clients.ModeWorkloadIdentity, clients.Identity{Kind: clients.System}, ca, "")
 				for k, v := range wiEnv {
 					env = append(env, k+"="+v)
 				}

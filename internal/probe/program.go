@@ -26,20 +26,16 @@ func (r *Runner) startProgram(spec clients.Spec) (clients.Client, error) {
 	if dir == "" {
 		dir = DefaultProgramDir
 	}
-	env := append(os.Environ(), "IDHARNESS_MODE="+r.cfg.Mode, "IDHARNESS_IDENTITY="+r.cfg.Identity.String())
-	if r.cfg.CAFile != "" {
-		env = append(env, "IDHARNESS_CA_FILE="+r.cfg.CAFile, "SSL_CERT_FILE="+r.cfg.CAFile, "REQUESTS_CA_BUNDLE="+r.cfg.CAFile, "NODE_EXTRA_CA_CERTS="+r.cfg.CAFile)
-	}
+	relayAddr := ""
 	if r.cfg.IMDSAddr != "" {
 		relay, err := clients.NewRelay(r.cfg.IMDSAddr)
 		if err != nil {
 			return nil, err
 		}
 		r.closers = append(r.closers, func() { _ = relay.Close() })
-		for _, k := range spec.LocalIMDSEnv() {
-			env = append(env, k+"=http://"+relay.Addr())
-		}
+		relayAddr = relay.Addr()
 	}
+	env := clients.ProgramEnv(os.Environ(), spec, r.cfg.Mode, r.cfg.Identity, r.cfg.CAFile, relayAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: env, Stderr: os.Stderr})

@@ -13,6 +13,33 @@ import (
 	"github.com/idharness/idharness/internal/nodeimage"
 )
 
+// clientPrograms returns the client programs whose images this run
+// builds (--client-images), those it leaves out, and the builder of their
+// images.
+func clientPrograms(o Options) (build, skip []*clients.Program, b *clientimage.Builder, err error) {
+	reg, err := clients.Builtin()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	want, err := selectPrograms(reg, o.ClientImages)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, p := range reg.Programs() {
+		switch {
+		case want[p.Name]:
+			build = append(build, p)
+		case len(p.Command) > 0: // Go programs run in the probe image
+			skip = append(skip, p)
+		}
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache = nodeimage.DefaultCacheDir()
+	}
+	return build, skip, &clientimage.Builder{CacheDir: cache, Log: o.Log}, nil
+}
+
 // buildClientImages builds the image of every client program (Python,
 // JavaScript, Java, the az CLI), each with the probe binary just built:
 // their roots come from the cache after the first run, so this costs
@@ -28,27 +55,15 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 	if probeBin == "" {
 		return nil, nil
 	}
-	reg, err := clients.Builtin()
+	build, skip, b, err := clientPrograms(o)
 	if err != nil {
 		return nil, err
 	}
-	cache := o.CacheDir
-	if cache == "" {
-		cache = nodeimage.DefaultCacheDir()
+	for _, p := range skip {
+		o.Log.Info("client image not built", "program", p.Name, "why", orDefault(p.Image.OnRequest, "not asked for (--client-images)"))
 	}
-	b := &clientimage.Builder{CacheDir: cache, Log: o.Log}
 	out := map[string]images.Built{}
-	want, err := selectPrograms(reg, o.ClientImages)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range reg.Programs() {
-		if !want[p.Name] {
-			if len(p.Command) > 0 {
-				o.Log.Info("client image not built", "program", p.Name, "why", orDefault(p.Image.OnRequest, "not asked for (--client-images)"))
-			}
-			continue
-		}
+	for _, p := range build {
 		start := time.Now()
 		root, err := b.Root(ctx, p)
 		if err != nil {
@@ -70,21 +85,15 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 // cached root returns at once) and reports them.
 func prebuildClientRoots(ctx context.Context, o Options) <-chan struct{} {
 	done := make(chan struct{})
-	reg, err := clients.Builtin()
-	want, werr := selectPrograms(reg, o.ClientImages)
-	if err != nil || werr != nil || len(want) == 0 {
+	build, _, b, err := clientPrograms(o)
+	if err != nil || len(build) == 0 {
 		close(done)
 		return done
 	}
-	cache := o.CacheDir
-	if cache == "" {
-		cache = nodeimage.DefaultCacheDir()
-	}
-	b := &clientimage.Builder{CacheDir: cache, Log: o.Log}
 	go func() {
 		defer close(done)
-		for _, p := range reg.Programs() {
-			if want[p.Name] && ctx.Err() == nil {
+		for _, p := range build {
+			if ctx.Err() == nil {
 				_, _ = b.Root(ctx, p)
 			}
 		}

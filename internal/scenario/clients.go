@@ -1,17 +1,13 @@
 package scenario
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/idharness/idharness/clients"
 	_ "github.com/idharness/idharness/clients/all" // the Go clients, run in process
@@ -50,37 +46,6 @@ func CheckEnv() error {
 		return fmt.Errorf("unset %s before running a scenario: they make the SDK clients use another managed identity source or credential than the fake IMDS", strings.Join(set, ", "))
 	}
 	return nil
-}
-
-// goHTTPClient returns the HTTP client of one in-process Go client: its
-// own connection pool (as a separate process would have) whose dialer
-// connects to the fake whatever host a request names, from a loopback
-// address of its own, by which the journal attributes its requests.
-func goHTTPClient(fake string) (*http.Client, *http.Transport, net.IP) {
-	src := clients.NextLoopback()
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
-	tr := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, fake)
-		},
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     30 * time.Second,
-	}
-	return &http.Client{Transport: tr}, tr, src
-}
-
-// localEnv is the environment of a client program in a local run: the
-// harness's own minus identity variables, the mode and identity, and the
-// fake's URL (its relay's) in each variable the program's SDKs honour.
-func localEnv(spec clients.Spec, id clients.Identity, relay string) []string {
-	env := append(clients.BaseEnv(),
-		"IDHARNESS_MODE="+clients.ModeIMDS,
-		"IDHARNESS_IDENTITY="+id.String())
-	for _, k := range spec.LocalIMDSEnv() {
-		env = append(env, k+"=http://"+relay)
-	}
-	return env
 }
 
 // tokenClaims are the claims the expectations check.

@@ -581,7 +581,7 @@ func (r *runner) buildClients(ctx context.Context) ([]*worker, error) {
 			c := &ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: spec.Language(), Identity: expect, Resource: resource}
 			w := &worker{res: c, group: g, first: first}
 			if spec.New != nil {
-				hc, tr, src := goHTTPClient(r.imds)
+				hc, tr, src := clients.LoopbackHTTPClient(r.imds)
 				cl, err := spec.New(clients.Options{Mode: clients.ModeIMDS, Identity: id}, hc)
 				if err != nil {
 					return fail(fmt.Errorf("client %s (%s): %w", name, g.Client, err))
@@ -601,7 +601,7 @@ func (r *runner) buildClients(ctx context.Context) ([]*worker, error) {
 				if err != nil {
 					return fail(err)
 				}
-				p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: localEnv(spec, id, relay.Addr())})
+				p, err := clients.Start(ctx, spec, clients.StartOptions{Dir: dir, Env: clients.ProgramEnv(clients.BaseEnv(), spec, clients.ModeIMDS, id, "", relay.Addr())})
 				if err != nil {
 					_ = relay.Close()
 					return fail(fmt.Errorf("client %s: %w", name, err))
