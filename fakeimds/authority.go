@@ -25,16 +25,18 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
-// Paths of the authority face. {tenant} is a tenant ID (or a name such as
+// Paths of the authority face, from the route table the fault engine
+// lints rules against. {tenant} is a tenant ID (or a name such as
 // "common" for the discovery endpoints).
 const (
-	AuthorityTokenPath     = "/{tenant}/oauth2/v2.0/token"
-	AuthorityKeysPath      = "/{tenant}/discovery/v2.0/keys"
-	AuthorityKeysV1Path    = "/{tenant}/discovery/keys"
-	AuthorityDiscoveryPath = "/{tenant}/v2.0/.well-known/openid-configuration"
-	InstanceDiscoveryPath  = "/common/discovery/instance"
+	AuthorityTokenPath     = routes.AuthorityToken
+	AuthorityKeysPath      = routes.AuthorityKeys
+	AuthorityKeysV1Path    = routes.AuthorityKeysV1
+	AuthorityDiscoveryPath = routes.AuthorityDiscovery
+	InstanceDiscoveryPath  = routes.InstanceDiscovery
 )
 
 // JWTBearerAssertionType is the only client_assertion_type the authority

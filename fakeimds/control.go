@@ -16,6 +16,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
 func controlError(w http.ResponseWriter, status int, field, format string, a ...any) {
@@ -338,8 +339,14 @@ func (s *Server) controlAddFaults(w http.ResponseWriter, req *http.Request) {
 		controlError(w, http.StatusBadRequest, "", "%v", err)
 		return
 	}
+	table := routes.Table(s.cfg.Faces.AppService.Path, s.cfg.Faces.Arc.Path)
 	for _, r := range rules {
 		s.log.Info("fault rule added", "rule", r.Name, "action", r.Action.Type)
+		// A rule that can never hit is accepted (it may be meant for
+		// 404s) but is almost always a typo: say so where it is added.
+		for _, w := range r.LintRoutes(table) {
+			s.log.Warn("fault rule can never hit a served request", "rule", r.Name, "warning", w)
+		}
 	}
 	writeJSON(w, http.StatusCreated, s.engine.Rules())
 }

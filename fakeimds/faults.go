@@ -19,6 +19,8 @@ import (
 // serverHeader is what real IMDS sends in its Server header.
 const serverHeader = "IMDS/150.870.65.1103"
 
+var serverHeaderValue = []string{serverHeader}
+
 // Chaos returns the fault engine.
 func (s *Server) Chaos() *chaos.Engine { return s.engine }
 
@@ -30,7 +32,9 @@ func (s *Server) Limiter() *chaos.Limiter { return s.limiter }
 func (s *Server) faulty(face string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if face == FaceIMDS || face == FaceInstance {
-			w.Header().Set("Server", serverHeader)
+			// Assigned, not Set: the key is canonical and the value
+			// shared (net/http only reads header values).
+			w.Header()["Server"] = serverHeaderValue
 		}
 		release, ok := s.limiter.Admit(face)
 		if !ok {
@@ -131,12 +135,17 @@ func (s *Server) chaosRequest(face string, req *http.Request) *chaos.Request {
 		if v := q.Get(p.name); v != "" {
 			sel = identity.Selector{Kind: p.kind, Value: v}
 			cr.IdentityKeys = append(cr.IdentityKeys, v)
+			cr.Selector = v
+			if p.name == "client_id" {
+				cr.ClientID = v
+			}
 		}
 	}
 	if face == FaceAuthority {
 		if err := req.ParseForm(); err == nil {
 			if v := req.PostForm.Get("client_id"); v != "" {
 				cr.IdentityKeys = append(cr.IdentityKeys, v)
+				cr.Selector, cr.ClientID = v, v
 				sel = identity.Selector{Kind: identity.ByClientID, Value: v}
 			}
 		}

@@ -58,19 +58,27 @@ func parseSelector(q url.Values, params []struct {
 	name string
 	kind identity.Kind
 }) (identity.Selector, error) {
+	return parseSelectorFrom(&query{full: q}, params)
+}
+
+// parseSelectorFrom is parseSelector for a query.
+func parseSelectorFrom(q *query, params []struct {
+	name string
+	kind identity.Kind
+}) (identity.Selector, error) {
 	var sel identity.Selector
 	var names []string
 	for _, p := range params {
-		vs, ok := q[p.name]
-		if !ok {
+		v, n := q.lookup(p.name)
+		if n == 0 {
 			continue
 		}
-		if len(vs) > 1 {
-			return identity.Selector{}, fmt.Errorf("The parameter %s is specified %d times in the token request; specify it once", p.name, len(vs))
+		if n > 1 {
+			return identity.Selector{}, fmt.Errorf("The parameter %s is specified %d times in the token request; specify it once", p.name, n)
 		}
 		names = append(names, p.name)
-		if vs[0] != "" {
-			sel = identity.Selector{Kind: p.kind, Value: vs[0]}
+		if v != "" {
+			sel = identity.Selector{Kind: p.kind, Value: v}
 		}
 	}
 	if len(names) > 1 {
@@ -110,6 +118,11 @@ func resourceTooLong(resource string) string {
 // against Azure.
 func exactPath(req *http.Request, endpoint string) bool {
 	p := req.URL.EscapedPath()
+	if endpoint == IMDSTokenPath {
+		// The token endpoint's spelling needs no escaping: compare
+		// without building it per request.
+		return p == IMDSTokenPath || len(p) == len(IMDSTokenPath)+1 && p[len(p)-1] == '/' && p[:len(IMDSTokenPath)] == IMDSTokenPath
+	}
 	want := (&url.URL{Path: endpoint}).EscapedPath()
 	return p == want || p == want+"/"
 }
@@ -171,8 +184,8 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
 		return
 	}
-	q, err := url.ParseQuery(req.URL.RawQuery)
-	if err != nil {
+	var q query
+	if err := q.parse(req.URL.RawQuery); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Malformed query string")
 		return
 	}
@@ -195,7 +208,7 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	note(w).Resource = resource
-	sel, err := parseSelector(q, selectorParams)
+	sel, err := parseSelectorFrom(&q, selectorParams)
 	if err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -208,7 +221,7 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.imdsBody(tok, resource, id.ClientID))
+	s.writeIMDSBody(w, tok, resource, id.ClientID)
 }
 
 // imdsBody is the 200 body of the IMDS and Arc token endpoints.

@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
-// InstancePath and VersionsPath are the instance metadata endpoints.
+// InstancePath and VersionsPath are the instance metadata endpoints,
+// from the route table the fault engine lints rules against.
 const (
-	InstancePath = "/metadata/instance"
-	VersionsPath = "/metadata/versions"
+	InstancePath = routes.Instance
+	VersionsPath = routes.Versions
 )
 
 // instanceError is the instance endpoint's error body, which, unlike the

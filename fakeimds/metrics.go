@@ -2,6 +2,7 @@ package fakeimds
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,42 @@ func newMetrics() *metrics {
 func (m *metrics) observe(face string, status int, identity string, d time.Duration) {
 	m.requests.WithLabelValues(face, statusLabel(status), identity).Inc()
 	m.latency.WithLabelValues(face).Observe(d.Seconds())
+}
+
+// faceMetrics are one face's series, bound to their label values once:
+// WithLabelValues hashes the values and looks them up under a lock on
+// every call, which the cached token path paid twice per request.
+type faceMetrics struct {
+	m        *metrics
+	face     string
+	latency  prometheus.Observer
+	requests sync.Map // requestKey → prometheus.Counter
+}
+
+// requestKey names a requests_total child of a face. Its values are
+// bounded: statuses by statusLabel, identity names by the configuration
+// and control API.
+type requestKey struct {
+	status   int
+	identity string
+}
+
+func (m *metrics) forFace(face string) *faceMetrics {
+	return &faceMetrics{m: m, face: face, latency: m.latency.WithLabelValues(face)}
+}
+
+// observe counts a request and its latency, as metrics.observe does.
+func (f *faceMetrics) observe(status int, identity string, d time.Duration) {
+	if status < 100 || status >= 600 {
+		status = 0 // all "other"
+	}
+	k := requestKey{status, identity}
+	c, ok := f.requests.Load(k)
+	if !ok {
+		c, _ = f.requests.LoadOrStore(k, f.m.requests.WithLabelValues(f.face, statusLabel(status), identity))
+	}
+	c.(prometheus.Counter).Inc()
+	f.latency.Observe(d.Seconds())
 }
 
 func (m *metrics) handler() http.Handler {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/identity"
@@ -84,6 +86,7 @@ const maxBodyBytes = maxFormBytes
 // fault rules, and is journaled and counted.
 func (s *Server) record(face string, h http.Handler) http.Handler {
 	h = s.faulty(face, h)
+	fm := s.metrics.forFace(face)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Bound the body here, before anything reads it: the fault rules'
 		// matcher parses the authority's form before the authority does,
@@ -100,19 +103,19 @@ func (s *Server) record(face string, h http.Handler) http.Handler {
 			// ErrAbortHandler; record the request before net/http
 			// handles the panic.
 			if p := recover(); p != nil {
-				s.finish(rec, req, start)
+				s.finish(fm, rec, req, start)
 				panic(p)
 			}
 		}()
 		h.ServeHTTP(rec, req)
-		s.finish(rec, req, start)
+		s.finish(fm, rec, req, start)
 	})
 }
 
 // finish records a served request in the journal and metrics.
 // A request whose connection a fault aborted (or whose client gave up
 // first) is recorded with status 0.
-func (s *Server) finish(rec *recorder, req *http.Request, start time.Time) {
+func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start time.Time) {
 	if !rec.written && !rec.aborted {
 		rec.status = http.StatusOK
 	}
@@ -123,11 +126,13 @@ func (s *Server) finish(rec *recorder, req *http.Request, start time.Time) {
 	e.Method = req.Method
 	e.Path = req.URL.Path
 	e.Query = req.URL.RawQuery
-	e.Headers = interestingHeaders(req)
+	e.Headers = s.headers.of(req)
 	e.Status = rec.status
+	// Set by the fake itself (a throttle rule or the limiter), so short.
+	e.RetryAfter = rec.Header().Get("Retry-After")
 	e.LatencyMS = float64(elapsed.Microseconds()) / 1000
 	s.journal.Add(e)
-	s.metrics.observe(e.Face, rec.status, e.IdentityName, elapsed)
+	fm.observe(rec.status, e.IdentityName, elapsed)
 }
 
 // markAborted records that w's request got no response, and why.
@@ -136,6 +141,85 @@ func markAborted(w http.ResponseWriter, why string) {
 		r.aborted = true
 	}
 	note(w).Error = why
+}
+
+// headerKey is what interestingHeaders records of a request, as a
+// comparable value.
+type headerKey struct {
+	metadata, userAgent, forwardedFor                           string
+	hasMetadata, hasForwardedFor, identityHeader, authorization bool
+}
+
+func headerKeyOf(req *http.Request) headerKey {
+	var k headerKey
+	if v, ok := req.Header["Metadata"]; ok && len(v) > 0 {
+		k.metadata, k.hasMetadata = v[0], true
+	}
+	// Indexed with the canonical keys rather than through Get, which
+	// canonicalises its argument on every call: the same values.
+	k.userAgent = first(req.Header["User-Agent"])
+	if v := req.Header["X-Forwarded-For"]; len(v) > 0 {
+		k.forwardedFor, k.hasForwardedFor = v[0], true
+		if len(v) > 1 {
+			k.forwardedFor = strings.Join(v, ", ")
+		}
+	}
+	k.identityHeader = first(req.Header["X-Identity-Header"]) != ""
+	k.authorization = first(req.Header["Authorization"]) != ""
+	return k
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// Bounds of the header interner: a client that varies its headers gets a
+// map per request, as before, once the table is full.
+const (
+	maxInternedHeaders = 256
+	maxInternedBytes   = 512 // of header values per map
+)
+
+// headerInterner hands out the journal's header maps. A client sends the
+// same headers on every request, so its entries share one map instead of
+// allocating one each: the map and its strings were a good part of the
+// garbage a cached token made. Journal entries' maps are read-only (the
+// journal clones one before truncating it), so sharing is safe.
+type headerInterner struct {
+	maps sync.Map // headerKey → *internedHeaders
+	n    atomic.Int32
+	// last is the map handed out last: compared before the table is
+	// hashed, since one client's requests tend to come in runs.
+	last atomic.Pointer[internedHeaders]
+}
+
+type internedHeaders struct {
+	key headerKey
+	m   map[string]string
+}
+
+// of returns interestingHeaders(req), shared with earlier requests that
+// sent the same headers.
+func (hi *headerInterner) of(req *http.Request) map[string]string {
+	k := headerKeyOf(req)
+	if l := hi.last.Load(); l != nil && l.key == k {
+		return l.m
+	}
+	if v, ok := hi.maps.Load(k); ok {
+		l := v.(*internedHeaders)
+		hi.last.Store(l)
+		return l.m
+	}
+	m := interestingHeaders(req)
+	if len(k.metadata)+len(k.userAgent)+len(k.forwardedFor) <= maxInternedBytes && hi.n.Load() < maxInternedHeaders {
+		if _, loaded := hi.maps.LoadOrStore(k, &internedHeaders{k, m}); !loaded {
+			hi.n.Add(1)
+		}
+	}
+	return m
 }
 
 func interestingHeaders(req *http.Request) map[string]string {

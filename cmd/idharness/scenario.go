@@ -72,7 +72,7 @@ func (f *scenarioClusterFlags) connect(ctx context.Context) (*stack.Stack, strin
 }
 
 func newScenarioRunCommand() *cobra.Command {
-	var out, imdsAddr string
+	var out, imdsAddr, reportDir string
 	var quiet bool
 	var cf scenarioClusterFlags
 	cmd := &cobra.Command{
@@ -96,8 +96,14 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 			if err != nil {
 				return err
 			}
+			for _, w := range s.Warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), w)
+			}
 			if out == "" {
 				out = s.ID + ".result.json"
+			}
+			if reportDir == "" {
+				reportDir = s.ID + ".report"
 			}
 			var progress io.Writer
 			if !quiet {
@@ -128,6 +134,15 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "result written to %s\n", out)
+			// The one results model: the same report files as idharness run.
+			rep := res.Report(s)
+			if err := rep.WriteDir(reportDir); err != nil {
+				return err
+			}
+			if err := rep.WriteHTML(reportDir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "report written to %s (report.json, junit.xml, summary.md, report.html)\n", reportDir)
 			if !res.Passed {
 				return errScenarioFailed
 			}
@@ -136,6 +151,7 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&out, "out", "o", "", "write the JSON result here (default ID.result.json in the current directory)")
+	fl.StringVar(&reportDir, "report-dir", "", "write report.json, junit.xml, summary.md and report.html here, as idharness run does (default ID.report in the current directory)")
 	fl.StringVar(&imdsAddr, "imds-addr", "", "locally: where the fake's metadata face listens, e.g. 127.0.0.1:8080, for a workload of your own (default a free port, printed at the start)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "print only the verdicts, not the steps and progress lines")
 	fl.StringVar(&cf.cluster, "cluster", "", "run in this kind cluster made by idharness, whose stack `idharness run --cluster NAME --keep-cluster` deployed")
@@ -195,6 +211,9 @@ func newScenarioLintCommand() *cobra.Command {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					failed++
 					continue
+				}
+				for _, w := range s.Warnings() {
+					fmt.Fprintln(cmd.ErrOrStderr(), w)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s, %v, %d steps, %d expectations)\n", f, s.ID, s.Duration(), len(s.Timeline), len(s.Expect))
 			}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/idharness/idharness/internal/report"
 )
 
 // shortScenario is a 2 s run of one plain HTTP client; action is the
@@ -97,7 +99,8 @@ func TestScenarioRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			result := filepath.Join(dir, "out", "r.json")
-			args := append([]string{"scenario", "run", "-o", result, file}, tc.args...)
+			repDir := filepath.Join(dir, "rep")
+			args := append([]string{"scenario", "run", "-o", result, "--report-dir", repDir, file}, tc.args...)
 			out, _, err := runIDHarness(t, args...)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("error %v, want %v\n%s", err, tc.wantErr, out)
@@ -124,6 +127,30 @@ func TestScenarioRun(t *testing.T) {
 			}
 			if res.Scenario != "cmd-test" || res.Passed != (tc.wantErr == nil) || len(res.Requests) == 0 {
 				t.Errorf("result %s passed %v with %d requests", res.Scenario, res.Passed, len(res.Requests))
+			}
+			// The one results model: the report files of idharness run.
+			var rep report.Report
+			b, err = os.ReadFile(filepath.Join(repDir, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			wantState := report.Passed
+			if tc.wantErr != nil {
+				wantState = report.Failed
+			}
+			if rep.Suite != "scenario" || len(rep.Specs) != 1 || rep.Specs[0].ID != "cmd-test" || rep.Specs[0].State != wantState {
+				t.Errorf("report.json: suite %q, specs %+v; want the scenario as one %s spec", rep.Suite, rep.Specs, wantState)
+			}
+			if tl, ok := report.ParseTimeline(rep.Specs[0]); !ok || len(tl.Clients) == 0 || len(tl.Buckets) == 0 {
+				t.Errorf("report.json carries no timeline with clients: %+v", tl)
+			}
+			for _, f := range []string{"junit.xml", "summary.md", "report.html"} {
+				if _, err := os.Stat(filepath.Join(repDir, f)); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		count      = fs.Int("count", 0, "number of rounds (every client once per round); default 1 unless --duration is set")
 		interval   = fs.Duration("interval", 0, "pause between the starts of rounds (default 1s when looping)")
 		duration   = fs.Duration("duration", 0, "run rounds for this long (with --count, whichever ends first)")
+		parallel   = fs.Int("parallel", 1, fmt.Sprintf("calls each client makes at once per round, on the same client (1 to %d); each is a result line with its call number", probe.MaxParallel))
 		timeout    = fs.Duration("timeout", probe.DefaultTimeout, "bound on each token call and each resource request")
 		vaultURL   = fs.String("vault-url", "", "protected resource base URL; with --secret, each token reads that secret")
 		secret     = fs.String("secret", "", "secret name to read at --vault-url")
@@ -111,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 			DisableInstanceDiscovery: *noDisc, RawNoMetadata: *noMetadata, RawForwardedFor: *xff,
 		},
 		Clients: names, Resource: *resource, Count: *count, Interval: *interval, Duration: *duration,
-		Timeout: *timeout, VaultURL: *vaultURL, Secret: *secret, Tag: *tag,
+		Timeout: *timeout, VaultURL: *vaultURL, Secret: *secret, Tag: *tag, Parallel: *parallel,
 	}
 	r, err := probe.NewRunner(cfg, stdout)
 	if err != nil {

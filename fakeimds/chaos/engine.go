@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
 // Request is what rules match on.
@@ -22,6 +24,14 @@ type Request struct {
 	Source netip.Addr
 	// Resource is the requested resource, if any.
 	Resource string
+	// Selector is the value of the identity selector the request sent
+	// (client_id, object_id, msi_res_id, mi_res_id or principal_id; on the
+	// authority, the form's client_id), empty if none. ClientID is that
+	// value when the selector was client_id. Faults that echo what the
+	// client asked for (set-field templates) read them; matching uses
+	// IdentityKeys.
+	Selector string
+	ClientID string
 	// IdentityKeys are the lower-cased values a rule's identity may match:
 	// the selector the request sent, and the client ID, object ID and
 	// resource ID of the identity it resolves to ("system" for the
@@ -218,7 +228,11 @@ func (e *Engine) Evaluate(req *Request) *Effects {
 			fx = &Effects{}
 		}
 		fx.Faults = append(fx.Faults, r.Name)
-		r.Action.Fault.Apply(fx, r.rnd)
+		if rf, ok := r.Action.Fault.(RequestFault); ok {
+			rf.ApplyRequest(fx, r.rnd, req, now)
+		} else {
+			r.Action.Fault.Apply(fx, r.rnd)
+		}
 		if fx.terminal() {
 			break
 		}
@@ -271,14 +285,8 @@ func (m *Match) matches(req *Request) bool {
 	if len(m.Faces) > 0 && !contains(m.Faces, req.Face) {
 		return false
 	}
-	if m.Path != "" {
-		if p, ok := strings.CutSuffix(m.Path, "*"); ok {
-			if !strings.HasPrefix(req.Path, p) {
-				return false
-			}
-		} else if req.Path != m.Path {
-			return false
-		}
+	if m.Path != "" && !pathMatches(m.Path, req.Path) {
+		return false
 	}
 	if len(m.Methods) > 0 && !containsFold(m.Methods, req.Method) {
 		return false
@@ -313,6 +321,24 @@ func (m *Match) matches(req *Request) bool {
 		}
 	}
 	return true
+}
+
+// pathMatches compares a rule's path with a request's in canonical form
+// (routes.Canonical): one trailing slash is ignored on both sides, since
+// fakeimds serves its token endpoints with and without it and a rule
+// written with the documented path must hit clients that add the slash.
+// Case is not folded: fakeimds routes case-sensitively, so /Metadata/...
+// is a 404 there and not the endpoint a rule names. A rule path ending in
+// * is a prefix of the canonical request path; a prefix ending in a slash
+// also matches the path without it (/metadata/instance/* hits
+// /metadata/instance, as it hit /metadata/instance/ before). Neither side
+// allocates: this runs for every request while rules exist.
+func pathMatches(rule, path string) bool {
+	c := routes.Canonical(path)
+	if p, ok := strings.CutSuffix(rule, "*"); ok {
+		return strings.HasPrefix(c, p) || len(p) == len(c)+1 && p[len(p)-1] == '/' && strings.HasPrefix(p, c)
+	}
+	return c == routes.Canonical(rule)
 }
 
 // selects applies the counters and probability to the nth matching request.

@@ -18,6 +18,22 @@ type Fault interface {
 	Apply(fx *Effects, rnd *rand.Rand)
 }
 
+// RequestFault is implemented by faults whose effects depend on the
+// request they hit (set-field renders templates with its resource and
+// identity). The engine calls ApplyRequest instead of Apply for them, with
+// the request and the engine's clock reading when the rule hit; Apply
+// stays for callers without a request. An optional interface rather than
+// request fields on Effects or a request argument to every BodyEdit:
+// only the faults that need the request see it, and the others and the
+// server are unchanged.
+type RequestFault interface {
+	Fault
+	// ApplyRequest adds the fault's effects on req to fx. It must copy
+	// what it needs rather than keep req: the caller owns req, and its
+	// Header is the live request's.
+	ApplyRequest(fx *Effects, rnd *rand.Rand, req *Request, now time.Time)
+}
+
 // connFault is implemented by faults that act on a listener rather than
 // on requests (refuse, blackhole).
 type connFault interface {

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
 // Rule is one fault rule.
@@ -33,6 +34,10 @@ type Match struct {
 	// Faces: imds, instance, appservice, arc, authority.
 	Faces []string `json:"faces,omitempty"`
 	// Path matches the URL path exactly, or as a prefix when it ends in *.
+	// Both compare in canonical form (routes.Canonical), as fakeimds
+	// routes: one trailing slash is ignored, since the token endpoints
+	// answer with and without it, and case is not folded, since fakeimds
+	// routes case-sensitively (/Metadata/... is a 404, not the endpoint).
 	Path string `json:"path,omitempty"`
 	// Methods: GET, POST, …
 	Methods []string `json:"methods,omitempty"`
@@ -143,7 +148,7 @@ func (e *RuleError) Error() string {
 	return fmt.Sprintf("rule %s: %s: %s", name, e.Field, e.Problem)
 }
 
-var knownFaces = []string{"imds", "instance", "appservice", "arc", "authority"}
+var knownFaces = routes.Faces()
 
 // Validate checks the rule and prepares it for matching.
 func (r *Rule) Validate() error {
@@ -171,7 +176,10 @@ func (r *Rule) Validate() error {
 	if m.FirstN < 0 || m.EveryNth < 0 || m.Count < 0 {
 		return bad("match", "firstN, everyNth and count must not be negative")
 	}
-	m.prefixes = m.prefixes[:0]
+	// A fresh slice, not m.prefixes[:0]: the engine's copy of an added
+	// rule shares the backing array with the caller's, which may be
+	// validated again while the engine matches with it.
+	m.prefixes = nil
 	for _, s := range m.Sources {
 		p, err := parseSource(s)
 		if err != nil {

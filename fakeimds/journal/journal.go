@@ -38,6 +38,10 @@ type Entry struct {
 	Status       int    `json:"status"`
 	// Error is the error code of a refused request.
 	Error string `json:"error,omitempty"`
+	// RetryAfter is the answer's Retry-After header as sent, if it had
+	// one: what the client was told to wait, which the scenarios'
+	// honours-retry-after expectation checks its next request against.
+	RetryAfter string `json:"retryAfter,omitempty"`
 	// Cached is true when the token came from the server's token cache.
 	Cached bool `json:"cached,omitempty"`
 	// Faults names the chaos rules applied to the request.
@@ -98,6 +102,35 @@ func (e *Entry) bound() {
 	}
 }
 
+// fits reports whether e has nothing to cut, as nearly every entry has.
+// Add checks it first because bound's pointers into the entry would move
+// every entry Add is given to the heap: an allocation per request.
+func (e *Entry) fits() bool {
+	if len(e.Face) > MaxFieldBytes || len(e.Remote) > MaxFieldBytes || len(e.Method) > MaxFieldBytes ||
+		len(e.Path) > MaxFieldBytes || len(e.Query) > MaxFieldBytes || len(e.Selector) > MaxFieldBytes ||
+		len(e.Identity) > MaxFieldBytes || len(e.IdentityName) > MaxFieldBytes || len(e.Resource) > MaxFieldBytes ||
+		len(e.Error) > MaxFieldBytes {
+		return false
+	}
+	for _, v := range e.Headers {
+		if len(v) > MaxFieldBytes {
+			return false
+		}
+	}
+	for _, v := range e.Faults {
+		if len(v) > MaxFieldBytes {
+			return false
+		}
+	}
+	return true
+}
+
+// bounded returns e with bound applied.
+func bounded(e Entry) Entry {
+	e.bound()
+	return e
+}
+
 // truncate returns s cut to at most MaxFieldBytes on a UTF-8 boundary,
 // and whether it was cut.
 func truncate(s string) (string, bool) {
@@ -138,7 +171,9 @@ func New(capacity int) *Journal {
 // subscribers; a subscriber that cannot keep up loses entries rather than
 // slowing the server (counted by Dropped).
 func (j *Journal) Add(e Entry) {
-	e.bound()
+	if !e.fits() {
+		e = bounded(e)
+	}
 	j.mu.Lock()
 	j.seq++
 	e.Seq = j.seq

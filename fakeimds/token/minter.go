@@ -56,7 +56,34 @@ type Token struct {
 	ExpiresOn time.Time
 	// Cached is true when the token came from the server's cache.
 	Cached bool
+	// memo is the cache entry's memo, shared by every copy of a cached
+	// token; nil for a token minted outside the cache.
+	memo *Memo
 }
+
+// Memo holds one value a server derives from a cached token (its encoded
+// answer, say), so that the work is done once per token rather than once
+// per request, and is dropped with the token when the cache evicts or
+// replaces it. It is safe for concurrent use.
+type Memo struct{ v atomic.Pointer[memoValue] }
+
+type memoValue struct{ v any }
+
+// Load returns the value last stored, or nil.
+func (m *Memo) Load() any {
+	if p := m.v.Load(); p != nil {
+		return p.v
+	}
+	return nil
+}
+
+// Store replaces the value.
+func (m *Memo) Store(v any) { m.v.Store(&memoValue{v}) }
+
+// Memo returns the memo of a token from the cache, or nil for a token
+// minted outside it (cache off, or a fault's skewed token): those are
+// answered once and need none.
+func (t Token) Memo() *Memo { return t.memo }
 
 // ExpiresIn returns the seconds left at now, never negative, counted
 // between whole-second timestamps so that now + expires_in is exactly
@@ -215,6 +242,9 @@ func (m *Minter) Issue(id identity.Identity, resource string) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
+	// A new memo per token: what was derived from the one it replaces
+	// must not be served with it.
+	t.memo = &Memo{}
 	m.store(k, t)
 	return t, nil
 }

@@ -2,23 +2,25 @@ package nodeagent
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/idharness/idharness/internal/podidentity"
 )
 
-// The aadpodidentity.k8s.io/v1 resources the agent reads.
+// The aadpodidentity.k8s.io/v1 resources the agent reads, the pod label
+// bindings select and the identity type served: the contract, kept in
+// internal/podidentity, which the suites and scenario runs write by.
 var (
-	AzureIdentityGVR             = schema.GroupVersionResource{Group: "aadpodidentity.k8s.io", Version: "v1", Resource: "azureidentities"}
-	AzureIdentityBindingGVR      = schema.GroupVersionResource{Group: "aadpodidentity.k8s.io", Version: "v1", Resource: "azureidentitybindings"}
-	AzurePodIdentityExceptionGVR = schema.GroupVersionResource{Group: "aadpodidentity.k8s.io", Version: "v1", Resource: "azurepodidentityexceptions"}
+	AzureIdentityGVR             = podidentity.AzureIdentityGVR
+	AzureIdentityBindingGVR      = podidentity.AzureIdentityBindingGVR
+	AzurePodIdentityExceptionGVR = podidentity.AzurePodIdentityExceptionGVR
 )
 
 // BindingLabel is the pod label a binding's selector is compared with.
-const BindingLabel = "aadpodidbinding"
+const BindingLabel = podidentity.BindingLabel
 
 // UserAssignedMSI is AzureIdentity.spec.type for a user-assigned managed
-// identity, the only type the agent serves (1 and 2 are service
-// principals, which need Azure AD itself).
-const UserAssignedMSI = 0
+// identity, the only type the agent serves.
+const UserAssignedMSI = podidentity.UserAssignedMSI
 
 // Identity is an AzureIdentity.
 type Identity struct {

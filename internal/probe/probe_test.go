@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,42 @@ func TestProcessWideCache(t *testing.T) {
 	}
 	if !res[1].FromCache || res[1].Requests != 0 || res[1].IdentityGot != fakeimdstest.SystemObjectID {
 		t.Errorf("msal-mi after azidentity-mi asked for the same token: fromCache=%v requests=%d; want it served from the shared cache", res[1].FromCache, res[1].Requests)
+	}
+}
+
+// TestParallel runs each round's calls as a fan-out on one client: every
+// call is a result line with its number, the round's calls share the
+// round's attempt number, and none claims a request count it cannot
+// know.
+func TestParallel(t *testing.T) {
+	clearIdentityEnv(t)
+	_, a := fakeimdstest.Start(t, nil)
+	for _, tc := range []struct {
+		parallel, rounds int
+	}{
+		{1, 2},
+		{4, 2},
+	} {
+		t.Run(fmt.Sprint(tc.parallel), func(t *testing.T) {
+			res, sum := runProbe(t, Config{
+				Options: Options{Mode: ModeIMDS, IMDSAddr: a.IMDS},
+				Clients: []string{ClientAzidentityMI}, Resource: uniqueResource(t, ""), Count: tc.rounds, Interval: time.Millisecond, Parallel: tc.parallel,
+			})
+			if len(res) != tc.parallel*tc.rounds || sum.OK != len(res) {
+				t.Fatalf("%d results (%d ok), want %d", len(res), sum.OK, tc.parallel*tc.rounds)
+			}
+			for i, r := range res {
+				wantCall, wantRound := 0, i+1
+				if tc.parallel > 1 {
+					wantCall, wantRound = i%tc.parallel+1, i/tc.parallel+1
+				}
+				if r.Call != wantCall || r.Attempt != wantRound {
+					t.Errorf("result %d: call %d attempt %d, want call %d attempt %d", i, r.Call, r.Attempt, wantCall, wantRound)
+				}
+				if tc.parallel > 1 && (r.Requests != RequestsUnmeasured || r.FromCache) {
+					t.Errorf("result %d of a fan-out: requests %d fromCache %v, want unmeasured", i, r.Requests, r.FromCache)
+				}
+			}
+		})
 	}
 }

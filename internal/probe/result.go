@@ -43,6 +43,9 @@ type Result struct {
 	// Attempt numbers the probe's rounds from 1; every client runs once
 	// per round, so results of one round share the number.
 	Attempt int `json:"attempt"`
+	// Call numbers the calls of a round's fan-out from 1 (--parallel);
+	// 0, and left out, when the probe makes one call per round.
+	Call int `json:"call,omitempty"`
 	// IdentityAsked is the identity the client was told to use: "system",
 	// "client_id=…", "object_id=…" or "resource_id=…" (Identity.String).
 	// In workload identity mode it is "client_id=" and the client ID used.
@@ -96,7 +99,8 @@ type Result struct {
 	// Requests is the number of HTTP requests the call made, retries and
 	// probes included, counted on a Go client's transport; -1
 	// (RequestsUnmeasured) for a client program, whose requests the fake's
-	// journal counts by the pod's address instead.
+	// journal counts by the pod's address instead, and for the calls of a
+	// fan-out (--parallel), which share one transport.
 	Requests int `json:"requests"`
 	// ResourceStatus is the HTTP status the protected resource answered
 	// with; 0 when none was configured or it could not be reached.

@@ -49,12 +49,22 @@ type Config struct {
 	Secret string
 	// VaultAPIVersion is the api-version sent to the resource.
 	VaultAPIVersion string
+	// Parallel is how many calls each client makes at once in a round
+	// (default 1): N concurrent GetToken calls on the same client, as an
+	// application's threads would make on one credential with a cold
+	// cache. Each call is a Result of its own, numbered by Call.
+	Parallel int
 	// Tag, when set, is added to every request's User-Agent after the
 	// probe's own idharness-probe/CLIENT, so that a fake's journal can
 	// tell this probe from others running the same client (the scenario
 	// runner gives each pod idharness-client/NAME).
 	Tag string
 }
+
+// MaxParallel bounds Config.Parallel: enough for any fan-out an
+// application makes on one credential, few enough that one pod cannot
+// flood the node's IMDS by a typo.
+const MaxParallel = 64
 
 // DefaultTimeout is Config.Timeout's default.
 const DefaultTimeout = 90 * time.Second
@@ -99,6 +109,12 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 	if cfg.Count < 0 || cfg.Interval < 0 || cfg.Duration < 0 {
 		return nil, errors.New("count, interval and duration must not be negative")
 	}
+	if cfg.Parallel < 0 || cfg.Parallel > MaxParallel {
+		return nil, fmt.Errorf("parallel %d: want 1 to %d calls at once per client", cfg.Parallel, MaxParallel)
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 1
+	}
 	if cfg.Count == 0 && cfg.Duration == 0 {
 		cfg.Count = 1
 	}
@@ -114,7 +130,7 @@ func NewRunner(cfg Config, out io.Writer) (*Runner, error) {
 		}
 	}
 	if cfg.VaultAPIVersion == "" {
-		cfg.VaultAPIVersion = "7.4"
+		cfg.VaultAPIVersion = DefaultVaultAPIVersion
 	}
 	if len(cfg.Clients) == 0 {
 		cfg.Clients = DefaultClients(cfg.Mode, cfg.Identity)
@@ -179,10 +195,11 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			res := r.attempt(ctx, c, round)
-			sum.add(res)
-			if err := r.write(res); err != nil {
-				return sum, err
+			for _, res := range r.fanOut(ctx, c, round) {
+				sum.add(res)
+				if err := r.write(res); err != nil {
+					return sum, err
+				}
 			}
 		}
 		sum.Rounds = round
@@ -233,6 +250,33 @@ func (r *Runner) identityAsked() string {
 		return string(ByClientID) + "=" + os.Getenv("AZURE_CLIENT_ID")
 	}
 	return r.cfg.Identity.String()
+}
+
+// fanOut runs the client's calls of one round: one attempt, or with
+// Parallel N attempts at once, returned in call order when all ended.
+func (r *Runner) fanOut(ctx context.Context, c runClient, round int) []Result {
+	n := r.cfg.Parallel
+	if n <= 1 {
+		return []Result{r.attempt(ctx, c, round)}
+	}
+	out := make([]Result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := r.attempt(ctx, c, round)
+			res.Call = i + 1
+			// The calls share the client's transport: its counter cannot
+			// tell whose request is whose, so none is counted.
+			if c.counter != nil {
+				res.Requests, res.FromCache, res.HTTPStatus = RequestsUnmeasured, false, 0
+			}
+			out[i] = res
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // attempt runs one client once: the token call, the claims, and the use
@@ -301,37 +345,54 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 
 // useToken reads the secret with the token and records the answer.
 func (r *Runner) useToken(ctx context.Context, tok string, res *Result) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	res.TokenExpired = !res.TokenExp.IsZero() && !res.TokenExp.After(r.now())
+	status, value, err := ReadSecret(ctx, r.vault, r.cfg.VaultURL, r.cfg.Secret, r.cfg.VaultAPIVersion, tok, r.cfg.Timeout)
+	res.ResourceStatus = status
+	if err != nil {
+		res.Status, res.Stage, res.Error = StatusError, StageResource, err.Error()
+		return
+	}
+	res.Secret = value
+}
+
+// DefaultVaultAPIVersion is the api-version sent to the protected resource.
+const DefaultVaultAPIVersion = "7.4"
+
+// ReadSecret presents tok at the protected resource: GET
+// vaultURL/secrets/secret with the token as bearer, as a Key Vault
+// client does, within timeout. It returns the resource's HTTP status (0
+// when it could not be reached) and the secret's value; the error says
+// why there is no value (no answer, not 200, not a secret). The probe and
+// local scenario runs both use a token this way, so that they judge the
+// same thing.
+func ReadSecret(ctx context.Context, hc *http.Client, vaultURL, secret, apiVersion, tok string, timeout time.Duration) (int, string, error) {
+	if apiVersion == "" {
+		apiVersion = DefaultVaultAPIVersion
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	u := strings.TrimRight(r.cfg.VaultURL, "/") + "/secrets/" + url.PathEscape(r.cfg.Secret) + "?api-version=" + url.QueryEscape(r.cfg.VaultAPIVersion)
+	u := strings.TrimRight(vaultURL, "/") + "/secrets/" + url.PathEscape(secret) + "?api-version=" + url.QueryEscape(apiVersion)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("build resource request: %v", err)
-		return
+		return 0, "", fmt.Errorf("build resource request: %v", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
-	res.TokenExpired = !res.TokenExp.IsZero() && !res.TokenExp.After(r.now())
-	resp, err := r.vault.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("protected resource: %v", err)
-		return
+		return 0, "", fmt.Errorf("protected resource: %v", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	res.ResourceStatus = resp.StatusCode
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		res.Status, res.Stage = StatusError, StageResource
-		res.Error = fmt.Sprintf("protected resource answered %d: %s", resp.StatusCode, truncate(strings.TrimSpace(string(body)), maxBody))
-		return
+		return resp.StatusCode, "", fmt.Errorf("protected resource answered %d: %s", resp.StatusCode, truncate(strings.TrimSpace(string(body)), maxBody))
 	}
-	var secret struct {
+	var v struct {
 		Value string `json:"value"`
 	}
-	if err := json.Unmarshal(body, &secret); err != nil {
-		res.Status, res.Stage, res.Error = StatusError, StageResource, fmt.Sprintf("protected resource's 200 body is not a secret: %v", err)
-		return
+	if err := json.Unmarshal(body, &v); err != nil {
+		return resp.StatusCode, "", fmt.Errorf("protected resource's 200 body is not a secret: %v", err)
 	}
-	res.Secret = secret.Value
+	return resp.StatusCode, v.Value, nil
 }
 
 // readClaims reads a token's claims without verifying it: the probe

@@ -76,6 +76,8 @@ func TestNewRunnerValidation(t *testing.T) {
 		{"negative count", Config{Count: -1}, "negative"},
 		{"client twice", Config{Clients: []string{"raw", "raw"}}, "twice"},
 		{"bad imds address", Config{Options: Options{IMDSAddr: "localhost"}}, "HOST:PORT"},
+		{"negative parallel", Config{Parallel: -1}, "want 1 to 64"},
+		{"parallel over the bound", Config{Parallel: MaxParallel + 1}, "want 1 to 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewRunner(tc.cfg, nil)

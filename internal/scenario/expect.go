@@ -1,7 +1,12 @@
 package scenario
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -10,198 +15,258 @@ import (
 	"github.com/idharness/idharness/fakeimds/duration"
 )
 
-// The expectation kinds.
-const (
-	// ExpectRecovers: every client gets a token again within Within after
-	// a time (After, or the end of Step).
-	ExpectRecovers = "recovers"
-	// ExpectMaxRate: no client (or, with Total, all clients together)
-	// sent more than Max requests in any Window (default 1s).
-	ExpectMaxRate = "max-rate"
-	// ExpectCached: clients that held a token before the window kept
-	// getting one from their cache, without a request, throughout it.
-	ExpectCached = "cached"
-	// ExpectSuccessRate: at least MinPercent of the attempts succeeded.
-	ExpectSuccessRate = "success-rate"
-	// ExpectOwnIdentity: no client got a token of another identity.
-	ExpectOwnIdentity = "own-identity"
-	// ExpectMaxLatency: no attempt, failed or not, took longer than MaxLatency.
-	ExpectMaxLatency = "max-latency"
-	// ExpectTokenLeft: every token handed to a client had at least
-	// MinRemaining of its lifetime left (by default: was not expired).
-	ExpectTokenLeft = "token-lifetime-left"
-)
-
-// Expectation is a condition on the run's attempts and requests. Which
-// fields apply depends on Kind; setting one that does not is an error.
+// Expectation is a condition on the run's attempts and requests, written
+// inline: the common keys (kind, description, clients, finding) and the
+// kind's own parameters, `{kind: recovers, step: outage, within: 15s}`.
+// Each kind lives in a file of its own (expect_KIND.go) and registers
+// itself with registerExpect; its parameters are decoded strictly into
+// its struct, so that a parameter it does not take is an error.
 type Expectation struct {
-	// Kind is recovers, max-rate, cached, success-rate, own-identity,
-	// max-latency or token-lifetime-left.
-	Kind string `json:"kind"`
+	// Kind names the registered kind (ExpectKinds).
+	Kind string
 	// Description replaces the generated description in the output.
-	Description string `json:"description,omitempty"`
-	// Clients limits the expectation to one client group; empty is all.
-	Clients string `json:"clients,omitempty"`
-	// Step names a timeline step: the window is from its at to its end
-	// (at+for), and recovers counts from its end.
-	Step string `json:"step,omitempty"`
-	// From and To bound the window instead of Step; To 0 is the end of the run.
-	From duration.Duration `json:"from,omitempty"`
-	To   duration.Duration `json:"to,omitempty"`
-	// After is when recovery is measured from, instead of Step; with
-	// neither, it is the start of the run (the first token).
-	After duration.Duration `json:"after,omitempty"`
-	// Within bounds the recovery.
-	Within duration.Duration `json:"within,omitempty"`
-	// Max is the max-rate bound in requests per Window.
-	Max int `json:"max,omitempty"`
-	// Window is max-rate's sliding window (default 1s).
-	Window duration.Duration `json:"window,omitempty"`
-	// Total makes max-rate count all the clients' requests together.
-	Total bool `json:"total,omitempty"`
-	// MinPercent is success-rate's bound, 0 to 100.
-	MinPercent float64 `json:"minPercent,omitempty"`
-	// MaxLatency is max-latency's bound.
-	MaxLatency duration.Duration `json:"maxLatency,omitempty"`
-	// MinRemaining is token-lifetime-left's bound.
-	MinRemaining duration.Duration `json:"minRemaining,omitempty"`
+	Description string
+	// Clients limits the expectation to one workload client group; empty
+	// is every client.
+	Clients string
 	// Finding, when set, records that real clients do not meet the
 	// expectation and why: the run then expects it to fail, and passing
 	// is reported as the finding no longer reproducing.
-	Finding string `json:"finding,omitempty"`
+	Finding string
+	// FindingOnlyWhen, with Finding, says in what setting alone the
+	// finding reproduces (e.g. "IMDS itself answers the probe, with no
+	// node agent in front of it"): then passing is a pass, not an
+	// unexpected one, and the verdict notes the setting. Without it a
+	// finding that does not reproduce fails the run.
+	FindingOnlyWhen string
+	// Params is the kind's parameters and behaviour; nil when the kind is
+	// unknown.
+	Params ExpectKind
+
+	// invalid is the first decoding problem (an unknown kind, a parameter
+	// the kind does not take, a bad value), kept for validate to report
+	// at its exact line: an error from UnmarshalJSON could be located
+	// only by searching the file for the value it quotes.
+	invalid *fieldError
 }
 
-// expectFields lists the fields each kind accepts besides kind,
-// description, clients and finding.
-var expectFields = map[string][]string{
-	ExpectRecovers:    {"step", "after", "within"},
-	ExpectMaxRate:     {"step", "from", "to", "max", "window", "total"},
-	ExpectCached:      {"step", "from", "to"},
-	ExpectSuccessRate: {"step", "from", "to", "minPercent"},
-	ExpectOwnIdentity: {},
-	ExpectMaxLatency:  {"step", "from", "to", "maxLatency"},
-	ExpectTokenLeft:   {"step", "from", "to", "minRemaining"},
+// ExpectKind is one kind of expectation: a struct whose fields are the
+// kind's parameters, with the kind's behaviour.
+type ExpectKind interface {
+	// validate checks the parameters in the scenario; scope is the client
+	// groups the expectation concerns. A *fieldError names a parameter
+	// relative to the expectation ("within"); other errors concern the
+	// expectation as a whole.
+	validate(s *Scenario, scope []ClientGroup) error
+	// describe says in words what must hold; who is "every client" or
+	// "every GROUP client".
+	describe(s *Scenario, who string) string
+	// judge judges the run on cs, the clients in the expectation's scope
+	// (never empty).
+	judge(s *Scenario, r *Result, cs []*ClientResult) judgement
 }
 
-// setFields returns the kind-specific fields that are set.
-func (e *Expectation) setFields() []string {
-	var out []string
-	add := func(name string, set bool) {
-		if set {
-			out = append(out, name)
-		}
+// judgement is what a kind concludes about a run.
+type judgement struct {
+	held    bool
+	detail  string
+	clients []ClientVerdict
+}
+
+// expectKind is a registered kind of expectation.
+type expectKind struct {
+	name, summary string
+	new           func() ExpectKind
+}
+
+// expectKinds is filled by init functions only, before any scenario is read.
+var expectKinds = map[string]expectKind{}
+
+// registerExpect registers a kind of expectation under its name; summary
+// says in one line when it holds (it is the generated table's text). It
+// panics on a duplicate: two files claiming one name is a bug.
+func registerExpect(name, summary string, new func() ExpectKind) {
+	if _, dup := expectKinds[name]; dup {
+		panic("scenario: expectation kind " + name + " registered twice")
 	}
-	add("step", e.Step != "")
-	add("from", e.From.Duration != 0)
-	add("to", e.To.Duration != 0)
-	add("after", e.After.Duration != 0)
-	add("within", e.Within.Duration != 0)
-	add("max", e.Max != 0)
-	add("window", e.Window.Duration != 0)
-	add("total", e.Total)
-	add("minPercent", e.MinPercent != 0)
-	add("maxLatency", e.MaxLatency.Duration != 0)
-	add("minRemaining", e.MinRemaining.Duration != 0)
+	expectKinds[name] = expectKind{name: name, summary: summary, new: new}
+}
+
+// ExpectKinds returns the registered expectation kinds, sorted.
+func ExpectKinds() []string { return slices.Sorted(maps.Keys(expectKinds)) }
+
+// ExpectKindDocs documents every expectation kind, for docs/scenarios.md.
+func ExpectKindDocs() []KindDoc {
+	var out []KindDoc
+	for _, k := range ExpectKinds() {
+		ek := expectKinds[k]
+		out = append(out, KindDoc{Name: k, Summary: ek.summary, Params: paramsOf(ek.new())})
+	}
 	return out
 }
 
-func (e *Expectation) validate(s *Scenario, f string) error {
-	allowed, ok := expectFields[e.Kind]
+// WriteExpectKinds writes the expectation kinds as the Markdown table
+// docs/scenarios.md carries between its expectations markers
+// (TestExpectKindsInDocs keeps them equal).
+func WriteExpectKinds(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("| expectation `kind` | parameters | holds when |\n|---|---|---|\n")
+	for _, d := range ExpectKindDocs() {
+		params := make([]string, len(d.Params))
+		for i, p := range d.Params {
+			params[i] = "`" + p + "`"
+		}
+		if len(params) == 0 {
+			params = []string{"none"}
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", d.Name, strings.Join(params, ", "), d.Summary)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// expectCommon are the keys every expectation takes besides its kind's.
+var expectCommon = []string{"kind", "description", "clients", "finding", "findingOnlyWhen"}
+
+// UnmarshalJSON reads the common keys, then decodes the rest strictly
+// into the registered kind's struct. Problems are kept for validate,
+// which reports them with the parameter's path and line.
+func (e *Expectation) UnmarshalJSON(b []byte) error {
+	*e = Expectation{}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil || m == nil {
+		e.invalid = &fieldError{problem: "want a mapping such as {kind: recovers, step: outage, within: 15s}"}
+		return nil
+	}
+	common := map[string]*string{"kind": &e.Kind, "description": &e.Description, "clients": &e.Clients, "finding": &e.Finding, "findingOnlyWhen": &e.FindingOnlyWhen}
+	for _, k := range expectCommon {
+		if v, ok := m[k]; ok {
+			if err := json.Unmarshal(v, common[k]); err != nil {
+				e.invalid = &fieldError{field: k, problem: "want a string, got " + string(v)}
+				return nil
+			}
+		}
+	}
+	if e.Kind == "" {
+		e.invalid = &fieldError{field: "kind", problem: "required: one of " + strings.Join(ExpectKinds(), ", ")}
+		return nil
+	}
+	kind, ok := expectKinds[e.Kind]
 	if !ok {
-		return bad(f+".kind", "want one of %s, got %q", strings.Join(sortedKeys(expectFields), ", "), e.Kind)
+		e.invalid = &fieldError{field: "kind", problem: fmt.Sprintf("want one of %s, got %q", strings.Join(ExpectKinds(), ", "), e.Kind)}
+		return nil
 	}
-	for _, name := range e.setFields() {
-		if !contains(allowed, name) {
-			return bad(f+"."+name, "does not apply to %s expectations (they take %s)", e.Kind, strings.Join(allowed, ", "))
+	p := kind.new()
+	allowed := paramsOf(p)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if slices.Contains(expectCommon, k) {
+			continue
 		}
-	}
-	if e.Clients != "" {
-		found := false
-		for _, g := range s.Workload.Clients {
-			found = found || g.Name == e.Clients
+		if !slices.Contains(allowed, k) {
+			e.invalid = &fieldError{field: k, problem: notAParameter(e.Kind, k, allowed)}
+			return nil
 		}
-		if !found {
-			return bad(f+".clients", "%q is not a workload client group", e.Clients)
-		}
-	}
-	if e.Step != "" {
-		if _, ok := s.StepByName(e.Step); !ok {
-			return bad(f+".step", "no timeline step is named %q", e.Step)
-		}
-		if e.From.Duration != 0 || e.To.Duration != 0 || e.After.Duration != 0 {
-			return bad(f+".step", "give either step or from/to/after, not both")
+		// One key at a time, so that a bad value is reported at its key.
+		one, _ := json.Marshal(map[string]json.RawMessage{k: m[k]})
+		if err := json.Unmarshal(one, p); err != nil {
+			e.invalid = &fieldError{field: k, problem: valueProblem(err)}
+			return nil
 		}
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"from", e.From.Duration}, {"to", e.To.Duration}, {"after", e.After.Duration}, {"within", e.Within.Duration},
-		{"window", e.Window.Duration}, {"maxLatency", e.MaxLatency.Duration}, {"minRemaining", e.MinRemaining.Duration}} {
-		if d.v < 0 {
-			return bad(f+"."+d.name, "must not be negative")
-		}
-		if d.v > s.Duration() && d.name != "minRemaining" {
-			return bad(f+"."+d.name, "%v is beyond the end of the run (%v)", d.v, s.Duration())
-		}
-	}
-	if e.MinRemaining.Duration > MaxTokenLifetime {
-		return bad(f+".minRemaining", "%v: at most %v, the lifetime of Azure's managed identity tokens", e.MinRemaining.Duration, MaxTokenLifetime)
-	}
-	if e.To.Duration != 0 && e.To.Duration <= e.From.Duration {
-		return bad(f+".to", "must be after from")
-	}
-	switch e.Kind {
-	case ExpectRecovers:
-		if e.Within.Duration <= 0 {
-			return bad(f+".within", "required: how soon clients must have a token again, e.g. 15s")
-		}
-		if e.end(s)+e.Within.Duration > s.Duration() {
-			return bad(f+".within", "recovery is checked until %v, after the end of the run (%v); lengthen workload.duration", e.end(s)+e.Within.Duration, s.Duration())
-		}
-	case ExpectMaxRate:
-		if e.Max <= 0 {
-			return bad(f+".max", "required: the most requests allowed per window, e.g. 5")
-		}
-	case ExpectSuccessRate:
-		if e.MinPercent <= 0 || e.MinPercent > 100 {
-			return bad(f+".minPercent", "want a percentage above 0 and at most 100, got %v", e.MinPercent)
-		}
-	case ExpectMaxLatency:
-		if e.MaxLatency.Duration <= 0 {
-			return bad(f+".maxLatency", "required: the longest an attempt may take, e.g. 10s")
-		}
-	case ExpectCached:
-		if e.Step == "" && e.From.Duration == 0 && e.To.Duration == 0 {
-			return bad(f+".step", "required: the window (step, or from/to) in which cached tokens must keep working")
-		}
-	}
+	e.Params = p
 	return nil
 }
 
-// end returns when recovery is measured from.
-func (e *Expectation) end(s *Scenario) time.Duration {
-	if e.Step != "" {
-		st, _ := s.StepByName(e.Step)
-		return st.End()
+// notAParameter says that key is not one of kind's parameters, and what
+// the kind takes.
+func notAParameter(kind, key string, allowed []string) string {
+	takes := "only " + strings.Join(expectCommon[1:], ", ")
+	if len(allowed) > 0 {
+		takes = strings.Join(allowed, ", ")
 	}
-	return e.After.Duration
+	for _, other := range ExpectKinds() {
+		if other != kind && slices.Contains(paramsOf(expectKinds[other].new()), key) {
+			return fmt.Sprintf("does not apply to %s expectations (they take %s)", kind, takes)
+		}
+	}
+	return fmt.Sprintf("unknown parameter of %s expectations; they take %s (and %s)", kind, takes, strings.Join(expectCommon[1:], ", "))
 }
 
-// window returns the [from, to) window of the expectation.
-func (e *Expectation) window(s *Scenario) (time.Duration, time.Duration) {
-	if e.Step != "" {
-		st, _ := s.StepByName(e.Step)
-		end := st.End()
-		if end == st.At.Duration {
-			end = s.Duration()
+// valueProblem words a decoding error of one parameter's value.
+func valueProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := te.Type.String()
+		switch te.Type.Kind() {
+		case reflect.Int, reflect.Int64:
+			want = "a whole number"
+		case reflect.Float64:
+			want = "a number"
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.String:
+			want = "a string"
 		}
-		return st.At.Duration, end
+		return fmt.Sprintf("want %s, got %s", want, te.Value)
 	}
-	to := e.To.Duration
-	if to == 0 {
-		to = s.Duration()
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// MarshalJSON writes the common keys and the kind's parameters in one
+// object, as UnmarshalJSON reads them.
+func (e Expectation) MarshalJSON() ([]byte, error) {
+	m := map[string]json.RawMessage{}
+	if e.Params != nil {
+		b, err := json.Marshal(e.Params)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		if m == nil {
+			m = map[string]json.RawMessage{}
+		}
 	}
-	return e.From.Duration, to
+	for k, v := range map[string]string{"kind": e.Kind, "description": e.Description, "clients": e.Clients, "finding": e.Finding, "findingOnlyWhen": e.FindingOnlyWhen} {
+		if v != "" {
+			m[k], _ = json.Marshal(v)
+		}
+	}
+	return json.Marshal(m)
+}
+
+// validate checks the expectation at field path f (expect[i]).
+func (e *Expectation) validate(s *Scenario, f string) error {
+	if e.invalid != nil {
+		field := f
+		if e.invalid.field != "" {
+			field += "." + e.invalid.field
+		}
+		return bad(field, "%s", e.invalid.problem)
+	}
+	if e.Params == nil {
+		return bad(f+".kind", "want one of %s, got %q", strings.Join(ExpectKinds(), ", "), e.Kind)
+	}
+	if e.FindingOnlyWhen != "" && e.Finding == "" {
+		return bad(f+".findingOnlyWhen", "only with finding: it says when the finding reproduces")
+	}
+	var scope []ClientGroup
+	for _, g := range s.Workload.Clients {
+		if e.Clients == "" || g.Name == e.Clients {
+			scope = append(scope, g)
+		}
+	}
+	if e.Clients != "" && len(scope) == 0 {
+		return bad(f+".clients", "%q is not a workload client group", e.Clients)
+	}
+	if err := e.Params.validate(s, scope); err != nil {
+		if fe, ok := err.(*fieldError); ok {
+			return bad(f+"."+fe.field, "%s", fe.problem)
+		}
+		return bad(f, "%v", err)
+	}
+	return nil
 }
 
 // Describe returns the expectation in words.
@@ -209,52 +274,14 @@ func (e *Expectation) Describe(s *Scenario) string {
 	if e.Description != "" {
 		return e.Description
 	}
+	if e.Params == nil {
+		return e.Kind
+	}
 	who := "every client"
 	if e.Clients != "" {
 		who = "every " + e.Clients + " client"
 	}
-	from, to := e.window(s)
-	win := fmt.Sprintf("from %v to %v", from, to)
-	if e.Step != "" {
-		win = "during " + e.Step
-	}
-	switch e.Kind {
-	case ExpectRecovers:
-		after := fmt.Sprintf("%v", e.After.Duration)
-		if e.Step == "" && e.After.Duration == 0 {
-			after = "the start"
-		}
-		if e.Step != "" {
-			after = e.Step + " ends"
-		}
-		if after == "the start" {
-			return fmt.Sprintf("%s has a token within %v of the start", who, e.Within.Duration)
-		}
-		return fmt.Sprintf("%s has a token again within %v after %s", who, e.Within.Duration, after)
-	case ExpectMaxRate:
-		w := e.Window.Duration
-		if w == 0 {
-			w = time.Second
-		}
-		if e.Total {
-			return fmt.Sprintf("all clients together sent at most %d requests in any %v %s", e.Max, w, win)
-		}
-		return fmt.Sprintf("no client sent more than %d requests in any %v %s", e.Max, w, win)
-	case ExpectCached:
-		return fmt.Sprintf("%s holding a token kept getting it from its cache %s", who, win)
-	case ExpectSuccessRate:
-		return fmt.Sprintf("at least %v%% of attempts succeeded %s", e.MinPercent, win)
-	case ExpectOwnIdentity:
-		return "no client got another identity's token"
-	case ExpectMaxLatency:
-		return fmt.Sprintf("no attempt took longer than %v %s", e.MaxLatency.Duration, win)
-	case ExpectTokenLeft:
-		if e.MinRemaining.Duration == 0 {
-			return "no client was handed an expired token"
-		}
-		return fmt.Sprintf("every token handed out had at least %v left", e.MinRemaining.Duration)
-	}
-	return e.Kind
+	return e.Params.describe(s, who)
 }
 
 // Evaluate judges every expectation of s on r, sets r.Verdicts and
@@ -264,14 +291,17 @@ func Evaluate(s *Scenario, r *Result) []Verdict {
 	r.Passed = true
 	for i := range s.Expect {
 		e := &s.Expect[i]
-		held, detail := e.check(s, r)
-		v := Verdict{Expectation: e.Describe(s), Kind: e.Kind, Held: held, Detail: detail, Finding: e.Finding}
+		j := e.judge(s, r)
+		v := Verdict{Expectation: e.Describe(s), Kind: e.Kind, Held: j.held, Detail: j.detail, Finding: e.Finding, Clients: j.clients, Scope: e.Clients}
 		switch {
-		case held && e.Finding == "":
+		case j.held && e.Finding == "":
 			v.Outcome = OutcomePass
-		case !held && e.Finding == "":
+		case j.held && e.FindingOnlyWhen != "":
+			v.Outcome = OutcomePass
+			v.Detail += "; the finding did not reproduce here: it does only when " + e.FindingOnlyWhen
+		case !j.held && e.Finding == "":
 			v.Outcome = OutcomeFail
-		case !held:
+		case !j.held:
 			v.Outcome = OutcomeKnownFailure
 		default:
 			v.Outcome = OutcomeUnexpectedPass
@@ -294,201 +324,267 @@ func (e *Expectation) clients(r *Result) []*ClientResult {
 	return out
 }
 
-func (e *Expectation) check(s *Scenario, r *Result) (bool, string) {
+func (e *Expectation) judge(s *Scenario, r *Result) judgement {
+	if e.Params == nil {
+		return judgement{detail: "unknown kind " + e.Kind}
+	}
 	cs := e.clients(r)
 	if len(cs) == 0 {
-		return false, "no clients ran"
+		return judgement{detail: "no clients ran"}
 	}
-	from, to := e.window(s)
-	inWindow := func(a Attempt) bool { return !a.Cancelled && a.Start.D() >= from && a.Start.D() < to }
-	switch e.Kind {
-	case ExpectRecovers:
-		return e.checkRecovers(s, cs)
-	case ExpectMaxRate:
-		return e.checkMaxRate(r, cs, from, to)
-	case ExpectCached:
-		return checkCached(cs, from, to)
-	case ExpectSuccessRate:
-		n, ok := 0, 0
-		for _, c := range cs {
-			for _, a := range c.Attempts {
-				if inWindow(a) {
-					n++
-					if a.OK {
-						ok++
-					}
-				}
-			}
-		}
-		if n == 0 {
-			return false, "no attempts in the window"
-		}
-		pct := 100 * float64(ok) / float64(n)
-		return pct >= e.MinPercent, fmt.Sprintf("%d of %d attempts succeeded (%.1f%%)", ok, n, pct)
-	case ExpectOwnIdentity:
-		checked := 0
-		for _, c := range cs {
-			for _, a := range c.Attempts {
-				if !a.OK {
-					continue
-				}
-				checked++
-				if !strings.EqualFold(a.TokenAppID, c.Identity) {
-					return false, fmt.Sprintf("%s got a token for %s at %v, want %s", c.Name, a.TokenAppID, a.End.D().Round(time.Millisecond), c.Identity)
-				}
-			}
-		}
-		return checked > 0, fmt.Sprintf("%d tokens checked", checked)
-	case ExpectMaxLatency:
-		var worst Attempt
-		var who string
-		n := 0
-		for _, c := range cs {
-			for _, a := range c.Attempts {
-				if inWindow(a) {
-					n++
-					if a.Took() > worst.Took() {
-						worst, who = a, c.Name
-					}
-				}
-			}
-		}
-		if n == 0 {
-			return false, "no attempts in the window"
-		}
-		return worst.Took() <= e.MaxLatency.Duration, fmt.Sprintf("slowest of %d attempts: %s started at %v took %v (ok=%v)",
-			n, who, worst.Start.D().Round(time.Millisecond), worst.Took().Round(time.Millisecond), worst.OK)
-	case ExpectTokenLeft:
-		// Judged from what each client believes (its SDK's expiry), not
-		// from the JWT: a client that misreads expires_on holds a token it
-		// thinks is expiring whatever the JWT says.
-		n := 0
-		least := time.Duration(1<<63 - 1)
-		var who string
-		var unknown []string
-		for _, c := range cs {
-			for _, a := range c.Attempts {
-				if !a.OK || !inWindow(a) {
-					continue
-				}
-				if a.ExpiresOn.IsZero() {
-					unknown = append(unknown, c.Name)
-					continue
-				}
-				n++
-				left := a.ExpiresOn.Sub(r.Started.Add(a.End.D()))
-				if left < least {
-					least, who = left, fmt.Sprintf("%s at %v", c.Name, a.End.D().Round(time.Millisecond))
-				}
-			}
-		}
-		if len(unknown) > 0 {
-			return false, fmt.Sprintf("%s reported no expiry for a token (its SDK gave none)", strings.Join(slices.Compact(unknown), ", "))
-		}
-		if n == 0 {
-			return false, "no tokens handed out in the window"
-		}
-		return least >= e.MinRemaining.Duration && least > 0, fmt.Sprintf("least left of %d tokens, as the clients believe: %v (%s)", n, least.Round(time.Second), who)
-	}
-	return false, "unknown kind " + e.Kind
+	return e.Params.judge(s, r, cs)
 }
 
-func (e *Expectation) checkRecovers(s *Scenario, cs []*ClientResult) (bool, string) {
-	t := e.end(s)
-	deadline := t + e.Within.Duration
-	var late []string
-	var slowest time.Duration
-	for _, c := range cs {
-		got := time.Duration(-1)
-		for _, a := range c.Attempts {
-			if a.OK && a.End.D() >= t {
-				got = a.End.D()
-				break
-			}
+// clientVerdict is c's own verdict.
+func clientVerdict(c *ClientResult, held bool, format string, a ...any) ClientVerdict {
+	return ClientVerdict{Client: c.Name, Group: c.Group, Held: held, Detail: fmt.Sprintf(format, a...)}
+}
+
+// allHeld reports whether every client verdict held; none is false.
+func allHeld(vs []ClientVerdict) bool {
+	for _, v := range vs {
+		if !v.Held {
+			return false
 		}
-		if got < 0 || got > deadline {
-			if got < 0 {
-				late = append(late, c.Name+" (none by the end)")
-			} else {
-				late = append(late, fmt.Sprintf("%s (+%v)", c.Name, (got-t).Round(time.Millisecond)))
-			}
+	}
+	return len(vs) > 0
+}
+
+// failedOf lists the details of the client verdicts that did not hold,
+// as "CLIENT (DETAIL)".
+func failedOf(vs []ClientVerdict) []string {
+	var out []string
+	for _, v := range vs {
+		if !v.Held {
+			out = append(out, v.Client+" ("+v.Detail+")")
+		}
+	}
+	return out
+}
+
+// Window is the parameter group of kinds that judge a span of the run:
+// a timeline step (from its at to its end; to the end of the run for a
+// step without for), or from/to. Neither is the whole run.
+type Window struct {
+	// Step names a timeline step.
+	Step string `json:"step,omitempty"`
+	// From and To bound the window instead of Step; To 0 is the end of
+	// the run.
+	From duration.Duration `json:"from,omitempty"`
+	To   duration.Duration `json:"to,omitempty"`
+}
+
+// validate checks the window in s.
+func (w *Window) validate(s *Scenario) error {
+	if w.Step != "" {
+		if _, ok := s.StepByName(w.Step); !ok {
+			return bad("step", "no timeline step is named %q", w.Step)
+		}
+		if w.From.Duration != 0 || w.To.Duration != 0 {
+			return bad("step", "give either step or from/to, not both")
+		}
+	}
+	if err := checkTimes(s, timeParam{"from", w.From.Duration}, timeParam{"to", w.To.Duration}); err != nil {
+		return err
+	}
+	if w.To.Duration != 0 && w.To.Duration <= w.From.Duration {
+		return bad("to", "must be after from")
+	}
+	return nil
+}
+
+// set reports whether the window was given at all.
+func (w *Window) set() bool { return w.Step != "" || w.From.Duration != 0 || w.To.Duration != 0 }
+
+// stepTimes returns when the named step fired and when its effect
+// ended on the run's clock (at, for a step without for). A step that
+// waits for a condition (after) has times in the file only relative to
+// that moment, and a step that lasts as long as its action (a restart,
+// until the new pod is ready) has no end in the file, so their times are
+// the ones r recorded as played (the end of the run if it never fired or
+// never ended); any other step's are as written, which is what the
+// scenario means whatever the scheduling noise. r may be nil
+// (describing the expectation).
+func stepTimes(s *Scenario, r *Result, name string) (time.Duration, time.Duration) {
+	st, _ := s.StepByName(name)
+	b, blocks := st.Action.(interface{ blocks() bool })
+	if (st.After == "" && !(blocks && b.blocks())) || r == nil {
+		return st.At.Duration, st.End()
+	}
+	for _, rec := range r.Steps {
+		if rec.Name != name {
 			continue
 		}
-		slowest = max(slowest, got-t)
+		switch {
+		case rec.End != 0:
+			return rec.At.D(), rec.End.D()
+		case st.For.Duration > 0:
+			return rec.At.D(), s.Duration()
+		}
+		return rec.At.D(), rec.At.D()
 	}
-	if len(late) > 0 {
-		return false, fmt.Sprintf("%d of %d clients had no token within %v after %v: %s", len(late), len(cs), e.Within.Duration, t, abbreviate(late, 5))
-	}
-	return true, fmt.Sprintf("%d clients recovered; slowest %v after %v", len(cs), slowest.Round(time.Millisecond), t)
+	return s.Duration(), s.Duration()
 }
 
-func (e *Expectation) checkMaxRate(r *Result, cs []*ClientResult, from, to time.Duration) (bool, string) {
-	w := e.Window.Duration
-	if w == 0 {
-		w = time.Second
-	}
-	scope := map[string]bool{}
-	for _, c := range cs {
-		scope[c.Name] = true
-	}
-	times := map[string][]time.Duration{}
-	for _, q := range r.Requests {
-		if !scope[q.Client] || q.At.D() < from || q.At.D() >= to {
-			continue
+// bounds returns the window's [from, to) on the run's clock; r may be nil
+// (describing the expectation).
+func (w *Window) bounds(s *Scenario, r *Result) (time.Duration, time.Duration) {
+	if w.Step != "" {
+		at, end := stepTimes(s, r, w.Step)
+		if end == at {
+			end = s.Duration()
 		}
-		key := q.Client
-		if e.Total {
-			key = "all clients"
-		}
-		times[key] = append(times[key], q.At.D())
+		return at, end
 	}
-	worst, who, at := 0, "", time.Duration(0)
-	for _, k := range sortedKeys(times) {
-		ts := times[k]
-		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
-		j := 0
-		for i := range ts {
-			for ts[i]-ts[j] >= w {
-				j++
-			}
-			if n := i - j + 1; n > worst {
-				worst, who, at = n, k, ts[j]
-			}
-		}
+	to := w.To.Duration
+	if to == 0 {
+		to = s.Duration()
 	}
-	if worst == 0 {
-		return true, "no requests in the window"
-	}
-	return worst <= e.Max, fmt.Sprintf("most in any %v: %d (%s from %v)", w, worst, who, at.Round(time.Millisecond))
+	return w.From.Duration, to
 }
 
-func checkCached(cs []*ClientResult, from, to time.Duration) (bool, string) {
-	holders, served := 0, 0
-	for _, c := range cs {
-		had := false
-		for _, a := range c.Attempts {
-			if a.OK && a.End.D() <= from {
-				had = true
-			}
-			if !had || a.Cancelled || a.Start.D() < from || a.Start.D() >= to {
-				continue
-			}
-			if !a.OK {
-				return false, fmt.Sprintf("%s held a token but its attempt at %v failed: %s", c.Name, a.Start.D().Round(time.Millisecond), a.Error)
-			}
-			if a.Requests > 0 {
-				return false, fmt.Sprintf("%s held a token but its attempt at %v sent %d requests", c.Name, a.Start.D().Round(time.Millisecond), a.Requests)
-			}
-			served++
+// describe says which span the window is: "during STEP" or "from A to B".
+func (w *Window) describe(s *Scenario) string {
+	if w.Step != "" {
+		return "during " + w.Step
+	}
+	from, to := w.bounds(s, nil)
+	return fmt.Sprintf("from %v to %v", from, to)
+}
+
+// has reports whether t is in the window; a window that runs to the end
+// of the run also holds what happened after it (an attempt ending as the
+// workload stops).
+func (w *Window) has(s *Scenario, r *Result, t time.Duration) bool {
+	from, to := w.bounds(s, r)
+	return t >= from && (t < to || to >= s.Duration())
+}
+
+// started reports whether a (not cancelled) attempt started in the window.
+func (w *Window) started(s *Scenario, r *Result, a Attempt) bool {
+	from, to := w.bounds(s, r)
+	return !a.Cancelled && a.Start.D() >= from && a.Start.D() < to
+}
+
+// Since is the parameter group of kinds that judge what happens after a
+// time: the end of a timeline step (its at, for a step without for), or
+// after. Neither is the start of the run.
+type Since struct {
+	// Step names a timeline step: the time is its end.
+	Step string `json:"step,omitempty"`
+	// After is the time instead of Step.
+	After duration.Duration `json:"after,omitempty"`
+}
+
+// validate checks the time in s.
+func (sn *Since) validate(s *Scenario) error {
+	if sn.Step != "" {
+		if _, ok := s.StepByName(sn.Step); !ok {
+			return bad("step", "no timeline step is named %q", sn.Step)
 		}
-		if had {
-			holders++
+		if sn.After.Duration != 0 {
+			return bad("step", "give either step or after, not both")
 		}
 	}
-	if holders == 0 || served == 0 {
-		return false, "no client held a token before the window and asked during it: the expectation proves nothing"
+	return checkTimes(s, timeParam{"after", sn.After.Duration})
+}
+
+// at returns the time on the run's clock; r may be nil (validating).
+func (sn *Since) at(s *Scenario, r *Result) time.Duration {
+	if sn.Step != "" {
+		_, end := stepTimes(s, r, sn.Step)
+		return end
 	}
-	return true, fmt.Sprintf("%d clients, %d attempts answered from cache", holders, served)
+	return sn.After.Duration
+}
+
+// describe names the time: "STEP ends", "30s" or "" for the start.
+func (sn *Since) describe() string {
+	switch {
+	case sn.Step != "":
+		return sn.Step + " ends"
+	case sn.After.Duration != 0:
+		return sn.After.Duration.String()
+	}
+	return ""
+}
+
+// firstToken returns when c's first successful attempt ending at or
+// after t ended, or -1 when none did.
+func firstToken(c *ClientResult, t time.Duration) time.Duration {
+	for _, a := range c.Attempts {
+		if a.OK && a.End.D() >= t {
+			return a.End.D()
+		}
+	}
+	return -1
+}
+
+// Counts is the parameter group of kinds that bound a count from both
+// sides; nil is no bound.
+type Counts struct {
+	// Min is the least allowed.
+	Min *int `json:"min,omitempty"`
+	// Max is the most allowed.
+	Max *int `json:"max,omitempty"`
+}
+
+// validate checks the bounds; what names the thing counted, for errors.
+func (c *Counts) validate(what string) error {
+	if c.Min == nil && c.Max == nil {
+		return bad("max", "required (or min): the most (least) %s allowed, e.g. max: 3", what)
+	}
+	if c.Min != nil && *c.Min < 0 {
+		return bad("min", "must not be negative")
+	}
+	if c.Max != nil && *c.Max < 0 {
+		return bad("max", "must not be negative")
+	}
+	if c.Min != nil && c.Max != nil && *c.Max < *c.Min {
+		return bad("max", "%d is below min %d", *c.Max, *c.Min)
+	}
+	return nil
+}
+
+// holds reports whether n is within the bounds.
+func (c *Counts) holds(n int) bool {
+	return (c.Min == nil || n >= *c.Min) && (c.Max == nil || n <= *c.Max)
+}
+
+// describe words the bounds: "at most 3", "at least 1", "1 to 3".
+func (c *Counts) describe() string {
+	switch {
+	case c.Min != nil && c.Max != nil && *c.Min == *c.Max:
+		return fmt.Sprintf("exactly %d", *c.Min)
+	case c.Min != nil && c.Max != nil:
+		return fmt.Sprintf("%d to %d", *c.Min, *c.Max)
+	case c.Min != nil:
+		return fmt.Sprintf("at least %d", *c.Min)
+	case *c.Max == 0:
+		return "no"
+	case c.Max != nil:
+		return fmt.Sprintf("at most %d", *c.Max)
+	}
+	return "any number of"
+}
+
+// timeParam is a time parameter, for checkTimes.
+type timeParam struct {
+	name string
+	v    time.Duration
+}
+
+// checkTimes checks that each time is within the run.
+func checkTimes(s *Scenario, ts ...timeParam) error {
+	for _, t := range ts {
+		if t.v < 0 {
+			return bad(t.name, "must not be negative")
+		}
+		if t.v > s.Duration() {
+			return bad(t.name, "%v is beyond the end of the run (%v)", t.v, s.Duration())
+		}
+	}
+	return nil
 }
 
 func abbreviate(list []string, n int) string {
@@ -496,4 +592,10 @@ func abbreviate(list []string, n int) string {
 		return strings.Join(list, ", ")
 	}
 	return strings.Join(list[:n], ", ") + fmt.Sprintf(" and %d more", len(list)-n)
+}
+
+// sortedDurations sorts ts in place and returns it.
+func sortedDurations(ts []time.Duration) []time.Duration {
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts
 }

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/idharness/idharness/fakeimds/api"
@@ -24,9 +26,11 @@ import (
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/podidentity"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/vault"
 	"github.com/idharness/idharness/internal/yamlfile"
 )
 
@@ -67,6 +71,9 @@ func DefaultLead(pods int) time.Duration {
 // field an in-cluster run cannot honour, so that such a scenario fails
 // rather than passes while judging another workload than the file's.
 func (s *Scenario) CheckCluster() error {
+	if err := s.checkClusterWorkload(); err != nil {
+		return err
+	}
 	total := 0
 	for i, g := range s.Workload.Clients {
 		if g.Exec != nil {
@@ -84,8 +91,12 @@ func (s *Scenario) CheckCluster() error {
 		total += g.Clients()
 	}
 	for i, st := range s.Timeline {
-		if st.Fault != nil && len(st.Fault.Match.Sources) > 0 {
-			return s.fieldError(fmt.Sprintf("timeline[%d].fault.match.sources", i), "client addresses are pod IPs in a cluster, unknown when the scenario is written; match the clients by resource or identity instead")
+		if cc, ok := st.Action.(clusterChecker); ok {
+			field := fmt.Sprintf("timeline[%d].%s", i, st.Kind)
+			if err := cc.checkCluster(s, field); err != nil {
+				f, problem, _ := strings.Cut(err.Error(), ": ")
+				return s.fieldError(f, "%s", problem)
+			}
 		}
 	}
 	return nil
@@ -99,7 +110,7 @@ func (s *Scenario) checkSeed(node string, seed int64) error {
 		return nil
 	}
 	for i, st := range s.Timeline {
-		if st.Fault != nil && drawsRandom(st.Fault) {
+		if f, ok := st.Action.(*faultStep); ok && drawsRandom(&f.Rule) {
 			return s.fieldError("setup.seed", "timeline[%d]'s rule draws random numbers from seed %d, but the fakeimds on %s runs with seed %d, which its control API cannot change; deploy the stack with it: idharness run --seed %d --keep-cluster …",
 				i, s.Setup.Seed, node, seed, s.Setup.Seed)
 		}
@@ -147,6 +158,15 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if err := checkClientImages(s, st.Images.Clients); err != nil {
 		return nil, err
 	}
+	var dyn dynamic.Interface
+	if s.podIdentity() {
+		if dyn, err = podIdentityAgent(ctx, st); err != nil {
+			return nil, err
+		}
+	}
+	if s.usesVault() && st.Images.Vault == "" {
+		return nil, fmt.Errorf("a group sets useToken: vault, but the stack in %s has no protected resource deployed; redeploy it with `idharness run --keep-cluster`", st.Namespace)
+	}
 	fc, err := st.FakeIMDS(ctx, node)
 	if err == nil {
 		err = fc.Health(ctx)
@@ -165,8 +185,9 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{}}
-	c := &clusterRun{r: r, kube: st.Deployer().Kube, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead,
+	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
+		kube: &kubeEnv{kube: st.Deployer().Kube, namespace: st.Namespace, node: node, vaultURL: st.VaultURL()}}
+	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead,
 		ns: "idh-scenario-" + rand.String(5), seed: state.Seed}
 	defer c.cleanup()
 	return c.run(ctx)
@@ -214,10 +235,23 @@ func (s *Scenario) clusterConfig(node config.Config) (config.Config, config.Iden
 	return cfg, system, nil
 }
 
+// kubeEnv is what steps acting on the cluster need: a client, the
+// stack's namespace and the run's node.
+type kubeEnv struct {
+	kube      kubernetes.Interface
+	namespace string
+	node      string
+	// vaultURL is the stack's protected resource, where groups with
+	// useToken: vault use their tokens.
+	vaultURL string
+}
+
 // clusterRun is one in-cluster run.
 type clusterRun struct {
-	r     *runner
-	kube  kubernetes.Interface
+	r    *runner
+	kube kubernetes.Interface
+	// dyn creates the pod identity objects; nil when setup has none.
+	dyn   dynamic.Interface
 	node  string
 	image string
 	// clientImages are the client programs' images, by program.
@@ -240,7 +274,12 @@ type podPlan struct {
 	// program, for a client of another language than Go, is the client
 	// program whose image the pod runs (the stack's Images.Clients).
 	program string
+	// labels are the group's labels for the pod.
+	labels map[string]string
 }
+
+// scenarioLabel labels each probe pod with its scenario's id.
+const scenarioLabel = "idharness.io/scenario"
 
 // planPods maps each client of the workload to its probe pod's flags:
 // kind to --client, identity to --identity, every to --interval, timeout
@@ -270,6 +309,12 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 		}
 		for i := 1; i <= n; i++ {
 			name, resource, first := r.client(g, i)
+			if g.UseToken == UseTokenVault {
+				// The stack's vault accepts its own audience only; each
+				// pod is a process of its own, whose SDK cache no other
+				// client shares.
+				resource = vault.DefaultAudience
+			}
 			args := []string{
 				"--client=" + g.Client,
 				"--identity=" + sel.String(),
@@ -281,9 +326,15 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 				"--end-at=" + end.UTC().Format(time.RFC3339Nano),
 				"--tag=" + clientTag + name,
 			}
+			if g.Parallel > 1 {
+				args = append(args, fmt.Sprintf("--parallel=%d", g.Parallel))
+			}
+			if g.UseToken == UseTokenVault && r.kube != nil {
+				args = append(args, "--vault-url="+r.kube.vaultURL, "--secret="+fixtures.SecretNode)
+			}
 			out = append(out, podPlan{
 				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: language, Identity: expect, Resource: resource},
-				pod:    "probe-" + name, args: args, program: program,
+				pod:    "probe-" + name, args: args, program: program, labels: g.Labels,
 			})
 		}
 	}
@@ -301,8 +352,14 @@ const cutOffSlack = 500 * time.Millisecond
 func attemptsFromProbe(lines []probe.Result, t0 time.Time, workload time.Duration) []Attempt {
 	var out []Attempt
 	for _, l := range lines {
-		a := Attempt{Start: Millis(l.Time.Sub(t0))}
+		a := Attempt{Start: Millis(l.Time.Sub(t0)), Call: l.Call, ResourceStatus: l.ResourceStatus}
 		a.End = Millis(a.Start.D() + l.LatencyMs.D())
+		if l.Stage == probe.StageResource {
+			// The token came; its use at the resource failed, which is
+			// the resource's verdict, not the call's.
+			a.ResourceError = oneLine(l.Error)
+			l.Status, l.Error = probe.StatusOK, ""
+		}
 		switch {
 		case l.OK():
 			a.OK = true
@@ -358,10 +415,13 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if r.s.Setup.Seed != 0 && r.s.Setup.Seed != c.seed {
 		r.printf("note: the node's seed is %d, not the scenario's %d; no rule of the scenario draws random numbers", c.seed, r.s.Setup.Seed)
 	}
-	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns, Labels: fixtures.Labels}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns, Labels: r.s.namespaceLabels()}}, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create namespace %s for the probe pods: %w", c.ns, err)
 	}
 	c.nsCreated = true
+	if err := c.bindIdentities(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.setupNode(ctx); err != nil {
 		return nil, err
 	}
@@ -372,6 +432,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	t0 := time.Now().Add(lead).Truncate(time.Millisecond)
 	r.start = t0
 	plans = r.planPods(t0)
+	for _, p := range plans {
+		r.clientNames = append(r.clientNames, p.client.Name)
+	}
 	pods := map[string]string{}
 	for _, p := range plans {
 		image := c.image
@@ -379,7 +442,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 			image = c.clientImages[p.program]
 		}
 		pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: c.ns, Node: c.node, Image: image, Args: p.args, Env: p.env,
-			Labels: map[string]string{"idharness.io/scenario": r.s.ID}})
+			Labels: podLabels(p.labels, r.s.ID)})
 		if _, err := c.kube.CoreV1().Pods(c.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("create probe pod %s/%s: %w", c.ns, p.pod, err)
 		}
@@ -423,6 +486,98 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		r.mu.Unlock()
 	}
 	return r.finish(ctx, res)
+}
+
+// podLabels are a probe pod's labels: its group's and its scenario's.
+func podLabels(group map[string]string, scenario string) map[string]string {
+	out := map[string]string{scenarioLabel: scenario}
+	for k, v := range group {
+		out[k] = v
+	}
+	return out
+}
+
+// podIdentity reports whether the run's pods run in a namespace opted in
+// to pod identity (validation makes it all groups or none).
+func (s *Scenario) podIdentity() bool {
+	for _, g := range s.Workload.Clients {
+		if g.PodIdentity {
+			return true
+		}
+	}
+	return false
+}
+
+// usesVault reports whether a group uses its tokens at the vault.
+func (s *Scenario) usesVault() bool {
+	for _, g := range s.Workload.Clients {
+		if g.UseToken == UseTokenVault {
+			return true
+		}
+	}
+	return false
+}
+
+// namespaceLabels are the labels of the run's namespace: the stack's,
+// and the pod identity opt-in when the groups ask for it, as the suites'
+// PodIdentityNamespace does.
+func (s *Scenario) namespaceLabels() map[string]string {
+	out := map[string]string{}
+	for k, v := range fixtures.Labels {
+		out[k] = v
+	}
+	if s.podIdentity() {
+		out[podidentity.OptInLabel] = podidentity.OptInValue
+	}
+	return out
+}
+
+// podIdentityAgent returns a client for the pod identity objects when a
+// pod identity agent runs in the stack, and an error saying how to
+// deploy one otherwise: without it, the groups' calls would reach the
+// node's IMDS directly and judge another setup than the scenario's.
+func podIdentityAgent(ctx context.Context, st *stack.Stack) (dynamic.Interface, error) {
+	found := false
+	for _, ds := range stack.PodIdentityAgents() {
+		_, err := st.Deployer().Kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, ds, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("look for the pod identity agent %s in %s: %w", ds, st.Namespace, err)
+		}
+		found = found || err == nil
+	}
+	if !found {
+		return nil, fmt.Errorf("the scenario runs its pods with pod identity, but the stack in %s has no pod identity agent (%s): deploy one with `idharness run --profile reference --keep-cluster` (or aad-pod-identity)", st.Namespace, strings.Join(stack.PodIdentityAgents(), ", "))
+	}
+	dyn, err := dynamic.NewForConfig(st.REST())
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client for the pod identity objects: %w", err)
+	}
+	return dyn, nil
+}
+
+// bindIdentities creates setup.podIdentity's objects in the run's
+// namespace before any pod starts; deleting the namespace deletes them.
+func (c *clusterRun) bindIdentities(ctx context.Context) error {
+	pi := c.r.s.Setup.PodIdentity
+	if pi == nil {
+		return nil
+	}
+	if c.dyn == nil {
+		return errors.New("setup.podIdentity without a client for the pod identity objects")
+	}
+	for _, b := range pi.Bindings {
+		id, _ := c.r.s.Identity(b.Identity)
+		rid := id.ResourceID
+		if rid == "" {
+			rid = c.r.cfg.UserAssignedResourceID(id.Name)
+		}
+		name, err := podidentity.Bind(ctx, c.dyn, c.ns, id.Name, id.ClientID, rid, b.Selector)
+		if err != nil {
+			return fmt.Errorf("setup.podIdentity: %w", err)
+		}
+		c.r.printf("pod identity: %s binds %s (client %s) to pods labelled %s=%s", name, id.Name, id.ClientID, podidentity.BindingLabel, b.Selector)
+	}
+	return nil
 }
 
 // attributeByPodIP maps each probe pod's address to its client: a client
@@ -633,7 +788,8 @@ func tail(b []byte, n int) string {
 // cleanup resets the node's fakeimds and deletes the pods' namespace,
 // with a context of its own: it runs after cancellation too.
 func (c *clusterRun) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Two minutes: a node deletes 100 pods in about one.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	if c.nodeTouched {
@@ -654,6 +810,26 @@ func (c *clusterRun) cleanup() {
 			bg := metav1.DeletePropagationBackground
 			if err := c.kube.CoreV1().Namespaces().Delete(ctx, c.ns, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
 				c.r.printf("cleanup: could not delete namespace %s: %v; delete it with `kubectl delete namespace %s`", c.ns, err, c.ns)
+				return
+			}
+			// Wait until the pods are gone: the node tears their sandboxes
+			// down one by one, and a run that starts meanwhile (the next
+			// chaos spec) would find its own pods queued behind them, not
+			// running at its start.
+			c.r.printf("cleanup: deleting namespace %s and its pods", c.ns)
+			gone := false
+			for !gone && ctx.Err() == nil {
+				if _, err := c.kube.CoreV1().Namespaces().Get(ctx, c.ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+					gone = true
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			if !gone {
+				c.r.printf("cleanup: namespace %s is still being deleted; the next run on %s may find the node busy", c.ns, c.node)
 				return
 			}
 			c.r.printf("cleanup: namespace %s and its pods deleted", c.ns)

@@ -162,6 +162,8 @@ func TestParseLocatesEveryError(t *testing.T) {
 		{"unknown anchor", "title: test", "title: *name", "t.yaml:2: ", "unknown anchor"},
 		{"wrong type in the second group", group, group + "    - {name: mj, client: raw, count: 1.5, every: 1s}\n", "t.yaml:17: workload.clients[1].count: ", "1.5"},
 		{"integer out of range", "count: 2", "count: 99999999999999999999", "t.yaml:16: workload.clients[0].count: ", "whole number"},
-		{"unknown field known elsewhere", "within: 2s}", "within: 2s, count: 2}", "t.yaml:18: count: ", "unknown field"},
+		// An expectation's parameters are checked against its kind: the
+		// error names the parameter's path and what the kind takes.
+		{"unknown field known elsewhere", "within: 2s}", "within: 2s, count: 2}", "t.yaml:18: expect[0].count: ", "unknown parameter of recovers expectations; they take step, after, within"},
 	})
 }

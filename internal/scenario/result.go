@@ -106,6 +106,16 @@ type Attempt struct {
 	// appid and exp), as evidence.
 	TokenAppID string    `json:"tokenAppId,omitempty"`
 	TokenExp   time.Time `json:"tokenExp,omitzero"`
+	// Call numbers the attempt within its fan-out (a group's parallel),
+	// from 1; 0, and left out, when the client makes one call at a time.
+	// The calls of a fan-out share Start's clock but end on their own.
+	Call int `json:"call,omitempty"`
+	// ResourceStatus is the HTTP status the protected resource answered
+	// when the attempt's token was used there (a group's useToken); 0
+	// when it was not used, or the resource could not be reached, which
+	// ResourceError then says.
+	ResourceStatus int    `json:"resourceStatus,omitempty"`
+	ResourceError  string `json:"resourceError,omitempty"`
 }
 
 // Took returns how long the attempt took.
@@ -146,6 +156,25 @@ type Verdict struct {
 	Detail string `json:"detail"`
 	// Finding is the scenario's recorded finding, if any.
 	Finding string `json:"finding,omitempty"`
+	// Clients are the verdicts on each client, for the kinds that judge
+	// clients one by one (recovers, cached, retry-budget, …); Held is
+	// still the expectation's overall result. Clients a kind could not
+	// judge (a cached expectation's clients that held no token) are left
+	// out.
+	Clients []ClientVerdict `json:"clients,omitempty"`
+	// Scope is the client group the expectation concerns; empty for all.
+	Scope string `json:"scope,omitempty"`
+}
+
+// ClientVerdict is an expectation's verdict on one client.
+type ClientVerdict struct {
+	// Client is the client's name (ClientResult.Name), Group its group.
+	Client string `json:"client"`
+	Group  string `json:"group"`
+	// Held says whether the expectation held for this client.
+	Held bool `json:"held"`
+	// Detail gives the client's figures.
+	Detail string `json:"detail"`
 }
 
 // OK reports whether the verdict is as the scenario expects.

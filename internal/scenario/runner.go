@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,11 +15,13 @@ import (
 
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds"
-	"github.com/idharness/idharness/fakeimds/api"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/fakeimds/token"
 	"github.com/idharness/idharness/internal/nodeimage"
+	"github.com/idharness/idharness/internal/podidentity"
 )
 
 // Options tune a run.
@@ -50,6 +51,12 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if err := CheckEnv(); err != nil {
 		return nil, err
 	}
+	if err := s.checkLocal(); err != nil {
+		return nil, err
+	}
+	if err := s.checkLocalWorkload(); err != nil {
+		return nil, err
+	}
 	cfg, err := s.ServerConfig()
 	if err != nil {
 		return nil, err
@@ -61,7 +68,14 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	if o.IMDSAddr != "" {
 		cfg.Listen.IMDS = o.IMDSAddr
 	}
-	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(logger))
+	// The run's vault verifies tokens with the fake's signing key, given
+	// to both: fetching it from the fake would add the vault's requests
+	// to the journal the expectations count.
+	key, err := token.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := fakeimds.New(cfg, fakeimds.WithLogger(logger), fakeimds.WithSigningKey(key))
 	if err != nil {
 		return nil, fmt.Errorf("start the fake metadata service: %w", err)
 	}
@@ -92,6 +106,11 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	}
 	r := &runner{s: s, cfg: cfg, ctl: ctl, imds: addrs.IMDS, ctlAddr: addrs.Control, progress: o.Progress, nonce: newNonce(),
 		system: *config.Default().SystemAssigned, every: time.Second, cacheDir: cacheDir, source: map[string]string{}}
+	stopVault, err := r.startVault(key)
+	if err != nil {
+		return nil, err
+	}
+	defer stopVault()
 	return r.run(ctx)
 }
 
@@ -123,6 +142,14 @@ type runner struct {
 	ctlAddr string
 	// source maps a client's loopback address to its name.
 	source map[string]string
+	// clientNames are the workload's clients, known before they start.
+	clientNames []string
+	// kube, in a cluster run, reaches the cluster for steps that act on
+	// it (restart); nil in a local run.
+	kube *kubeEnv
+	// vault is where groups with useToken: vault use their tokens in a
+	// local run; nil when none does.
+	vault *localVault
 
 	mu       sync.Mutex
 	clients  []*ClientResult
@@ -160,6 +187,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 			w.stop()
 		}
 	}()
+	for _, w := range workers {
+		r.clientNames = append(r.clientNames, w.res.Name)
+	}
 	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: state.Seed}
 	runCtx, cancel := context.WithTimeout(ctx, r.s.Duration())
 	defer cancel()
@@ -292,7 +322,11 @@ func judgeSteps(res *Result) {
 }
 
 // attribute counts, for each attempt, the requests its client sent
-// while it ran.
+// while it ran. The calls of a fan-out (parallel) run at once from one
+// address, so a request cannot be told to be one call's rather than
+// another's: each is counted once, for the lowest-numbered call running
+// when it came, and the calls of a fan-out add up to the client's
+// requests during it.
 func attribute(res *Result) {
 	byClient := map[string][]time.Duration{}
 	for _, q := range res.Requests {
@@ -302,14 +336,18 @@ func attribute(res *Result) {
 	}
 	for i := range res.Clients {
 		c := &res.Clients[i]
-		ts := byClient[c.Name]
 		for j := range c.Attempts {
-			a := &c.Attempts[j]
-			a.Requests = 0
-			for _, t := range ts {
-				if t >= a.Start.D() && t <= a.End.D() {
-					a.Requests++
+			c.Attempts[j].Requests = 0
+		}
+		for _, t := range byClient[c.Name] {
+			pick := -1
+			for j, a := range c.Attempts {
+				if t >= a.Start.D() && t <= a.End.D() && (pick < 0 || a.Call < c.Attempts[pick].Call) {
+					pick = j
 				}
+			}
+			if pick >= 0 {
+				c.Attempts[pick].Requests++
 			}
 		}
 	}
@@ -413,18 +451,42 @@ func (r *runner) clientOf(e journal.Entry) string {
 	return clientOf(e.Headers["User-Agent"])
 }
 
-// playStep waits for the step's time, applies it and, with for, undoes it.
+// playStep waits for the step's time (after its condition, if it has
+// one), applies it and, with for, undoes it.
 func (r *runner) playStep(ctx context.Context, i int, st Step) {
-	rec := StepRecord{Index: i, Name: st.Name, Kind: st.Kind(), At: Millis(st.At.Duration)}
-	if !sleepUntil(ctx, r.start.Add(st.At.Duration)) {
-		return
-	}
-	rec.At = Millis(time.Since(r.start))
-	undo, detail, err := r.apply(ctx, st)
-	rec.Detail = detail
+	rec := StepRecord{Index: i, Name: st.Name, Kind: st.Kind, At: Millis(st.At.Duration)}
 	label := st.Name
 	if label == "" {
 		label = fmt.Sprintf("step %d", i)
+	}
+	record := func() {
+		r.mu.Lock()
+		r.steps = append(r.steps, rec)
+		r.mu.Unlock()
+	}
+	base := r.start
+	if st.After == AfterTokensHeld {
+		held, ok := r.waitTokensHeld(ctx)
+		if !ok {
+			if ctx.Err() == nil || time.Now().After(r.start.Add(r.s.Duration()-time.Second)) {
+				rec.Error = "not every client held a token before the end of the workload, so the step never fired"
+				r.printf("%s: never fired: not every client held a token", label)
+				record()
+			}
+			return
+		}
+		base = held
+		r.printf("%s: every client holds a token; firing in %v", label, st.At.Duration)
+	}
+	if !sleepUntil(ctx, base.Add(st.At.Duration)) {
+		return
+	}
+	rec.At = Millis(time.Since(r.start))
+	undo, detail, err := st.Action.apply(ctx, r)
+	rec.Detail = detail
+	if b, ok := st.Action.(interface{ blocks() bool }); ok && b.blocks() && err == nil {
+		// The step lasted until apply returned (a restarted pod ready).
+		rec.End = Millis(time.Since(r.start))
 	}
 	if err != nil {
 		rec.Error = err.Error()
@@ -435,7 +497,7 @@ func (r *runner) playStep(ctx context.Context, i int, st Step) {
 		r.printf("%s: %s", label, detail)
 	}
 	if err == nil && st.For.Duration > 0 {
-		if sleepUntil(ctx, r.start.Add(st.End())) {
+		if sleepUntil(ctx, base.Add(st.End())) {
 			rec.End = Millis(time.Since(r.start))
 			if undo != nil {
 				if err := undo(ctx); err != nil {
@@ -446,81 +508,63 @@ func (r *runner) playStep(ctx context.Context, i int, st Step) {
 			r.printf("%s: ends", label)
 		}
 	}
+	record()
+}
+
+// stepFor returns the for of the step whose action a is.
+func (r *runner) stepFor(a StepAction) duration.Duration {
+	for _, st := range r.s.Timeline {
+		if st.Action == a {
+			return st.For
+		}
+	}
+	return duration.Duration{}
+}
+
+// waitTokensHeld waits until every client of the workload has been
+// answered a token by the fake (a 200 from its token endpoint attributed
+// to it) or has an attempt that returned one, and returns when; false
+// when the run ended first. It reads the journal itself, more often
+// than the progress lines do, so that the step fires promptly.
+func (r *runner) waitTokensHeld(ctx context.Context) (time.Time, bool) {
+	for {
+		if err := r.fetchJournal(ctx); err != nil && ctx.Err() != nil {
+			return time.Time{}, false
+		}
+		if r.tokensHeld() {
+			return time.Now(), true
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// tokensHeld reports whether every client holds a token.
+func (r *runner) tokensHeld() bool {
 	r.mu.Lock()
-	r.steps = append(r.steps, rec)
-	r.mu.Unlock()
-}
-
-// apply carries out a step and returns how to undo it.
-func (r *runner) apply(ctx context.Context, st Step) (func(context.Context) error, string, error) {
-	switch st.Kind() {
-	case "fault":
-		rule := *st.Fault
-		rule.Schedule.For = st.For
-		detail := fmt.Sprintf("fault %s (%s)", rule.Name, rule.Action.Type)
-		_, err := r.ctl.AddFaults(ctx, rule)
-		// The rule expires by its schedule; removing it leaves the list tidy.
-		return func(ctx context.Context) error { return r.ctl.RemoveFault(ctx, rule.Name) }, detail, err
-	case "attach":
-		detail := "attach identity " + st.Attach
-		if err := r.attach(ctx, st.Attach); err != nil {
-			return nil, detail, err
+	defer r.mu.Unlock()
+	held := map[string]bool{}
+	for _, q := range r.requests {
+		if q.Client != "" && q.Status == 200 && q.Identity != "" {
+			held[q.Client] = true
 		}
-		return func(ctx context.Context) error { return r.detach(ctx, st.Attach) }, detail, nil
-	case "detach":
-		detail := "detach identity " + st.Detach
-		if err := r.detach(ctx, st.Detach); err != nil {
-			return nil, detail, err
-		}
-		return func(ctx context.Context) error { return r.attach(ctx, st.Detach) }, detail, nil
-	case "lifetime":
-		l := st.Lifetime
-		if l.Identity == "" {
-			prev, err := r.ctl.Tokens(ctx)
-			if err != nil {
-				return nil, "set token lifetime", err
+	}
+	for _, c := range r.clients {
+		for _, a := range c.Attempts {
+			if a.OK {
+				held[c.Name] = true
 			}
-			d := config.Duration(l.Lifetime)
-			detail := fmt.Sprintf("default token lifetime %v", l.Lifetime.Duration)
-			if _, err := r.ctl.SetTokens(ctx, api.TokenSettings{Lifetime: &d}); err != nil {
-				return nil, detail, err
-			}
-			return func(ctx context.Context) error {
-				_, err := r.ctl.SetTokens(ctx, api.TokenSettings{Lifetime: prev.Lifetime})
-				return err
-			}, detail, nil
 		}
-		id, _ := r.s.Identity(l.Identity)
-		detail := fmt.Sprintf("token lifetime of %s %v", l.Identity, l.Lifetime.Duration)
-		sel := client.Selector{ClientID: id.ClientID}
-		if _, err := r.ctl.SetIdentityLifetime(ctx, sel, l.Lifetime.Duration); err != nil {
-			return nil, detail, err
+	}
+	for _, name := range r.clientNames {
+		if !held[name] {
+			return false
 		}
-		return func(ctx context.Context) error {
-			_, err := r.ctl.SetIdentityLifetime(ctx, sel, id.TokenLifetime.Duration)
-			return err
-		}, detail, nil
 	}
-	return nil, "", errors.New("empty step")
-}
-
-func (r *runner) attach(ctx context.Context, name string) error {
-	if name == "system" {
-		_, err := r.ctl.SetSystem(ctx, r.system)
-		return err
-	}
-	id, _ := r.s.Identity(name)
-	_, err := r.ctl.Attach(ctx, id)
-	return err
-}
-
-func (r *runner) detach(ctx context.Context, name string) error {
-	if name == "system" {
-		return r.ctl.RemoveSystem(ctx)
-	}
-	id, _ := r.s.Identity(name)
-	_, err := r.ctl.Detach(ctx, client.Selector{ClientID: id.ClientID})
-	return err
+	return len(r.clientNames) > 0
 }
 
 // worker is one simulated client.
@@ -628,10 +672,7 @@ func (r *runner) buildClients(ctx context.Context) ([]*worker, error) {
 // resource it asks for and the offset of its first attempt: start, plus
 // its share of spread.
 func (r *runner) client(g ClientGroup, i int) (name, resource string, first time.Duration) {
-	base := g.Resource
-	if base == "" {
-		base = DefaultResource
-	}
+	base := g.baseResource()
 	name = fmt.Sprintf("%s-%d", g.Name, i)
 	resource = fmt.Sprintf("%s/idharness/%s/%s", strings.TrimRight(base, "/"), r.nonce, name)
 	first = g.Start.Duration
@@ -644,6 +685,17 @@ func (r *runner) client(g ClientGroup, i int) (name, resource string, first time
 // selection returns how a group's clients name their identity, and the
 // client ID of the identity they should get.
 func (r *runner) selection(g ClientGroup) (clients.Identity, string) {
+	sel, expect := r.asked(g)
+	if g.PodIdentity {
+		// Behind a pod identity agent, the pod's bindings decide.
+		expect = r.s.boundIdentity(g)
+	}
+	return sel, expect
+}
+
+// asked returns how a group's clients name their identity, and the
+// client ID of the identity the host gives for it.
+func (r *runner) asked(g ClientGroup) (clients.Identity, string) {
 	if g.Identity == "" {
 		sys := clients.Identity{Kind: clients.System}
 		if r.cfg.SystemAssigned != nil {
@@ -668,20 +720,70 @@ func (r *runner) selection(g ClientGroup) (clients.Identity, string) {
 	return clients.Identity{Kind: clients.ByClientID, Value: id.ClientID}, id.ClientID
 }
 
+// boundIdentity returns the client ID of the identity a pod identity
+// agent should give the group's pods: for the default, the identity of
+// the first binding (by name, as agents order them) whose selector is the
+// pods' aadpodidbinding label; for an identity asked by name, that one
+// if a binding binds it to the pods. Empty: the pods are bound to
+// nothing they ask for, and must get no token at all.
+func (s *Scenario) boundIdentity(g ClientGroup) string {
+	label := g.Labels[podidentity.BindingLabel]
+	if label == "" || s.Setup.PodIdentity == nil {
+		return ""
+	}
+	var bound []PodIdentityBinding
+	for _, b := range s.Setup.PodIdentity.Bindings {
+		if b.Selector == label && (g.Identity == "" || b.Identity == g.Identity) {
+			bound = append(bound, b)
+		}
+	}
+	if len(bound) == 0 {
+		return ""
+	}
+	sort.Slice(bound, func(i, j int) bool {
+		return podidentity.BindingName(bound[i].Identity, bound[i].Selector) < podidentity.BindingName(bound[j].Identity, bound[j].Selector)
+	})
+	id, _ := s.Identity(bound[0].Identity)
+	return id.ClientID
+}
+
 // loop runs the client's attempts until the workload ends.
 func (w *worker) loop(ctx context.Context, r *runner) {
 	next := r.start.Add(w.first)
 	for sleepUntil(ctx, next) {
 		started := time.Now()
-		a := w.attempt(ctx, r.start)
+		as := w.fanOut(ctx, r)
 		r.mu.Lock()
-		w.res.Attempts = append(w.res.Attempts, a)
+		w.res.Attempts = append(w.res.Attempts, as...)
 		r.mu.Unlock()
 		next = started.Add(w.group.Every.Duration)
 	}
 }
 
-func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
+// fanOut makes one attempt of the client, or with the group's parallel N
+// calls at once on the same client, and returns them in call order when
+// the last has ended.
+func (w *worker) fanOut(ctx context.Context, r *runner) []Attempt {
+	n := w.group.Calls()
+	if n == 1 {
+		return []Attempt{w.attempt(ctx, r)}
+	}
+	out := make([]Attempt, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = w.attempt(ctx, r)
+			out[i].Call = i + 1
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (w *worker) attempt(ctx context.Context, r *runner) Attempt {
+	t0 := r.start
 	actx := ctx
 	if w.group.Timeout.Duration > 0 {
 		var cancel context.CancelFunc
@@ -709,6 +811,9 @@ func (w *worker) attempt(ctx context.Context, t0 time.Time) Attempt {
 			}
 		} else {
 			a.Error = "token unreadable: " + err.Error()
+		}
+		if w.group.UseToken == UseTokenVault && r.vault != nil {
+			a.ResourceStatus, a.ResourceError = r.vault.use(actx, w.group.Name, tok.Value)
 		}
 	}
 	return a

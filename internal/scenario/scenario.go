@@ -21,15 +21,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
@@ -48,6 +49,10 @@ type Scenario struct {
 	// Links point at the incident, issue or documentation the scenario
 	// reproduces; at least one is required.
 	Links []string `json:"links"`
+	// Spec, when set, makes the scenario a spec of the chaos suite:
+	// `idharness run --suite chaos` plays it in the cluster with this
+	// ID, level and labels, as `idharness scenario run --cluster` does.
+	Spec *SpecInfo `json:"spec,omitempty"`
 	// Setup is the fake metadata service's state at the start.
 	Setup Setup `json:"setup,omitempty"`
 	// Timeline lists the steps played during the run.
@@ -61,174 +66,19 @@ type Scenario struct {
 	data []byte
 }
 
-// Setup is the fake metadata service's state when the run starts.
-type Setup struct {
-	// Seed drives every random choice of the fault rules, so that a run
-	// can be replayed; it is recorded in the result. 0 lets the fake pick
-	// one at start.
-	Seed int64 `json:"seed,omitempty"`
-	// Throttle sets IMDS's throttling limits; they are on by default, as
-	// on a real VM. {enabled: false} turns them off.
-	Throttle *chaos.Limits `json:"throttle,omitempty"`
-	// SystemAssigned gives the host its system-assigned identity (the
-	// default); false starts without one.
-	SystemAssigned *bool `json:"systemAssigned,omitempty"`
-	// Identities are user-assigned identities the scenario names, in the
-	// fakeimds configuration's userAssigned format.
-	Identities []config.Identity `json:"identities,omitempty"`
-	// Unattached names identities of Identities that are not attached at
-	// the start; an attach step attaches them later.
-	Unattached []string `json:"unattached,omitempty"`
-	// TokenLifetime is the default token lifetime (24h if unset).
-	TokenLifetime duration.Duration `json:"tokenLifetime,omitempty"`
-	// TokenRefreshBefore: the fake's token cache replaces a token with
-	// less than this left (5m if unset, as IMDS does).
-	TokenRefreshBefore duration.Duration `json:"tokenRefreshBefore,omitempty"`
+// SpecInfo places a scenario in the chaos suite.
+type SpecInfo struct {
+	// ID is the spec's ID, IDH-CHAOS-NNNN; unique in the suite.
+	ID string `json:"id"`
+	// Level is MUST or SHOULD: a MUST spec that fails makes the run
+	// non-conformant; a SHOULD spec's failure is reported as a warning.
+	Level string `json:"level"`
+	// Statement is the spec's one-sentence requirement, with its MUST or
+	// SHOULD.
+	Statement string `json:"statement"`
+	// Labels select the spec with --label-filter (fault kinds, modes).
+	Labels []string `json:"labels,omitempty"`
 }
-
-// Step is one timeline entry: at a time, one action.
-type Step struct {
-	// Name lets expectations refer to the step; required when one does.
-	Name string `json:"name,omitempty"`
-	// At is when the step fires, from the start of the run.
-	At duration.Duration `json:"at"`
-	// For, when set, undoes the step this long after it fired: a fault
-	// rule expires, a detached identity is attached again, an attached
-	// one detached, a lifetime restored.
-	For duration.Duration `json:"for,omitempty"`
-	// Fault adds a fault rule (the fakeimds chaos rule format). Its
-	// timing comes from at and for; the rule's own schedule must be empty.
-	Fault *chaos.Rule `json:"fault,omitempty"`
-	// Attach attaches a setup identity by name ("system" for the
-	// system-assigned one).
-	Attach string `json:"attach,omitempty"`
-	// Detach detaches an identity by name ("system" for the
-	// system-assigned one).
-	Detach string `json:"detach,omitempty"`
-	// Lifetime changes the token lifetime of new tokens.
-	Lifetime *LifetimeChange `json:"lifetime,omitempty"`
-}
-
-// LifetimeChange sets the lifetime of new tokens, of one identity or of all.
-type LifetimeChange struct {
-	// Identity names a user-assigned identity; empty changes the default.
-	Identity string `json:"identity,omitempty"`
-	// Lifetime is the new lifetime, e.g. "6m".
-	Lifetime duration.Duration `json:"lifetime"`
-}
-
-// Kind returns what the step does: fault, attach, detach or lifetime.
-func (s Step) Kind() string {
-	switch {
-	case s.Fault != nil:
-		return "fault"
-	case s.Attach != "":
-		return "attach"
-	case s.Detach != "":
-		return "detach"
-	case s.Lifetime != nil:
-		return "lifetime"
-	}
-	return ""
-}
-
-// End returns when the step's effect ends (At+For), or At when it has no For.
-func (s Step) End() time.Duration { return s.At.Duration + s.For.Duration }
-
-// Workload is the clients that ask for tokens during the run.
-type Workload struct {
-	// Duration is how long the clients run; the run ends then.
-	Duration duration.Duration `json:"duration"`
-	// Clients are groups of identical clients.
-	Clients []ClientGroup `json:"clients"`
-}
-
-// ClientGroup is Count clients of one kind asking for a token every Every.
-// Each is a client of the registry (idharness clients list): a Go client
-// runs in this process, any other as a program of its own.
-type ClientGroup struct {
-	// Name names the group; its clients are NAME-1 … NAME-COUNT.
-	Name string `json:"name"`
-	// Client names the registry's client, e.g. azidentity-mi or
-	// py-azidentity-mi. Exactly one of Client and Exec is set.
-	Client string `json:"client,omitempty"`
-	// Exec runs the user's own workload instead: any command, pointed at
-	// the fake, judged from the requests it sends and the lines it prints.
-	Exec *Exec `json:"exec,omitempty"`
-	// Count is how many clients (default 1).
-	Count int `json:"count,omitempty"`
-	// Every is the time between the starts of one client's attempts; a
-	// client whose attempt takes longer starts the next one at once.
-	Every duration.Duration `json:"every"`
-	// Start delays the group's first attempts from the start of the run.
-	Start duration.Duration `json:"start,omitempty"`
-	// Spread starts the clients evenly over this long instead of all at
-	// once.
-	Spread duration.Duration `json:"spread,omitempty"`
-	// Identity names the user-assigned identity the clients ask for;
-	// empty asks for the host's default (the system-assigned one).
-	Identity string `json:"identity,omitempty"`
-	// SelectBy is how clients name their identity: clientId (default),
-	// objectId or resourceId.
-	SelectBy string `json:"selectBy,omitempty"`
-	// Resource is the audience asked for (default
-	// https://management.azure.com). Each client asks for its own
-	// sub-resource of it (RESOURCE/idharness/RUN/CLIENT), because the Go
-	// SDKs cache tokens process-wide by identity and resource: distinct
-	// resources make each client behave like a separate process.
-	Resource string `json:"resource,omitempty"`
-	// Timeout bounds each attempt as an application's context would;
-	// zero leaves only the clients' own timeouts.
-	Timeout duration.Duration `json:"timeout,omitempty"`
-}
-
-// Exec is a workload the user brings: a command that gets its tokens the
-// way it does in production, with its environment pointed at the fake.
-// The harness does not drive its calls; it attributes the requests the
-// fake sees to it (it reaches the fake from an address of its own) and
-// turns the lines it prints into attempts.
-type Exec struct {
-	// Command is the program and its arguments, run in the scenario
-	// file's folder.
-	Command []string `json:"command"`
-	// IMDSEnv are the variables set to the fake's URL, through which the
-	// workload's SDK can be pointed at another IMDS (see docs/clients.md):
-	// AZURE_POD_IDENTITY_AUTHORITY_HOST, HTTP_PROXY, … IDHARNESS_IMDS_URL
-	// is always set.
-	IMDSEnv []string `json:"imdsEnv,omitempty"`
-	// Success is a regular expression: each line of the workload's output
-	// (stdout or stderr) that matches is a successful attempt at the time
-	// it was printed.
-	Success string `json:"success"`
-	// Failure, when set, is a regular expression for lines that are failed
-	// attempts; the line is the attempt's error.
-	Failure string `json:"failure,omitempty"`
-}
-
-// selects returns how the group's clients name their identity.
-func (g ClientGroup) selects() clients.IdentityKind {
-	if g.Identity == "" {
-		return clients.System
-	}
-	switch g.SelectBy {
-	case "objectId":
-		return clients.ByObjectID
-	case "resourceId":
-		return clients.ByResourceID
-	}
-	return clients.ByClientID
-}
-
-// Clients returns the number of clients of the group.
-func (g ClientGroup) Clients() int {
-	if g.Count == 0 {
-		return 1
-	}
-	return g.Count
-}
-
-// DefaultResource is the resource clients ask for when a group names none.
-const DefaultResource = "https://management.azure.com"
 
 // File returns the path the scenario was loaded from.
 func (s *Scenario) File() string { return s.file }
@@ -341,6 +191,9 @@ func (s *Scenario) validate() error {
 			return bad(fmt.Sprintf("links[%d]", i), "want an https:// URL, got %q", l)
 		}
 	}
+	if err := s.validateSpec(); err != nil {
+		return err
+	}
 	ids, err := s.validateSetup()
 	if err != nil {
 		return err
@@ -362,301 +215,48 @@ func (s *Scenario) validate() error {
 	return nil
 }
 
-// identities maps the names a scenario may use to whether the identity is
-// attached at the start.
-type identities map[string]bool
-
-func (s *Scenario) validateSetup() (identities, error) {
-	st := &s.Setup
-	if st.Throttle != nil {
-		if err := st.Throttle.Validate(); err != nil {
-			return nil, bad("setup.throttle", "%v", err)
-		}
-		for _, l := range []struct {
-			name string
-			v    int
-		}{{"metadataRps", st.Throttle.MetadataRPS}, {"identityRps", st.Throttle.IdentityRPS}, {"identityConcurrency", st.Throttle.IdentityConcurrency}} {
-			if l.v > MaxThrottleLimit {
-				return nil, bad("setup.throttle."+l.name, "%d: at most %d (IMDS allows 5 metadata and 20 token requests a second, 5 at a time); to turn throttling off, set enabled: false", l.v, MaxThrottleLimit)
-			}
-		}
-		if st.Throttle.RetryAfter.Duration > MaxFaultDuration {
-			return nil, bad("setup.throttle.retryAfter", "%v: at most %v", st.Throttle.RetryAfter.Duration, MaxFaultDuration)
-		}
+// validateLimits checks throttling limits, of setup.throttle or of a
+// throttle step at field.
+func validateLimits(l chaos.Limits, field string) error {
+	if err := l.Validate(); err != nil {
+		return bad(field, "%v", err)
 	}
-	for _, d := range []struct {
+	for _, v := range []struct {
 		name string
-		v    time.Duration
-	}{{"tokenLifetime", st.TokenLifetime.Duration}, {"tokenRefreshBefore", st.TokenRefreshBefore.Duration}} {
-		if d.v < 0 {
-			return nil, bad("setup."+d.name, "must not be negative")
-		}
-		if d.v > MaxTokenLifetime {
-			return nil, bad("setup."+d.name, "%v: at most %v, the lifetime of Azure's managed identity tokens", d.v, MaxTokenLifetime)
+		v    int
+	}{{"metadataRps", l.MetadataRPS}, {"identityRps", l.IdentityRPS}, {"identityConcurrency", l.IdentityConcurrency}} {
+		if v.v > MaxThrottleLimit {
+			return bad(field+"."+v.name, "%d: at most %d (IMDS allows 5 metadata and 20 token requests a second, 5 at a time); to turn throttling off, set enabled: false", v.v, MaxThrottleLimit)
 		}
 	}
-	ids := identities{}
-	if st.SystemAssigned == nil || *st.SystemAssigned {
-		ids["system"] = true
-	} else {
-		ids["system"] = false
-	}
-	for i, id := range st.Identities {
-		f := fmt.Sprintf("setup.identities[%d]", i)
-		if id.Name == "" {
-			return nil, bad(f+".name", "required: steps and clients refer to identities by name")
-		}
-		if id.Name == "system" {
-			return nil, bad(f+".name", `"system" names the system-assigned identity; pick another name`)
-		}
-		if _, dup := ids[id.Name]; dup {
-			return nil, bad(f+".name", "%q is used twice", id.Name)
-		}
-		if id.TokenLifetime.Duration > MaxTokenLifetime {
-			return nil, bad(f+".tokenLifetime", "%v: at most %v, the lifetime of Azure's managed identity tokens", id.TokenLifetime.Duration, MaxTokenLifetime)
-		}
-		ids[id.Name] = true
-	}
-	for i, n := range st.Unattached {
-		f := fmt.Sprintf("setup.unattached[%d]", i)
-		if _, ok := ids[n]; !ok || n == "system" {
-			return nil, bad(f, "%q is not one of setup.identities (to start without the system-assigned identity, set systemAssigned: false)", n)
-		}
-		ids[n] = false
-	}
-	// The fakeimds configuration checks GUIDs, resource IDs and duplicates.
-	cfg, err := s.ServerConfig()
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		var fe *config.FieldError
-		if errors.As(err, &fe) {
-			return nil, bad(configFieldToScenario(fe.Field, st), "%s", fe.Problem)
-		}
-		return nil, bad("setup", "%v", err)
-	}
-	return ids, nil
-}
-
-// configFieldToScenario maps a fakeimds configuration field back to the
-// scenario field it came from.
-func configFieldToScenario(field string, st *Setup) string {
-	rest, ok := strings.CutPrefix(field, "userAssigned[")
-	if !ok {
-		return "setup"
-	}
-	var n int
-	var tail string
-	if _, err := fmt.Sscanf(rest, "%d]", &n); err != nil {
-		return "setup.identities"
-	}
-	if i := strings.Index(rest, "]"); i >= 0 {
-		tail = rest[i+1:]
-	}
-	// userAssigned lists the attached identities of setup.identities in order.
-	k := -1
-	for i, id := range st.Identities {
-		if contains(st.Unattached, id.Name) {
-			continue
-		}
-		k++
-		if k == n {
-			return fmt.Sprintf("setup.identities[%d]%s", i, tail)
-		}
-	}
-	return "setup.identities"
-}
-
-func (s *Scenario) validateWorkload(ids identities) error {
-	w := &s.Workload
-	if w.Duration.Duration <= 0 {
-		return bad("workload.duration", "required: how long the clients run, e.g. 90s")
-	}
-	if w.Duration.Duration > MaxDuration {
-		return bad("workload.duration", "at most %v; shorten the incident to its essence", MaxDuration)
-	}
-	if len(w.Clients) == 0 {
-		return bad("workload.clients", "required: at least one client group")
-	}
-	total := 0
-	names := map[string]bool{}
-	for i, g := range w.Clients {
-		f := fmt.Sprintf("workload.clients[%d]", i)
-		if !idPattern.MatchString(g.Name) {
-			return bad(f+".name", "want lower-case words joined by dashes, got %q", g.Name)
-		}
-		if names[g.Name] {
-			return bad(f+".name", "%q is used twice", g.Name)
-		}
-		names[g.Name] = true
-		if (g.Client == "") == (g.Exec == nil) {
-			return bad(f, "set exactly one of client (a client of idharness clients list) and exec (your own command)")
-		}
-		var spec clients.Spec
-		if g.Exec != nil {
-			if err := g.Exec.validate(); err != nil {
-				return bad(f+".exec", "%v", err)
-			}
-			if g.Every.Duration != 0 || g.Timeout.Duration != 0 || g.Resource != "" {
-				return bad(f, "every, timeout and resource are the workload's own business with exec: leave them out")
-			}
-		} else {
-			reg, err := registry()
-			if err != nil {
-				return err
-			}
-			if spec, err = reg.Lookup(g.Client); err != nil {
-				return bad(f+".client", "%v", err)
-			}
-			if ok, why := spec.Supports(clients.ModeIMDS, g.selects()); !ok {
-				return bad(f+".client", "%s: %s; pick another client (idharness clients list) or selectBy", g.Client, why)
-			}
-		}
-		if g.Count < 0 {
-			return bad(f+".count", "must not be negative")
-		}
-		if g.Count > MaxClients {
-			return bad(f+".count", "%d clients; at most %d in a local run, each a real SDK client in this process: lower count", g.Count, MaxClients)
-		}
-		// total and n are at most MaxClients each: the sum cannot overflow.
-		if n := g.Clients(); total+n > MaxClients {
-			field := f
-			if g.Count != 0 {
-				field += ".count"
-			}
-			return bad(field, "brings the workload to %d clients; at most %d in a local run, each a real SDK client in this process: lower the groups' counts", total+n, MaxClients)
-		}
-		total += g.Clients()
-		if g.Exec == nil && g.Every.Duration < 100*time.Millisecond {
-			return bad(f+".every", "want at least 100ms between one client's attempts, e.g. 5s")
-		}
-		for _, d := range []struct {
-			name string
-			v    time.Duration
-		}{{"every", g.Every.Duration}, {"start", g.Start.Duration}, {"spread", g.Spread.Duration}, {"timeout", g.Timeout.Duration}} {
-			if d.v < 0 {
-				return bad(f+"."+d.name, "must not be negative")
-			}
-			// Bounded each, start+spread and spread×clients cannot overflow.
-			if d.v > MaxDuration {
-				return bad(f+"."+d.name, "%v: at most %v, the longest run", d.v, MaxDuration)
-			}
-		}
-		if g.Start.Duration+g.Spread.Duration >= w.Duration.Duration {
-			return bad(f+".start", "the group would start after the workload ends (%v)", w.Duration.Duration)
-		}
-		if g.Identity != "" {
-			if g.Identity == "system" {
-				return bad(f+".identity", `leave identity empty for the system-assigned identity`)
-			}
-			if _, ok := ids[g.Identity]; !ok {
-				return bad(f+".identity", "%q is not one of setup.identities", g.Identity)
-			}
-			if spec.New != nil && spec.IdentityFromEnv {
-				// A Go client that takes its identity only from the
-				// process-wide AZURE_CLIENT_ID cannot have one of its own
-				// in this process.
-				return bad(f+".identity", "%s takes a user-assigned identity only from AZURE_CLIENT_ID, which is process-wide in a local run; use azidentity-mi, or a client program (py-azidentity-default, …), which has a process of its own", g.Client)
-			}
-		}
-		switch g.SelectBy {
-		case "", "clientId", "objectId", "resourceId":
-		default:
-			return bad(f+".selectBy", "want clientId, objectId or resourceId, got %q", g.SelectBy)
-		}
-		if g.SelectBy != "" && g.Identity == "" {
-			return bad(f+".selectBy", "only with identity")
-		}
-		if g.Resource != "" {
-			u, err := url.Parse(g.Resource)
-			if err != nil || u.Scheme == "" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-				return bad(f+".resource", "want a resource URI such as https://vault.azure.net, got %q", g.Resource)
-			}
-		}
+	if l.RetryAfter.Duration > MaxFaultDuration {
+		return bad(field+".retryAfter", "%v: at most %v", l.RetryAfter.Duration, MaxFaultDuration)
 	}
 	return nil
 }
 
-func (s *Scenario) validateTimeline(ids identities) error {
-	names := map[string]bool{}
-	ruleNames := map[string]bool{}
-	for i := range s.Timeline {
-		st := &s.Timeline[i]
-		f := fmt.Sprintf("timeline[%d]", i)
-		if st.Name != "" {
-			if !idPattern.MatchString(st.Name) {
-				return bad(f+".name", "want lower-case words joined by dashes, got %q", st.Name)
-			}
-			if names[st.Name] {
-				return bad(f+".name", "%q is used twice", st.Name)
-			}
-			names[st.Name] = true
-		}
-		if st.At.Duration < 0 {
-			return bad(f+".at", "must not be negative")
-		}
-		if st.At.Duration >= s.Workload.Duration.Duration {
-			return bad(f+".at", "%v is not before the end of the workload (%v)", st.At.Duration, s.Workload.Duration.Duration)
-		}
-		if st.For.Duration < 0 {
-			return bad(f+".for", "must not be negative")
-		}
-		// Bounded, at+for (a step's end) cannot overflow.
-		if st.For.Duration > MaxDuration {
-			return bad(f+".for", "%v: at most %v, the longest run; leave for out to keep the step in force to the end", st.For.Duration, MaxDuration)
-		}
-		set := 0
-		for _, b := range []bool{st.Fault != nil, st.Attach != "", st.Detach != "", st.Lifetime != nil} {
-			if b {
-				set++
-			}
-		}
-		if set != 1 {
-			return bad(f, "want exactly one of fault, attach, detach or lifetime, got %d", set)
-		}
-		switch st.Kind() {
-		case "fault":
-			r := st.Fault
-			if r.Schedule.After.Duration != 0 || r.Schedule.For.Duration != 0 {
-				return bad(f+".fault.schedule", "leave it out: the step's at and for time the rule")
-			}
-			if err := r.Validate(); err != nil {
-				var re *chaos.RuleError
-				if errors.As(err, &re) {
-					return bad(f+".fault."+re.Field, "%s", re.Problem)
-				}
-				return bad(f+".fault", "%v", err)
-			}
-			if err := checkFaultDurations(r.Action.Fault, f+".fault.action"); err != nil {
-				return err
-			}
-			if ruleNames[r.Name] {
-				return bad(f+".fault.name", "rule %q is added twice; rule names must be unique in a scenario", r.Name)
-			}
-			ruleNames[r.Name] = true
-		case "attach", "detach":
-			name := st.Attach + st.Detach
-			field := f + "." + st.Kind()
-			if _, ok := ids[name]; !ok {
-				return bad(field, "%q is not one of setup.identities (or system)", name)
-			}
-		case "lifetime":
-			l := st.Lifetime
-			if l.Lifetime.Duration < 0 {
-				return bad(f+".lifetime.lifetime", "must not be negative (0 restores the default)")
-			}
-			if l.Lifetime.Duration == 0 && l.Identity == "" {
-				return bad(f+".lifetime.lifetime", "required for the default lifetime, e.g. 6m")
-			}
-			if l.Lifetime.Duration > MaxTokenLifetime {
-				return bad(f+".lifetime.lifetime", "%v: at most %v, the lifetime of Azure's managed identity tokens", l.Lifetime.Duration, MaxTokenLifetime)
-			}
-			if l.Identity != "" {
-				if _, ok := ids[l.Identity]; !ok || l.Identity == "system" {
-					return bad(f+".lifetime.identity", "%q is not one of setup.identities (leave it empty to change the default, which the system-assigned identity uses)", l.Identity)
-				}
-			}
+var (
+	specIDPattern = regexp.MustCompile(`^IDH-CHAOS-[0-9]{4}$`)
+	labelPattern  = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+)
+
+func (s *Scenario) validateSpec() error {
+	sp := s.Spec
+	if sp == nil {
+		return nil
+	}
+	if !specIDPattern.MatchString(sp.ID) {
+		return bad("spec.id", "want IDH-CHAOS- and four digits, e.g. IDH-CHAOS-0002, got %q", sp.ID)
+	}
+	if sp.Level != "MUST" && sp.Level != "SHOULD" {
+		return bad("spec.level", "want MUST or SHOULD, got %q", sp.Level)
+	}
+	if !strings.Contains(sp.Statement, sp.Level) {
+		return bad("spec.statement", "state the requirement with its %s, e.g. \"a client … %s get its token …\"", sp.Level, sp.Level)
+	}
+	for i, l := range sp.Labels {
+		if !labelPattern.MatchString(l) {
+			return bad(fmt.Sprintf("spec.labels[%d]", i), "want lower-case words joined by dashes, got %q", l)
 		}
 	}
 	return nil
@@ -756,4 +356,45 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// LoadFS reads and checks every scenario file (*.yaml) of fsys, in name
+// order; dir names the folder in errors.
+func LoadFS(fsys fs.FS, dir string) ([]*Scenario, error) {
+	names, err := fs.Glob(fsys, "*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Scenario
+	for _, n := range names {
+		data, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, fmt.Errorf("read scenario %s: %w", n, err)
+		}
+		s, err := Parse(path.Join(dir, n), data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Specs returns the scenarios of list that are chaos specs (a spec:
+// block), sorted by spec ID; two files claiming one ID are an error.
+func Specs(list []*Scenario) ([]*Scenario, error) {
+	var out []*Scenario
+	seen := map[string]string{}
+	for _, s := range list {
+		if s.Spec == nil {
+			continue
+		}
+		if other, dup := seen[s.Spec.ID]; dup {
+			return nil, fmt.Errorf("%s and %s both claim spec %s: give one another ID", other, s.File(), s.Spec.ID)
+		}
+		seen[s.Spec.ID] = s.File()
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.ID < out[j].Spec.ID })
+	return out, nil
 }

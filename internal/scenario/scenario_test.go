@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idharness/idharness/scenarios"
+
 	"github.com/idharness/idharness/internal/yamlfile"
 )
 
@@ -38,7 +40,7 @@ func TestParseBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.ID != "t" || s.Duration().Seconds() != 10 || len(s.Timeline) != 1 || s.Timeline[0].Kind() != "fault" ||
+	if s.ID != "t" || s.Duration().Seconds() != 10 || len(s.Timeline) != 1 || s.Timeline[0].Kind != "fault" ||
 		s.Workload.Clients[0].Clients() != 2 || s.Timeline[0].End().Seconds() != 5 {
 		t.Errorf("parsed %+v", s)
 	}
@@ -68,6 +70,10 @@ func TestParseErrors(t *testing.T) {
 		{"fault schedule", "status: 503}", "status: 503}, schedule: {after: 1s}", "t.yaml:12: timeline[0].fault.schedule: leave it out"},
 		{"bad id", "id: t", "id: T_1", "t.yaml:1: id: want lower-case"},
 		{"no title", "title: test", "title: ''", "t.yaml:2: title: required"},
+		{"bad spec id", "title: test", "title: test\nspec: {id: CHAOS-1, level: MUST, statement: a client MUST}", "t.yaml:3: spec.id: want IDH-CHAOS-"},
+		{"bad spec level", "title: test", "title: test\nspec: {id: IDH-CHAOS-0099, level: MAY, statement: a client MAY}", "t.yaml:3: spec.level: want MUST or SHOULD"},
+		{"statement without its level", "title: test", "title: test\nspec: {id: IDH-CHAOS-0099, level: MUST, statement: a client gets a token}", "t.yaml:3: spec.statement: state the requirement with its MUST"},
+		{"unknown spec field", "title: test", "title: test\nspec: {id: IDH-CHAOS-0099, level: MUST, statement: a client MUST, owner: me}", "t.yaml:3: owner: unknown field"},
 		{"no links", "links: [https://example.com/incident]", "links: []", "t.yaml:3: links: required"},
 		{"http link", "https://example.com/incident", "http://example.com/incident", "t.yaml:3: links[0]: want an https:// URL"},
 		{"bad client ID", "clientId: 3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "clientId: web", "t.yaml:7: setup.identities[0].clientId: want a GUID"},
@@ -103,9 +109,30 @@ func TestParseErrors(t *testing.T) {
 		{"lifetime unknown identity", "    fault: {name: down, action: {type: status, status: 503}}", "    lifetime: {identity: api, lifetime: 6m}", "t.yaml:12: timeline[0].lifetime.identity"},
 		{"duplicate step names", "workload:", "  - {name: outage, at: 1s, detach: web}\nworkload:", "t.yaml:13: timeline[1].name: \"outage\" is used twice"},
 		{"duplicate rule names", "workload:", "  - {at: 1s, fault: {name: down, action: {type: throttle}}}\nworkload:", "t.yaml:13: timeline[1].fault.name"},
+		{"findingOnlyWhen without finding", "within: 2s}", "within: 2s, findingOnlyWhen: IMDS answers the probe}", "t.yaml:18: expect[0].findingOnlyWhen: only with finding"},
+		{"unknown step kind", "    fault: {name: down, action: {type: status, status: 503}}", "    pause: {}", "t.yaml:12: pause: unknown field"},
+		{"throttle above the bound", "    fault: {name: down, action: {type: status, status: 503}}", "    throttle: {identityRps: 5000}", "t.yaml:12: timeline[0].throttle.identityRps: 5000: at most 1000"},
+		{"throttle unknown parameter", "    fault: {name: down, action: {type: status, status: 503}}", "    throttle: {rps: 5}", "t.yaml:12: rps: unknown field"},
+		{"throttle retry-after in fractions", "    fault: {name: down, action: {type: status, status: 503}}", "    throttle: {retryAfter: 1500ms}", "t.yaml:12: timeline[0].throttle: retryAfter 1.5s: must be whole seconds"},
+		{"restart with for", "    fault: {name: down, action: {type: status, status: 503}}", "    restart: {agent: pod-identity}", "t.yaml:11: timeline[0].for: a restart step cannot be undone"},
+		{"restart of nothing", "    for: 3s\n    fault: {name: down, action: {type: status, status: 503}}", "    restart: {}", "t.yaml:11: timeline[0].restart: set exactly one of daemonSet"},
+		{"restart unknown role", "    for: 3s\n    fault: {name: down, action: {type: status, status: 503}}", "    restart: {agent: webhook}", "t.yaml:11: timeline[0].restart.agent: want pod-identity"},
+		{"unknown condition", "    for: 3s", "    for: 3s\n    after: first-token", "t.yaml:12: timeline[0].after: want tokens-held"},
 		{"no expectations", "expect:\n  - {kind: recovers, step: outage, within: 2s}\n", "expect: []\n", "t.yaml:17: expect: required"},
 		{"unknown expectation", "kind: recovers", "kind: works", "t.yaml:18: expect[0].kind: want one of"},
-		{"unknown expectation field", "within: 2s}", "within: 2s, soon: true}", "t.yaml:18: soon: unknown field"},
+		{"unknown expectation field", "within: 2s}", "within: 2s, soon: true}", "t.yaml:18: expect[0].soon: unknown parameter of recovers expectations; they take step, after, within"},
+		{"unknown expectation kind on its own line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: retries\n    within: 2s", "t.yaml:18: expect[0].kind: want one of cached, honours-retry-after,"},
+		{"no expectation kind", "{kind: recovers, step: outage, within: 2s}", "{step: outage, within: 2s}", "t.yaml:18: expect[0].kind: required: one of cached,"},
+		{"unknown parameter on a later line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: recovers\n    step: outage\n    within: 2s\n    retries: 3", "t.yaml:21: expect[0].retries: unknown parameter of recovers expectations; they take step, after, within (and description, clients, finding, findingOnlyWhen)"},
+		{"parameter of another kind on a later line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: statuses\n    status: 429\n    min: 1\n    within: 2s", "t.yaml:21: expect[0].within: does not apply to statuses expectations (they take step, from, to, min, max, status, total)"},
+		{"parameter of the first kind in the second expectation", "  - {kind: recovers, step: outage, within: 2s}", "  - {kind: recovers, step: outage, within: 2s}\n  - {kind: own-identity, within: 2s}", "t.yaml:19: expect[1].within: does not apply to own-identity expectations (they take only description, clients, finding, findingOnlyWhen)"},
+		{"bad value of a parameter", "within: 2s}", "within: 2s}\n  - {kind: statuses, status: many, min: 1}", "t.yaml:19: expect[1].status: want a whole number, got string"},
+		{"retry budget of zero", "{kind: recovers, step: outage, within: 2s}", "{kind: retry-budget, max: 0}", "t.yaml:18: expect[0].max: want at least 1 request per call, got 0"},
+		{"statuses without bounds", "{kind: recovers, step: outage, within: 2s}", "{kind: statuses, status: 429}", "t.yaml:18: expect[0].max: required (or min)"},
+		{"bad status", "{kind: recovers, step: outage, within: 2s}", "{kind: statuses, status: 99, min: 1}", "t.yaml:18: expect[0].status: want an HTTP status"},
+		{"success-rate by what", "{kind: recovers, step: outage, within: 2s}", "{kind: success-rate, minPercent: 50, by: middle}", "t.yaml:18: expect[0].by: want end"},
+		{"min above max", "{kind: recovers, step: outage, within: 2s}", "{kind: requests-per-call, min: 3, max: 2}", "t.yaml:18: expect[0].max: 2 is below min 3"},
+		{"never-recovers step and after", "{kind: recovers, step: outage, within: 2s}", "{kind: never-recovers, step: outage, after: 1s}", "t.yaml:18: expect[0].step: give either step or after"},
 		{"field of another kind", "within: 2s}", "within: 2s, max: 3}", "t.yaml:18: expect[0].max: does not apply to recovers"},
 		{"unknown step", "step: outage", "step: storm", "t.yaml:18: expect[0].step: no timeline step"},
 		{"step and from", "within: 2s}", "within: 2s, after: 1s}", "t.yaml:18: expect[0].step: give either"},
@@ -174,9 +201,20 @@ func TestShippedScenarios(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".yaml") && e.Name() != "README.md" {
-			t.Errorf("scenarios/%s: only scenario files (.yaml) and README.md belong there", e.Name())
+		if !strings.HasSuffix(e.Name(), ".yaml") && e.Name() != "README.md" && e.Name() != "embed.go" {
+			t.Errorf("scenarios/%s: only scenario files (.yaml), README.md and embed.go belong there", e.Name())
 		}
+	}
+	// The embedded copy the idharness binary plays is the same set.
+	embedded, err := LoadFS(scenarios.FS(), "scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(embedded) != len(files) {
+		t.Errorf("%d embedded scenarios, %d files", len(embedded), len(files))
+	}
+	if _, err := Specs(embedded); err != nil {
+		t.Error(err)
 	}
 	link := regexp.MustCompile(`^https://(github\.com/(Azure|AzureAD|MicrosoftDocs)/|learn\.microsoft\.com/)`)
 	for _, f := range files {

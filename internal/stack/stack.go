@@ -303,3 +303,9 @@ func (s *Stack) controlClient(pod string) (*client.Client, error) {
 	base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", s.rest.Host, s.Namespace, pod, fixtures.ControlPort)
 	return client.New(base, client.WithHTTPClient(hc))
 }
+
+// PodIdentityAgents are the DaemonSets of the pod identity agents a stack
+// may run, in the stack's namespace: the reference node agent and
+// aad-pod-identity's NMI. Specs and scenario steps that act on "the
+// agent" look for these.
+func PodIdentityAgents() []string { return []string{"nodeagent", "aad-nmi"} }

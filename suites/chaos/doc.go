@@ -1,12 +1,14 @@
-// Package chaos is idharness's chaos suite: each spec injects a fault
-// (latency, 410, 429 storms, an outage, a hung, reset or malformed
-// answer, other field types) into the fakeimds of one node through its
-// control API, runs the probe (real SDK clients) there as pods, and
-// judges what every client saw from the probe's result lines and the
-// fake's journal. Specs run one after another and remove their rules
-// after them; per-request rules are scoped to the spec's clients by
-// resource. Each spec records a timeline (requests per second, status
-// mix, faults active) and a per-client resilience row for the HTML
-// report. `idharness run --suite chaos` runs it in process; `go test
-// ./suites/chaos -args --kubeconfig=FILE` against a deployed stack.
+// Package chaos is idharness's chaos suite. Its specs are the shipped
+// scenario files with a spec: block (scenarios/*.yaml): each is played in
+// the cluster by internal/scenario, exactly as `idharness scenario run
+// --cluster NAME FILE` plays it, against the fakeimds of one worker node
+// with its clients as probe pods, and judged by the scenario's
+// expectations; the suite holds no judging code of its own. Each spec
+// records the scenario's verdicts, a timeline (requests per second,
+// status mix, the steps' windows) and a resilience row per client for the
+// HTML report, and a verdict per client for the spec × client matrix.
+// The one Go spec, IDH-CHAOS-0015, checks the harness's seeded replay,
+// which is not an incident. `idharness run --suite chaos` runs the suite
+// in process; `go test ./suites/chaos -args --kubeconfig=FILE` against a
+// deployed stack.
 package chaos

@@ -12,17 +12,14 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/internal/nodeagent"
+	"github.com/idharness/idharness/internal/podidentity"
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // PodIdentityOptIn labels the namespaces whose pods the reference node
 // agent serves; pods elsewhere are passed through to the node's IMDS, so
 // the IMDS specs see the same thing with or without the agent.
-const PodIdentityOptIn = "idharness.io/pod-identity"
-
-// PodIdentityAgents are the DaemonSets of the pod identity agents the
-// profiles deploy: the reference agent and aad-pod-identity's NMI.
-var PodIdentityAgents = []string{"nodeagent", "aad-nmi"}
+const PodIdentityOptIn = podidentity.OptInLabel
 
 // podIDDyn creates the pod identity objects; set by RequirePodIdentityAgent.
 var podIDDyn dynamic.Interface
@@ -33,7 +30,7 @@ var podIDDyn dynamic.Interface
 func RequirePodIdentityAgent(ctx context.Context) string {
 	Setup(ctx)
 	agent := ""
-	for _, ds := range PodIdentityAgents {
+	for _, ds := range stack.PodIdentityAgents() {
 		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
@@ -60,7 +57,7 @@ func PodIdentityClient() dynamic.Interface { return podIDDyn }
 func PodIdentityNamespace(ctx context.Context) string {
 	GinkgoHelper()
 	ns := Namespace(ctx)
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, PodIdentityOptIn)
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, podidentity.OptInLabel, podidentity.OptInValue)
 	if _, err := Stack.Deployer().Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		Fail(fmt.Sprintf("label namespace %s for pod identity: %v", ns, err))
 	}
@@ -69,11 +66,7 @@ func PodIdentityNamespace(ctx context.Context) string {
 
 // PodIDObject is a pod identity object (aadpodidentity.k8s.io/v1) of kind.
 func PodIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "aadpodidentity.k8s.io/v1", "kind": kind,
-		"metadata": map[string]any{"namespace": ns, "name": name},
-		"spec":     spec,
-	}}
+	return podidentity.Object(kind, ns, name, spec)
 }
 
 // BindIdentity creates an AzureIdentity for the run's identity idName
@@ -82,27 +75,19 @@ func PodIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstr
 // name.
 func BindIdentity(ctx context.Context, ns, idName, selector string, byResourceID bool) string {
 	GinkgoHelper()
-	id := Identity(idName)
-	spec := map[string]any{"type": int64(nodeagent.UserAssignedMSI), "resourceID": Stack.Identities.ResourceID(idName)}
-	if !byResourceID {
-		spec["clientID"] = id.ClientID
+	clientID := Identity(idName).ClientID
+	if byResourceID {
+		clientID = ""
 	}
-	_, err := podIDDyn.Resource(nodeagent.AzureIdentityGVR).Namespace(ns).Create(ctx, PodIDObject("AzureIdentity", ns, idName, spec), metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		Fail(fmt.Sprintf("create AzureIdentity %s/%s: %v", ns, idName, err))
-	}
-	name := idName + "-" + selector
-	b := PodIDObject("AzureIdentityBinding", ns, name, map[string]any{"azureIdentity": idName, "selector": selector})
-	if _, err := podIDDyn.Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Create(ctx, b, metav1.CreateOptions{}); err != nil {
-		Fail(fmt.Sprintf("create AzureIdentityBinding %s/%s: %v", ns, name, err))
+	name, err := podidentity.Bind(ctx, podIDDyn, ns, idName, clientID, Stack.Identities.ResourceID(idName), selector)
+	if err != nil {
+		Fail(err.Error())
 	}
 	return name
 }
 
 // Bound is the pod label that a binding with selector selects.
-func Bound(selector string) map[string]string {
-	return map[string]string{nodeagent.BindingLabel: selector}
-}
+func Bound(selector string) map[string]string { return podidentity.PodLabels(selector) }
 
 // Identity returns the run's identity called name.
 func Identity(name string) config.Identity {

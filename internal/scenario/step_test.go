@@ -1,0 +1,153 @@
+package scenario
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestartRefusedLocally: a step only a cluster can carry out fails a
+// local run before anything starts, naming the step's line.
+func TestRestartRefusedLocally(t *testing.T) {
+	s, err := Parse("r.yaml", []byte(strings.Replace(base, "    for: 3s\n    fault: {name: down, action: {type: status, status: 503}}", "    restart: {agent: pod-identity}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), s, Options{})
+	if err == nil || !strings.HasPrefix(err.Error(), "r.yaml:11: timeline[0].restart: a restart deletes a pod") || !strings.Contains(err.Error(), "--cluster") {
+		t.Fatalf("error %v, want the restart step refused with its line and --cluster", err)
+	}
+}
+
+// TestStepKindsInDocs keeps the list of step kinds in docs/scenarios.md
+// equal to the registry's; -update rewrites it.
+func TestStepKindsInDocs(t *testing.T) {
+	checkDocsBlock(t, "TestStepKindsInDocs", "<!-- step kinds: generated -->", "<!-- end step kinds -->", StepKindTable())
+}
+
+// TestThrottleAndTokensHeldLocally plays a throttle step that fires once
+// every client holds a token: the fake must answer 429s only after that
+// moment, and the step's record must say when it fired.
+func TestThrottleAndTokensHeldLocally(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real clients for about 8 s")
+	}
+	clearIdentityEnv(t)
+	s, err := Parse("th.yaml", []byte(`id: th
+title: throttle after tokens are held
+links: [https://example.com/incident]
+setup:
+  throttle: {enabled: false}
+timeline:
+  - name: squeeze
+    after: tokens-held
+    at: 1s
+    for: 4s
+    throttle: {identityRps: 1, identityConcurrency: 1, retryAfter: 1s}
+workload:
+  duration: 8s
+  clients:
+    - {name: raw, client: raw, count: 3, every: 200ms, start: 500ms, timeout: 2s}
+expect:
+  - {kind: success-rate, minPercent: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, s, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 1 || res.Steps[0].Error != "" {
+		t.Fatalf("steps %+v, want the throttle step applied", res.Steps)
+	}
+	fired := res.Steps[0].At.D()
+	// The three raw clients start 0.5 s in and each has a token from its
+	// first call: the step fires 1 s after the last of them, not at 1 s.
+	if fired < 1500*time.Millisecond || fired > 3*time.Second {
+		t.Errorf("throttle fired at %v, want 1 s after every client held a token (about 1.5-2 s)", fired)
+	}
+	var before, during int
+	for _, q := range res.Requests {
+		if q.Status != 429 {
+			continue
+		}
+		if q.At.D() < fired {
+			before++
+		} else if q.At.D() < res.Steps[0].End.D() {
+			during++
+		}
+	}
+	if before != 0 || during == 0 {
+		t.Errorf("429s: %d before the step, %d during it; want none before and some during", before, during)
+	}
+}
+
+// TestRestartRecoveryFromReady: recovery after a restart step counts from
+// when its new pod was ready (the step's recorded end), which the file
+// cannot say, not from when the old pod was deleted.
+func TestRestartRecoveryFromReady(t *testing.T) {
+	s, err := Parse("r.yaml", []byte(`id: r
+title: restart
+links: [https://example.com/incident]
+timeline:
+  - {name: agent, at: 10s, restart: {agent: pod-identity}}
+workload:
+  duration: 30s
+  clients:
+    - {name: mi, client: raw, every: 1s}
+expect:
+  - {kind: recovers, step: agent, within: 2s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		ready time.Duration
+		held  bool
+	}{
+		{"ready at 14 s, token at 15 s", 14 * time.Second, true},
+		// Judged from the deletion, the first case would fail too (5 s);
+		// from readiness, this one is 3 s late.
+		{"ready at 12 s, token at 15 s", 12 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{
+				Steps: []StepRecord{{Name: "agent", Kind: "restart", At: Millis(10 * time.Second), End: Millis(tc.ready)}},
+				Clients: []ClientResult{{Name: "mi-1", Group: "mi", Client: "raw", Attempts: []Attempt{
+					{Start: Millis(9 * time.Second), End: Millis(9100 * time.Millisecond), OK: true},
+					{Start: Millis(11 * time.Second), End: Millis(11100 * time.Millisecond)},
+					{Start: Millis(15 * time.Second), End: Millis(15100 * time.Millisecond), OK: true},
+				}}},
+			}
+			if v := Evaluate(s, r)[0]; v.Held != tc.held {
+				t.Errorf("held %v (%s), want %v", v.Held, v.Detail, tc.held)
+			}
+		})
+	}
+}
+
+// TestWarnings: a fault rule that can never match what fakeimds serves is
+// valid, but lint and run warn about it with the step's line; a rule with
+// the documented path (which also hits clients that add a slash) does not.
+func TestWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{"/metadata/identity/oauth2/token", ""},
+		{"/metadata/identity/oauth2/tokens", "w.yaml:12: timeline[0].fault: warning: "},
+	} {
+		s, err := Parse("w.yaml", []byte(strings.Replace(base, "{name: down, action:", "{name: down, match: {faces: [imds], path: "+tc.path+"}, action:", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(s.Warnings(), "\n")
+		if tc.want == "" && got != "" || tc.want != "" && !strings.HasPrefix(got, tc.want) {
+			t.Errorf("path %s: warnings %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}

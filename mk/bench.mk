@@ -1,0 +1,20 @@
+# Out-of-process HTTP benchmarks of fakeimds (docs/performance.md).
+# Included by the top-level Makefile; needs $(GO) from there.
+GO              ?= go
+BENCH_BIN       ?= _output/bench
+# ratio: 3 rounds of 4 s per server, 8 keep-alive connections; add
+# -enforce to fail below the goal (0.9× the bare net/http ceiling).
+BENCH_HTTP_FLAGS  ?= -rounds 3 -duration 4s -conns 8 -goal 0.9
+BENCH_SCALE_FLAGS ?= -n 1000000 -conns 8
+
+.PHONY: bench-http bench-scale bench-http-bin
+
+bench-http-bin:
+	@mkdir -p $(BENCH_BIN)
+	$(GO) build -o $(BENCH_BIN)/ ./cmd/fakeimds ./hack/benchhttp
+
+bench-http: bench-http-bin ## fakeimds's cached token path out of process vs a bare net/http ceiling: req/s, p50/p99, ratio (BENCH_HTTP_FLAGS=-enforce fails below 0.9)
+	$(BENCH_BIN)/benchhttp ratio -fakeimds $(BENCH_BIN)/fakeimds $(BENCH_HTTP_FLAGS)
+
+bench-scale: bench-http-bin ## 1M token requests at full speed, throttling off: fakeimds's RSS at 100k/500k/1M and p99
+	$(BENCH_BIN)/benchhttp scale -fakeimds $(BENCH_BIN)/fakeimds $(BENCH_SCALE_FLAGS)
