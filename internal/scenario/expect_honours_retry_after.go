@@ -16,7 +16,7 @@ import (
 const ExpectHonoursRetryAfter = "honours-retry-after"
 
 func init() {
-	registerExpect(ExpectHonoursRetryAfter, "after each answer in the window carrying `Retry-After` (a 429 or any other), the client's next request came no earlier than that long after the answer ended, less `tolerance` (100ms)",
+	registerExpect(ExpectHonoursRetryAfter, "after each answer in the window carrying `Retry-After` (a 429 or any other), the client's next request in the same call came no earlier than that long after the answer ended, less `tolerance` (100ms)",
 		func() ExpectKind { return &HonoursRetryAfter{} })
 }
 
@@ -88,6 +88,12 @@ func (k *HonoursRetryAfter) judge(s *Scenario, r *Result, cs []*ClientResult) ju
 			if q.RetryAfter == "" || !k.has(s, r, q.At.D()) || i+1 == len(qs) {
 				continue
 			}
+			// Only a retry inside the call is the SDK's to delay: once the
+			// call has returned its error, the application's next call
+			// starts whenever the application says.
+			if !sameCall(c, q.At.D(), qs[i+1].At.D()) {
+				continue
+			}
 			ended := q.At.D() + time.Duration(q.LatencyMS*float64(time.Millisecond))
 			want, ok := retryAfter(q.RetryAfter, r.Started.Add(ended))
 			if !ok {
@@ -121,4 +127,15 @@ func (k *HonoursRetryAfter) judge(s *Scenario, r *Result, cs []*ClientResult) ju
 		return judgement{clients: vs, detail: "no answer in the window carried Retry-After and was followed by a request of its client: the expectation proves nothing"}
 	}
 	return judgement{held: true, clients: vs, detail: fmt.Sprintf("%d clients waited after %d answers with Retry-After; shortest wait %v (tolerance %v)", len(vs), checked, least.Round(10*time.Millisecond), tol)}
+}
+
+// sameCall reports whether one attempt of c spans both times: two
+// requests of one call.
+func sameCall(c *ClientResult, t1, t2 time.Duration) bool {
+	for _, a := range c.Attempts {
+		if a.Start.D() <= t1 && t2 <= a.End.D() {
+			return true
+		}
+	}
+	return false
 }

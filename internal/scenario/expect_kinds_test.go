@@ -169,8 +169,10 @@ func TestExpectStatuses(t *testing.T) {
 }
 
 func TestExpectHonoursRetryAfter(t *testing.T) {
+	// One call of a-1 from 1.9 s: a 429 at 2 s, its retry at next.
 	told := func(next float64) func(r *Result) {
 		return func(r *Result) {
+			r.Clients[0].Attempts = append(r.Clients[0].Attempts, att(1.9, next+0.1, true, 2))
 			r.Requests = append(r.Requests, answers("a-1", 429, "2", 0.01, 2)...)
 			r.Requests = append(r.Requests, answers("a-1", 200, "", 0.01, next)...)
 		}
@@ -185,7 +187,14 @@ func TestExpectHonoursRetryAfter(t *testing.T) {
 			r.Requests = append(r.Requests, answers("a-1", 429, "2", 0.01, 50)...)
 		}, false, "proves nothing", nil},
 		{"outside the window", "{kind: honours-retry-after, from: 30s}", told(3), false, "proves nothing", nil},
+		{"the application's next call is not a retry", "{kind: honours-retry-after}", func(r *Result) {
+			// The call gives up with the 429; the next call starts at once.
+			r.Clients[0].Attempts = append(r.Clients[0].Attempts, att(1.9, 2.02, false, 1), att(2.5, 2.6, true, 1))
+			r.Requests = append(r.Requests, answers("a-1", 429, "2", 0.01, 2)...)
+			r.Requests = append(r.Requests, answers("a-1", 200, "", 0.01, 2.5)...)
+		}, false, "proves nothing", nil},
 		{"a 503 with Retry-After counts too", "{kind: honours-retry-after}", func(r *Result) {
+			r.Clients[2].Attempts = append(r.Clients[2].Attempts, att(1.9, 4.1, true, 2))
 			r.Requests = append(r.Requests, answers("b-1", 503, "5", 0, 2)...)
 			r.Requests = append(r.Requests, answers("b-1", 200, "", 0, 4)...)
 		}, false, "b-1 (asked again 2s after a 503 with Retry-After: 5", []string{"b-1:failed"}},
