@@ -227,6 +227,15 @@ func TestDescribe(t *testing.T) {
 		{"{kind: token-lifetime-left}", "no client was handed an expired token"},
 		{"{kind: token-lifetime-left, minRemaining: 5m}", "every token handed out had at least 5m0s left"},
 		{"{kind: own-identity, description: tokens are the right ones}", "tokens are the right ones"},
+		{"{kind: never-recovers, step: outage}", "every client fails every call ending after outage ends"},
+		{"{kind: never-recovers, clients: b}", "every b client fails every call"},
+		{"{kind: requests-per-call, max: 3}", "each call of every client sent at most 3 requests from 0s to 1m0s"},
+		{"{kind: requests-per-call, min: 1, max: 3, step: outage}", "each call of every client sent 1 to 3 requests during outage"},
+		{"{kind: retry-budget}", "each call of every client sent no more requests than its client's documented retries allow from 0s to 1m0s"},
+		{"{kind: retry-budget, max: 2, clients: a}", "each call of every a client sent at most 2 requests from 0s to 1m0s"},
+		{"{kind: statuses, status: 429, total: true, min: 1}", "the clients together got at least 1 answers 429 Too Many Requests from 0s to 1m0s"},
+		{"{kind: statuses, status: 0, max: 0, step: outage}", "every client got no requests unanswered during outage"},
+		{"{kind: honours-retry-after, clients: a}", "every a client waited as long as Retry-After said before its next request from 0s to 1m0s"},
 	}
 	for _, tc := range cases {
 		s := expectScenario(t, tc.expectation)
