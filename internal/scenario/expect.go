@@ -66,6 +66,30 @@ type ExpectKind interface {
 	judge(s *Scenario, r *Result, cs []*ClientResult) judgement
 }
 
+// requestCounter is implemented by kinds judged on the requests
+// attributed to each client (rates, per-call counts, statuses, waits):
+// a run whose requests could not be attributed fails instead of letting
+// them judge nothing.
+type requestCounter interface{ countsRequests() bool }
+
+func (*Cached) countsRequests() bool            { return true }
+func (*HonoursRetryAfter) countsRequests() bool { return true }
+func (*MaxRate) countsRequests() bool           { return true }
+func (*RequestsPerCall) countsRequests() bool   { return true }
+func (*RetryBudget) countsRequests() bool       { return true }
+func (*Statuses) countsRequests() bool          { return true }
+
+// countsRequests reports whether an expectation of s is judged on
+// attributed requests.
+func (s *Scenario) countsRequests() bool {
+	for _, e := range s.Expect {
+		if rc, ok := e.Params.(requestCounter); ok && rc.countsRequests() {
+			return true
+		}
+	}
+	return false
+}
+
 // judgement is what a kind concludes about a run.
 type judgement struct {
 	held    bool

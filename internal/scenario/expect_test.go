@@ -358,3 +358,24 @@ func TestJudgeAttribution(t *testing.T) {
 		})
 	}
 }
+
+// TestCountsRequests: the attribution check applies to scenarios with an
+// expectation judged on requests, and only to those.
+func TestCountsRequests(t *testing.T) {
+	for _, tc := range []struct {
+		expectation string
+		counts      bool
+	}{
+		{"{kind: max-rate, max: 3}", true},
+		{"{kind: retry-budget, max: 3}", true},
+		{"{kind: statuses, status: 429, min: 1}", true},
+		{"{kind: own-identity}", false},
+		{"{kind: never-recovers}", false},
+		{"{kind: recovers, within: 5s}", false},
+	} {
+		s := expectScenario(t, tc.expectation)
+		if got := s.countsRequests(); got != tc.counts {
+			t.Errorf("%s: counts requests %v, want %v", tc.expectation, got, tc.counts)
+		}
+	}
+}
