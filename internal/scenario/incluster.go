@@ -373,6 +373,12 @@ func attemptsFromProbe(lines []probe.Result, t0 time.Time, workload time.Duratio
 		default:
 			a.Error = oneLine(l.Error)
 		}
+		if a.ResourceError != "" && a.End.D() >= workload-cutOffSlack && strings.Contains(a.ResourceError, "context") {
+			// --end-at cut the call off at the resource: like a call cut
+			// off in GetToken, it counts for nothing.
+			a.Cancelled = true
+			a.Error = "cut off by the end of the workload"
+		}
 		out = append(out, a)
 	}
 	return out

@@ -212,6 +212,10 @@ func TestAttemptsFromProbe(t *testing.T) {
 			Attempt{Start: ms(8 * time.Second), End: ms(10 * time.Second), Cancelled: true, Error: "cut off by the end of the workload"}},
 		{"failure just before the end", probe.Result{Time: t0.Add(9 * time.Second), Status: probe.StatusError, LatencyMs: ms(700 * time.Millisecond), Error: "IMDS answered 503"},
 			Attempt{Start: ms(9 * time.Second), End: ms(9700 * time.Millisecond), Error: "IMDS answered 503"}},
+		{"resource refused", probe.Result{Time: t0.Add(3 * time.Second), Status: probe.StatusError, Stage: probe.StageResource, LatencyMs: ms(30 * time.Millisecond), ClientIDGot: "app", ResourceStatus: 403, Error: "protected resource: 403"},
+			Attempt{Start: ms(3 * time.Second), End: ms(3030 * time.Millisecond), OK: true, TokenAppID: "app", ResourceStatus: 403, ResourceError: "protected resource: 403"}},
+		{"resource call cut off by --end-at", probe.Result{Time: t0.Add(9 * time.Second), Status: probe.StatusError, Stage: probe.StageResource, LatencyMs: ms(time.Second), ClientIDGot: "app", Error: "protected resource: Get …: context deadline exceeded"},
+			Attempt{Start: ms(9 * time.Second), End: ms(10 * time.Second), OK: true, TokenAppID: "app", ResourceError: "protected resource: Get …: context deadline exceeded", Cancelled: true, Error: "cut off by the end of the workload"}},
 		{"unreadable token", probe.Result{Time: t0, Status: probe.StatusOK, LatencyMs: ms(time.Millisecond), ClaimsError: "token is not a signed JWT"},
 			Attempt{End: ms(time.Millisecond), OK: true, Error: "token unreadable: token is not a signed JWT"}},
 	}

@@ -818,6 +818,12 @@ func (w *worker) attempt(ctx context.Context, r *runner) Attempt {
 		}
 		if w.group.UseToken == UseTokenVault && r.vault != nil {
 			a.ResourceStatus, a.ResourceError = r.vault.use(actx, w.group.Name, tok.Value)
+			if a.ResourceError != "" && ctx.Err() != nil {
+				// The workload ended during the call to the resource, as
+				// it can end during GetToken: the call counts for nothing.
+				a.Cancelled = true
+				a.Error = "cut off by the end of the workload"
+			}
 		}
 	}
 	return a
