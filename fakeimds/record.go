@@ -10,15 +10,17 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/fakeimds/routes"
 )
 
-// The faces, as named in the journal and metrics.
+// The faces, as named in the journal, metrics and rules: the route
+// table's names (fakeimds/routes), which the fault engine matches too.
 const (
-	FaceIMDS       = "imds"
-	FaceInstance   = "instance"
-	FaceAppService = "appservice"
-	FaceArc        = "arc"
-	FaceAuthority  = "authority"
+	FaceIMDS       = routes.FaceIMDS
+	FaceInstance   = routes.FaceInstance
+	FaceAppService = routes.FaceAppService
+	FaceArc        = routes.FaceArc
+	FaceAuthority  = routes.FaceAuthority
 )
 
 // recorder wraps a face's ResponseWriter to capture the status and what

@@ -431,8 +431,7 @@ func (w *Window) set() bool { return w.Step != "" || w.From.Duration != 0 || w.T
 // (describing the expectation).
 func stepTimes(s *Scenario, r *Result, name string) (time.Duration, time.Duration) {
 	st, _ := s.StepByName(name)
-	b, blocks := st.Action.(interface{ blocks() bool })
-	if (st.After == "" && !(blocks && b.blocks())) || r == nil {
+	if (st.After == "" && !st.blocks()) || r == nil {
 		return st.At.Duration, st.End()
 	}
 	for _, rec := range r.Steps {

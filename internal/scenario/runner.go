@@ -17,7 +17,6 @@ import (
 	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/fakeimds/journal"
 	"github.com/idharness/idharness/fakeimds/token"
 	"github.com/idharness/idharness/internal/nodeimage"
@@ -486,9 +485,9 @@ func (r *runner) playStep(ctx context.Context, i int, st Step) {
 		return
 	}
 	rec.At = Millis(time.Since(r.start))
-	undo, detail, err := st.Action.apply(ctx, r)
+	undo, detail, err := st.Action.apply(ctx, r, st)
 	rec.Detail = detail
-	if b, ok := st.Action.(interface{ blocks() bool }); ok && b.blocks() && err == nil {
+	if st.blocks() && err == nil {
 		// The step lasted until apply returned (a restarted pod ready).
 		rec.End = Millis(time.Since(r.start))
 	}
@@ -513,16 +512,6 @@ func (r *runner) playStep(ctx context.Context, i int, st Step) {
 		}
 	}
 	record()
-}
-
-// stepFor returns the for of the step whose action a is.
-func (r *runner) stepFor(a StepAction) duration.Duration {
-	for _, st := range r.s.Timeline {
-		if st.Action == a {
-			return st.For
-		}
-	}
-	return duration.Duration{}
 }
 
 // waitTokensHeld waits until every client of the workload has been

@@ -54,9 +54,9 @@ type StepAction interface {
 	// validate checks the parameters in the scenario; field is the path
 	// of the kind's key, e.g. timeline[2].fault.
 	validate(s *Scenario, ids identities, field string) error
-	// apply carries the step out and returns how to undo it (nil when it
-	// cannot be) and what was done, in words.
-	apply(ctx context.Context, r *runner) (undo func(context.Context) error, detail string, err error)
+	// apply carries out st, the step the action belongs to, and returns
+	// how to undo it (nil when it cannot be) and what was done, in words.
+	apply(ctx context.Context, r *runner, st Step) (undo func(context.Context) error, detail string, err error)
 }
 
 // needsCluster is implemented by step kinds that only a cluster can carry
@@ -71,6 +71,17 @@ type clusterChecker interface {
 
 // undoable is implemented by step kinds whose effect can end after for.
 type undoable interface{ undoable() bool }
+
+// blocking is implemented by step kinds whose action lasts until apply
+// returns (a restart, until the new pod is ready): the step's end is
+// that moment, which the file cannot say.
+type blocking interface{ blocks() bool }
+
+// blocks reports whether the step's action lasts until apply returns.
+func (s Step) blocks() bool {
+	b, ok := s.Action.(blocking)
+	return ok && b.blocks()
+}
 
 // stepKind is a registered kind of step.
 type stepKind struct {

@@ -55,9 +55,9 @@ func (f *faultStep) checkCluster(_ *Scenario, field string) error {
 	return nil
 }
 
-func (f *faultStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (f *faultStep) apply(ctx context.Context, r *runner, st Step) (func(context.Context) error, string, error) {
 	rule := f.Rule
-	rule.Schedule.For = r.stepFor(f)
+	rule.Schedule.For = st.For
 	detail := fmt.Sprintf("fault %s (%s)", rule.Name, rule.Action.Type)
 	_, err := r.ctl.AddFaults(ctx, rule)
 	// The rule expires by its schedule; removing it leaves the list tidy.

@@ -36,7 +36,7 @@ func checkIdentityName(name string, ids identities, field string) error {
 	return nil
 }
 
-func (a *attachStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (a *attachStep) apply(ctx context.Context, r *runner, _ Step) (func(context.Context) error, string, error) {
 	name := string(*a)
 	detail := "attach identity " + name
 	if err := r.attach(ctx, name); err != nil {
@@ -45,7 +45,7 @@ func (a *attachStep) apply(ctx context.Context, r *runner) (func(context.Context
 	return func(ctx context.Context) error { return r.detach(ctx, name) }, detail, nil
 }
 
-func (d *detachStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (d *detachStep) apply(ctx context.Context, r *runner, _ Step) (func(context.Context) error, string, error) {
 	name := string(*d)
 	detail := "detach identity " + name
 	if err := r.detach(ctx, name); err != nil {

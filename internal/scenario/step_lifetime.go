@@ -42,7 +42,7 @@ func (l *lifetimeStep) validate(_ *Scenario, ids identities, field string) error
 	return nil
 }
 
-func (l *lifetimeStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (l *lifetimeStep) apply(ctx context.Context, r *runner, _ Step) (func(context.Context) error, string, error) {
 	if l.Identity == "" {
 		prev, err := r.ctl.Tokens(ctx)
 		if err != nil {

@@ -55,7 +55,7 @@ func (s *restartStep) validate(_ *Scenario, _ identities, field string) error {
 	return nil
 }
 
-func (s *restartStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(context.Context) error, string, error) {
 	k := r.kube
 	if k == nil {
 		return nil, "restart", errors.New("a restart needs a cluster")

@@ -25,7 +25,7 @@ func (t *throttleStep) validate(_ *Scenario, _ identities, field string) error {
 	return validateLimits(t.Limits, field)
 }
 
-func (t *throttleStep) apply(ctx context.Context, r *runner) (func(context.Context) error, string, error) {
+func (t *throttleStep) apply(ctx context.Context, r *runner, _ Step) (func(context.Context) error, string, error) {
 	prev, err := r.ctl.Throttle(ctx)
 	if err != nil {
 		return nil, "throttle", fmt.Errorf("read the throttling limits: %w", err)
