@@ -30,6 +30,12 @@ type runFlags struct {
 	profile     string
 }
 
+// ChaosWorkers is the number of kind workers a chaos run creates unless
+// --workers says otherwise: the specs play side by side, each on a worker
+// of its own, and with four the suite takes about as long as its longest
+// specs (measured in docs/chaos.md).
+const ChaosWorkers = 4
+
 func newRunCommand() *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
@@ -66,6 +72,10 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				// loading the other languages' images would cost minutes for
 				// nothing.
 				f.opts.ClientImages = []string{"none"}
+			}
+			if f.suite == "chaos" && !cmd.Flags().Changed("workers") {
+				// The chaos specs play side by side, one per worker.
+				f.opts.Workers = ChaosWorkers
 			}
 			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
 				return err
@@ -128,7 +138,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.BoolVar(&f.opts.KeepCluster, "keep-cluster", false, "keep a cluster this run created")
 	fl.BoolVar(&f.opts.AllowAzureNodes, "allow-azure-nodes", false, "deploy even onto Azure VMs (providerID azure://), whose real IMDS fakeimds then hides from their pods; refused by default")
 	fl.BoolVar(&f.opts.ReuseCluster, "reuse-cluster", true, "reuse a healthy kind cluster of the same name instead of recreating it")
-	fl.IntVar(&f.opts.Workers, "workers", 1, "kind worker nodes (the node-scoped specs need one)")
+	fl.IntVar(&f.opts.Workers, "workers", 1, fmt.Sprintf("kind worker nodes (the node-scoped specs need one; default %d for --suite chaos, whose specs play side by side, one per worker)", ChaosWorkers))
 	fl.StringVar(&f.opts.NodeImage, "node-image", envOr("IDHARNESS_NODE_IMAGE", cluster.NodeImageAuto), "auto, offline, published, or an image name (or IDHARNESS_NODE_IMAGE); auto tries to pull kind's published image first, so use offline where no registry may be contacted")
 	fl.Int64Var(&f.opts.Seed, "seed", 0, "chaos seed (0 picks one; recorded in the report)")
 	fl.StringVar(&f.opts.ReportDir, "report-dir", "_output/report", "where the report is written")

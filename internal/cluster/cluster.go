@@ -152,6 +152,12 @@ func (c *Cluster) reuseAction(ctx context.Context, st *createState) (bool, error
 	if err != nil || !ok {
 		return false, err
 	}
+	if c.opts.Reuse && !c.Existing() {
+		if have := c.workersOfExisting(); have != c.opts.Workers {
+			c.opts.Logger.Info("recreating cluster: its number of workers differs", "cluster", c.opts.Name, "workers", have, "want", c.opts.Workers)
+			return false, c.deleteKind()
+		}
+	}
 	if c.opts.Reuse {
 		if err := c.provider.ExportKubeConfig(c.opts.Name, c.opts.Kubeconfig, false); err == nil {
 			if cfg, err := c.RESTConfig(); err == nil {
@@ -168,6 +174,22 @@ func (c *Cluster) reuseAction(ctx context.Context, st *createState) (bool, error
 		c.opts.Logger.Info("deleting existing cluster (reuse disabled)", "cluster", c.opts.Name)
 	}
 	return false, c.deleteKind()
+}
+
+// workersOfExisting returns the number of worker nodes of the existing
+// cluster; -1 when they cannot be listed.
+func (c *Cluster) workersOfExisting() int {
+	ns, err := c.provider.ListNodes(c.opts.Name)
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, node := range ns {
+		if r, err := node.Role(); err == nil && r == "worker" {
+			n++
+		}
+	}
+	return n
 }
 
 // nodeImageOfExisting returns the image of the cluster's first node, if known.

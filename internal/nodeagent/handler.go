@@ -84,9 +84,17 @@ func NewHandler(cfg Config, l Lookup) (*Handler, error) {
 	if cfg.Client != nil {
 		c = *cfg.Client
 	} else {
-		// No proxy from the environment: upstream is on the node.
+		// No proxy from the environment: upstream is on the node. No
+		// kept-alive connections either: net/http silently sends a GET
+		// again on another idle connection when a reused one is reset or
+		// closed before the answer, so a pod's one request could reach
+		// IMDS several times (measured: 4 for one call while IMDS reset
+		// connections), hiding the fault from the pod and inflating
+		// every request count judged at IMDS. Attempts is the agent's
+		// only retry; a new connection on the node costs well under a
+		// millisecond.
 		c.Transport = &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
+			DisableKeepAlives: true}
 	}
 	// Following a redirect would fetch whatever URL upstream names —
 	// another identity's token, say — with no binding check; do refuses

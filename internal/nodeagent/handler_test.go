@@ -280,3 +280,71 @@ func TestNewHandlerRejectsBadUpstream(t *testing.T) {
 		}
 	}
 }
+
+// TestPassThroughSendsOnce: a pod's request reaches upstream once per
+// attempt even when upstream resets the connection. With kept-alive
+// upstream connections, net/http sent the GET again on its own (a
+// reused connection reset before the answer), so IMDS saw requests the
+// pod never sent.
+func TestPassThroughSendsOnce(t *testing.T) {
+	var mu sync.Mutex
+	requests, reset := 0, false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		rst := reset
+		mu.Unlock()
+		if !rst {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"x"}`))
+			return
+		}
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
+			_ = tc.SetLinger(0) // close with RST, as IMDS's reset fault does
+		}
+		_ = conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	kube, dynObjs := cluster()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inf, err := StartInformers(ctx, kubefake.NewClientset(kube...), dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...), node, nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(Config{Upstream: srv.URL, Log: slog.New(slog.DiscardHandler)}, inf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() int {
+		r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com", nil)
+		r.RemoteAddr = "10.244.1.13:40000" // app/dns: excepted, so passed through
+		r.Header.Set("Metadata", "true")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range 3 {
+		if code := call(); code != 200 {
+			t.Fatalf("call %d: status %d, want 200 before the resets", i, code)
+		}
+	}
+	mu.Lock()
+	requests, reset = 0, true
+	mu.Unlock()
+	for i := range 3 {
+		if code := call(); code == 200 {
+			t.Fatalf("reset call %d: status 200", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requests != 3 {
+		t.Errorf("3 pod requests while upstream resets connections reached it %d times, want 3 (one each)", requests)
+	}
+}

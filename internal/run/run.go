@@ -104,6 +104,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var cl *cluster.Cluster
 	var created bool
 	imgs := fixtures.Images{Extra: map[string]string{}}
+	imageIDs := map[string]string{}
 	comps, err := stack.Selected(o.Components)
 	if err != nil {
 		return nil, err
@@ -211,6 +212,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if err := images.WriteBuiltArchive(archive, built...); err != nil {
 				return err
 			}
+			for _, b := range built {
+				if id, err := b.Image.ConfigName(); err == nil {
+					imageIDs[b.Name] = id.String()
+				}
+			}
 			return images.LoadArchive(cl.Provider(), res.Cluster, archive)
 		}},
 		{"deploy", func(ctx context.Context) error {
@@ -229,7 +235,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

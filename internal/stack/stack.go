@@ -7,6 +7,7 @@ package stack
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -42,6 +44,12 @@ type Options struct {
 	// ShadowMetadata lets fakeimds take 169.254.169.254 on nodes where a
 	// metadata service already answers (idharness run --allow-azure-nodes).
 	ShadowMetadata bool
+	// ImageIDs maps image names to their content's ID (its config
+	// digest). A pod template whose images changed under the same name
+	// (a rebuilt image loaded into a reused cluster) gets a new
+	// annotation, so its pods are replaced instead of running the old
+	// image until they happen to restart.
+	ImageIDs map[string]string
 }
 
 // Stack is a deployed idharness stack.
@@ -140,6 +148,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	start := time.Now()
 	log.Info("deploying", "namespace", opts.Namespace, "nodes", len(nodes))
 	objs := append(ns, fixtures.SigningKeySecret(p), fixtures.ControlTokenSecret(p), cm, infoCM, aclCM)
+	stampImages(rest, opts.ImageIDs)
 	if err := dc.Apply(ctx, append(objs, rest...)...); err != nil {
 		return nil, err
 	}
@@ -156,6 +165,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)
 		}
+		stampImages(objs, opts.ImageIDs)
 		if err := dc.Apply(ctx, objs...); err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)
 		}
@@ -168,6 +178,37 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	}
 	log.Info("deployed", "elapsed", time.Since(start).Round(time.Millisecond))
 	return Connect(ctx, cfg, opts.Namespace, log)
+}
+
+// imagesAnnotation on a pod template records the IDs of its images.
+const imagesAnnotation = "idharness.io/images"
+
+// stampImages annotates the pod template of each workload in objs with a
+// digest of its containers' image IDs (ids: by image name), so that a
+// workload whose images were rebuilt under the same name rolls out.
+// Images without a known ID leave the template as it is.
+func stampImages(objs []*unstructured.Unstructured, ids map[string]string) {
+	if len(ids) == 0 {
+		return
+	}
+	for _, o := range objs {
+		var parts []string
+		for _, field := range []string{"initContainers", "containers"} {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", field)
+			for _, c := range cs {
+				img, _, _ := unstructured.NestedString(c.(map[string]any), "image")
+				if id, ok := ids[img]; ok {
+					parts = append(parts, img+"="+id)
+				}
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		sort.Strings(parts)
+		sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
+		_ = unstructured.SetNestedField(o.Object, hex.EncodeToString(sum[:8]), "spec", "template", "metadata", "annotations", imagesAnnotation)
+	}
 }
 
 // signingKey returns the key of an existing deployment, so that a
@@ -271,6 +312,32 @@ func (s *Stack) NodeNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Workers returns the nodes with a fakeimds that are not control-plane
+// nodes, sorted: where specs and scenarios run, each owning one at a
+// time. A cluster of one node (its control plane) returns that node.
+func (s *Stack) Workers(ctx context.Context) ([]string, error) {
+	list, err := s.deploy.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "!" + controlPlaneLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list the cluster's worker nodes: %w", err)
+	}
+	var out []string
+	for _, n := range list.Items {
+		if _, ok := s.Nodes[n.Name]; ok {
+			out = append(out, n.Name)
+		}
+	}
+	if len(out) == 0 {
+		if all := s.NodeNames(); len(all) > 0 {
+			return all[len(all)-1:], nil
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// controlPlaneLabel marks control-plane nodes (kubeadm's, so kind's).
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 // FakeIMDS returns a control API client for node's fakeimds, reached
 // through the API server's pod proxy.

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -28,5 +30,39 @@ func TestAzureNodes(t *testing.T) {
 				t.Fatalf("azureNodes = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestStampImages(t *testing.T) {
+	ds := func(images ...string) *unstructured.Unstructured {
+		var cs []any
+		for _, img := range images {
+			cs = append(cs, map[string]any{"name": "c", "image": img})
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"kind": "DaemonSet",
+			"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"containers": cs}}}}}
+	}
+	stamp := func(o *unstructured.Unstructured, ids map[string]string) string {
+		stampImages([]*unstructured.Unstructured{o}, ids)
+		v, _, _ := unstructured.NestedString(o.Object, "spec", "template", "metadata", "annotations", imagesAnnotation)
+		return v
+	}
+	old := stamp(ds("idharness.local/nodeagent:dev"), map[string]string{"idharness.local/nodeagent:dev": "sha256:aaa"})
+	same := stamp(ds("idharness.local/nodeagent:dev"), map[string]string{"idharness.local/nodeagent:dev": "sha256:aaa", "other:dev": "sha256:ccc"})
+	rebuilt := stamp(ds("idharness.local/nodeagent:dev"), map[string]string{"idharness.local/nodeagent:dev": "sha256:bbb"})
+	for _, tc := range []struct {
+		name string
+		got  string
+		want func(string) bool
+	}{
+		{"stamped", old, func(v string) bool { return v != "" }},
+		{"same image, same stamp", same, func(v string) bool { return v == old }},
+		{"rebuilt image, new stamp", rebuilt, func(v string) bool { return v != "" && v != old }},
+		{"unknown image, no stamp", stamp(ds("registry.example/x:1"), map[string]string{"idharness.local/nodeagent:dev": "sha256:aaa"}), func(v string) bool { return v == "" }},
+		{"no IDs (existing cluster), no stamp", stamp(ds("idharness.local/nodeagent:dev"), nil), func(v string) bool { return v == "" }},
+	} {
+		if !tc.want(tc.got) {
+			t.Errorf("%s: annotation %q (first stamp %q)", tc.name, tc.got, old)
+		}
 	}
 }

@@ -2,7 +2,9 @@ package chaos
 
 import (
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	"github.com/onsi/ginkgo/v2/types"
@@ -18,18 +20,58 @@ import (
 // each is played in the cluster by internal/scenario, exactly as
 // `idharness scenario run --cluster NAME FILE` plays it, and judged by
 // the scenario's expectations. This file only turns them into specs.
-var _ = Describe("chaos: scenarios", Ordered, ContinueOnFailure, func() {
-	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+//
+// The specs selected to run are played side by side, each on a worker
+// node of its own (scenario.Pool), longest first: most of a spec's time
+// is a fault window with the CPU idle. Each spec then waits for its own
+// play and reports it, so the report reads as if they ran one by one.
+var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
+	specs := shippedSpecs()
+	var pool *scenario.Pool
+	BeforeAll(func(ctx SpecContext) {
+		Setup(ctx)
+		nodes, err := Stack.Workers(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		pool, err = scenario.NewPool(scenario.ClusterOptions{Stack: Stack}, nodes)
+		Expect(err).NotTo(HaveOccurred())
+		// After the container's last spec, and on an interrupt: running
+		// plays are cancelled and clean their node and namespace up.
+		DeferCleanup(pool.Close)
+		ahead := selected(specs)
+		pool.Start(ahead...)
+		GinkgoWriter.Printf("playing %d chaos scenarios on %d nodes (%s), longest first\n", len(ahead), len(nodes), strings.Join(nodes, ", "))
+	})
 
-	for _, s := range shippedSpecs() {
+	for _, s := range specs {
 		Chaos(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement, s.Spec.Labels, func(ctx SpecContext) {
-			res, err := scenario.RunInCluster(ctx, s, scenario.ClusterOptions{Stack: Stack, Progress: GinkgoWriter})
+			pl, err := pool.Wait(ctx, s)
+			Expect(err).NotTo(HaveOccurred(), "waiting for scenario %s", s.File())
+			_, _ = GinkgoWriter.Write(pl.Log())
+			res, err := pl.Result()
 			Expect(err).NotTo(HaveOccurred(), "scenario %s could not be played", s.File())
+			AddReportEntry("played", fmt.Sprintf("on %s in %s", pl.Node(), pl.Elapsed().Round(time.Second)))
 			recordScenario(s, res)
 			Expect(res.Passed).To(BeTrue(), "%s", failedVerdicts(res))
 		})
 	}
 })
+
+// scenariosContainer is the text of the specs' container.
+const scenariosContainer = "chaos: scenarios"
+
+// selected returns the specs the suite's filters select, longest first,
+// to be played ahead of their turn.
+func selected(specs []*scenario.Scenario) []*scenario.Scenario {
+	var out []*scenario.Scenario
+	for _, s := range specs {
+		text := scenariosContainer + " " + ChaosText(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement)
+		if Selected(text, ChaosLabels(Level(s.Spec.Level), s.Spec.Labels)) {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ClusterDuration() > out[j].ClusterDuration() })
+	return out
+}
 
 // shippedSpecs returns the embedded scenario files that are chaos specs.
 // A broken file fails the suite's construction: the files are checked by

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	"github.com/onsi/ginkgo/v2/types"
@@ -33,8 +34,46 @@ func Chaos(id string, level Level, statement string, labels []string, body any) 
 	if !chaosID.MatchString(id) {
 		panic("framework: bad chaos spec ID " + id)
 	}
-	all := append([]string{"chaos", string(level)}, labels...)
-	It(fmt.Sprintf("[%s] %s %s", id, level, statement), Label(all...), Offset(1), body)
+	It(ChaosText(id, level, statement), Label(ChaosLabels(level, labels)...), Offset(1), body)
+	return true
+}
+
+// ChaosText is the text Chaos gives a spec.
+func ChaosText(id string, level Level, statement string) string {
+	return fmt.Sprintf("[%s] %s %s", id, level, statement)
+}
+
+// ChaosLabels are the labels Chaos gives a spec.
+func ChaosLabels(level Level, labels []string) []string {
+	return append([]string{"chaos", string(level)}, labels...)
+}
+
+// Selected reports whether the running suite's label filter, focus and
+// skip select a spec with this text (its containers' texts and its own,
+// joined by spaces, as ginkgo matches them) and these labels (its
+// containers' and its own). A suite that starts work ahead of its specs
+// asks it before they run; it does not see a focus on the suite's
+// description or on files, so such a spec's work starts at its turn.
+func Selected(text string, labels []string) bool {
+	cfg, _ := GinkgoConfiguration()
+	if cfg.LabelFilter != "" {
+		f, err := types.ParseLabelFilter(cfg.LabelFilter)
+		if err != nil || !f(labels) {
+			return false
+		}
+	}
+	if len(cfg.FocusStrings) > 0 {
+		re, err := regexp.Compile(strings.Join(cfg.FocusStrings, "|"))
+		if err != nil || !re.MatchString(text) {
+			return false
+		}
+	}
+	if len(cfg.SkipStrings) > 0 {
+		re, err := regexp.Compile(strings.Join(cfg.SkipStrings, "|"))
+		if err != nil || re.MatchString(text) {
+			return false
+		}
+	}
 	return true
 }
 
