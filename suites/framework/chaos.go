@@ -56,6 +56,10 @@ func ChaosLabels(level Level, labels []string) []string {
 // description or on files, so such a spec's work starts at its turn.
 func Selected(text string, labels []string) bool {
 	cfg, _ := GinkgoConfiguration()
+	return selectedBy(cfg, text, labels)
+}
+
+func selectedBy(cfg types.SuiteConfig, text string, labels []string) bool {
 	if cfg.LabelFilter != "" {
 		f, err := types.ParseLabelFilter(cfg.LabelFilter)
 		if err != nil || !f(labels) {
