@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,6 +98,8 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			if ginkgoReport != nil {
 				rep := framework.ToReport(*ginkgoReport, f.suite)
 				onlySuite(rep, f.suite)
+				rep.Profile = f.profile
+				rep.Claims, _ = stack.ProfileModes(f.profile)
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
 				for _, p := range res.Phases {
@@ -110,6 +113,14 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				}
 				fmt.Fprintf(out, "\n%s: %d passed, %d failed (%d MUST), %d skipped. Report: %s/summary.md\n",
 					rep.Verdict, rep.Summary.Passed, rep.Summary.Failed, rep.Summary.MustFailed, rep.Summary.Skipped, f.opts.ReportDir)
+				if len(rep.Unrun) > 0 {
+					var ids []string
+					for _, u := range rep.Unrun {
+						id, _, _ := strings.Cut(u, ":")
+						ids = append(ids, id)
+					}
+					fmt.Fprintf(out, "%d MUST specs of profile %s did not run (why: summary.md): %s\n", len(ids), f.profile, strings.Join(ids, " "))
+				}
 				if !suitesOK {
 					err = fmt.Errorf("%d specs failed (%d MUST); see %s/summary.md, and the pod and node logs in %s/logs", rep.Summary.Failed, rep.Summary.MustFailed, f.opts.ReportDir, f.opts.ReportDir)
 				}

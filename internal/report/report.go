@@ -39,8 +39,62 @@ type Report struct {
 	Phases    []Phase   `json:"phases,omitempty"`
 	Specs     []Spec    `json:"specs"`
 	Summary   Summary   `json:"summary"`
-	// Verdict is "Conformant" when every MUST spec that ran passed.
+	// Claims are the identity modes the implementation under test claims
+	// (its profile's): a spec labelled with modes is in scope when one of
+	// them is claimed; a spec without mode labels always is. Empty claims
+	// every mode.
+	Claims []string `json:"claims,omitempty"`
+	// Unrun lists the MUST specs in scope that did not run — left out by
+	// a label filter or focus, or skipped for a missing component — each
+	// as "ID: why".
+	Unrun []string `json:"unrun,omitempty"`
+	// Verdict is VerdictConformant when every MUST spec in scope ran and
+	// passed, VerdictPartial when none failed but some did not run,
+	// VerdictNotConformant when one failed.
 	Verdict string `json:"verdict"`
+}
+
+// The verdicts.
+const (
+	VerdictConformant    = "Conformant"
+	VerdictPartial       = "Partial"
+	VerdictNotConformant = "Not conformant"
+	VerdictNone          = "No verdict: no spec ran"
+)
+
+// modeLabels maps the spec labels that name an identity mode to the mode
+// a profile claims: chaos specs say imds-mode where conformance specs
+// say imds.
+var modeLabels = map[string]string{
+	"imds": "imds", "imds-mode": "imds", "pod-identity": "pod-identity",
+	"workload-identity": "workload-identity", "app-service": "app-service",
+}
+
+// Modes returns the identity modes a spec's labels name.
+func Modes(labels []string) []string {
+	var out []string
+	for _, l := range labels {
+		if m, ok := modeLabels[l]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// InScope reports whether sp is among the specs r's claims cover.
+func (r *Report) InScope(sp Spec) bool {
+	modes := Modes(sp.Labels)
+	if len(r.Claims) == 0 || len(modes) == 0 {
+		return true
+	}
+	for _, m := range modes {
+		for _, c := range r.Claims {
+			if m == c {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Seconds is a duration written as seconds.
@@ -103,13 +157,25 @@ func (r *Report) Finalize() {
 		}
 	}
 	r.Summary = s
+	r.Unrun = nil
+	for _, sp := range r.Specs {
+		if sp.Level == MUST && sp.State != Passed && sp.State != Failed && r.InScope(sp) {
+			why := firstLine(sp.Failure)
+			if why == "" {
+				why = "not selected (label filter or focus)"
+			}
+			r.Unrun = append(r.Unrun, sp.ID+": "+why)
+		}
+	}
 	switch {
 	case s.Passed+s.Failed == 0:
-		r.Verdict = "No verdict: no spec ran"
-	case s.MustFailed == 0:
-		r.Verdict = "Conformant"
+		r.Verdict = VerdictNone
+	case s.MustFailed > 0:
+		r.Verdict = VerdictNotConformant
+	case len(r.Unrun) > 0:
+		r.Verdict = VerdictPartial
 	default:
-		r.Verdict = "Not conformant"
+		r.Verdict = VerdictConformant
 	}
 }
 
@@ -219,9 +285,19 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "# idharness %s report\n\n", r.Suite)
 	fmt.Fprintf(&b, "**Verdict: %s** — %d passed, %d failed (%d MUST, %d SHOULD), %d skipped of %d specs.\n\n",
 		r.Verdict, r.Summary.Passed, r.Summary.Failed, r.Summary.MustFailed, r.Summary.ShouldFailed, r.Summary.Skipped, r.Summary.Total)
+	if len(r.Unrun) > 0 {
+		fmt.Fprintf(&b, "Partial: %d MUST specs in scope did not run, so the run cannot say Conformant:\n\n", len(r.Unrun))
+		for _, u := range r.Unrun {
+			fmt.Fprintf(&b, "- %s\n", mdEscape(u))
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "Seed %d", r.Seed)
 	if r.Profile != "" {
 		fmt.Fprintf(&b, ", profile %s", r.Profile)
+		if len(r.Claims) > 0 {
+			fmt.Fprintf(&b, " (claims %s)", strings.Join(r.Claims, ", "))
+		}
 	}
 	if r.Cluster != "" {
 		fmt.Fprintf(&b, ", cluster %s", r.Cluster)

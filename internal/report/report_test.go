@@ -25,9 +25,18 @@ func TestVerdict(t *testing.T) {
 		mut  func(*Report)
 		want string
 	}{
-		{func(*Report) {}, "Conformant"}, // only a SHOULD failed
+		{func(*Report) {}, "Partial"}, // only a SHOULD failed, but a MUST did not run
+		{func(r *Report) { r.Specs[2].State = Passed }, "Conformant"},
 		{func(r *Report) { r.Specs[0].State = Failed }, "Not conformant"},
 		{func(r *Report) { r.Specs = r.Specs[2:] }, "No verdict: no spec ran"},
+		// A spec of a mode the profile does not claim is out of scope...
+		{func(r *Report) { r.Claims, r.Specs[2].Labels = []string{"imds"}, []string{"pod-identity"} }, "Conformant"},
+		// ...one of a claimed mode is not, under either label.
+		{func(r *Report) { r.Claims, r.Specs[2].Labels = []string{"imds"}, []string{"chaos", "imds-mode"} }, "Partial"},
+		// A spec of no mode is always in scope.
+		{func(r *Report) { r.Claims, r.Specs[2].Labels = []string{"pod-identity"}, []string{"security"} }, "Partial"},
+		// A failed MUST outranks any unrun one.
+		{func(r *Report) { r.Specs[0].State = Failed; r.Claims = []string{"imds"} }, "Not conformant"},
 	} {
 		r := sample()
 		tc.mut(r)
@@ -59,7 +68,7 @@ func TestWriteDir(t *testing.T) {
 		t.Fatalf("junit: %+v", js)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
-	for _, want := range []string{"**Verdict: Conformant**", "| IDH-CONF-0001 | MUST | a \\| pipe | ✅ pass | ✅ pass | ✅ pass |",
+	for _, want := range []string{"**Verdict: Partial**", "- IDH-CONF-0003: not selected (label filter or focus)", "| IDH-CONF-0001 | MUST | a \\| pipe | ✅ pass | ✅ pass | ✅ pass |",
 		"| IDH-CONF-0002 | SHOULD | b | ❌ FAIL | | ❌ FAIL |", "### IDH-CONF-0002 (SHOULD) b", "| cluster | 30.0 | ok |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)

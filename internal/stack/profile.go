@@ -18,8 +18,11 @@ type Profile struct {
 	// Without names default components the profile replaces, e.g. the
 	// reference workload identity webhook when a vendor brings its own.
 	Without []string
-	// Modes are the spec labels the implementation claims, e.g.
-	// "pod-identity"; empty claims everything.
+	// Modes are the identity modes the implementation claims (imds,
+	// pod-identity, workload-identity, app-service: report.Modes): the
+	// report's verdict is Conformant only when every MUST spec of a
+	// claimed mode, and every MUST spec of no mode, ran and passed.
+	// Empty claims every mode.
 	Modes []string
 	// Upstream is the metadata endpoint the implementation calls.
 	Upstream string
@@ -27,9 +30,9 @@ type Profile struct {
 
 var profiles = map[string]Profile{
 	"imds": {Name: "imds", Description: "fakeimds on every node, no identity agent: pods talk to IMDS directly",
-		Upstream: "http://169.254.169.254"},
+		Modes: []string{"imds", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
 	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
-		Components: []string{NodeAgentComponent}, Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254"},
+		Components: []string{NodeAgentComponent}, Modes: []string{"imds", "pod-identity", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
 	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode (image from hack/nmi-image.sh); it intercepts every pod, so run it with --label-filter pod-identity",
 		Components: []string{AADNMIComponent}, Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254"},
 }
@@ -42,6 +45,18 @@ func Profiles() []Profile {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// ProfileModes returns the modes the named profile claims ("" is imds).
+func ProfileModes(name string) ([]string, error) {
+	if name == "" {
+		name = "imds"
+	}
+	p, ok := profiles[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown profile %q", name)
+	}
+	return p.Modes, nil
 }
 
 // ProfileComponents returns the components a run of the named profile
