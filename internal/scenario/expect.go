@@ -420,31 +420,39 @@ func (w *Window) validate(s *Scenario) error {
 // set reports whether the window was given at all.
 func (w *Window) set() bool { return w.Step != "" || w.From.Duration != 0 || w.To.Duration != 0 }
 
-// stepTimes returns when the named step fired and when its effect
-// ended on the run's clock (at, for a step without for). A step that
-// waits for a condition (after) has times in the file only relative to
-// that moment, and a step that lasts as long as its action (a restart,
-// until the new pod is ready) has no end in the file, so their times are
-// the ones r recorded as played (the end of the run if it never fired or
-// never ended); any other step's are as written, which is what the
-// scenario means whatever the scheduling noise. r may be nil
-// (describing the expectation).
+// stepTimes returns the span of the named step on the run's clock: from
+// when it was in effect to when it was undone. With r's record of the
+// step, the span is the recorded one: from when its action had been
+// applied (from when it fired, for a step that lasts until its action
+// returns), so that "every call during the outage fails" never counts a
+// call that ended before the fault reached the node; to when its undo
+// began, so that "recovered within" is measured from the earliest
+// moment the fault could have gone. Without a record (r nil: describing
+// the expectation; or a result without steps) the file's times; a step
+// a result has no record of (it never fired) spans the run's end.
 func stepTimes(s *Scenario, r *Result, name string) (time.Duration, time.Duration) {
 	st, _ := s.StepByName(name)
-	if (st.After == "" && !st.blocks()) || r == nil {
+	if r == nil {
 		return st.At.Duration, st.End()
 	}
 	for _, rec := range r.Steps {
 		if rec.Name != name {
 			continue
 		}
+		from := rec.At.D()
+		if rec.Applied != 0 && !st.blocks() {
+			from = rec.Applied.D()
+		}
 		switch {
 		case rec.End != 0:
-			return rec.At.D(), rec.End.D()
+			return from, rec.End.D()
 		case st.For.Duration > 0:
-			return rec.At.D(), s.Duration()
+			return from, s.Duration()
 		}
-		return rec.At.D(), rec.At.D()
+		return from, from
+	}
+	if st.After == "" && !st.blocks() && len(r.Steps) == 0 {
+		return st.At.Duration, st.End()
 	}
 	return s.Duration(), s.Duration()
 }

@@ -55,6 +55,13 @@ type ClusterOptions struct {
 	// Lead is how long after the pods are created the workload starts;
 	// zero picks DefaultLead for the number of pods.
 	Lead time.Duration
+	// StartGate, when set, is held (a send) from the creation of the
+	// run's namespace until its pods run, and released (a receive) then:
+	// runs sharing one (a Pool's) start their pods one run at a time.
+	// Pod start-up is where a 2-core cluster is busiest (image, sandbox,
+	// network and runtime start for every pod): five runs creating 100
+	// pods at once left one run's pods short of running at its start.
+	StartGate chan struct{}
 }
 
 // ProgressEvery is the time between an in-cluster run's progress lines:
@@ -187,7 +194,7 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	}
 	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
 		kube: &kubeEnv{kube: st.Deployer().Kube, namespace: st.Namespace, node: node, vaultURL: st.VaultURL()}}
-	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead,
+	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
 		ns: "idh-scenario-" + rand.String(5), seed: state.Seed}
 	defer c.cleanup()
 	return c.run(ctx)
@@ -260,7 +267,11 @@ type clusterRun struct {
 	ns           string
 	lead         time.Duration
 	seed         int64
+	// gate is ClusterOptions.StartGate.
+	gate chan struct{}
 
+	// releaseGate lets the next run start its pods; set while gate is held.
+	releaseGate func()
 	// nsCreated and nodeTouched say what cleanup has to undo.
 	nsCreated, nodeTouched bool
 }
@@ -421,6 +432,18 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if r.s.Setup.Seed != 0 && r.s.Setup.Seed != c.seed {
 		r.printf("note: the node's seed is %d, not the scenario's %d; no rule of the scenario draws random numbers", c.seed, r.s.Setup.Seed)
 	}
+	if c.gate != nil {
+		select {
+		case c.gate <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("run interrupted: %w", ctx.Err())
+		}
+		var once sync.Once
+		release := func() { once.Do(func() { <-c.gate }) }
+		defer release()
+		c.releaseGate = release
+		r.printf("starting pods (other runs' pods are not starting meanwhile)")
+	}
 	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns, Labels: r.s.namespaceLabels()}}, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create namespace %s for the probe pods: %w", c.ns, err)
 	}
@@ -455,7 +478,11 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		pods[p.client.Name] = p.pod
 	}
 	r.printf("%d probe pods created in %s on %s; the workload starts at %s", len(plans), c.ns, c.node, t0.UTC().Format("15:04:05.000"))
-	if err := c.waitRunning(ctx, len(plans), t0); err != nil {
+	err := c.waitRunning(ctx, len(plans), t0)
+	if c.releaseGate != nil {
+		c.releaseGate()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := c.attributeByPodIP(ctx, pods); err != nil {

@@ -66,6 +66,8 @@ func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenar
 		o.Progress = &syncWriter{w: o.Progress}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// One run at a time starts its pods (ClusterOptions.StartGate).
+	o.StartGate = make(chan struct{}, 1)
 	p := &Pool{o: o, run: run, nodes: len(nodes), free: make(chan string, len(nodes)), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), plays: map[*Scenario]*Play{}}
 	for _, n := range nodes {

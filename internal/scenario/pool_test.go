@@ -29,6 +29,9 @@ func newFakePlays(ids ...string) *fakePlays {
 }
 
 func (f *fakePlays) run(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, error) {
+	if o.StartGate == nil {
+		return nil, fmt.Errorf("%s: no start gate: the pool's runs would start their pods all at once", s.ID)
+	}
 	f.mu.Lock()
 	if other, busy := f.running[o.Node]; busy {
 		f.mu.Unlock()

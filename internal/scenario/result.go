@@ -57,6 +57,11 @@ type StepRecord struct {
 	Detail string `json:"detail"`
 	// At is when the step fired.
 	At Millis `json:"atMs"`
+	// Applied is when its action had been applied (the control API
+	// answered): a fault is in effect from then on, not from At. In a
+	// cluster the two are a round trip through the API server apart,
+	// some 100 ms on a loaded node.
+	Applied Millis `json:"appliedMs,omitempty"`
 	// End is when the step was undone or its rule expired, if it was.
 	End Millis `json:"endMs,omitempty"`
 	// Error is why the step could not be applied or undone, if it could not.

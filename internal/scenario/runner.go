@@ -487,6 +487,9 @@ func (r *runner) playStep(ctx context.Context, i int, st Step) {
 	rec.At = Millis(time.Since(r.start))
 	undo, detail, err := st.Action.apply(ctx, r, st)
 	rec.Detail = detail
+	if err == nil {
+		rec.Applied = Millis(time.Since(r.start))
+	}
 	if st.blocks() && err == nil {
 		// The step lasted until apply returned (a restarted pod ready).
 		rec.End = Millis(time.Since(r.start))

@@ -151,3 +151,43 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestStepWindowFromApplied: a window on a step starts when its fault was
+// in effect (the control API answered), not when it fired. In a loaded
+// cluster the two were 100 ms apart, and a cache-less call that ended in
+// between, with a token, counted as a success "during the outage"
+// (IDH-CHAOS-0005 failed once in five runs on it).
+func TestStepWindowFromApplied(t *testing.T) {
+	s, err := Parse("w.yaml", []byte(`id: w
+title: window
+links: [https://example.com/incident]
+timeline:
+  - {name: outage, at: 10s, for: 30s, fault: {name: down, action: {type: refuse}}}
+workload:
+  duration: 60s
+  clients:
+    - {name: raw, client: raw, every: 2s}
+expect:
+  - {kind: success-rate, clients: raw, step: outage, maxPercent: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := Attempt{Start: Millis(10010 * time.Millisecond), End: Millis(10050 * time.Millisecond), OK: true}
+	failed := Attempt{Start: Millis(12 * time.Second), End: Millis(12010 * time.Millisecond)}
+	for _, tc := range []struct {
+		name string
+		rec  StepRecord
+		held bool
+	}{
+		{"applied at 10.1 s: the call before it is not the outage's", StepRecord{Name: "outage", At: Millis(10 * time.Second), Applied: Millis(10100 * time.Millisecond), End: Millis(40 * time.Second)}, true},
+		{"applied at 10.02 s: the call ended in the outage", StepRecord{Name: "outage", At: Millis(10 * time.Second), Applied: Millis(10020 * time.Millisecond), End: Millis(40 * time.Second)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{Steps: []StepRecord{tc.rec}, Clients: []ClientResult{{Name: "raw-1", Group: "raw", Client: "raw", Attempts: []Attempt{early, failed}}}}
+			if v := Evaluate(s, r)[0]; v.Held != tc.held {
+				t.Errorf("held %v (%s), want %v", v.Held, v.Detail, tc.held)
+			}
+		})
+	}
+}
