@@ -17,8 +17,8 @@ import (
 	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
-	_ "github.com/idharness/idharness/suites/chaos"       // registers the chaos specs
-	_ "github.com/idharness/idharness/suites/conformance" // registers the conformance specs
+	_ "github.com/idharness/idharness/suites/chaos"     // registers the chaos specs
+	"github.com/idharness/idharness/suites/conformance" // registers the conformance specs
 	"github.com/idharness/idharness/suites/framework"
 )
 
@@ -99,6 +99,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				rep := framework.ToReport(*ginkgoReport, f.suite)
 				onlySuite(rep, f.suite)
 				rep.Profile = f.profile
+				if f.suite == "conformance" {
+					rep.SpecSet = conformance.SpecSetVersion
+				}
 				rep.Claims, _ = stack.ProfileModes(f.profile)
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed

@@ -28,8 +28,18 @@ const (
 	SHOULD = "SHOULD"
 )
 
+// SchemaVersion is the version of report.json's format, which every
+// report states: it is raised when a field changes meaning or goes away,
+// not when one is added.
+const SchemaVersion = 1
+
 // Report is the result of one run.
 type Report struct {
+	// SchemaVersion is the format's (the SchemaVersion constant).
+	SchemaVersion int `json:"schemaVersion"`
+	// SpecSet is the version of the spec set the run judged by (the
+	// conformance suite's SpecSetVersion).
+	SpecSet   string    `json:"specSet,omitempty"`
 	Suite     string    `json:"suite"`
 	Profile   string    `json:"profile,omitempty"`
 	Seed      int64     `json:"seed"`
@@ -157,6 +167,7 @@ func (r *Report) Finalize() {
 		}
 	}
 	r.Summary = s
+	r.SchemaVersion = SchemaVersion
 	r.Unrun = nil
 	for _, sp := range r.Specs {
 		if sp.Level == MUST && sp.State != Passed && sp.State != Failed && r.InScope(sp) {
@@ -251,7 +262,7 @@ func (r *Report) JUnit() ([]byte, error) {
 	r.Finalize()
 	s := junitSuite{Name: "idharness " + r.Suite, Tests: r.Summary.Total, Failures: r.Summary.Failed, Skipped: r.Summary.Skipped,
 		Time: float64(r.Duration), Timestamp: r.StartedAt.UTC().Format(time.RFC3339),
-		Properties: []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"verdict", r.Verdict}, {"profile", r.Profile}}}
+		Properties: []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"verdict", r.Verdict}, {"profile", r.Profile}, {"specSet", r.SpecSet}}}
 	for _, sp := range r.Specs {
 		c := junitCase{Name: fmt.Sprintf("[%s] %s %s", sp.ID, sp.Level, sp.Statement), Classname: r.Suite, Time: float64(sp.Duration),
 			SystemOut: strings.Join(sp.Evidence, "\n")}
@@ -291,6 +302,9 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "- %s\n", mdEscape(u))
 		}
 		b.WriteString("\n")
+	}
+	if r.SpecSet != "" {
+		fmt.Fprintf(&b, "Spec set %s. ", r.SpecSet)
 	}
 	fmt.Fprintf(&b, "Seed %d", r.Seed)
 	if r.Profile != "" {
