@@ -371,6 +371,12 @@ func TestHandlerHeaderSmuggling(t *testing.T) {
 		for k := range up.Header {
 			switch k {
 			case "Metadata", "User-Agent", "Accept-Encoding": // Accept-Encoding: Go's transport
+			case "Connection":
+				// The agent's own "close" (it keeps no upstream connection
+				// alive), never the pod's header.
+				if v := up.Header.Values(k); len(v) != 1 || v[0] != "close" {
+					t.Errorf("%s: Connection %q reached upstream, want the agent's close", target, v)
+				}
 			default:
 				t.Errorf("%s: header %s reached upstream", target, k)
 			}
