@@ -81,6 +81,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
 				return err
 			}
+			if f.opts.Claims, err = stack.ProfileModes(f.profile); err != nil {
+				return err
+			}
 			var ginkgoReport *types.Report
 			var suitesOK bool
 			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
@@ -102,7 +105,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				if f.suite == "conformance" {
 					rep.SpecSet = conformance.SpecSetVersion
 				}
-				rep.Claims, _ = stack.ProfileModes(f.profile)
+				rep.Claims = f.opts.Claims
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
 				for _, p := range res.Phases {

@@ -55,6 +55,9 @@ type Options struct {
 	// Components names the stack components to deploy; nil means the
 	// default ones (stack.Register).
 	Components []string
+	// Claims are the identity modes the profile claims, recorded with
+	// the stack (stack.Options.Claims).
+	Claims []string
 	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
 	// fakeimds then hides from their pods (off: such a cluster is refused).
 	AllowAzureNodes bool
@@ -235,7 +238,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Claims: o.Claims, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -44,6 +45,10 @@ type Options struct {
 	// ShadowMetadata lets fakeimds take 169.254.169.254 on nodes where a
 	// metadata service already answers (idharness run --allow-azure-nodes).
 	ShadowMetadata bool
+	// Claims are the identity modes the deployed profile claims
+	// (Profile.Modes), recorded in the run's ConfigMap: a spec of a
+	// claimed mode whose component is missing fails instead of skipping.
+	Claims []string
 	// ImageIDs maps image names to their content's ID (its config
 	// digest). A pod template whose images changed under the same name
 	// (a rebuilt image loaded into a reused cluster) gets a new
@@ -63,6 +68,9 @@ type Stack struct {
 	Seed       int64
 	// AppServiceSecret is what App Service clients must send.
 	AppServiceSecret string
+	// Claims are the modes the deployed profile claims (Options.Claims);
+	// nil when the stack does not say (deployed before claims existed).
+	Claims []string
 
 	rest   *rest.Config
 	deploy *deploy.Client
@@ -78,6 +86,7 @@ type runInfo struct {
 	Identities       fixtures.Identities `json:"identities"`
 	Seed             int64               `json:"seed"`
 	AppServiceSecret string              `json:"appServiceSecret"`
+	Claims           []string            `json:"claims,omitempty"`
 }
 
 const runInfoName = "idharness-run"
@@ -130,7 +139,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret})
+	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims})
 	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
 	manifests := []string{"fakeimds"}
 	if opts.Images.Vault != "" {
@@ -285,7 +294,7 @@ func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger)
 		nodes[c.Host.Name] = c
 	}
 	return &Stack{Namespace: ns, Nodes: nodes, Images: ri.Images, Identities: ri.Identities, Seed: ri.Seed,
-		AppServiceSecret: ri.AppServiceSecret, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
+		AppServiceSecret: ri.AppServiceSecret, Claims: ri.Claims, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
 }
 
 // Deployer returns the stack's Kubernetes client.
@@ -338,6 +347,26 @@ func (s *Stack) Workers(ctx context.Context) ([]string, error) {
 
 // controlPlaneLabel marks control-plane nodes (kubeadm's, so kind's).
 const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// NewForTest returns a stack in namespace ns whose Kubernetes client is
+// kube (a fake clientset) and whose profile claims claims: for tests of
+// code that reads a stack, with no cluster. It has no nodes, and no
+// REST config or dynamic client.
+func NewForTest(ns string, kube kubernetes.Interface, claims []string) *Stack {
+	return &Stack{Namespace: ns, Claims: claims, deploy: &deploy.Client{Kube: kube}, log: slog.Default()}
+}
+
+// Claimed reports whether the deployed profile claims mode: a spec of
+// that mode must then find its component, and fails without it. A stack
+// that does not record its claims claims nothing.
+func (s *Stack) Claimed(mode string) bool {
+	for _, m := range s.Claims {
+		if m == mode {
+			return true
+		}
+	}
+	return false
+}
 
 // FakeIMDS returns a control API client for node's fakeimds, reached
 // through the API server's pod proxy.

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/idharness/idharness/internal/report"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	corev1 "k8s.io/api/core/v1"
@@ -64,5 +66,40 @@ func TestStampImages(t *testing.T) {
 		if !tc.want(tc.got) {
 			t.Errorf("%s: annotation %q (first stamp %q)", tc.name, tc.got, old)
 		}
+	}
+}
+
+func TestClaimed(t *testing.T) {
+	for _, tc := range []struct {
+		claims []string
+		mode   string
+		want   bool
+	}{
+		{[]string{"imds", "pod-identity"}, "pod-identity", true},
+		{[]string{"imds"}, "pod-identity", false},
+		{nil, "pod-identity", false}, // a stack that does not say claims nothing
+	} {
+		if got := (&Stack{Claims: tc.claims}).Claimed(tc.mode); got != tc.want {
+			t.Errorf("claims %v, mode %s: %v, want %v", tc.claims, tc.mode, got, tc.want)
+		}
+	}
+}
+
+// TestProfileModes: every profile claims modes the reports know, so a
+// claim always puts specs in scope.
+func TestProfileModes(t *testing.T) {
+	for _, p := range Profiles() {
+		modes, err := ProfileModes(p.Name)
+		if err != nil || len(modes) == 0 {
+			t.Errorf("profile %s: modes %v, %v", p.Name, modes, err)
+		}
+		for _, m := range modes {
+			if got := report.Modes([]string{m}); len(got) != 1 || got[0] != m {
+				t.Errorf("profile %s claims %q, which no spec label names", p.Name, m)
+			}
+		}
+	}
+	if _, err := ProfileModes("nope"); err == nil {
+		t.Error("an unknown profile has modes")
 	}
 }

@@ -163,6 +163,9 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		Setup(ctx)
 		var err error
 		if wiEnv, err = Stack.WorkloadIdentity(ctx); err != nil {
+			if Stack.Claimed("workload-identity") {
+				Fail("the deployed profile claims workload-identity, but its components are missing: " + err.Error())
+			}
 			Skip(err.Error())
 		}
 	})

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -40,6 +41,11 @@ func RequirePodIdentityAgent(ctx context.Context) string {
 		}
 	}
 	if agent == "" {
+		if Stack.Claimed("pod-identity") {
+			// The implementation claims the mode: its agent missing is
+			// its failure, not a reason to leave the specs unrun.
+			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", Stack.Namespace, strings.Join(stack.PodIdentityAgents(), ", ")))
+		}
 		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
 	}
 	var err error
