@@ -46,7 +46,9 @@ type Play struct {
 	node    string
 	started time.Time
 	ended   time.Time
-	log     lockedBuffer
+	// log holds the play's progress lines; logw writes them, locked.
+	log  bytes.Buffer
+	logw syncWriter
 }
 
 // NewPool returns a pool that plays on nodes, at most one scenario per
@@ -98,6 +100,7 @@ func (p *Pool) enqueue(s *Scenario) *Play {
 		return pl
 	}
 	pl := &Play{s: s, done: make(chan struct{})}
+	pl.logw.w = &pl.log
 	p.plays[s] = pl
 	if p.closed {
 		pl.finish(nil, fmt.Errorf("scenario %s not played: the pool is closed", s.ID))
@@ -199,9 +202,9 @@ func (p *Pool) next() *Play {
 
 func (pl *Play) play(ctx context.Context, run func(context.Context, *Scenario, ClusterOptions) (*Result, error), o ClusterOptions, node string) {
 	o.Node = node
-	var out io.Writer = &pl.log
+	var out io.Writer = &pl.logw
 	if o.Progress != nil {
-		out = io.MultiWriter(&pl.log, &prefixWriter{prefix: "[" + pl.s.label() + "] ", w: o.Progress})
+		out = io.MultiWriter(&pl.logw, &prefixWriter{prefix: "[" + pl.s.label() + "] ", w: o.Progress})
 	}
 	o.Progress = out
 	pl.node, pl.started = node, time.Now()
@@ -222,7 +225,11 @@ func (pl *Play) Result() (*Result, error) { return pl.res, pl.err }
 func (pl *Play) Node() string { return pl.node }
 
 // Log is the run's progress lines.
-func (pl *Play) Log() []byte { return pl.log.Bytes() }
+func (pl *Play) Log() []byte {
+	pl.logw.mu.Lock()
+	defer pl.logw.mu.Unlock()
+	return bytes.Clone(pl.log.Bytes())
+}
 
 // Elapsed is how long the play took on its node, cleanup included.
 func (pl *Play) Elapsed() time.Duration {
@@ -249,24 +256,6 @@ func (s *Scenario) ClusterDuration() time.Duration {
 		pods += g.Clients()
 	}
 	return DefaultLead(pods) + s.Duration()
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }
 
 // syncWriter serialises writes to w.
