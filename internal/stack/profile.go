@@ -49,20 +49,16 @@ func Profiles() []Profile {
 
 // ProfileModes returns the modes the named profile claims ("" is imds).
 func ProfileModes(name string) ([]string, error) {
-	if name == "" {
-		name = "imds"
-	}
-	p, ok := profiles[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown profile %q", name)
+	p, err := profileNamed(name)
+	if err != nil {
+		return nil, err
 	}
 	return p.Modes, nil
 }
 
-// ProfileComponents returns the components a run of the named profile
-// deploys: the default ones and the profile's own. The empty name is
-// "imds" and gives nil (the defaults), as before profiles existed.
-func ProfileComponents(name string) ([]string, error) {
+// profileNamed returns the named profile ("" is imds), or an error
+// listing the known ones.
+func profileNamed(name string) (Profile, error) {
 	if name == "" {
 		name = "imds"
 	}
@@ -72,7 +68,18 @@ func ProfileComponents(name string) ([]string, error) {
 		for _, q := range Profiles() {
 			known = append(known, q.Name)
 		}
-		return nil, fmt.Errorf("unknown profile %q: use one of %s", name, strings.Join(known, ", "))
+		return Profile{}, fmt.Errorf("unknown profile %q: use one of %s", name, strings.Join(known, ", "))
+	}
+	return p, nil
+}
+
+// ProfileComponents returns the components a run of the named profile
+// deploys: the default ones and the profile's own. The empty name is
+// "imds" and gives nil (the defaults), as before profiles existed.
+func ProfileComponents(name string) ([]string, error) {
+	p, err := profileNamed(name)
+	if err != nil {
+		return nil, err
 	}
 	if len(p.Components) == 0 && len(p.Without) == 0 {
 		return nil, nil

@@ -359,14 +359,7 @@ func NewForTest(ns string, kube kubernetes.Interface, claims []string) *Stack {
 // Claimed reports whether the deployed profile claims mode: a spec of
 // that mode must then find its component, and fails without it. A stack
 // that does not record its claims claims nothing.
-func (s *Stack) Claimed(mode string) bool {
-	for _, m := range s.Claims {
-		if m == mode {
-			return true
-		}
-	}
-	return false
-}
+func (s *Stack) Claimed(mode string) bool { return contains(s.Claims, mode) }
 
 // FakeIMDS returns a control API client for node's fakeimds, reached
 // through the API server's pod proxy.
