@@ -122,8 +122,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				if len(rep.Unrun) > 0 {
 					var ids []string
 					for _, u := range rep.Unrun {
-						id, _, _ := strings.Cut(u, ":")
-						ids = append(ids, id)
+						ids = append(ids, u.ID)
 					}
 					fmt.Fprintf(out, "%d MUST specs of profile %s did not run (why: summary.md): %s\n", len(ids), f.profile, strings.Join(ids, " "))
 				}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,13 +56,19 @@ type Report struct {
 	// every mode.
 	Claims []string `json:"claims,omitempty"`
 	// Unrun lists the MUST specs in scope that did not run — left out by
-	// a label filter or focus, or skipped for a missing component — each
-	// as "ID: why".
-	Unrun []string `json:"unrun,omitempty"`
+	// a label filter or focus, or skipped for a missing node — and why.
+	Unrun []Unrun `json:"unrun,omitempty"`
 	// Verdict is VerdictConformant when every MUST spec in scope ran and
 	// passed, VerdictPartial when none failed but some did not run,
 	// VerdictNotConformant when one failed.
 	Verdict string `json:"verdict"`
+}
+
+// Unrun is a MUST spec in scope that did not run.
+type Unrun struct {
+	ID string `json:"id"`
+	// Why is the spec's skip message, or that no filter selected it.
+	Why string `json:"why"`
 }
 
 // The verdicts.
@@ -98,10 +105,8 @@ func (r *Report) InScope(sp Spec) bool {
 		return true
 	}
 	for _, m := range modes {
-		for _, c := range r.Claims {
-			if m == c {
-				return true
-			}
+		if slices.Contains(r.Claims, m) {
+			return true
 		}
 	}
 	return false
@@ -175,7 +180,7 @@ func (r *Report) Finalize() {
 			if why == "" {
 				why = "not selected (label filter or focus)"
 			}
-			r.Unrun = append(r.Unrun, sp.ID+": "+why)
+			r.Unrun = append(r.Unrun, Unrun{ID: sp.ID, Why: why})
 		}
 	}
 	switch {
@@ -299,7 +304,7 @@ func (r *Report) Markdown() string {
 	if len(r.Unrun) > 0 {
 		fmt.Fprintf(&b, "Partial: %d MUST specs in scope did not run, so the run cannot say Conformant:\n\n", len(r.Unrun))
 		for _, u := range r.Unrun {
-			fmt.Fprintf(&b, "- %s\n", mdEscape(u))
+			fmt.Fprintf(&b, "- %s: %s\n", u.ID, mdEscape(u.Why))
 		}
 		b.WriteString("\n")
 	}
