@@ -152,13 +152,11 @@ func (c *Cluster) reuseAction(ctx context.Context, st *createState) (bool, error
 	if err != nil || !ok {
 		return false, err
 	}
-	if c.opts.Reuse && !c.Existing() {
+	if c.opts.Reuse {
 		if have := c.workersOfExisting(); have != c.opts.Workers {
 			c.opts.Logger.Info("recreating cluster: its number of workers differs", "cluster", c.opts.Name, "workers", have, "want", c.opts.Workers)
 			return false, c.deleteKind()
 		}
-	}
-	if c.opts.Reuse {
 		if err := c.provider.ExportKubeConfig(c.opts.Name, c.opts.Kubeconfig, false); err == nil {
 			if cfg, err := c.RESTConfig(); err == nil {
 				if h, err := WaitHealthy(ctx, cfg, 20*time.Second, nil); err == nil {

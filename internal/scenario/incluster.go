@@ -270,8 +270,6 @@ type clusterRun struct {
 	// gate is ClusterOptions.StartGate.
 	gate chan struct{}
 
-	// releaseGate lets the next run start its pods; set while gate is held.
-	releaseGate func()
 	// nsCreated and nodeTouched say what cleanup has to undo.
 	nsCreated, nodeTouched bool
 }
@@ -432,6 +430,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if r.s.Setup.Seed != 0 && r.s.Setup.Seed != c.seed {
 		r.printf("note: the node's seed is %d, not the scenario's %d; no rule of the scenario draws random numbers", c.seed, r.s.Setup.Seed)
 	}
+	// release lets the next run sharing the gate start its pods: once
+	// this run's pods run, or when it returns before that.
+	release := func() {}
 	if c.gate != nil {
 		select {
 		case c.gate <- struct{}{}:
@@ -439,9 +440,8 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 			return nil, fmt.Errorf("run interrupted: %w", ctx.Err())
 		}
 		var once sync.Once
-		release := func() { once.Do(func() { <-c.gate }) }
+		release = func() { once.Do(func() { <-c.gate }) }
 		defer release()
-		c.releaseGate = release
 		r.printf("starting pods (other runs' pods are not starting meanwhile)")
 	}
 	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.ns, Labels: r.s.namespaceLabels()}}, metav1.CreateOptions{}); err != nil {
@@ -479,9 +479,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	}
 	r.printf("%d probe pods created in %s on %s; the workload starts at %s", len(plans), c.ns, c.node, t0.UTC().Format("15:04:05.000"))
 	err := c.waitRunning(ctx, len(plans), t0)
-	if c.releaseGate != nil {
-		c.releaseGate()
-	}
+	release()
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,6 @@ type Pool struct {
 	// run plays one scenario on a node: RunInCluster, or a test's stand-in
 	// for the pool's own scheduling tests.
 	run    func(context.Context, *Scenario, ClusterOptions) (*Result, error)
-	nodes  int
 	free   chan string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -70,7 +69,7 @@ func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenar
 	ctx, cancel := context.WithCancel(context.Background())
 	// One run at a time starts its pods (ClusterOptions.StartGate).
 	o.StartGate = make(chan struct{}, 1)
-	p := &Pool{o: o, run: run, nodes: len(nodes), free: make(chan string, len(nodes)), ctx: ctx, cancel: cancel,
+	p := &Pool{o: o, run: run, free: make(chan string, len(nodes)), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), plays: map[*Scenario]*Play{}}
 	for _, n := range nodes {
 		p.free <- n
@@ -79,9 +78,6 @@ func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenar
 	go p.dispatch()
 	return p, nil
 }
-
-// Nodes is the number of scenarios the pool plays at once.
-func (p *Pool) Nodes() int { return p.nodes }
 
 // Start queues the scenarios not queued yet, to be played in the order
 // given as nodes come free.

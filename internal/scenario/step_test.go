@@ -158,33 +158,19 @@ func TestWarnings(t *testing.T) {
 // between, with a token, counted as a success "during the outage"
 // (IDH-CHAOS-0005 failed once in five runs on it).
 func TestStepWindowFromApplied(t *testing.T) {
-	s, err := Parse("w.yaml", []byte(`id: w
-title: window
-links: [https://example.com/incident]
-timeline:
-  - {name: outage, at: 10s, for: 30s, fault: {name: down, action: {type: refuse}}}
-workload:
-  duration: 60s
-  clients:
-    - {name: raw, client: raw, every: 2s}
-expect:
-  - {kind: success-rate, clients: raw, step: outage, maxPercent: 0}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	early := Attempt{Start: Millis(10010 * time.Millisecond), End: Millis(10050 * time.Millisecond), OK: true}
-	failed := Attempt{Start: Millis(12 * time.Second), End: Millis(12010 * time.Millisecond)}
+	// Step "outage" from 10 s to 20 s.
+	s := expectScenario(t, "{kind: success-rate, clients: a, step: outage, maxPercent: 0}")
+	res := cres("a-1", att(10.01, 10.05, true, 1), att(12, 12.01, false, 1))
 	for _, tc := range []struct {
-		name string
-		rec  StepRecord
-		held bool
+		name    string
+		applied float64
+		held    bool
 	}{
-		{"applied at 10.1 s: the call before it is not the outage's", StepRecord{Name: "outage", At: Millis(10 * time.Second), Applied: Millis(10100 * time.Millisecond), End: Millis(40 * time.Second)}, true},
-		{"applied at 10.02 s: the call ended in the outage", StepRecord{Name: "outage", At: Millis(10 * time.Second), Applied: Millis(10020 * time.Millisecond), End: Millis(40 * time.Second)}, false},
+		{"applied at 10.1 s: the call before it is not the outage's", 10.1, true},
+		{"applied at 10.02 s: the call ended in the outage", 10.02, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Steps: []StepRecord{tc.rec}, Clients: []ClientResult{{Name: "raw-1", Group: "raw", Client: "raw", Attempts: []Attempt{early, failed}}}}
+			r := &Result{Steps: []StepRecord{{Name: "outage", At: sec(10), Applied: sec(tc.applied), End: sec(20)}}, Clients: []ClientResult{res}}
 			if v := Evaluate(s, r)[0]; v.Held != tc.held {
 				t.Errorf("held %v (%s), want %v", v.Held, v.Detail, tc.held)
 			}
