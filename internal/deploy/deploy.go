@@ -67,20 +67,13 @@ func New(cfg *rest.Config, log *slog.Logger) (*Client, error) {
 func (c *Client) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
-		m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			c.mapper.Reset()
-			if m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				return fmt.Errorf("apply %s %s: unknown kind: %w", gvk.Kind, o.GetName(), err)
-			}
+		ri, ok := c.resource(o)
+		if !ok {
+			return fmt.Errorf("apply %s %s: the cluster does not know kind %s (is its CRD installed?)", gvk.Kind, o.GetName(), gvk)
 		}
 		body, err := json.Marshal(o.Object)
 		if err != nil {
 			return fmt.Errorf("apply %s %s: %w", gvk.Kind, o.GetName(), err)
-		}
-		var ri dynamic.ResourceInterface = c.dyn.Resource(m.Resource)
-		if m.Scope.Name() == "namespace" {
-			ri = c.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
 		force := true
 		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
@@ -89,6 +82,77 @@ func (c *Client) Apply(ctx context.Context, objs ...*unstructured.Unstructured) 
 		c.log.Debug("applied", "kind", gvk.Kind, "namespace", o.GetNamespace(), "name", o.GetName())
 	}
 	return nil
+}
+
+// resource returns the dynamic client for o's kind, in its namespace if
+// the kind is namespaced; ok is false when the cluster does not know the
+// kind (its CRD is not installed).
+func (c *Client) resource(o *unstructured.Unstructured) (ri dynamic.ResourceInterface, ok bool) {
+	gvk := o.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		c.mapper.Reset()
+		if m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return nil, false
+		}
+	}
+	if m.Scope.Name() == "namespace" {
+		return c.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), true
+	}
+	return c.dyn.Resource(m.Resource), true
+}
+
+// DeleteOwned deletes those of objs that exist and carry every label of
+// owned, last first (the reverse of applying), and waits until each is
+// gone: foreground deletion, so a workload is gone once its pods are.
+// An object without the labels is someone else's and is left alone;
+// kinds the cluster does not know and absent objects are skipped. It
+// returns "Kind namespace/name" of each object it deleted.
+func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs ...*unstructured.Unstructured) ([]string, error) {
+	var deleted []string
+	fg := metav1.DeletePropagationForeground
+	for i := len(objs) - 1; i >= 0; i-- {
+		o := objs[i]
+		ri, ok := c.resource(o)
+		if !ok {
+			continue
+		}
+		what := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+		live, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("look up %s: %w", what, err)
+		}
+		if !hasLabels(live.GetLabels(), owned) {
+			c.log.Info("left in place: not idharness's", "object", what)
+			continue
+		}
+		if err := ri.Delete(ctx, o.GetName(), metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("delete %s: %w", what, err)
+		}
+		if err := c.poll(ctx, what+" deletion", func(ctx context.Context) (bool, string, error) {
+			_, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, "", nil
+			}
+			return false, "deleting", err
+		}); err != nil {
+			return deleted, err
+		}
+		deleted = append(deleted, what)
+	}
+	return deleted, nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitDaemonSet waits until every scheduled pod of the DaemonSet runs

@@ -412,8 +412,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ip string, pod 
 	writeError(w, status, "not_found", reason)
 }
 
-// fetch gets id's token upstream, naming the identity the way its
-// AzureIdentity does, and relays the answer as is: IMDS's body (every
+// fetch gets id's token upstream, naming the identity by its
+// AzureIdentity's client ID, and relays the answer as is: IMDS's body (every
 // field a string) or its error. Of the pod's query only api-version and
 // resource go upstream (tokenQuery).
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, log *slog.Logger, id Identity, q url.Values) {
@@ -423,11 +423,8 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			up.Set(k, q.Get(k))
 		}
 	}
-	if id.ClientID != "" {
-		up.Set("client_id", id.ClientID)
-	} else {
-		up.Set("msi_res_id", id.ResourceID)
-	}
+	// Decide never hands out an identity without a client ID.
+	up.Set("client_id", id.ClientID)
 	resp, err := h.do(r, tokenPath, up)
 	if err != nil {
 		log.Warn("upstream failed", "identity", id.Name, "err", err)

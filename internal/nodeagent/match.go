@@ -73,6 +73,20 @@ func Decide(pod Pod, ids []Identity, binds []Binding, sel Selector) Decision {
 	if len(bound) == 0 {
 		return Decision{Verdict: Refuse, Reason: "no AzureIdentityBinding in namespace " + pod.Namespace + " matches pod " + pod.Name + " (label " + BindingLabel + "=" + pod.Labels[BindingLabel] + ")"}
 	}
+	d := choose(pod, bound, sel)
+	if d.Verdict == Token && d.Identity.ClientID == "" {
+		// aad-pod-identity documents a user-assigned AzureIdentity with
+		// clientID and resourceID. Without clientID there is nothing to
+		// name upstream that is surely this identity: refuse, where NMI
+		// asks IMDS with no selector and hands out the node's identity.
+		return Decision{Verdict: Forbid, Reason: "AzureIdentity " + d.Identity.Namespace + "/" + d.Identity.Name + " has no spec.clientID: a user-assigned AzureIdentity (type 0) needs clientID and resourceID; add its clientID"}
+	}
+	return d
+}
+
+// choose picks, among the pod's bound identities, the one sel names, or
+// the first when it names none.
+func choose(pod Pod, bound []Identity, sel Selector) Decision {
 	switch {
 	case sel.ObjectID != "":
 		// An AzureIdentity has no object ID to compare with.

@@ -8,7 +8,10 @@ func TestDecide(t *testing.T) {
 	idB := Identity{Namespace: ns, Name: "id-b", ClientID: "33333333-3333-4333-8333-333333333333"}
 	sp := Identity{Namespace: ns, Name: "sp", Type: 1, ClientID: "77777777-7777-4777-8777-777777777777"}
 	other := Identity{Namespace: "other", Name: "id-a", ClientID: idA.ClientID}
-	ids := []Identity{idA, idB, sp, other}
+	// noClient is misconfigured: aad-pod-identity documents clientID and
+	// resourceID for a user-assigned identity.
+	noClient := Identity{Namespace: ns, Name: "no-client", ResourceID: "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/no-client"}
+	ids := []Identity{idA, idB, sp, other, noClient}
 	bind := func(ns, name, id, sel string) Binding {
 		return Binding{Namespace: ns, Name: name, AzureIdentity: id, Selector: sel}
 	}
@@ -36,6 +39,9 @@ func TestDecide(t *testing.T) {
 		{name: "binding in another namespace", pod: web, binds: []Binding{bind("other", "b", "id-a", "web")}, want: Refuse},
 		{name: "identity missing", pod: web, binds: []Binding{bind(ns, "b", "gone", "web")}, want: Refuse},
 		{name: "service principal identities are not served", pod: web, binds: []Binding{bind(ns, "b", "sp", "web")}, want: Refuse},
+		{name: "identity without clientID, no selector", pod: web, binds: []Binding{bind(ns, "b", "no-client", "web")}, want: Forbid},
+		{name: "identity without clientID, by its resource ID", pod: web, binds: []Binding{bind(ns, "b", "no-client", "web")}, sel: Selector{ResourceID: noClient.ResourceID}, want: Forbid},
+		{name: "identity without clientID beside a valid one, by the valid one's client_id", pod: web, binds: []Binding{bind(ns, "a", "no-client", "web"), bind(ns, "b", "id-a", "web")}, sel: Selector{ClientID: idA.ClientID}, want: Token, wantID: "id-a"},
 		{name: "identity of the same name in another namespace", pod: Pod{Namespace: "third", Name: "p", Labels: map[string]string{BindingLabel: "web"}}, binds: []Binding{bind("third", "b", "id-a", "web")}, want: Refuse},
 	}
 	for _, tt := range tests {

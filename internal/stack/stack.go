@@ -169,11 +169,19 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 			return nil, fmt.Errorf("%w (look at: kubectl -n %s logs deploy/vault)", err, opts.Namespace)
 		}
 	}
+	var comps []rendered
 	for _, c := range opts.Components {
 		objs, err := c.Objects(p)
 		if err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)
 		}
+		comps = append(comps, rendered{c, objs})
+	}
+	if err := pruneOthers(ctx, dc, p, comps, log); err != nil {
+		return nil, err
+	}
+	for _, rc := range comps {
+		c, objs := rc.Component, rc.objs
 		stampImages(objs, opts.ImageIDs)
 		if err := dc.Apply(ctx, objs...); err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)

@@ -126,7 +126,7 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 		[]string{"pod-identity", "security", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
 			other := PodIdentityNamespace(ctx)
@@ -145,8 +145,8 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 		[]string{"pod-identity", "security", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
-			BindIdentity(ctx, ns, "id-b", "api", false)
+			BindIdentity(ctx, ns, "id-a", "web")
+			BindIdentity(ctx, ns, "id-b", "api")
 			otherIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
 			a, _ := Stack.Identities.ByName("id-a")

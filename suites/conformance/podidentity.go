@@ -98,36 +98,53 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--resource=" + vaultResource}})
 			expectTokens(run, Identity("id-a").ObjectID, vaultResource)
 		})
 
 	for _, sel := range []struct {
-		id, kind     string
-		byResourceID bool
-		arg          func(name string, i config.Identity) string
+		id, kind string
+		arg      func(name string, i config.Identity) string
 	}{
-		{"IDH-CONF-0202", "client_id", false, func(_ string, i config.Identity) string { return "client_id=" + i.ClientID }},
-		{"IDH-CONF-0203", "msi_res_id", true, func(n string, _ config.Identity) string { return "resource_id=" + Stack.Identities.ResourceID(n) }},
+		{"IDH-CONF-0202", "client_id", func(_ string, i config.Identity) string { return "client_id=" + i.ClientID }},
+		{"IDH-CONF-0203", "msi_res_id", func(n string, _ config.Identity) string { return "resource_id=" + Stack.Identities.ResourceID(n) }},
 	} {
 		Conformance(sel.id, MUST, "a pod bound to two identities selecting one by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"pod-identity"}, func(ctx SpecContext) {
 				node, _ := nodes()
 				ns := PodIdentityNamespace(ctx)
-				BindIdentity(ctx, ns, "id-a", "web", sel.byResourceID)
-				BindIdentity(ctx, ns, "id-b", "web", sel.byResourceID)
+				BindIdentity(ctx, ns, "id-a", "web")
+				BindIdentity(ctx, ns, "id-b", "web")
 				id := Identity("id-b")
 				run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=" + sel.arg("id-b", id), "--resource=" + vaultResource}})
 				expectTokens(run, id.ObjectID, vaultResource)
 			})
 	}
 
+	Conformance("IDH-CONF-0218", MUST, "a pod bound only to a misconfigured AzureIdentity (user-assigned, resourceID but no clientID) is refused and gets no token, never the node's identity, with every client",
+		[]string{"pod-identity", "negative", "misconfiguration", "security"}, func(ctx SpecContext) {
+			node, _ := nodes()
+			ns := PodIdentityNamespace(ctx)
+			// aad-pod-identity documents a user-assigned AzureIdentity with
+			// both IDs; without clientID an agent that asks IMDS with no
+			// selector hands the pod the node's identity (fail-open).
+			BindIdentityWithoutClientID(ctx, ns, "id-a", "web")
+			res := uniqueResource()
+			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
+				Args: []string{"--identity=system", "--resource=" + res}})
+			for _, r := range run.Results {
+				Expect(r.IdentityGot).NotTo(Equal(Stack.Nodes[node].SystemAssigned.ObjectID), "%s got the node's system-assigned identity: the agent failed open on an AzureIdentity without clientID", r.Client)
+			}
+			expectRefused(run)
+			neverServed(ctx, node, "", res)
+		})
+
 	Conformance("IDH-CONF-0204", MUST, "a pod with no binding in a pod identity namespace is refused (404, or 503 with Retry-After) and gets no token, within seconds",
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			res := uniqueResource()
 			start := time.Now()
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
@@ -140,7 +157,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			elsewhere := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, elsewhere, "id-a", "web", false)
+			BindIdentity(ctx, elsewhere, "id-a", "web")
 			ns := PodIdentityNamespace(ctx)
 			res := uniqueResource()
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
@@ -152,7 +169,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			other := Identity("id-b")
 			res := uniqueResource()
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
@@ -165,7 +182,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			name := BindIdentity(ctx, ns, "id-a", "web", false)
+			name := BindIdentity(ctx, ns, "id-a", "web")
 			before := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			Expect(before.Results).To(HaveEach(HaveField("Status", probe.StatusOK)), "bound pod before the binding is deleted")
 			Expect(PodIdentityClient().Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
@@ -179,7 +196,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			res := uniqueResource()
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
 			expectRefused(run, 400)
@@ -196,7 +213,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=msal-mi,raw", "--resource=" + uniqueResource()},
 				Customize: func(p *corev1.Pod) {
 					p.Spec.HostNetwork = true
@@ -223,7 +240,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
+			BindIdentity(ctx, ns, "id-a", "web")
 			// raw: no token cache, so every attempt asks the agent.
 			_, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=8", "--interval=1s"}})
@@ -255,8 +272,8 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity", "negative", "security"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web", false)
-			BindIdentity(ctx, ns, "id-b", "api", false)
+			BindIdentity(ctx, ns, "id-a", "web")
+			BindIdentity(ctx, ns, "id-b", "api")
 			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=6", "--interval=1s"}})
 			other := PodIdentityNamespace(ctx)
@@ -305,7 +322,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "init", false)
+			BindIdentity(ctx, ns, "id-a", "init")
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
 				Customize: func(p *corev1.Pod) {
 					// The probe runs as the init container; the main
@@ -326,7 +343,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 				Skip("needs two nodes (idharness run --workers 1)")
 			}
 			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-node", "pinned", false)
+			BindIdentity(ctx, ns, "id-node", "pinned")
 			id := Identity("id-node")
 			res := uniqueResource()
 			off := RunProbe(ctx, ns, Probe{Node: other, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
@@ -354,7 +371,7 @@ var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered
 				Args: []string{"--identity=system", "--resource=" + res, "--client=raw", "--duration=14s", "--interval=250ms", "--timeout=5s"}})
 			time.Sleep(2 * time.Second)
 			created := time.Now()
-			BindIdentity(ctx, ns, "id-a", "late", false)
+			BindIdentity(ctx, ns, "id-a", "late")
 			run := wait()
 			var first time.Time
 			for _, r := range run.Results {

@@ -3,7 +3,7 @@ package conformance
 // SpecSetVersion is the version of the conformance spec set: it grows
 // when specs are added or a statement changes, and reports carry it, so
 // that two reports can be compared spec set to spec set.
-const SpecSetVersion = "0.1"
+const SpecSetVersion = "0.2"
 
 // Since returns the spec set version in which the spec with this ID
 // first appeared, and whether the ID is known. A new spec gets an entry
@@ -68,4 +68,7 @@ var since = map[string]string{
 	"IDH-CONF-0215": "0.1",
 	"IDH-CONF-0216": "0.1",
 	"IDH-CONF-0217": "0.1",
+	// 0.2: 0203's AzureIdentity carries clientID and resourceID, as
+	// aad-pod-identity documents; 0218 is the misconfigured one.
+	"IDH-CONF-0218": "0.2",
 }

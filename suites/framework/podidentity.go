@@ -75,16 +75,25 @@ func PodIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstr
 	return podidentity.Object(kind, ns, name, spec)
 }
 
-// BindIdentity creates an AzureIdentity for the run's identity idName
-// (by client ID, or by resource ID only) and a binding of it to pods
-// labelled aadpodidbinding=selector, both in ns; it returns the binding's
-// name.
-func BindIdentity(ctx context.Context, ns, idName, selector string, byResourceID bool) string {
+// BindIdentity creates an AzureIdentity for the run's identity idName,
+// as aad-pod-identity documents a user-assigned one (type 0 with clientID
+// and resourceID), and a binding of it to pods labelled
+// aadpodidbinding=selector, both in ns; it returns the binding's name.
+func BindIdentity(ctx context.Context, ns, idName, selector string) string {
 	GinkgoHelper()
-	clientID := Identity(idName).ClientID
-	if byResourceID {
-		clientID = ""
-	}
+	return bind(ctx, ns, idName, Identity(idName).ClientID, selector)
+}
+
+// BindIdentityWithoutClientID is BindIdentity with a misconfigured
+// AzureIdentity: resourceID only, no clientID. It is for the spec that
+// an implementation refuses it rather than guessing an identity.
+func BindIdentityWithoutClientID(ctx context.Context, ns, idName, selector string) string {
+	GinkgoHelper()
+	return bind(ctx, ns, idName, "", selector)
+}
+
+func bind(ctx context.Context, ns, idName, clientID, selector string) string {
+	GinkgoHelper()
 	name, err := podidentity.Bind(ctx, podIDDyn, ns, idName, clientID, Stack.Identities.ResourceID(idName), selector)
 	if err != nil {
 		Fail(err.Error())

@@ -1,0 +1,107 @@
+//go:build e2e
+
+package stack
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/cluster"
+)
+
+// TestProfileSwitchE2E redeploys the stack of the kind cluster
+// IDHARNESS_E2E_CLUSTER, where `idharness run --profile reference
+// --keep-cluster` left the reference node agent, without the agent (the
+// imds profile), checks that the agent's DaemonSet, pods and redirect on
+// every node are gone, and then deploys the reference profile again:
+//
+//	IDHARNESS_E2E_CLUSTER=idh-pi go test -tags e2e -run ProfileSwitchE2E ./internal/stack/
+//
+// Without the variable it is skipped.
+func TestProfileSwitchE2E(t *testing.T) {
+	name := os.Getenv("IDHARNESS_E2E_CLUSTER")
+	if name == "" {
+		t.Skip("set IDHARNESS_E2E_CLUSTER to a kind cluster where `idharness run --profile reference --keep-cluster` deployed the stack")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	c, err := cluster.New(cluster.WithName(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.Default()
+	st, err := Connect(ctx, cfg, fixtures.DefaultNamespace, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := st.Deployer().Kube
+	if _, err := kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the cluster runs no reference node agent (deploy it with idharness run --profile reference --keep-cluster): %v", err)
+	}
+	nodes, err := c.Nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirects := func() []string {
+		var with []string
+		for _, n := range nodes {
+			var out bytes.Buffer
+			_ = n.Command("nft", "list", "ruleset").SetStdout(&out).Run()
+			if strings.Contains(out.String(), "idharness-nodeagent") {
+				with = append(with, n.String())
+			}
+		}
+		return with
+	}
+	if len(redirects()) == 0 {
+		t.Fatal("no node has the agent's nftables table before the switch: the check below could not fail")
+	}
+	deployWith := func(profile string) {
+		t.Helper()
+		names, err := ProfileComponents(profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		comps, err := Selected(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims, _ := ProfileModes(profile)
+		if _, err := Deploy(ctx, cfg, Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims, Components: comps}, log); err != nil {
+			t.Fatalf("deploy the %s profile: %v", profile, err)
+		}
+	}
+
+	deployWith("imds")
+	if _, err := kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after switching to the imds profile the nodeagent DaemonSet is still there (err %v)", err)
+	}
+	pods, err := kube.CoreV1().Pods(st.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nodeagent"})
+	if err != nil || len(pods.Items) > 0 {
+		t.Errorf("after the switch, nodeagent pods: %d (err %v), want none", len(pods.Items), err)
+	}
+	if with := redirects(); len(with) > 0 {
+		t.Errorf("after the switch, nodes %v still redirect 169.254.169.254 to the agent", with)
+	}
+	if _, err := kube.Discovery().ServerResourcesForGroupVersion("aadpodidentity.k8s.io/v1"); err != nil {
+		t.Errorf("the pod identity CRDs were removed: CRDs are shared and stay (%v)", err)
+	}
+
+	deployWith("reference")
+	if with := redirects(); len(with) != len(nodes) {
+		t.Errorf("after switching back to reference, nodes with the agent's redirect: %v of %d", with, len(nodes))
+	}
+}
