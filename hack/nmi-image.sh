@@ -3,7 +3,8 @@
 # from the Go module proxy in a throwaway directory outside idharness's
 # go.mod, package it as idharness.local/aad-pod-identity-nmi:v1.8.17 with no
 # registry, and load it into the kind cluster CLUSTER's nodes; then
-# `idharness run --cluster CLUSTER --profile aad-pod-identity --label-filter pod-identity`.
+# `idharness run --cluster CLUSTER --profile aad-pod-identity` (the profile is
+# fixtures/sut/aad-pod-identity/sut.yaml, which names this image).
 #
 # NMI programs its rules by running `iptables` (coreos/go-iptables), so the
 # image carries the iptables of the cluster's own node image (its

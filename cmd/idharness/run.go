@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/sut"
 	_ "github.com/idharness/idharness/suites/chaos"     // registers the chaos specs
 	"github.com/idharness/idharness/suites/conformance" // registers the conformance specs
 	"github.com/idharness/idharness/suites/framework"
@@ -29,6 +31,7 @@ type runFlags struct {
 	labelFilter string
 	focus       string
 	profile     string
+	sutFile     string
 }
 
 // ChaosWorkers is the number of kind workers a chaos run creates unless
@@ -84,6 +87,30 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			if f.opts.Claims, err = stack.ProfileModes(f.profile); err != nil {
 				return err
 			}
+			sutFile := f.sutFile
+			if sutFile != "" && cmd.Flags().Changed("profile") {
+				return errors.New("give --sut or --profile, not both: an implementation declared in a file is deployed beside fakeimds and the default components, as --profile imds deploys them")
+			}
+			if sutFile == "" {
+				// A profile may itself be a declaration shipped with the
+				// source tree (aad-pod-identity).
+				pf, err := stack.ProfileSUT(f.profile)
+				if err != nil {
+					return err
+				}
+				if pf != "" {
+					sutFile = filepath.Join(f.opts.ModuleDir, pf)
+				}
+			}
+			if sutFile != "" {
+				if f.opts.SUT, err = sut.Load(sutFile); err != nil {
+					return err
+				}
+				f.opts.Claims = f.opts.SUT.Claims
+				if labelFilter, err = sutLabelFilter(f.suite, f.labelFilter, f.opts.SUT); err != nil {
+					return err
+				}
+			}
 			var ginkgoReport *types.Report
 			var suitesOK bool
 			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
@@ -102,6 +129,15 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				rep := framework.ToReport(*ginkgoReport, f.suite)
 				onlySuite(rep, f.suite)
 				rep.Profile = f.profile
+				if s := f.opts.SUT; s != nil {
+					if f.sutFile != "" {
+						rep.Profile = ""
+					}
+					rep.Implementation = &report.Implementation{Name: s.Name, Version: s.Version, Vendor: s.Vendor, URL: s.URL, File: s.File()}
+					for _, l := range res.SUTImages {
+						rep.Implementation.Images = append(rep.Implementation.Images, report.Image{Name: l.Name, Ref: l.Ref, ID: l.ID})
+					}
+				}
 				if f.suite == "conformance" {
 					rep.SpecSet = conformance.SpecSetVersion
 				}
@@ -124,7 +160,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 					for _, u := range rep.Unrun {
 						ids = append(ids, u.ID)
 					}
-					fmt.Fprintf(out, "%d MUST specs of profile %s did not run (why: summary.md): %s\n", len(ids), f.profile, strings.Join(ids, " "))
+					fmt.Fprintf(out, "%d MUST specs in the claimed modes (%s) did not run (why: summary.md): %s\n", len(ids), strings.Join(f.opts.Claims, ", "), strings.Join(ids, " "))
 				}
 				if !suitesOK {
 					err = fmt.Errorf("%d specs failed (%d MUST); see %s/summary.md, and the pod and node logs in %s/logs", rep.Summary.Failed, rep.Summary.MustFailed, f.opts.ReportDir, f.opts.ReportDir)
@@ -148,6 +184,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.suite, "suite", "conformance", "suite to run: conformance or chaos")
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
 	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
+	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")
@@ -162,4 +199,16 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "cache directory (default /var/cache/idharness or IDHARNESS_CACHE_DIR)")
 	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request (none for --suite chaos, whose specs name Go clients)")
 	return cmd
+}
+
+// sutLabelFilter is the label filter of a run of suite against s: the
+// user's, or, when they give none and s's agent intercepts every pod,
+// the modes s claims (specs of other modes would judge the agent, not
+// IMDS); always within the suite's own filter.
+func sutLabelFilter(suite, userFilter string, s *sut.SUT) (string, error) {
+	if strings.TrimSpace(userFilter) == "" && s.LabelFilter() != "" {
+		userFilter = s.LabelFilter()
+		slog.Info("the implementation intercepts every pod: only the specs of the modes it claims run", "label-filter", userFilter)
+	}
+	return suiteLabelFilter(suite, userFilter)
 }

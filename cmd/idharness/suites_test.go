@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/internal/sut"
 )
 
 func TestSuiteLabelFilter(t *testing.T) {
@@ -24,6 +25,29 @@ func TestSuiteLabelFilter(t *testing.T) {
 		got, err := suiteLabelFilter(tt.suite, tt.user)
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("suiteLabelFilter(%q, %q) = %q, %v; want %q, error %v", tt.suite, tt.user, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestSUTLabelFilter: an implementation that intercepts every pod narrows
+// a run to its claimed modes, always within the suite's own filter (a
+// filter of the claims alone would let the chaos specs into a
+// conformance run), and a user's filter wins.
+func TestSUTLabelFilter(t *testing.T) {
+	all, err := sut.Load("../../fixtures/sut/aad-pod-identity/sut.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		suite, user, want string
+	}{
+		{"conformance", "", "(conformance) && (pod-identity)"},
+		{"chaos", "", "(chaos && !conformance) && (pod-identity)"},
+		{"conformance", "MUST", "(conformance) && (MUST)"},
+	} {
+		got, err := sutLabelFilter(tt.suite, tt.user, all)
+		if err != nil || got != tt.want {
+			t.Errorf("sutLabelFilter(%q, %q) = %q, %v; want %q", tt.suite, tt.user, got, err, tt.want)
 		}
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/linklocal"
 	"github.com/idharness/idharness/internal/wiwebhook"
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	)
 	fs.StringVar(&cfg.TenantID, "tenant-id", "", "AZURE_TENANT_ID for service accounts without the tenant-id annotation")
 	fs.StringVar(&cfg.AuthorityHost, "authority-host", "", "AZURE_AUTHORITY_HOST, an https:// URL")
-	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxy sidecar (this program) for pods annotated "+wiwebhook.ProxyAnnotation+"=true")
+	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxy sidecar (this program) for pods annotated "+workloadidentity.ProxyAnnotation+"=true")
 	proxyCA := fs.String("proxy-ca-file", "", "PEM bundle the proxy sidecar trusts for the authority besides the system roots")
 	if err := fs.Parse(args); err != nil {
 		return err

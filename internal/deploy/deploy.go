@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
@@ -144,6 +145,41 @@ func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs 
 		deleted = append(deleted, what)
 	}
 	return deleted, nil
+}
+
+// Resource is a kind of object DeleteSelected looks through.
+type Resource struct {
+	schema.GroupVersionResource
+	// Namespaced kinds are looked for in the namespace given.
+	Namespaced bool
+}
+
+// DeleteSelected deletes the objects of resources that match the label
+// selector (the namespaced ones in ns) and that remove accepts, in the
+// order of resources, and waits until they are gone, workloads with their
+// pods. It returns "Kind namespace/name" of each.
+func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resources []Resource, remove func(*unstructured.Unstructured) bool) ([]string, error) {
+	var objs []*unstructured.Unstructured
+	for _, r := range resources {
+		var ri dynamic.ResourceInterface = c.dyn.Resource(r.GroupVersionResource)
+		if r.Namespaced {
+			ri = c.dyn.Resource(r.GroupVersionResource).Namespace(ns)
+		}
+		l, err := ri.List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, fmt.Errorf("list %s labelled %s: %w", r.Resource, selector, err)
+		}
+		for i := range l.Items {
+			if remove(&l.Items[i]) {
+				objs = append(objs, &l.Items[i])
+			}
+		}
+	}
+	// DeleteOwned deletes last first: reverse, so workloads go first.
+	for i, j := 0, len(objs)-1; i < j; i, j = i+1, j-1 {
+		objs[i], objs[j] = objs[j], objs[i]
+	}
+	return c.DeleteOwned(ctx, nil, objs...)
 }
 
 func hasLabels(have, want map[string]string) bool {

@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 const (
@@ -63,17 +63,9 @@ func startUpstream(t *testing.T) *upstream {
 }
 
 var listKinds = map[schema.GroupVersionResource]string{
-	AzureIdentityGVR:             "AzureIdentityList",
-	AzureIdentityBindingGVR:      "AzureIdentityBindingList",
-	AzurePodIdentityExceptionGVR: "AzurePodIdentityExceptionList",
-}
-
-func crd(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "aadpodidentity.k8s.io/v1", "kind": kind,
-		"metadata": map[string]any{"namespace": ns, "name": name},
-		"spec":     spec,
-	}}
+	podidentity.AzureIdentityGVR:             "AzureIdentityList",
+	podidentity.AzureIdentityBindingGVR:      "AzureIdentityBindingList",
+	podidentity.AzurePodIdentityExceptionGVR: "AzurePodIdentityExceptionList",
 }
 
 func pod(ns, name, ip string, lbls map[string]string) *corev1.Pod {
@@ -94,13 +86,13 @@ func namespace(name string, optIn bool) *corev1.Namespace {
 func cluster() ([]runtime.Object, []runtime.Object) {
 	kube := []runtime.Object{
 		namespace("app", true), namespace("other", true), namespace("plain", false),
-		pod("app", "web", "10.244.1.10", map[string]string{BindingLabel: "web"}),
+		pod("app", "web", "10.244.1.10", map[string]string{podidentity.BindingLabel: "web"}),
 		pod("app", "nolabel", "10.244.1.11", nil),
-		pod("app", "api", "10.244.1.12", map[string]string{BindingLabel: "api"}),
+		pod("app", "api", "10.244.1.12", map[string]string{podidentity.BindingLabel: "api"}),
 		pod("app", "dns", "10.244.1.13", map[string]string{"app": "dns"}),
-		pod("other", "web", "10.244.1.14", map[string]string{BindingLabel: "web"}),
-		pod("plain", "web", "10.244.1.15", map[string]string{BindingLabel: "web"}),
-		pod("app", "late", "10.244.1.16", map[string]string{BindingLabel: "late"}),
+		pod("other", "web", "10.244.1.14", map[string]string{podidentity.BindingLabel: "web"}),
+		pod("plain", "web", "10.244.1.15", map[string]string{podidentity.BindingLabel: "web"}),
+		pod("app", "late", "10.244.1.16", map[string]string{podidentity.BindingLabel: "late"}),
 		// A finished pod whose IP now belongs to web: never matched.
 		func() *corev1.Pod {
 			p := pod("app", "done", "10.244.1.10", nil)
@@ -109,11 +101,11 @@ func cluster() ([]runtime.Object, []runtime.Object) {
 		}(),
 	}
 	dyn := []runtime.Object{
-		crd("AzureIdentity", "app", "id-a", map[string]any{"type": int64(0), "clientID": clientA, "resourceID": resA}),
-		crd("AzureIdentity", "app", "id-b", map[string]any{"type": int64(0), "clientID": clientB}),
-		crd("AzureIdentityBinding", "app", "web-a", map[string]any{"azureIdentity": "id-a", "selector": "web"}),
-		crd("AzureIdentity", "other", "id-b", map[string]any{"type": int64(0), "clientID": clientB}),
-		crd("AzurePodIdentityException", "app", "dns", map[string]any{"podLabels": map[string]any{"app": "dns"}}),
+		podidentity.Object(podidentity.KindAzureIdentity, "app", "id-a", map[string]any{"type": int64(0), "clientID": clientA, "resourceID": resA}),
+		podidentity.Object(podidentity.KindAzureIdentity, "app", "id-b", map[string]any{"type": int64(0), "clientID": clientB}),
+		podidentity.Object(podidentity.KindAzureIdentityBinding, "app", "web-a", map[string]any{"azureIdentity": "id-a", "selector": "web"}),
+		podidentity.Object(podidentity.KindAzureIdentity, "other", "id-b", map[string]any{"type": int64(0), "clientID": clientB}),
+		podidentity.Object(podidentity.KindAzurePodIdentityException, "app", "dns", map[string]any{"podLabels": map[string]any{"app": "dns"}}),
 	}
 	return kube, dyn
 }
@@ -258,8 +250,8 @@ func TestHandlerBindingArrivesDuringRetries(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		b := crd("AzureIdentityBinding", "app", "late-b", map[string]any{"azureIdentity": "id-b", "selector": "late"})
-		if _, err := dc.Resource(AzureIdentityBindingGVR).Namespace("app").Create(ctx, b, metav1.CreateOptions{}); err != nil {
+		b := podidentity.Object(podidentity.KindAzureIdentityBinding, "app", "late-b", map[string]any{"azureIdentity": "id-b", "selector": "late"})
+		if _, err := dc.Resource(podidentity.AzureIdentityBindingGVR).Namespace("app").Create(ctx, b, metav1.CreateOptions{}); err != nil {
 			t.Errorf("create binding: %v", err)
 		}
 	}()

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // Informers is the Lookup backed by client-go informers: the pods of one
@@ -48,9 +50,9 @@ func StartInformers(ctx context.Context, kube kubernetes.Interface, dyn dynamic.
 	// Namespaces are cluster-wide: a separate factory without the node filter.
 	nsInf := informers.NewSharedInformerFactory(kube, 0).Core().V1().Namespaces().Informer()
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	ids := df.ForResource(AzureIdentityGVR).Informer()
-	binds := df.ForResource(AzureIdentityBindingGVR).Informer()
-	excs := df.ForResource(AzurePodIdentityExceptionGVR).Informer()
+	ids := df.ForResource(podidentity.AzureIdentityGVR).Informer()
+	binds := df.ForResource(podidentity.AzureIdentityBindingGVR).Informer()
+	excs := df.ForResource(podidentity.AzurePodIdentityExceptionGVR).Informer()
 	// Dynamic informers come with the namespace index fromIndex uses.
 	kf.Start(ctx.Done())
 	df.Start(ctx.Done())

@@ -3,6 +3,8 @@ package nodeagent
 import (
 	"sort"
 	"strings"
+
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // Selector is the identity a token request names, if any.
@@ -44,7 +46,7 @@ type Decision struct {
 // aadpodidbinding label, ordered by binding name so the default is stable.
 // Bindings and identities in other namespaces never apply.
 func Bound(pod Pod, ids []Identity, binds []Binding) []Identity {
-	label, ok := pod.Labels[BindingLabel]
+	label, ok := pod.Labels[podidentity.BindingLabel]
 	if !ok || label == "" {
 		return nil
 	}
@@ -57,7 +59,7 @@ func Bound(pod Pod, ids []Identity, binds []Binding) []Identity {
 			continue
 		}
 		for _, id := range ids {
-			if id.Namespace == pod.Namespace && id.Name == b.AzureIdentity && id.Type == UserAssignedMSI && !seen[id.Name] {
+			if id.Namespace == pod.Namespace && id.Name == b.AzureIdentity && id.Type == podidentity.UserAssignedMSI && !seen[id.Name] {
 				seen[id.Name] = true
 				out = append(out, id)
 			}
@@ -71,7 +73,7 @@ func Bound(pod Pod, ids []Identity, binds []Binding) []Identity {
 func Decide(pod Pod, ids []Identity, binds []Binding, sel Selector) Decision {
 	bound := Bound(pod, ids, binds)
 	if len(bound) == 0 {
-		return Decision{Verdict: Refuse, Reason: "no AzureIdentityBinding in namespace " + pod.Namespace + " matches pod " + pod.Name + " (label " + BindingLabel + "=" + pod.Labels[BindingLabel] + ")"}
+		return Decision{Verdict: Refuse, Reason: "no AzureIdentityBinding in namespace " + pod.Namespace + " matches pod " + pod.Name + " (label " + podidentity.BindingLabel + "=" + pod.Labels[podidentity.BindingLabel] + ")"}
 	}
 	d := choose(pod, bound, sel)
 	if d.Verdict == Token && d.Identity.ClientID == "" {

@@ -1,6 +1,10 @@
 package nodeagent
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/idharness/idharness/pkg/api/podidentity"
+)
 
 func TestDecide(t *testing.T) {
 	const ns = "app"
@@ -15,7 +19,7 @@ func TestDecide(t *testing.T) {
 	bind := func(ns, name, id, sel string) Binding {
 		return Binding{Namespace: ns, Name: name, AzureIdentity: id, Selector: sel}
 	}
-	web := Pod{Namespace: ns, Name: "web-1", Labels: map[string]string{BindingLabel: "web"}}
+	web := Pod{Namespace: ns, Name: "web-1", Labels: map[string]string{podidentity.BindingLabel: "web"}}
 	tests := []struct {
 		name    string
 		pod     Pod
@@ -34,7 +38,7 @@ func TestDecide(t *testing.T) {
 		{name: "two bindings: default by binding name, both selectable", pod: web, binds: []Binding{bind(ns, "z", "id-a", "web"), bind(ns, "a", "id-b", "web")}, want: Token, wantID: "id-b"},
 		{name: "two bindings: select the second", pod: web, binds: []Binding{bind(ns, "z", "id-a", "web"), bind(ns, "a", "id-b", "web")}, sel: Selector{ClientID: idA.ClientID}, want: Token, wantID: "id-a"},
 		{name: "no label", pod: Pod{Namespace: ns, Name: "p"}, binds: []Binding{bind(ns, "b", "id-a", "web")}, want: Refuse},
-		{name: "empty label does not match an empty selector", pod: Pod{Namespace: ns, Name: "p", Labels: map[string]string{BindingLabel: ""}}, binds: []Binding{bind(ns, "b", "id-a", "")}, want: Refuse},
+		{name: "empty label does not match an empty selector", pod: Pod{Namespace: ns, Name: "p", Labels: map[string]string{podidentity.BindingLabel: ""}}, binds: []Binding{bind(ns, "b", "id-a", "")}, want: Refuse},
 		{name: "other selector", pod: web, binds: []Binding{bind(ns, "b", "id-a", "api")}, want: Refuse},
 		{name: "binding in another namespace", pod: web, binds: []Binding{bind("other", "b", "id-a", "web")}, want: Refuse},
 		{name: "identity missing", pod: web, binds: []Binding{bind(ns, "b", "gone", "web")}, want: Refuse},
@@ -42,7 +46,7 @@ func TestDecide(t *testing.T) {
 		{name: "identity without clientID, no selector", pod: web, binds: []Binding{bind(ns, "b", "no-client", "web")}, want: Forbid},
 		{name: "identity without clientID, by its resource ID", pod: web, binds: []Binding{bind(ns, "b", "no-client", "web")}, sel: Selector{ResourceID: noClient.ResourceID}, want: Forbid},
 		{name: "identity without clientID beside a valid one, by the valid one's client_id", pod: web, binds: []Binding{bind(ns, "a", "no-client", "web"), bind(ns, "b", "id-a", "web")}, sel: Selector{ClientID: idA.ClientID}, want: Token, wantID: "id-a"},
-		{name: "identity of the same name in another namespace", pod: Pod{Namespace: "third", Name: "p", Labels: map[string]string{BindingLabel: "web"}}, binds: []Binding{bind("third", "b", "id-a", "web")}, want: Refuse},
+		{name: "identity of the same name in another namespace", pod: Pod{Namespace: "third", Name: "p", Labels: map[string]string{podidentity.BindingLabel: "web"}}, binds: []Binding{bind("third", "b", "id-a", "web")}, want: Refuse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // The pods of the security tests and the fuzz target.
@@ -36,11 +38,11 @@ type staticLookup struct{}
 func (staticLookup) PodByIP(ip string) (Pod, bool) {
 	switch ip {
 	case boundIP:
-		return Pod{Namespace: "app", Name: "web", Labels: map[string]string{BindingLabel: "web"}}, true
+		return Pod{Namespace: "app", Name: "web", Labels: map[string]string{podidentity.BindingLabel: "web"}}, true
 	case unboundIP:
 		return Pod{Namespace: "app", Name: "nolabel"}, true
 	case plainIP:
-		return Pod{Namespace: "plain", Name: "web", Labels: map[string]string{BindingLabel: "web"}}, true
+		return Pod{Namespace: "plain", Name: "web", Labels: map[string]string{podidentity.BindingLabel: "web"}}, true
 	}
 	return Pod{}, false
 }
@@ -502,12 +504,12 @@ func TestHandlerBindingRevoked(t *testing.T) {
 		gone   func(inf *Informers) bool
 	}{
 		{"binding deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
-			if err := dc.Resource(AzureIdentityBindingGVR).Namespace("app").Delete(ctx, "web-a", metav1.DeleteOptions{}); err != nil {
+			if err := dc.Resource(podidentity.AzureIdentityBindingGVR).Namespace("app").Delete(ctx, "web-a", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, func(inf *Informers) bool { return len(inf.Bindings("app")) == 0 }},
 		{"identity deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
-			if err := dc.Resource(AzureIdentityGVR).Namespace("app").Delete(ctx, "id-a", metav1.DeleteOptions{}); err != nil {
+			if err := dc.Resource(podidentity.AzureIdentityGVR).Namespace("app").Delete(ctx, "id-a", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, func(inf *Informers) bool { return len(inf.Identities("app")) == 1 }},
@@ -516,13 +518,13 @@ func TestHandlerBindingRevoked(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.Labels[BindingLabel] = "nothing"
+			p.Labels[podidentity.BindingLabel] = "nothing"
 			if _, err := kc.CoreV1().Pods("app").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}, func(inf *Informers) bool {
 			p, _ := inf.PodByIP("10.244.1.10")
-			return p.Labels[BindingLabel] == "nothing"
+			return p.Labels[podidentity.BindingLabel] == "nothing"
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,29 +3,18 @@ package nodeagent
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/idharness/idharness/internal/podidentity"
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
-// The aadpodidentity.k8s.io/v1 resources the agent reads, the pod label
-// bindings select and the identity type served: the contract, kept in
-// internal/podidentity, which the suites and scenario runs write by.
-var (
-	AzureIdentityGVR             = podidentity.AzureIdentityGVR
-	AzureIdentityBindingGVR      = podidentity.AzureIdentityBindingGVR
-	AzurePodIdentityExceptionGVR = podidentity.AzurePodIdentityExceptionGVR
-)
-
-// BindingLabel is the pod label a binding's selector is compared with.
-const BindingLabel = podidentity.BindingLabel
-
-// UserAssignedMSI is AzureIdentity.spec.type for a user-assigned managed
-// identity, the only type the agent serves.
-const UserAssignedMSI = podidentity.UserAssignedMSI
+// The agent reads aad-pod-identity's objects as pkg/api/podidentity
+// defines them (the resources, the fields, BindingLabel and
+// UserAssignedMSI); the suites and scenario runs write them by the same
+// package, so neither side takes the contract from the other.
 
 // Identity is an AzureIdentity.
 type Identity struct {
 	Namespace, Name string
-	// Type is spec.type (UserAssignedMSI, …).
+	// Type is spec.type (podidentity.UserAssignedMSI, …).
 	Type int64
 	// ClientID and ResourceID select the identity upstream.
 	ClientID, ResourceID string
@@ -56,23 +45,23 @@ type Pod struct {
 // IdentityFrom reads an AzureIdentity object; fields it lacks stay empty.
 func IdentityFrom(u *unstructured.Unstructured) Identity {
 	id := Identity{Namespace: u.GetNamespace(), Name: u.GetName()}
-	id.Type, _, _ = unstructured.NestedInt64(u.Object, "spec", "type")
-	id.ClientID, _, _ = unstructured.NestedString(u.Object, "spec", "clientID")
-	id.ResourceID, _, _ = unstructured.NestedString(u.Object, "spec", "resourceID")
+	id.Type, _, _ = unstructured.NestedInt64(u.Object, "spec", podidentity.FieldType)
+	id.ClientID, _, _ = unstructured.NestedString(u.Object, "spec", podidentity.FieldClientID)
+	id.ResourceID, _, _ = unstructured.NestedString(u.Object, "spec", podidentity.FieldResourceID)
 	return id
 }
 
 // BindingFrom reads an AzureIdentityBinding object.
 func BindingFrom(u *unstructured.Unstructured) Binding {
 	b := Binding{Namespace: u.GetNamespace(), Name: u.GetName()}
-	b.AzureIdentity, _, _ = unstructured.NestedString(u.Object, "spec", "azureIdentity")
-	b.Selector, _, _ = unstructured.NestedString(u.Object, "spec", "selector")
+	b.AzureIdentity, _, _ = unstructured.NestedString(u.Object, "spec", podidentity.FieldAzureIdentity)
+	b.Selector, _, _ = unstructured.NestedString(u.Object, "spec", podidentity.FieldSelector)
 	return b
 }
 
 // ExceptionFrom reads an AzurePodIdentityException object.
 func ExceptionFrom(u *unstructured.Unstructured) Exception {
 	e := Exception{Namespace: u.GetNamespace(), Name: u.GetName()}
-	e.PodLabels, _, _ = unstructured.NestedStringMap(u.Object, "spec", "podLabels")
+	e.PodLabels, _, _ = unstructured.NestedStringMap(u.Object, "spec", podidentity.FieldPodLabels)
 	return e
 }

@@ -9,12 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	podidapi "github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 func TestBind(t *testing.T) {
 	scheme := runtime.NewScheme()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
-		AzureIdentityGVR: "AzureIdentityList", AzureIdentityBindingGVR: "AzureIdentityBindingList",
+		podidapi.AzureIdentityGVR: "AzureIdentityList", podidapi.AzureIdentityBindingGVR: "AzureIdentityBindingList",
 	})
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -33,7 +35,7 @@ func TestBind(t *testing.T) {
 		if got != tc.wantBinding {
 			t.Errorf("Bind(%s, %s) = %q, want %q", tc.name, tc.selector, got, tc.wantBinding)
 		}
-		id, err := dyn.Resource(AzureIdentityGVR).Namespace("ns").Get(ctx, tc.name, metav1.GetOptions{})
+		id, err := dyn.Resource(podidapi.AzureIdentityGVR).Namespace("ns").Get(ctx, tc.name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +43,7 @@ func TestBind(t *testing.T) {
 		if cid != tc.clientID || found != (tc.clientID != "") {
 			t.Errorf("%s: spec.clientID = %q (present %v), want %q", tc.name, cid, found, tc.clientID)
 		}
-		b, err := dyn.Resource(AzureIdentityBindingGVR).Namespace("ns").Get(ctx, tc.wantBinding, metav1.GetOptions{})
+		b, err := dyn.Resource(podidapi.AzureIdentityBindingGVR).Namespace("ns").Get(ctx, tc.wantBinding, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,11 +56,5 @@ func TestBind(t *testing.T) {
 	}
 	if _, err := Bind(ctx, dyn, "ns", "id-a", "c1", "/x", "web"); err == nil {
 		t.Error("a second binding of the same name: no error")
-	}
-}
-
-func TestPodLabels(t *testing.T) {
-	if got := PodLabels("web"); len(got) != 1 || got[BindingLabel] != "web" {
-		t.Errorf("PodLabels(web) = %v", got)
 	}
 }

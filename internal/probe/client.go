@@ -10,6 +10,7 @@ import (
 
 	"github.com/idharness/idharness/clients"
 	_ "github.com/idharness/idharness/clients/all" // the Go clients the probe runs in process
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
 // The identity contract is the client registry's; these names keep the
@@ -154,7 +155,7 @@ func checkModeEnv(o Options) error {
 			return errors.New("mode appservice needs IDENTITY_ENDPOINT and IDENTITY_HEADER set, as App Service sets them")
 		}
 	case ModeWorkloadIdentity:
-		for _, k := range []string{"AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST"} {
+		for _, k := range []string{workloadidentity.EnvTenantID, workloadidentity.EnvTokenFile, workloadidentity.EnvAuthorityHost} {
 			if os.Getenv(k) == "" {
 				return fmt.Errorf("mode workload-identity needs %s set, as the workload identity webhook sets it", k)
 			}
@@ -164,7 +165,7 @@ func checkModeEnv(o Options) error {
 			return fmt.Errorf("workload identity selects the identity by client ID only, not by %s: use --identity client_id=… or AZURE_CLIENT_ID", o.Identity.Kind)
 		case ByClientID:
 		default:
-			if os.Getenv("AZURE_CLIENT_ID") == "" {
+			if os.Getenv(workloadidentity.EnvClientID) == "" {
 				return errors.New("mode workload-identity needs AZURE_CLIENT_ID set, or --identity client_id=…")
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idharness/idharness/fakeimds/token"
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
 // DefaultResource is the resource tokens are asked for when none is given.
@@ -247,7 +248,7 @@ func (r *Runner) write(v any) error {
 // mode: in workload identity mode, the client ID actually used.
 func (r *Runner) identityAsked() string {
 	if r.cfg.Mode == ModeWorkloadIdentity && r.cfg.Identity.Kind != ByClientID {
-		return string(ByClientID) + "=" + os.Getenv("AZURE_CLIENT_ID")
+		return string(ByClientID) + "=" + os.Getenv(workloadidentity.EnvClientID)
 	}
 	return r.cfg.Identity.String()
 }

@@ -40,16 +40,19 @@ type Report struct {
 	SchemaVersion int `json:"schemaVersion"`
 	// SpecSet is the version of the spec set the run judged by (the
 	// conformance suite's SpecSetVersion).
-	SpecSet   string    `json:"specSet,omitempty"`
-	Suite     string    `json:"suite"`
-	Profile   string    `json:"profile,omitempty"`
-	Seed      int64     `json:"seed"`
-	Cluster   string    `json:"cluster,omitempty"`
-	StartedAt time.Time `json:"startedAt"`
-	Duration  Seconds   `json:"durationSeconds"`
-	Phases    []Phase   `json:"phases,omitempty"`
-	Specs     []Spec    `json:"specs"`
-	Summary   Summary   `json:"summary"`
+	SpecSet string `json:"specSet,omitempty"`
+	Suite   string `json:"suite"`
+	Profile string `json:"profile,omitempty"`
+	// Implementation is the implementation under test when it was
+	// declared as data (--sut).
+	Implementation *Implementation `json:"implementation,omitempty"`
+	Seed           int64           `json:"seed"`
+	Cluster        string          `json:"cluster,omitempty"`
+	StartedAt      time.Time       `json:"startedAt"`
+	Duration       Seconds         `json:"durationSeconds"`
+	Phases         []Phase         `json:"phases,omitempty"`
+	Specs          []Spec          `json:"specs"`
+	Summary        Summary         `json:"summary"`
 	// Claims are the identity modes the implementation under test claims
 	// (its profile's): a spec labelled with modes is in scope when one of
 	// them is claimed; a spec without mode labels always is. Empty claims
@@ -62,6 +65,25 @@ type Report struct {
 	// passed, VerdictPartial when none failed but some did not run,
 	// VerdictNotConformant when one failed.
 	Verdict string `json:"verdict"`
+}
+
+// Implementation identifies an implementation under test declared as
+// data: what it says it is and the images that ran, by ID.
+type Implementation struct {
+	Name    string  `json:"name"`
+	Version string  `json:"version,omitempty"`
+	Vendor  string  `json:"vendor,omitempty"`
+	URL     string  `json:"url,omitempty"`
+	File    string  `json:"file"`
+	Images  []Image `json:"images,omitempty"`
+}
+
+// Image is one of an implementation's images: its name in the file, its
+// reference and its ID (the digest of its configuration).
+type Image struct {
+	Name string `json:"name"`
+	Ref  string `json:"ref"`
+	ID   string `json:"id"`
 }
 
 // Unrun is a MUST spec in scope that did not run.
@@ -322,6 +344,22 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, ", cluster %s", r.Cluster)
 	}
 	fmt.Fprintf(&b, ", started %s, took %.1fs.\n\n", r.StartedAt.UTC().Format(time.RFC3339), float64(r.Duration))
+	if im := r.Implementation; im != nil {
+		fmt.Fprintf(&b, "Implementation under test: **%s** %s", mdEscape(im.Name), mdEscape(im.Version))
+		if im.Vendor != "" {
+			fmt.Fprintf(&b, " by %s", mdEscape(im.Vendor))
+		}
+		if im.URL != "" {
+			fmt.Fprintf(&b, " (%s)", mdEscape(im.URL))
+		}
+		fmt.Fprintf(&b, ", from `%s`, claims %s.\n\n", im.File, strings.Join(r.Claims, ", "))
+		for _, i := range im.Images {
+			fmt.Fprintf(&b, "- image %s: `%s` (%s)\n", mdEscape(i.Name), i.Ref, i.ID)
+		}
+		if len(im.Images) > 0 {
+			b.WriteString("\n")
+		}
+	}
 	if len(r.Phases) > 0 {
 		b.WriteString("| phase | seconds | |\n|---|---:|---|\n")
 		for _, p := range r.Phases {

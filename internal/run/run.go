@@ -21,6 +21,7 @@ import (
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/sut"
 )
 
 // Options configure a run.
@@ -58,6 +59,9 @@ type Options struct {
 	// Claims are the identity modes the profile claims, recorded with
 	// the stack (stack.Options.Claims).
 	Claims []string
+	// SUT is an implementation under test declared as data (--sut): its
+	// images are loaded, its manifests deployed after the components.
+	SUT *sut.SUT
 	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
 	// fakeimds then hides from their pods (off: such a cluster is refused).
 	AllowAzureNodes bool
@@ -81,6 +85,8 @@ type Result struct {
 	Stack      *stack.Stack
 	Kubeconfig string
 	Cluster    string
+	// SUTImages are the implementation's images as loaded, with IDs.
+	SUTImages []sut.Loaded
 }
 
 // Programs are the images idharness builds, by main package.
@@ -204,6 +210,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			if cl.Existing() {
 				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes", "images", imgs)
+				if o.SUT != nil {
+					// The manifests still need the images' references.
+					dir, err := os.MkdirTemp("", "idharness-sut-images-")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(dir)
+					if res.SUTImages, err = o.SUT.PrepareImages(ctx, dir); err != nil {
+						return fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
+					}
+				}
 				return nil
 			}
 			dir, err := os.MkdirTemp("", "idharness-images-")
@@ -220,7 +237,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					imageIDs[b.Name] = id.String()
 				}
 			}
-			return images.LoadArchive(cl.Provider(), res.Cluster, archive)
+			if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
+				return err
+			}
+			if o.SUT == nil {
+				return nil
+			}
+			if res.SUTImages, err = o.SUT.PrepareImages(ctx, dir); err != nil {
+				return fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
+			}
+			for _, l := range res.SUTImages {
+				if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {
+					return fmt.Errorf("implementation %s, image %s: %w", o.SUT.Name, l.Name, err)
+				}
+				imageIDs[l.Ref] = l.ID
+				o.Log.Info("implementation image loaded", "name", l.Name, "ref", l.Ref, "id", l.ID)
+			}
+			return nil
 		}},
 		{"deploy", func(ctx context.Context) error {
 			cfg, err := clientcmd.BuildConfigFromFlags("", res.Kubeconfig)
@@ -238,7 +271,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Claims: o.Claims, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: comps, ShadowMetadata: o.AllowAzureNodes}, o.Log)
+			all := comps
+			var agents []string
+			var sutName string
+			if o.SUT != nil {
+				all = append(append([]stack.Component{}, comps...), o.SUT.Component(res.SUTImages))
+				agents, sutName = o.SUT.Agents(), o.SUT.Name
+			}
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Claims: o.Claims, Agents: agents, SUT: sutName, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: all, ShadowMetadata: o.AllowAzureNodes}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

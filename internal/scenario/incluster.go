@@ -32,6 +32,7 @@ import (
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/vault"
 	"github.com/idharness/idharness/internal/yamlfile"
+	podidapi "github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // MaxClusterPods bounds the clients of an in-cluster run, each a pod on
@@ -193,7 +194,7 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 		return nil, err
 	}
 	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
-		kube: &kubeEnv{kube: st.Deployer().Kube, namespace: st.Namespace, node: node, vaultURL: st.VaultURL()}}
+		kube: &kubeEnv{kube: st.Deployer().Kube, namespace: st.Namespace, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents()}}
 	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
 		ns: "idh-scenario-" + rand.String(5), seed: state.Seed}
 	defer c.cleanup()
@@ -251,6 +252,8 @@ type kubeEnv struct {
 	// vaultURL is the stack's protected resource, where groups with
 	// useToken: vault use their tokens.
 	vaultURL string
+	// agents are the stack's pod identity agents' DaemonSets.
+	agents []string
 }
 
 // clusterRun is one in-cluster run.
@@ -569,7 +572,7 @@ func (s *Scenario) namespaceLabels() map[string]string {
 // node's IMDS directly and judge another setup than the scenario's.
 func podIdentityAgent(ctx context.Context, st *stack.Stack) (dynamic.Interface, error) {
 	found := false
-	for _, ds := range stack.PodIdentityAgents() {
+	for _, ds := range st.PodIdentityAgents() {
 		_, err := st.Deployer().Kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, ds, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("look for the pod identity agent %s in %s: %w", ds, st.Namespace, err)
@@ -577,7 +580,7 @@ func podIdentityAgent(ctx context.Context, st *stack.Stack) (dynamic.Interface, 
 		found = found || err == nil
 	}
 	if !found {
-		return nil, fmt.Errorf("the scenario runs its pods with pod identity, but the stack in %s has no pod identity agent (%s): deploy one with `idharness run --profile reference --keep-cluster` (or aad-pod-identity)", st.Namespace, strings.Join(stack.PodIdentityAgents(), ", "))
+		return nil, fmt.Errorf("the scenario runs its pods with pod identity, but the stack in %s has no pod identity agent (%s): deploy one with `idharness run --profile reference --keep-cluster` (or aad-pod-identity)", st.Namespace, strings.Join(st.PodIdentityAgents(), ", "))
 	}
 	dyn, err := dynamic.NewForConfig(st.REST())
 	if err != nil {
@@ -606,7 +609,7 @@ func (c *clusterRun) bindIdentities(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("setup.podIdentity: %w", err)
 		}
-		c.r.printf("pod identity: %s binds %s (client %s) to pods labelled %s=%s", name, id.Name, id.ClientID, podidentity.BindingLabel, b.Selector)
+		c.r.printf("pod identity: %s binds %s (client %s) to pods labelled %s=%s", name, id.Name, id.ClientID, podidapi.BindingLabel, b.Selector)
 	}
 	return nil
 }

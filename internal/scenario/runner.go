@@ -21,6 +21,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/token"
 	"github.com/idharness/idharness/internal/nodeimage"
 	"github.com/idharness/idharness/internal/podidentity"
+	podidapi "github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // Options tune a run.
@@ -723,7 +724,7 @@ func (r *runner) asked(g ClientGroup) (clients.Identity, string) {
 // if a binding binds it to the pods. Empty: the pods are bound to
 // nothing they ask for, and must get no token at all.
 func (s *Scenario) boundIdentity(g ClientGroup) string {
-	label := g.Labels[podidentity.BindingLabel]
+	label := g.Labels[podidapi.BindingLabel]
 	if label == "" || s.Setup.PodIdentity == nil {
 		return ""
 	}

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idharness/idharness/fakeimds/duration"
-	"github.com/idharness/idharness/internal/stack"
 )
 
 func init() {
@@ -62,7 +61,7 @@ func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(contex
 	}
 	name := s.DaemonSet
 	if s.Agent != "" {
-		for _, ds := range stack.PodIdentityAgents() {
+		for _, ds := range k.agents {
 			_, err := k.kube.AppsV1().DaemonSets(k.namespace).Get(ctx, ds, metav1.GetOptions{})
 			if err == nil {
 				name = ds
@@ -73,7 +72,7 @@ func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(contex
 			}
 		}
 		if name == "" {
-			return nil, "restart the pod identity agent", fmt.Errorf("no pod identity agent (DaemonSet %v) in namespace %s: deploy the stack with `idharness run --profile reference --keep-cluster`", stack.PodIdentityAgents(), k.namespace)
+			return nil, "restart the pod identity agent", fmt.Errorf("no pod identity agent (DaemonSet %v) in namespace %s: deploy the stack with `idharness run --profile reference --keep-cluster`", k.agents, k.namespace)
 		}
 	}
 	detail := fmt.Sprintf("restart %s's pod on %s", name, k.node)

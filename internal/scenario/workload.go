@@ -12,8 +12,8 @@ import (
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/podidentity"
 	"github.com/idharness/idharness/internal/vault"
+	"github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // Workload is the clients that ask for tokens during the run.

@@ -26,6 +26,10 @@ type Profile struct {
 	Modes []string
 	// Upstream is the metadata endpoint the implementation calls.
 	Upstream string
+	// SUT is the implementation's declaration as data (sut.yaml),
+	// relative to the source tree, for a profile that is one: the run
+	// deploys it as --sut does, and its claims are the profile's.
+	SUT string
 }
 
 var profiles = map[string]Profile{
@@ -33,8 +37,8 @@ var profiles = map[string]Profile{
 		Modes: []string{"imds", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
 	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
 		Components: []string{NodeAgentComponent}, Modes: []string{"imds", "pod-identity", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
-	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode (image from hack/nmi-image.sh); it intercepts every pod, so run it with --label-filter pod-identity",
-		Components: []string{AADNMIComponent}, Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254"},
+	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode (image from hack/nmi-image.sh), declared as data; it intercepts every pod, so only the pod identity specs run unless --label-filter says otherwise",
+		Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254", SUT: "fixtures/sut/aad-pod-identity/sut.yaml"},
 }
 
 // Profiles returns the known profiles, by name.
@@ -105,4 +109,14 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// ProfileSUT returns the declaration file of the named profile, relative
+// to the source tree, or "" when the profile is made of components.
+func ProfileSUT(name string) (string, error) {
+	p, err := profileNamed(name)
+	if err != nil {
+		return "", err
+	}
+	return p.SUT, nil
 }

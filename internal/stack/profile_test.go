@@ -1,7 +1,10 @@
 package stack
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,7 +23,7 @@ func TestProfileComponents(t *testing.T) {
 		{profile: "", want: nil},
 		{profile: "imds", want: nil},
 		{profile: "reference", want: append(slices.Clone(defaults), NodeAgentComponent)},
-		{profile: "aad-pod-identity", want: append(slices.Clone(defaults), AADNMIComponent)},
+		{profile: "aad-pod-identity", want: nil}, // a sut.yaml beside the defaults
 		{profile: "nope", wantErr: true},
 	}
 	for _, tt := range tests {
@@ -54,5 +57,25 @@ func TestProfileWithout(t *testing.T) {
 	sel, err := Selected(got)
 	if err != nil || len(sel) != len(got) {
 		t.Fatalf("Selected(%v) = %d components, %v", got, len(sel), err)
+	}
+}
+
+// TestProfileSUT holds each profile declared as data to a file that
+// exists and claims the profile's modes.
+func TestProfileSUT(t *testing.T) {
+	for _, p := range Profiles() {
+		if p.SUT == "" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("..", "..", p.SUT))
+		if err != nil {
+			t.Errorf("profile %s: %v", p.Name, err)
+			continue
+		}
+		for _, m := range p.Modes {
+			if !strings.Contains(string(b), m) {
+				t.Errorf("profile %s claims %s, which %s does not mention", p.Name, m, p.SUT)
+			}
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/deploy"
@@ -83,4 +84,50 @@ func placeholderImages(p fixtures.Params, c Component) fixtures.Params {
 		p.Images.FakeIMDS = "unused.invalid/fakeimds:none"
 	}
 	return p
+}
+
+// SUTLabel marks the objects of an implementation declared as data
+// (--sut) with its name, so that a later run that deploys another can
+// find and remove them.
+const SUTLabel = "idharness.io/sut"
+
+// sutResources are the kinds an implementation's manifests may hold
+// that a later run removes (workloads first; CRDs stay, as above).
+var sutResources = []deploy.Resource{
+	{GroupVersionResource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"}},
+	{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "services"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}, Namespaced: true},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"}},
+	{GroupVersionResource: schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"}},
+}
+
+// pruneSUTs removes what implementations declared as data left on the
+// cluster, but for the one this run deploys (keep, "" for none) and the
+// objects the run deploys anyway.
+func pruneSUTs(ctx context.Context, dc *deploy.Client, ns, keep string, deployed []rendered, log *slog.Logger) error {
+	sel := SUTLabel
+	if keep != "" {
+		sel += "," + SUTLabel + "!=" + keep
+	}
+	kept := map[string]bool{}
+	for _, r := range deployed {
+		for _, o := range r.objs {
+			kept[objKey(o)] = true
+		}
+	}
+	deleted, err := dc.DeleteSelected(ctx, ns, sel, sutResources, func(o *unstructured.Unstructured) bool { return !kept[objKey(o)] })
+	if err != nil {
+		return fmt.Errorf("remove the objects of an implementation an earlier run deployed (labelled %s): %w", SUTLabel, err)
+	}
+	if len(deleted) > 0 {
+		log.Info("implementation removed: this run does not deploy it", "objects", deleted)
+	}
+	return nil
 }

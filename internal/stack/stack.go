@@ -55,6 +55,12 @@ type Options struct {
 	// annotation, so its pods are replaced instead of running the old
 	// image until they happen to restart.
 	ImageIDs map[string]string
+	// Agents are the pod identity agents' DaemonSets of an implementation
+	// declared as data (--sut), beyond the known ones (PodIdentityAgents).
+	Agents []string
+	// SUT names the implementation declared as data that Components
+	// include, if any: those of others are removed (SUTLabel).
+	SUT string
 }
 
 // Stack is a deployed idharness stack.
@@ -71,6 +77,9 @@ type Stack struct {
 	// Claims are the modes the deployed profile claims (Options.Claims);
 	// nil when the stack does not say (deployed before claims existed).
 	Claims []string
+	// Agents are the DaemonSets of the deployed implementation's pod
+	// identity agents beyond the known ones (Options.Agents).
+	Agents []string
 
 	rest   *rest.Config
 	deploy *deploy.Client
@@ -87,6 +96,7 @@ type runInfo struct {
 	Seed             int64               `json:"seed"`
 	AppServiceSecret string              `json:"appServiceSecret"`
 	Claims           []string            `json:"claims,omitempty"`
+	Agents           []string            `json:"agents,omitempty"`
 }
 
 const runInfoName = "idharness-run"
@@ -139,7 +149,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims})
+	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims, Agents: opts.Agents})
 	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
 	manifests := []string{"fakeimds"}
 	if opts.Images.Vault != "" {
@@ -178,6 +188,9 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 		comps = append(comps, rendered{c, objs})
 	}
 	if err := pruneOthers(ctx, dc, p, comps, log); err != nil {
+		return nil, err
+	}
+	if err := pruneSUTs(ctx, dc, opts.Namespace, opts.SUT, comps, log); err != nil {
 		return nil, err
 	}
 	for _, rc := range comps {
@@ -302,7 +315,7 @@ func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger)
 		nodes[c.Host.Name] = c
 	}
 	return &Stack{Namespace: ns, Nodes: nodes, Images: ri.Images, Identities: ri.Identities, Seed: ri.Seed,
-		AppServiceSecret: ri.AppServiceSecret, Claims: ri.Claims, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
+		AppServiceSecret: ri.AppServiceSecret, Claims: ri.Claims, Agents: ri.Agents, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
 }
 
 // Deployer returns the stack's Kubernetes client.
@@ -401,8 +414,10 @@ func (s *Stack) controlClient(pod string) (*client.Client, error) {
 	return client.New(base, client.WithHTTPClient(hc))
 }
 
-// PodIdentityAgents are the DaemonSets of the pod identity agents a stack
-// may run, in the stack's namespace: the reference node agent and
-// aad-pod-identity's NMI. Specs and scenario steps that act on "the
-// agent" look for these.
-func PodIdentityAgents() []string { return []string{"nodeagent", "aad-nmi"} }
+// PodIdentityAgents are the DaemonSets of the pod identity agents the
+// stack may run, in its namespace: the reference node agent and those of
+// an implementation declared as data (aad-pod-identity's NMI is one).
+// Specs and scenario steps that act on "the agent" look for these.
+func (s *Stack) PodIdentityAgents() []string {
+	return append([]string{"nodeagent"}, s.Agents...)
+}

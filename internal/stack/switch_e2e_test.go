@@ -22,7 +22,8 @@ import (
 // IDHARNESS_E2E_CLUSTER, where `idharness run --profile reference
 // --keep-cluster` left the reference node agent, without the agent (the
 // imds profile), checks that the agent's DaemonSet, pods and redirect on
-// every node are gone, and then deploys the reference profile again:
+// every node are gone, and then deploys the reference profile again,
+// which must also remove what an earlier --sut left:
 //
 //	IDHARNESS_E2E_CLUSTER=idh-pi go test -tags e2e -run ProfileSwitchE2E ./internal/stack/
 //
@@ -100,8 +101,18 @@ func TestProfileSwitchE2E(t *testing.T) {
 		t.Errorf("the pod identity CRDs were removed: CRDs are shared and stay (%v)", err)
 	}
 
+	// What an implementation declared as data (--sut) left goes too.
+	left := fixtures.ConfigMap(st.Namespace, "sut-leftover", map[string]string{"k": "v"})
+	left.SetLabels(map[string]string{SUTLabel: "earlier", "app.kubernetes.io/part-of": "idharness", "app.kubernetes.io/managed-by": "idharness"})
+	if err := st.Deployer().Apply(ctx, left); err != nil {
+		t.Fatal(err)
+	}
+
 	deployWith("reference")
 	if with := redirects(); len(with) != len(nodes) {
 		t.Errorf("after switching back to reference, nodes with the agent's redirect: %v of %d", with, len(nodes))
+	}
+	if _, err := kube.CoreV1().ConfigMaps(st.Namespace).Get(ctx, "sut-leftover", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an object of an earlier --sut (label %s) is still there after a run without it (err %v)", SUTLabel, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
 const (
@@ -115,11 +117,11 @@ func tokenProjection(p corev1.Pod) *corev1.ServiceAccountTokenProjection {
 }
 
 var injectedEnv = map[string]string{
-	EnvClientID: testClient, EnvTenantID: testTenant, EnvTokenFile: TokenFile, EnvAuthorityHost: testAuthority,
+	workloadidentity.EnvClientID: testClient, workloadidentity.EnvTenantID: testTenant, workloadidentity.EnvTokenFile: TokenFile, workloadidentity.EnvAuthorityHost: testAuthority,
 }
 
 func TestReview(t *testing.T) {
-	app := sa("app", map[string]string{ClientIDAnnotation: testClient})
+	app := sa("app", map[string]string{workloadidentity.ClientIDAnnotation: testClient})
 	tests := []struct {
 		name    string
 		op      string // default CREATE
@@ -135,7 +137,7 @@ func TestReview(t *testing.T) {
 			sas:  []*corev1.ServiceAccount{app},
 			check: func(t *testing.T, p corev1.Pod) {
 				for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-					if got := env(c); len(got) != 4 || got[EnvClientID] != testClient || got[EnvTenantID] != testTenant || got[EnvTokenFile] != TokenFile || got[EnvAuthorityHost] != testAuthority {
+					if got := env(c); len(got) != 4 || got[workloadidentity.EnvClientID] != testClient || got[workloadidentity.EnvTenantID] != testTenant || got[workloadidentity.EnvTokenFile] != TokenFile || got[workloadidentity.EnvAuthorityHost] != testAuthority {
 						t.Errorf("container %s env = %v, want %v", c.Name, got, injectedEnv)
 					}
 					if !mounted(c) {
@@ -143,7 +145,7 @@ func TestReview(t *testing.T) {
 					}
 				}
 				tp := tokenProjection(p)
-				if tp == nil || tp.Audience != TokenAudience || tp.Path != TokenPath || tp.ExpirationSeconds == nil || *tp.ExpirationSeconds != DefaultTokenExpiration {
+				if tp == nil || tp.Audience != workloadidentity.TokenAudience || tp.Path != TokenPath || tp.ExpirationSeconds == nil || *tp.ExpirationSeconds != workloadidentity.DefaultTokenExpiration {
 					t.Errorf("token projection = %+v", tp)
 				}
 			},
@@ -173,7 +175,7 @@ func TestReview(t *testing.T) {
 			sas:  []*corev1.ServiceAccount{app},
 			check: func(t *testing.T, p corev1.Pod) {
 				got := env(p.Spec.Containers[0])
-				if got[EnvAuthorityHost] != "https://mine/" || got[EnvClientID] != "own" || got[EnvTenantID] != testTenant || len(p.Spec.Containers[0].Env) != 4 {
+				if got[workloadidentity.EnvAuthorityHost] != "https://mine/" || got[workloadidentity.EnvClientID] != "own" || got[workloadidentity.EnvTenantID] != testTenant || len(p.Spec.Containers[0].Env) != 4 {
 					t.Errorf("env = %+v", p.Spec.Containers[0].Env)
 				}
 			},
@@ -199,9 +201,9 @@ func TestReview(t *testing.T) {
 		{
 			name: "tenant-id annotation overrides the webhook's tenant",
 			pod:  `{"metadata":{"name":"p",` + labelled + `},"spec":{"serviceAccountName":"app","containers":[{"name":"a","image":"i"}]}}`,
-			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{ClientIDAnnotation: testClient, TenantIDAnnotation: "other-tenant"})},
+			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{workloadidentity.ClientIDAnnotation: testClient, workloadidentity.TenantIDAnnotation: "other-tenant"})},
 			check: func(t *testing.T, p corev1.Pod) {
-				if got := env(p.Spec.Containers[0])[EnvTenantID]; got != "other-tenant" {
+				if got := env(p.Spec.Containers[0])[workloadidentity.EnvTenantID]; got != "other-tenant" {
 					t.Errorf("AZURE_TENANT_ID = %q", got)
 				}
 			},
@@ -212,7 +214,7 @@ func TestReview(t *testing.T) {
 			sas:  []*corev1.ServiceAccount{sa("default", nil)},
 			check: func(t *testing.T, p corev1.Pod) {
 				got := env(p.Spec.Containers[0])
-				if _, ok := got[EnvClientID]; ok || len(got) != 3 {
+				if _, ok := got[workloadidentity.EnvClientID]; ok || len(got) != 3 {
 					t.Errorf("env = %v", got)
 				}
 			},
@@ -220,7 +222,7 @@ func TestReview(t *testing.T) {
 		{
 			name: "expiration from the service account",
 			pod:  `{"metadata":{"name":"p",` + labelled + `},"spec":{"serviceAccountName":"app","containers":[{"name":"a","image":"i"}]}}`,
-			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{ClientIDAnnotation: testClient, TokenExpirationAnnotation: "86400"})},
+			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{workloadidentity.ClientIDAnnotation: testClient, workloadidentity.TokenExpirationAnnotation: "86400"})},
 			check: func(t *testing.T, p corev1.Pod) {
 				if tp := tokenProjection(p); tp == nil || *tp.ExpirationSeconds != 86400 {
 					t.Errorf("token projection = %+v", tp)
@@ -230,7 +232,7 @@ func TestReview(t *testing.T) {
 		{
 			name: "the pod's expiration wins over the service account's",
 			pod:  `{"metadata":{"name":"p",` + labelled + `,"annotations":{"azure.workload.identity/service-account-token-expiration":"7200"}},"spec":{"serviceAccountName":"app","containers":[{"name":"a","image":"i"}]}}`,
-			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{ClientIDAnnotation: testClient, TokenExpirationAnnotation: "86400"})},
+			sas:  []*corev1.ServiceAccount{sa("app", map[string]string{workloadidentity.ClientIDAnnotation: testClient, workloadidentity.TokenExpirationAnnotation: "86400"})},
 			check: func(t *testing.T, p corev1.Pod) {
 				if tp := tokenProjection(p); tp == nil || *tp.ExpirationSeconds != 7200 {
 					t.Errorf("token projection = %+v", tp)
@@ -246,7 +248,7 @@ func TestReview(t *testing.T) {
 		{
 			name:   "expiration above a day on the service account is denied",
 			pod:    `{"metadata":{"name":"p",` + labelled + `},"spec":{"serviceAccountName":"app","containers":[{"name":"a","image":"i"}]}}`,
-			sas:    []*corev1.ServiceAccount{sa("app", map[string]string{TokenExpirationAnnotation: "86401"})},
+			sas:    []*corev1.ServiceAccount{sa("app", map[string]string{workloadidentity.TokenExpirationAnnotation: "86401"})},
 			denied: `service account app annotation`,
 		},
 		{

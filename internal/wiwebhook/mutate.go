@@ -17,29 +17,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
-// Labels and annotations the webhook reads, as Azure's webhook names them.
+// Where the webhook mounts the projected token. These are this webhook's
+// choices, not the contract (see pkg/api/workloadidentity): clients find
+// the file through AZURE_FEDERATED_TOKEN_FILE, and azure-workload-identity's
+// own webhook has used other names over time. They follow the file path
+// of azure-workload-identity's current webhook.
 const (
-	// UseLabel on a pod asks for workload identity; only "true" counts.
-	UseLabel = "azure.workload.identity/use"
-	// ClientIDAnnotation on the service account is the identity's client ID.
-	ClientIDAnnotation = "azure.workload.identity/client-id"
-	// TenantIDAnnotation on the service account overrides the webhook's tenant.
-	TenantIDAnnotation = "azure.workload.identity/tenant-id"
-	// TokenExpirationAnnotation (pod, else service account) sets the
-	// projected token's expirationSeconds.
-	TokenExpirationAnnotation = "azure.workload.identity/service-account-token-expiration"
-	// SkipContainersAnnotation on the pod lists containers, separated by
-	// ";", that get neither the variables nor the token.
-	SkipContainersAnnotation = "azure.workload.identity/skip-containers"
-)
-
-// What the webhook injects.
-const (
-	// TokenAudience is the audience of the projected token, the one
-	// federated credentials expect by default.
-	TokenAudience = "api://AzureADTokenExchange"
 	// TokenVolume names the projected volume and its mounts.
 	TokenVolume = "azure-identity-token"
 	// TokenPath is the token's file name inside the volume.
@@ -48,24 +35,6 @@ const (
 	TokenMountPath = "/var/run/secrets/azure/wi/token"
 	// TokenFile is AZURE_FEDERATED_TOKEN_FILE.
 	TokenFile = TokenMountPath + "/" + TokenPath
-)
-
-// The environment variables the webhook sets.
-const (
-	EnvClientID      = "AZURE_CLIENT_ID"
-	EnvTenantID      = "AZURE_TENANT_ID"
-	EnvTokenFile     = "AZURE_FEDERATED_TOKEN_FILE"
-	EnvAuthorityHost = "AZURE_AUTHORITY_HOST"
-)
-
-// The bounds and default of the projected token's lifetime, in seconds.
-// Kubernetes refuses less than 600 s; Azure's webhook asks for at least an
-// hour so that kubelet's refresh (at 80 % of the lifetime) leaves clients
-// time, and at most a day.
-const (
-	MinTokenExpiration     = 3600
-	MaxTokenExpiration     = 86400
-	DefaultTokenExpiration = 3600
 )
 
 // Config are the webhook's settings, the same for every pod.
@@ -101,7 +70,7 @@ type DeniedError struct{ Reason string }
 func (e *DeniedError) Error() string { return e.Reason }
 
 // Wants reports whether pod asks for workload identity.
-func Wants(pod *corev1.Pod) bool { return pod.Labels[UseLabel] == "true" }
+func Wants(pod *corev1.Pod) bool { return pod.Labels[workloadidentity.UseLabel] == "true" }
 
 // Mutate returns pod as the webhook admits it, given its service account
 // (nil: the service account does not exist). A pod that does not ask for
@@ -113,37 +82,37 @@ func Mutate(pod *corev1.Pod, sa *corev1.ServiceAccount, cfg Config) (*corev1.Pod
 		return pod, nil
 	}
 	if sa == nil {
-		return nil, &DeniedError{Reason: fmt.Sprintf("service account %q of the pod was not found: create it (annotated with %s) before the pod", serviceAccountName(pod), ClientIDAnnotation)}
+		return nil, &DeniedError{Reason: fmt.Sprintf("service account %q of the pod was not found: create it (annotated with %s) before the pod", serviceAccountName(pod), workloadidentity.ClientIDAnnotation)}
 	}
 	exp, err := tokenExpiration(pod, sa)
 	if err != nil {
 		return nil, err
 	}
 	tenant := cfg.TenantID
-	if t := sa.Annotations[TenantIDAnnotation]; t != "" {
+	if t := sa.Annotations[workloadidentity.TenantIDAnnotation]; t != "" {
 		tenant = t
 	}
 	env := []corev1.EnvVar{}
 	// Without a client ID on the service account the application must
 	// name the identity itself, so only the variable is left out.
-	if id := sa.Annotations[ClientIDAnnotation]; id != "" {
-		env = append(env, corev1.EnvVar{Name: EnvClientID, Value: id})
+	if id := sa.Annotations[workloadidentity.ClientIDAnnotation]; id != "" {
+		env = append(env, corev1.EnvVar{Name: workloadidentity.EnvClientID, Value: id})
 	}
 	env = append(env,
-		corev1.EnvVar{Name: EnvTenantID, Value: tenant},
-		corev1.EnvVar{Name: EnvTokenFile, Value: TokenFile},
-		corev1.EnvVar{Name: EnvAuthorityHost, Value: cfg.AuthorityHost},
+		corev1.EnvVar{Name: workloadidentity.EnvTenantID, Value: tenant},
+		corev1.EnvVar{Name: workloadidentity.EnvTokenFile, Value: TokenFile},
+		corev1.EnvVar{Name: workloadidentity.EnvAuthorityHost, Value: cfg.AuthorityHost},
 	)
 	skip := skipContainers(pod)
 	out := pod.DeepCopy()
-	if pod.Annotations[ProxyAnnotation] == "true" && !hasContainer(out.Spec.InitContainers, ProxyContainer) {
+	if pod.Annotations[workloadidentity.ProxyAnnotation] == "true" && !hasContainer(out.Spec.InitContainers, ProxyContainer) {
 		if pod.Spec.HostNetwork {
 			// The sidecar would take the metadata address over for the
 			// whole node.
-			return nil, &DeniedError{Reason: fmt.Sprintf("the proxy sidecar (%s) cannot serve a pod on the host network: drop the annotation or hostNetwork", ProxyAnnotation)}
+			return nil, &DeniedError{Reason: fmt.Sprintf("the proxy sidecar (%s) cannot serve a pod on the host network: drop the annotation or hostNetwork", workloadidentity.ProxyAnnotation)}
 		}
 		if cfg.ProxyImage == "" {
-			return nil, &DeniedError{Reason: fmt.Sprintf("the pod asks for the proxy sidecar (%s) but the webhook has no proxy image: start it with --proxy-image", ProxyAnnotation)}
+			return nil, &DeniedError{Reason: fmt.Sprintf("the pod asks for the proxy sidecar (%s) but the webhook has no proxy image: start it with --proxy-image", workloadidentity.ProxyAnnotation)}
 		}
 		out.Spec.InitContainers = append([]corev1.Container{proxyContainer(cfg)}, out.Spec.InitContainers...)
 	}
@@ -164,7 +133,7 @@ func Mutate(pod *corev1.Pod, sa *corev1.ServiceAccount, cfg Config) (*corev1.Pod
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				DefaultMode: &mode,
 				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-					Audience: TokenAudience, ExpirationSeconds: &exp, Path: TokenPath,
+					Audience: workloadidentity.TokenAudience, ExpirationSeconds: &exp, Path: TokenPath,
 				}}},
 			}},
 		})
@@ -184,23 +153,23 @@ func serviceAccountName(pod *corev1.Pod) string {
 // tokenExpiration reads the token lifetime from the pod's annotation,
 // which wins, or the service account's.
 func tokenExpiration(pod *corev1.Pod, sa *corev1.ServiceAccount) (int64, error) {
-	v, where := pod.Annotations[TokenExpirationAnnotation], "pod"
+	v, where := pod.Annotations[workloadidentity.TokenExpirationAnnotation], "pod"
 	if v == "" {
-		v, where = sa.Annotations[TokenExpirationAnnotation], "service account "+sa.Name
+		v, where = sa.Annotations[workloadidentity.TokenExpirationAnnotation], "service account "+sa.Name
 	}
 	if v == "" {
-		return DefaultTokenExpiration, nil
+		return workloadidentity.DefaultTokenExpiration, nil
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < MinTokenExpiration || n > MaxTokenExpiration {
-		return 0, &DeniedError{Reason: fmt.Sprintf("%s annotation %s=%q: want whole seconds from %d to %d", where, TokenExpirationAnnotation, v, MinTokenExpiration, MaxTokenExpiration)}
+	if err != nil || n < workloadidentity.MinTokenExpiration || n > workloadidentity.MaxTokenExpiration {
+		return 0, &DeniedError{Reason: fmt.Sprintf("%s annotation %s=%q: want whole seconds from %d to %d", where, workloadidentity.TokenExpirationAnnotation, v, workloadidentity.MinTokenExpiration, workloadidentity.MaxTokenExpiration)}
 	}
 	return n, nil
 }
 
 func skipContainers(pod *corev1.Pod) map[string]bool {
 	out := map[string]bool{}
-	for _, n := range strings.Split(pod.Annotations[SkipContainersAnnotation], ";") {
+	for _, n := range strings.Split(pod.Annotations[workloadidentity.SkipContainersAnnotation], ";") {
 		if n = strings.TrimSpace(n); n != "" {
 			out[n] = true
 		}

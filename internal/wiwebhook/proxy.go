@@ -21,12 +21,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
-// The proxy's annotation and what the webhook injects for it.
+// What the webhook injects for pods annotated
+// workloadidentity.ProxyAnnotation=true.
 const (
-	// ProxyAnnotation on a pod asks for the proxy sidecar ("true").
-	ProxyAnnotation = "azure.workload.identity/inject-proxy-sidecar"
 	// ProxyContainer names the sidecar, a native sidecar (an init
 	// container that keeps running), so it is up before the application
 	// starts and does not keep a finished pod alive.
@@ -58,10 +59,10 @@ type Proxy struct {
 // ProxyFromEnv returns a proxy configured from the variables the webhook
 // injects.
 func ProxyFromEnv(hc *http.Client) (*Proxy, error) {
-	p := &Proxy{AuthorityHost: os.Getenv(EnvAuthorityHost), TenantID: os.Getenv(EnvTenantID), ClientID: os.Getenv(EnvClientID), TokenFile: os.Getenv(EnvTokenFile), HTTP: hc}
-	for k, v := range map[string]string{EnvAuthorityHost: p.AuthorityHost, EnvTenantID: p.TenantID, EnvTokenFile: p.TokenFile} {
+	p := &Proxy{AuthorityHost: os.Getenv(workloadidentity.EnvAuthorityHost), TenantID: os.Getenv(workloadidentity.EnvTenantID), ClientID: os.Getenv(workloadidentity.EnvClientID), TokenFile: os.Getenv(workloadidentity.EnvTokenFile), HTTP: hc}
+	for k, v := range map[string]string{workloadidentity.EnvAuthorityHost: p.AuthorityHost, workloadidentity.EnvTenantID: p.TenantID, workloadidentity.EnvTokenFile: p.TokenFile} {
 		if v == "" {
-			return nil, fmt.Errorf("proxy: %s is not set; the proxy runs as the webhook injects it, in a pod labelled %s=true", k, UseLabel)
+			return nil, fmt.Errorf("proxy: %s is not set; the proxy runs as the webhook injects it, in a pod labelled %s=true", k, workloadidentity.UseLabel)
 		}
 	}
 	return p, nil

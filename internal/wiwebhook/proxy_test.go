@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
 // fakeAuthority answers token requests: a token for client "good" with
@@ -102,10 +104,10 @@ func hostNetwork(p *corev1.Pod) *corev1.Pod {
 }
 
 func TestMutateProxySidecar(t *testing.T) {
-	sa := sa("app", map[string]string{ClientIDAnnotation: testClient})
+	sa := sa("app", map[string]string{workloadidentity.ClientIDAnnotation: testClient})
 	pod := func(ann map[string]string) *corev1.Pod {
 		p := &corev1.Pod{}
-		p.Labels = map[string]string{UseLabel: "true"}
+		p.Labels = map[string]string{workloadidentity.UseLabel: "true"}
 		p.Annotations = ann
 		p.Spec.ServiceAccountName = "app"
 		p.Spec.InitContainers = []corev1.Container{{Name: "init"}}
@@ -120,11 +122,11 @@ func TestMutateProxySidecar(t *testing.T) {
 		denied string // substring of the denial; empty: admitted
 		proxy  bool
 	}{
-		{"annotated pod gets the sidecar first", pod(map[string]string{ProxyAnnotation: "true"}), withProxy, "", true},
+		{"annotated pod gets the sidecar first", pod(map[string]string{workloadidentity.ProxyAnnotation: "true"}), withProxy, "", true},
 		{"no annotation, no sidecar", pod(nil), withProxy, "", false},
-		{"annotation other than true, no sidecar", pod(map[string]string{ProxyAnnotation: "yes"}), withProxy, "", false},
-		{"no proxy image: refused", pod(map[string]string{ProxyAnnotation: "true"}), testConfig, "--proxy-image", false},
-		{"host network: refused", hostNetwork(pod(map[string]string{ProxyAnnotation: "true"})), withProxy, "host network", false},
+		{"annotation other than true, no sidecar", pod(map[string]string{workloadidentity.ProxyAnnotation: "yes"}), withProxy, "", false},
+		{"no proxy image: refused", pod(map[string]string{workloadidentity.ProxyAnnotation: "true"}), testConfig, "--proxy-image", false},
+		{"host network: refused", hostNetwork(pod(map[string]string{workloadidentity.ProxyAnnotation: "true"})), withProxy, "host network", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +150,7 @@ func TestMutateProxySidecar(t *testing.T) {
 			if c.Name != ProxyContainer || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways || c.StartupProbe == nil {
 				t.Errorf("sidecar = %+v", c)
 			}
-			if e := env(c); e[EnvClientID] != testClient || e[ProxyCAEnv] != "PEM" || !mounted(c) {
+			if e := env(c); e[workloadidentity.EnvClientID] != testClient || e[ProxyCAEnv] != "PEM" || !mounted(c) {
 				t.Errorf("sidecar env %v, mounted %v", e, mounted(c))
 			}
 			again, err := Mutate(got, sa, tt.cfg)

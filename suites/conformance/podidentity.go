@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/internal/nodeagent"
 	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/pkg/api/podidentity"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -185,7 +185,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			name := BindIdentity(ctx, ns, "id-a", "web")
 			before := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			Expect(before.Results).To(HaveEach(HaveField("Status", probe.StatusOK)), "bound pod before the binding is deleted")
-			Expect(PodIdentityClient().Resource(nodeagent.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
+			Expect(PodIdentityClient().Resource(podidentity.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
 			res := uniqueResource()
 			after := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(after, 404, 503)
@@ -229,8 +229,8 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		[]string{"pod-identity"}, func(ctx SpecContext) {
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
-			exc := PodIDObject("AzurePodIdentityException", ns, "agents", map[string]any{"podLabels": map[string]any{"app": "node-agent"}})
-			_, err := PodIdentityClient().Resource(nodeagent.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
+			exc := podidentity.ExceptionObject(ns, "agents", map[string]string{"app": "node-agent"})
+			_, err := PodIdentityClient().Resource(podidentity.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			run := RunProbe(ctx, ns, Probe{Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			expectTokens(run, Stack.Nodes[node].SystemAssigned.ObjectID, run.Results[0].Resource)
@@ -247,7 +247,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			time.Sleep(2500 * time.Millisecond)
 			pods, err := Stack.Deployer().Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
 			Expect(err).NotTo(HaveOccurred())
-			patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"relabelled"}}}`, nodeagent.BindingLabel)
+			patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"relabelled"}}}`, podidentity.BindingLabel)
 			changed := time.Now()
 			_, err = Stack.Deployer().Kube.CoreV1().Pods(ns).Patch(ctx, pods.Items[0].Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			Expect(err).NotTo(HaveOccurred())

@@ -69,6 +69,8 @@ var since = map[string]string{
 	"IDH-CONF-0216": "0.1",
 	"IDH-CONF-0217": "0.1",
 	// 0.2: 0203's AzureIdentity carries clientID and resourceID, as
-	// aad-pod-identity documents; 0218 is the misconfigured one.
+	// aad-pod-identity documents; 0218 is the misconfigured one; 0104
+	// and 0105 judge the projected token by AZURE_FEDERATED_TOKEN_FILE
+	// and its audience, not by the reference webhook's mount path.
 	"IDH-CONF-0218": "0.2",
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/stack"
-	"github.com/idharness/idharness/internal/wiwebhook"
+	"github.com/idharness/idharness/pkg/api/workloadidentity"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -92,7 +93,7 @@ func wiProbe(ctx context.Context, ns, sa string, args ...string) ProbeRun {
 	GinkgoHelper()
 	return RunProbe(ctx, ns, Probe{
 		ServiceAccount: sa,
-		Labels:         map[string]string{wiwebhook.UseLabel: "true"},
+		Labels:         map[string]string{workloadidentity.UseLabel: "true"},
 		Args:           append([]string{"--mode=" + probe.ModeWorkloadIdentity, "--ca-file=" + wiCADir + "/ca.crt", "--disable-instance-discovery"}, args...),
 		Customize: func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: wiCAVolume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: wiCAVolume}}}})
@@ -122,24 +123,54 @@ func wiPod(sa string, use bool, annotations map[string]string) *corev1.Pod {
 		},
 	}
 	if use {
-		p.Labels[wiwebhook.UseLabel] = "true"
+		p.Labels[workloadidentity.UseLabel] = "true"
 	}
 	return p
 }
 
-// wiInjected describes what the webhook put into a container: the
-// variables it set and whether the token is mounted.
-func wiInjected(c corev1.Container) (env map[string]string, mounted bool) {
+// wiTokenProjection finds the projected service account token the
+// webhook added to pod: the volume and its projection with the contract's
+// audience (nil: none). Its name, and where it is mounted, are the
+// webhook's choice; the contract is only that AZURE_FEDERATED_TOKEN_FILE
+// names it.
+func wiTokenProjection(pod *corev1.Pod) (volume string, proj *corev1.ServiceAccountTokenProjection) {
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, s := range v.Projected.Sources {
+			if t := s.ServiceAccountToken; t != nil && t.Audience == workloadidentity.TokenAudience {
+				return v.Name, t
+			}
+		}
+	}
+	return "", nil
+}
+
+// wiInjected describes what the webhook put into container c of pod: the
+// variables it set and the path at which c sees the projected token
+// ("": not mounted).
+func wiInjected(pod *corev1.Pod, c corev1.Container) (env map[string]string, tokenFile string) {
 	env = map[string]string{}
 	for _, e := range c.Env {
 		if strings.HasPrefix(e.Name, "AZURE_") {
 			env[e.Name] = e.Value
 		}
 	}
-	for _, m := range c.VolumeMounts {
-		mounted = mounted || m.MountPath == wiwebhook.TokenMountPath
+	vol, proj := wiTokenProjection(pod)
+	if proj == nil {
+		return env, ""
 	}
-	return env, mounted
+	for _, m := range c.VolumeMounts {
+		switch {
+		case m.Name != vol:
+		case m.SubPath == "":
+			tokenFile = path.Join(m.MountPath, proj.Path)
+		case m.SubPath == proj.Path:
+			tokenFile = m.MountPath
+		}
+	}
+	return env, tokenFile
 }
 
 // expectAADError checks that every client failed with the Azure AD code
@@ -174,7 +205,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		[]string{"end-to-end"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
 			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			Expect(wiEnv.Authority.ResetJournal(ctx)).To(Succeed())
 			run := wiProbe(ctx, ns, "app", append([]string{"--resource=" + vaultResource}, vaultArgs(fixtures.SecretApp)...)...)
@@ -200,7 +231,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		[]string{"negative"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
 			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "other", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, ns, "other", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			expectAADError(wiProbe(ctx, ns, "other"), "AADSTS70021")
 		})
@@ -209,7 +240,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		[]string{"negative"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
 			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
 			expectAADError(wiProbe(ctx, ns, "app"), "AADSTS70021")
 		})
@@ -218,7 +249,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		[]string{"negative", "chaos"}, func(ctx SpecContext) {
 			ns := wiNamespace(ctx)
 			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			// The projected token lives an hour; the authority allows five
 			// minutes of leeway. Ahead, the token has expired; behind, it
@@ -244,15 +275,15 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			// An identity only the authority knows: a token for it proves
 			// the answer came through the proxy, not from the node's IMDS.
 			id := config.Identity{Name: "wi-proxy-only", ClientID: "77777777-7777-4777-8777-777777777777", ObjectID: "88888888-8888-4888-8888-888888888888"}
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			DeferCleanup(func(ctx context.Context) { Expect(wiEnv.Authority.Reset(ctx)).To(Succeed()) })
 			wiAttach(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			// azidentity-default is left out: with the webhook's variables
 			// set it uses workload identity, not the proxy.
 			run := RunProbe(ctx, ns, Probe{
 				ServiceAccount: "app",
-				Labels:         map[string]string{wiwebhook.UseLabel: "true"},
-				Annotations:    map[string]string{wiwebhook.ProxyAnnotation: "true"},
+				Labels:         map[string]string{workloadidentity.UseLabel: "true"},
+				Annotations:    map[string]string{workloadidentity.ProxyAnnotation: "true"},
 				Args:           []string{"--mode=" + probe.ModeIMDS, "--identity=client_id=" + id.ClientID, "--client=azidentity-mi,msal-mi,raw", "--resource=" + vaultResource},
 			})
 			expectTokens(run, id.ObjectID, vaultResource)
@@ -262,70 +293,62 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 		[]string{"webhook"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
 			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: id.ClientID, wiwebhook.TokenExpirationAnnotation: "7200"})
-			pod := wiPod("app", true, map[string]string{wiwebhook.SkipContainersAnnotation: "sidecar"})
-			pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: wiwebhook.EnvAuthorityHost, Value: "https://own.example/"}}
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID, workloadidentity.TokenExpirationAnnotation: "7200"})
+			pod := wiPod("app", true, map[string]string{workloadidentity.SkipContainersAnnotation: "sidecar"})
+			pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: workloadidentity.EnvAuthorityHost, Value: "https://own.example/"}}
 			got, err := wiAdmit(ctx, ns, pod)
 			Expect(err).NotTo(HaveOccurred())
-			want := map[string]string{wiwebhook.EnvClientID: id.ClientID, wiwebhook.EnvTenantID: Stack.Identities.TenantID,
-				wiwebhook.EnvTokenFile: wiwebhook.TokenFile, wiwebhook.EnvAuthorityHost: wiEnv.AuthorityHost}
-			env, mounted := wiInjected(got.Spec.InitContainers[0])
-			Expect(env).To(Equal(want), "init container")
-			Expect(mounted).To(BeTrue(), "init container has the token")
-			env, mounted = wiInjected(got.Spec.Containers[0])
-			want[wiwebhook.EnvAuthorityHost] = "https://own.example/"
-			Expect(env).To(Equal(want), "app container: the webhook must keep a variable the container sets")
-			Expect(mounted).To(BeTrue(), "app container has the token")
-			env, mounted = wiInjected(got.Spec.Containers[1])
-			Expect(env).To(BeEmpty(), "skipped container got variables")
-			Expect(mounted).To(BeFalse(), "skipped container got the token")
-			var proj *corev1.ServiceAccountTokenProjection
-			for _, v := range got.Spec.Volumes {
-				if v.Projected != nil {
-					for _, s := range v.Projected.Sources {
-						if s.ServiceAccountToken != nil {
-							proj = s.ServiceAccountToken
-						}
-					}
-				}
-			}
-			Expect(proj).NotTo(BeNil(), "no projected service account token volume")
-			Expect(proj.Audience).To(Equal(wiwebhook.TokenAudience))
-			Expect(proj.Path).To(Equal(wiwebhook.TokenPath))
+			vol, proj := wiTokenProjection(got)
+			Expect(proj).NotTo(BeNil(), "no projected service account token with audience %s", workloadidentity.TokenAudience)
+			Expect(proj.ExpirationSeconds).NotTo(BeNil(), "the projected token has no expirationSeconds")
 			Expect(*proj.ExpirationSeconds).To(BeEquivalentTo(7200), "the service account's token expiration")
+			// AZURE_FEDERATED_TOKEN_FILE must name the projected token where
+			// the container sees it; the volume's name and mount path are
+			// the webhook's choice.
+			want := map[string]string{workloadidentity.EnvClientID: id.ClientID, workloadidentity.EnvTenantID: Stack.Identities.TenantID, workloadidentity.EnvAuthorityHost: wiEnv.AuthorityHost}
+			env, file := wiInjected(got, got.Spec.InitContainers[0])
+			Expect(file).NotTo(BeEmpty(), "init container has the token (volume %s)", vol)
+			want[workloadidentity.EnvTokenFile] = file
+			Expect(env).To(Equal(want), "init container")
+			env, file = wiInjected(got, got.Spec.Containers[0])
+			Expect(file).NotTo(BeEmpty(), "app container has the token (volume %s)", vol)
+			want[workloadidentity.EnvTokenFile] = file
+			want[workloadidentity.EnvAuthorityHost] = "https://own.example/"
+			Expect(env).To(Equal(want), "app container: the webhook must keep a variable the container sets")
+			env, file = wiInjected(got, got.Spec.Containers[1])
+			Expect(env).To(BeEmpty(), "skipped container got variables")
+			Expect(file).To(BeEmpty(), "skipped container got the token")
 		})
 
 	Conformance("IDH-CONF-0105", MUST, "a pod without the azure.workload.identity/use label gets nothing injected, even when its service account names an identity",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
 			got, err := wiAdmit(ctx, ns, wiPod("app", false, nil))
 			Expect(err).NotTo(HaveOccurred())
 			for _, c := range append(got.Spec.InitContainers, got.Spec.Containers...) {
-				env, mounted := wiInjected(c)
+				env, _ := wiInjected(got, c)
 				Expect(env).To(BeEmpty(), "container %s", c.Name)
-				Expect(mounted).To(BeFalse(), "container %s", c.Name)
 			}
-			for _, v := range got.Spec.Volumes {
-				Expect(v.Name).NotTo(Equal(wiwebhook.TokenVolume))
-			}
+			_, proj := wiTokenProjection(got)
+			Expect(proj).To(BeNil(), "a projected service account token was added")
 		})
 
 	Conformance("IDH-CONF-0106", MUST, "a labelled pod asking for a service account token expiration outside 3600–86400 s is refused with the reason",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
 			for _, v := range []string{"600", "86401", "1h"} {
-				_, err := wiAdmit(ctx, ns, wiPod("app", true, map[string]string{wiwebhook.TokenExpirationAnnotation: v}))
+				_, err := wiAdmit(ctx, ns, wiPod("app", true, map[string]string{workloadidentity.TokenExpirationAnnotation: v}))
 				Expect(err).To(HaveOccurred(), "expiration %s admitted", v)
-				Expect(err.Error()).To(ContainSubstring(wiwebhook.TokenExpirationAnnotation), "the refusal names the annotation")
+				Expect(err.Error()).To(ContainSubstring(workloadidentity.TokenExpirationAnnotation), "the refusal names the annotation")
 			}
 		})
 
 	Conformance("IDH-CONF-0107", MUST, "with the webhook down, a labelled pod is refused under failurePolicy Fail and admitted without workload identity under Ignore, and both are reported as the policy decision",
 		[]string{"webhook", "negative", "Serial"}, func(ctx SpecContext) {
 			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{wiwebhook.ClientIDAnnotation: Identity("id-a").ClientID})
+			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
 			DeferCleanup(func(ctx context.Context) {
 				Expect(wiEnv.SetFailurePolicy(ctx, "Fail")).To(Succeed())
 				Expect(wiEnv.ScaleWebhook(ctx, 1)).To(Succeed())
@@ -344,9 +367,9 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 				got, err = wiAdmit(ctx, ns, wiPod("app", true, nil))
 				return err
 			}).WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).Should(Succeed(), "failurePolicy Ignore refused the pod")
-			env, mounted := wiInjected(got.Spec.Containers[0])
+			env, file := wiInjected(got, got.Spec.Containers[0])
 			Expect(env).To(BeEmpty())
-			Expect(mounted).To(BeFalse())
+			Expect(file).To(BeEmpty())
 			AddReportEntry("policy Ignore", "pod admitted without workload identity")
 		})
 })

@@ -8,13 +8,12 @@ import (
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/podidentity"
-	"github.com/idharness/idharness/internal/stack"
+	podidapi "github.com/idharness/idharness/pkg/api/podidentity"
 )
 
 // PodIdentityOptIn labels the namespaces whose pods the reference node
@@ -31,7 +30,7 @@ var podIDDyn dynamic.Interface
 func RequirePodIdentityAgent(ctx context.Context) string {
 	Setup(ctx)
 	agent := ""
-	for _, ds := range stack.PodIdentityAgents() {
+	for _, ds := range Stack.PodIdentityAgents() {
 		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
@@ -44,7 +43,7 @@ func RequirePodIdentityAgent(ctx context.Context) string {
 		if Stack.Claimed("pod-identity") {
 			// The implementation claims the mode: its agent missing is
 			// its failure, not a reason to leave the specs unrun.
-			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", Stack.Namespace, strings.Join(stack.PodIdentityAgents(), ", ")))
+			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", Stack.Namespace, strings.Join(Stack.PodIdentityAgents(), ", ")))
 		}
 		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
 	}
@@ -56,7 +55,8 @@ func RequirePodIdentityAgent(ctx context.Context) string {
 }
 
 // PodIdentityClient returns the client that creates pod identity objects
-// (AzureIdentity, bindings, exceptions); RequirePodIdentityAgent sets it.
+// (AzureIdentity, bindings, exceptions: pkg/api/podidentity builds them);
+// RequirePodIdentityAgent sets it.
 func PodIdentityClient() dynamic.Interface { return podIDDyn }
 
 // PodIdentityNamespace creates the spec's namespace, opted in to pod identity.
@@ -68,11 +68,6 @@ func PodIdentityNamespace(ctx context.Context) string {
 		Fail(fmt.Sprintf("label namespace %s for pod identity: %v", ns, err))
 	}
 	return ns
-}
-
-// PodIDObject is a pod identity object (aadpodidentity.k8s.io/v1) of kind.
-func PodIDObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-	return podidentity.Object(kind, ns, name, spec)
 }
 
 // BindIdentity creates an AzureIdentity for the run's identity idName,
@@ -102,7 +97,7 @@ func bind(ctx context.Context, ns, idName, clientID, selector string) string {
 }
 
 // Bound is the pod label that a binding with selector selects.
-func Bound(selector string) map[string]string { return podidentity.PodLabels(selector) }
+func Bound(selector string) map[string]string { return podidapi.PodLabels(selector) }
 
 // Identity returns the run's identity called name.
 func Identity(name string) config.Identity {

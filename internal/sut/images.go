@@ -1,0 +1,141 @@
+package sut
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Loaded is one of the implementation's images as the run loads it.
+type Loaded struct {
+	// Name is the image's name in the file (.Images.NAME).
+	Name string `json:"name"`
+	// Ref is the image reference the manifests get and the nodes know.
+	Ref string `json:"ref"`
+	// ID is the digest of the image's configuration (its image ID), which
+	// the report records and which changes whenever the image does.
+	ID string `json:"id"`
+	// Archive is the archive loaded into the nodes.
+	Archive string `json:"-"`
+}
+
+// PrepareImages returns the implementation's images as archives to load
+// into the nodes, with their references and IDs: an archive as it is, a
+// ref saved from the local Docker engine into dir.
+func (s *SUT) PrepareImages(ctx context.Context, dir string) ([]Loaded, error) {
+	var out []Loaded
+	for i, im := range s.Images {
+		l := Loaded{Name: im.Name, Archive: s.Path(im.Archive)}
+		if im.Ref != "" {
+			l.Archive = filepath.Join(dir, fmt.Sprintf("sut-image-%d.tar", i))
+			cmd := exec.CommandContext(ctx, "docker", "save", "-o", l.Archive, im.Ref)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("image %s: docker save %s: %v: %s (is the image in the local Docker engine? docker images %s)", im.Name, im.Ref, err, strings.TrimSpace(string(b)), im.Ref)
+			}
+		}
+		ref, id, err := archiveImage(l.Archive)
+		if err != nil {
+			return nil, fmt.Errorf("image %s (%s): %w", im.Name, l.Archive, err)
+		}
+		if im.Ref != "" {
+			ref = im.Ref
+		}
+		l.Ref, l.ID = ref, id
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// archiveImage reads the first image of a Docker image archive
+// (manifest.json, as docker save writes) or an OCI image layout archive
+// (index.json): its reference and the digest of its configuration.
+func archiveImage(path string) (ref, id string, err error) {
+	files, err := readTar(path, func(name string) bool {
+		return name == "manifest.json" || name == "index.json" || strings.HasPrefix(name, "blobs/")
+	})
+	if err != nil {
+		return "", "", err
+	}
+	if m, ok := files["manifest.json"]; ok {
+		var entries []struct {
+			Config   string
+			RepoTags []string
+		}
+		if err := json.Unmarshal(m, &entries); err != nil || len(entries) == 0 {
+			return "", "", fmt.Errorf("manifest.json names no image (%v)", err)
+		}
+		e := entries[0]
+		if len(e.RepoTags) == 0 {
+			return "", "", errors.New("the image has no name: save it by name (docker save NAME:TAG)")
+		}
+		// The config is "<hex>.json" (docker save before 25),
+		// "blobs/sha256/<hex>" (docker save 25+) or "sha256:<hex>"
+		// (go-containerregistry).
+		hex := strings.TrimPrefix(strings.TrimSuffix(filepath.Base(e.Config), ".json"), "sha256:")
+		return e.RepoTags[0], "sha256:" + hex, nil
+	}
+	idx, ok := files["index.json"]
+	if !ok {
+		return "", "", errors.New("neither manifest.json (docker save) nor index.json (OCI image layout) in the archive")
+	}
+	var index struct {
+		Manifests []struct {
+			Digest      string
+			Annotations map[string]string
+		}
+	}
+	if err := json.Unmarshal(idx, &index); err != nil || len(index.Manifests) == 0 {
+		return "", "", fmt.Errorf("index.json names no image (%v)", err)
+	}
+	d := index.Manifests[0]
+	ref = d.Annotations["io.containerd.image.name"]
+	if ref == "" {
+		ref = d.Annotations["org.opencontainers.image.ref.name"]
+	}
+	if ref == "" || !strings.Contains(ref, ":") {
+		return "", "", errors.New("the OCI index gives no full image name (annotation io.containerd.image.name): the nodes would not know what to call it")
+	}
+	blob := files["blobs/"+strings.Replace(d.Digest, ":", "/", 1)]
+	var man struct{ Config struct{ Digest string } }
+	if err := json.Unmarshal(blob, &man); err != nil || man.Config.Digest == "" {
+		return "", "", fmt.Errorf("manifest %s: no config digest (%v); an index of indexes (several platforms) is not supported: save one platform", d.Digest, err)
+	}
+	return ref, man.Config.Digest, nil
+}
+
+// readTar returns the contents of the small files of the tar at path that
+// want selects (blobs are read only when they are JSON-sized).
+func readTar(path string, want func(string) bool) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	out := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not an image archive: %w", err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if !want(name) || h.Size > 1<<20 {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = b
+	}
+}

@@ -1,0 +1,278 @@
+// Package sut reads an identity implementation under test declared as data
+// (`idharness run --sut sut.yaml`): what it is, the images it brings, the
+// manifests that deploy it, what "ready" means for it and the modes it
+// claims, so that a vendor plugs in an agent or a webhook with no Go.
+//
+// A file looks like this (every relative path is relative to the file):
+//
+//	apiVersion: idharness.io/v1alpha1
+//	kind: Implementation
+//	name: aad-pod-identity
+//	version: v1.8.17
+//	vendor: Microsoft
+//	url: https://github.com/Azure/aad-pod-identity
+//	claims: [pod-identity]
+//	intercepts: all
+//	images:
+//	  - name: nmi
+//	    archive: nmi.tar                      # a Docker or OCI image archive
+//	  - name: other
+//	    ref: vendor.example/agent:1.2.3       # an image in the local Docker engine
+//	manifests: manifests/                     # *.yaml, Go templates
+//	readiness:
+//	  daemonSets: [aad-nmi]
+//
+// Manifests are Go templates (missingkey=error) with .Namespace (the
+// stack's namespace), .Upstream (fakeimds's metadata endpoint, which the
+// implementation's own token requests go to), .Images.NAME (each image's
+// reference), .Labels (idharness's labels, an inline YAML map) and
+// .OptInLabel / .OptInValue (the namespace label of pod identity specs).
+package sut
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"text/template"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/idharness/idharness/internal/yamlfile"
+)
+
+// APIVersion and Kind head every file, so that a later format can be told
+// apart.
+const (
+	APIVersion = "idharness.io/v1alpha1"
+	Kind       = "Implementation"
+)
+
+// Modes returns the identity modes an implementation may claim (spec
+// labels).
+func Modes() []string { return []string{"imds", "pod-identity", "workload-identity", "app-service"} }
+
+// Intercepts values: which pods an agent answers for.
+const (
+	// InterceptsAll: every pod's metadata requests reach the agent, so
+	// specs of modes it does not claim would judge the agent, not IMDS;
+	// a run selects the claimed modes' specs unless told otherwise.
+	InterceptsAll = "all"
+	// InterceptsOptedIn: only pods in namespaces labelled
+	// idharness.io/pod-identity=true; others pass through to IMDS.
+	InterceptsOptedIn = "opted-in"
+	// InterceptsNone: no agent in pods' path (a webhook, say).
+	InterceptsNone = "none"
+)
+
+// SUT is one implementation under test.
+type SUT struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Name, Version, Vendor and URL identify it in the report.
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	Vendor  string `json:"vendor,omitempty"`
+	URL     string `json:"url,omitempty"`
+	// Claims are the modes it implements: the verdict covers these.
+	Claims []string `json:"claims"`
+	// Intercepts says which pods its agent answers for (InterceptsAll,
+	// InterceptsOptedIn, InterceptsNone).
+	Intercepts string `json:"intercepts"`
+	// Images are loaded into every node before the manifests are applied.
+	Images []Image `json:"images,omitempty"`
+	// Manifests is a directory of *.yaml templates, applied in name order.
+	Manifests string `json:"manifests"`
+	// Readiness is what the run waits for before the suites start.
+	Readiness Readiness `json:"readiness"`
+
+	file string
+	data []byte
+}
+
+// Image is an image the implementation brings: exactly one of Archive
+// (a Docker or OCI image archive file) or Ref (an image in the local
+// Docker engine, saved and loaded into the nodes).
+type Image struct {
+	Name    string `json:"name"`
+	Archive string `json:"archive,omitempty"`
+	Ref     string `json:"ref,omitempty"`
+}
+
+// Readiness lists the workloads, in the stack's namespace, that must be
+// ready; the DaemonSets of an implementation claiming pod-identity are its
+// agents, which the specs restart and look for.
+type Readiness struct {
+	DaemonSets  []string `json:"daemonSets,omitempty"`
+	Deployments []string `json:"deployments,omitempty"`
+}
+
+// Load reads and checks the file at path; errors are *yamlfile.Error
+// values, "file:line: field: problem".
+func Load(path string) (*SUT, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the implementation file: %w (give --sut the path of a sut.yaml)", err)
+	}
+	s := &SUT{file: path, data: data}
+	if err := yamlfile.Decode(path, data, s); err != nil {
+		return nil, err
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// fail is an error at field of the file.
+func (s *SUT) fail(field, format string, a ...any) error {
+	return &yamlfile.Error{File: s.file, Line: yamlfile.Line(s.data, field), Field: field, Err: fmt.Errorf(format, a...)}
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func (s *SUT) validate() error {
+	if s.APIVersion != APIVersion {
+		return s.fail("apiVersion", "is %q, want %q", s.APIVersion, APIVersion)
+	}
+	if s.Kind != Kind {
+		return s.fail("kind", "is %q, want %q", s.Kind, Kind)
+	}
+	if !dnsLabel.MatchString(s.Name) || len(s.Name) > 63 {
+		return s.fail("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63): the report and labels use it", s.Name)
+	}
+	if len(s.Claims) == 0 {
+		return s.fail("claims", "is empty: list the modes the implementation implements, of %s", strings.Join(Modes(), ", "))
+	}
+	for i, m := range s.Claims {
+		if !slices.Contains(Modes(), m) {
+			return s.fail(fmt.Sprintf("claims[%d]", i), "%q is not a mode: use %s", m, strings.Join(Modes(), ", "))
+		}
+	}
+	switch s.Intercepts {
+	case InterceptsAll, InterceptsOptedIn, InterceptsNone:
+	default:
+		return s.fail("intercepts", "is %q: use %s (every pod's metadata requests reach the agent), %s (pods of namespaces labelled idharness.io/pod-identity=true) or %s", s.Intercepts, InterceptsAll, InterceptsOptedIn, InterceptsNone)
+	}
+	names := map[string]bool{}
+	for i, im := range s.Images {
+		f := fmt.Sprintf("images[%d]", i)
+		if !dnsLabel.MatchString(im.Name) {
+			return s.fail(f+".name", "%q is not a DNS label: manifests refer to it as .Images.NAME", im.Name)
+		}
+		if names[im.Name] {
+			return s.fail(f+".name", "%q is given twice", im.Name)
+		}
+		names[im.Name] = true
+		if (im.Archive == "") == (im.Ref == "") {
+			return s.fail(f, "give exactly one of archive (an image archive file) or ref (an image in the local Docker engine)")
+		}
+		if im.Archive != "" {
+			if _, err := os.Stat(s.Path(im.Archive)); err != nil {
+				return s.fail(f+".archive", "%v", err)
+			}
+		}
+	}
+	if s.Manifests == "" {
+		return s.fail("manifests", "is empty: name the directory of the manifests that deploy the implementation")
+	}
+	if m, _ := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml")); len(m) == 0 {
+		return s.fail("manifests", "%s has no *.yaml file", s.Path(s.Manifests))
+	}
+	if len(s.Readiness.DaemonSets)+len(s.Readiness.Deployments) == 0 {
+		return s.fail("readiness", "names no workload: list the DaemonSets and Deployments that must be ready before the specs start")
+	}
+	if slices.Contains(s.Claims, "pod-identity") && len(s.Readiness.DaemonSets) == 0 {
+		return s.fail("readiness.daemonSets", "is empty, but the implementation claims pod-identity: name its node agent's DaemonSet")
+	}
+	return nil
+}
+
+// Path resolves p against the file's directory.
+func (s *SUT) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.file), p)
+}
+
+// File is the path the SUT was loaded from.
+func (s *SUT) File() string { return s.file }
+
+// Values are the template variables of the manifests.
+type Values struct {
+	Namespace  string
+	Upstream   string
+	Images     map[string]string
+	Labels     string
+	OptInLabel string
+	OptInValue string
+}
+
+// Render renders the manifests with v and returns their objects, files in
+// name order, each object labelled with labels (so that the stack knows
+// them as its own).
+func (s *SUT) Render(v Values, labels map[string]string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		t, err := template.New(filepath.Base(f)).Option("missingkey=error").Parse(string(body))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		var buf bytes.Buffer
+		if err := t.Execute(&buf, v); err != nil {
+			return nil, fmt.Errorf("%s: %w (variables: .Namespace, .Upstream, .Images.NAME for %s, .Labels, .OptInLabel, .OptInValue)", f, err, strings.Join(s.imageNames(), ", "))
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(&buf, 4096)
+		for {
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			if len(m) == 0 {
+				continue
+			}
+			o := &unstructured.Unstructured{Object: m}
+			if o.GetKind() == "" || o.GetName() == "" {
+				return nil, fmt.Errorf("%s: an object without kind or metadata.name", f)
+			}
+			l := o.GetLabels()
+			if l == nil {
+				l = map[string]string{}
+			}
+			for k, val := range labels {
+				l[k] = val
+			}
+			o.SetLabels(l)
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func (s *SUT) imageNames() []string {
+	var n []string
+	for _, im := range s.Images {
+		n = append(n, im.Name)
+	}
+	return n
+}

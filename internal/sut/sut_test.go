@@ -1,0 +1,240 @@
+package sut
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/yamlfile"
+)
+
+const goodSUT = `apiVersion: idharness.io/v1alpha1
+kind: Implementation
+name: vendor-agent
+version: "1.0"
+claims: [pod-identity]
+intercepts: opted-in
+images:
+  - name: agent
+    ref: vendor.example/agent:1.0
+manifests: manifests
+readiness:
+  daemonSets: [vendor-agent]
+`
+
+const goodManifest = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: vendor-agent
+  namespace: {{ .Namespace }}
+  labels: {app: vendor-agent}
+spec:
+  template:
+    spec:
+      containers:
+        - name: agent
+          image: {{ .Images.agent }}
+          args: [--upstream={{ .Upstream }}, --opt-in={{ .OptInLabel }}={{ .OptInValue }}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: vendor-agent, namespace: {{ .Namespace }}}
+`
+
+// writeSUT writes a sut.yaml and a manifests directory with one file.
+func writeSUT(t *testing.T, sut, manifest string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "manifests"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if manifest != "" {
+		if err := os.WriteFile(filepath.Join(dir, "manifests", "agent.yaml"), []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "sut.yaml")
+	if err := os.WriteFile(p, []byte(sut), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name     string
+		sut      string
+		manifest string
+		line     int
+		want     string
+	}{
+		{name: "good", sut: goodSUT, manifest: goodManifest},
+		{name: "unknown field", sut: goodSUT + "upsteam: x\n", manifest: goodManifest, line: 13, want: "upsteam"},
+		{name: "wrong kind", sut: strings.Replace(goodSUT, "kind: Implementation", "kind: Profile", 1), manifest: goodManifest, line: 2, want: "want \"Implementation\""},
+		{name: "unknown mode", sut: strings.Replace(goodSUT, "[pod-identity]", "[pod-identity, msi]", 1), manifest: goodManifest, line: 5, want: `"msi" is not a mode`},
+		{name: "no claims", sut: strings.Replace(goodSUT, "claims: [pod-identity]", "claims: []", 1), manifest: goodManifest, line: 5, want: "is empty"},
+		{name: "bad intercepts", sut: strings.Replace(goodSUT, "opted-in", "some", 1), manifest: goodManifest, line: 6, want: "use all"},
+		{name: "image with archive and ref", sut: strings.Replace(goodSUT, "    ref: vendor.example/agent:1.0\n", "    ref: vendor.example/agent:1.0\n    archive: agent.tar\n", 1), manifest: goodManifest, line: 8, want: "exactly one of"},
+		{name: "archive missing", sut: strings.Replace(goodSUT, "ref: vendor.example/agent:1.0", "archive: agent.tar", 1), manifest: goodManifest, line: 9, want: "agent.tar"},
+		{name: "no manifests", sut: goodSUT, line: 10, want: "no *.yaml"},
+		{name: "pod identity without an agent", sut: strings.Replace(goodSUT, "  daemonSets: [vendor-agent]\n", "  deployments: [x]\n", 1), manifest: goodManifest, line: 11, want: "name its node agent"},
+		{name: "name not a DNS label", sut: strings.Replace(goodSUT, "name: vendor-agent", "name: Vendor_Agent", 1), manifest: goodManifest, line: 3, want: "DNS label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(writeSUT(t, tt.sut, tt.manifest))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ye *yamlfile.Error
+			if !errors.As(err, &ye) {
+				t.Fatalf("error %v, want a located error containing %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) || ye.Line != tt.line {
+				t.Errorf("error %q at line %d, want %q at line %d", err, ye.Line, tt.want, tt.line)
+			}
+		})
+	}
+}
+
+func TestRender(t *testing.T) {
+	s, err := Load(writeSUT(t, goodSUT, goodManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Component([]Loaded{{Name: "agent", Ref: "vendor.example/agent:1.0", ID: "sha256:1"}})
+	objs, err := c.Objects(fixtures.Params{Namespace: "idh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 2 {
+		t.Fatalf("%d objects, want 2", len(objs))
+	}
+	ds := objs[0]
+	if ds.GetNamespace() != "idh" || ds.GetLabels()["app"] != "vendor-agent" || ds.GetLabels()[Label] != "vendor-agent" || ds.GetLabels()["app.kubernetes.io/part-of"] != "idharness" {
+		t.Errorf("namespace %q labels %v: want the manifest's labels, idharness's and %s", ds.GetNamespace(), ds.GetLabels(), Label)
+	}
+	b, _ := json.Marshal(ds.Object)
+	for _, want := range []string{`"image":"vendor.example/agent:1.0"`, `--upstream=http://169.254.169.254`, `--opt-in=idharness.io/pod-identity=true`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("rendered DaemonSet lacks %s: %s", want, b)
+		}
+	}
+	// A variable the run does not give fails with the list of those it does.
+	bad, err := Load(writeSUT(t, goodSUT, strings.Replace(goodManifest, ".Images.agent", ".Images.agnet", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Component([]Loaded{{Name: "agent", Ref: "x:1"}}).Objects(fixtures.Params{Namespace: "idh"}); err == nil || !strings.Contains(err.Error(), ".Images.NAME for agent") {
+		t.Errorf("error %v, want one naming the variables", err)
+	}
+	if got := s.Agents(); len(got) != 1 || got[0] != "vendor-agent" {
+		t.Errorf("agents %v", got)
+	}
+	if s.LabelFilter() != "" {
+		t.Errorf("an opted-in agent narrows the specs: %q", s.LabelFilter())
+	}
+}
+
+// TestShipped loads and renders the implementations shipped as files.
+func TestShipped(t *testing.T) {
+	s, err := Load("../../fixtures/sut/aad-pod-identity/sut.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := s.Component([]Loaded{{Name: "nmi", Ref: s.Images[0].Ref}}).Objects(fixtures.Params{Namespace: "idharness-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+	}
+	if kinds["CustomResourceDefinition"] != 3 || kinds["DaemonSet"] != 1 {
+		t.Errorf("objects by kind %v: want the 3 CRDs and NMI's DaemonSet", kinds)
+	}
+	if s.LabelFilter() != "pod-identity" {
+		t.Errorf("label filter %q: NMI intercepts every pod, so only its claimed mode runs", s.LabelFilter())
+	}
+}
+
+func TestArchiveImage(t *testing.T) {
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := img.ConfigName()
+	dir := t.TempDir()
+	docker := filepath.Join(dir, "docker.tar")
+	tag, _ := name.NewTag("vendor.example/agent:1.0")
+	if err := tarball.WriteToFile(docker, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	// An OCI image layout archive, as buildah or `docker save` of
+	// Docker 25 write it (index.json and blobs/).
+	man, _ := img.RawManifest()
+	md, _ := img.Digest()
+	index := `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + md.String() + `","size":1,"annotations":{"io.containerd.image.name":"vendor.example/agent:oci"}}]}`
+	oci := writeTar(t, filepath.Join(dir, "oci.tar"), map[string][]byte{"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`), "index.json": []byte(index), "blobs/sha256/" + md.Hex: man})
+	noName := writeTar(t, filepath.Join(dir, "noname.tar"), map[string][]byte{"index.json": []byte(strings.Replace(index, "io.containerd.image.name", "other", 1))})
+	tests := []struct {
+		path, ref, want string
+	}{
+		{docker, "vendor.example/agent:1.0", ""},
+		{oci, "vendor.example/agent:oci", ""},
+		{noName, "", "no full image name"},
+		{writeTar(t, filepath.Join(dir, "empty.tar"), map[string][]byte{"x": []byte("y")}), "", "neither manifest.json"},
+	}
+	for _, tt := range tests {
+		ref, id, err := archiveImage(tt.path)
+		if tt.want != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: error %v, want %q", tt.path, err, tt.want)
+			}
+			continue
+		}
+		if err != nil || ref != tt.ref || id != cfg.String() {
+			t.Errorf("%s: %s %s %v, want %s %s", tt.path, ref, id, err, tt.ref, cfg)
+		}
+	}
+	s := &SUT{file: filepath.Join(dir, "sut.yaml"), Images: []Image{{Name: "agent", Archive: "docker.tar"}}}
+	got, err := s.PrepareImages(context.Background(), dir)
+	if err != nil || len(got) != 1 || got[0].Ref != "vendor.example/agent:1.0" || got[0].ID != cfg.String() || got[0].Archive != docker {
+		t.Errorf("PrepareImages: %+v, %v", got, err)
+	}
+}
+
+func writeTar(t *testing.T, path string, files map[string][]byte) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for n, b := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(b))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
