@@ -94,7 +94,7 @@ func (s *Server) serveAppService(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	noteIdentity(w, sel, id)
-	tok, ok := s.issue(w, id, resource)
+	tok, ok := s.issue(w, id, resource, s.minter.Now())
 	if !ok {
 		return
 	}

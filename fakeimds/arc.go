@@ -221,7 +221,7 @@ func (s *Server) serveArc(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	tok, ok := s.issue(w, id, resource)
+	tok, ok := s.issue(w, id, resource, s.minter.Now())
 	if !ok {
 		return
 	}

@@ -243,7 +243,7 @@ func (s *Server) exchange(w http.ResponseWriter, req *http.Request) (AADToken, *
 	if fail := s.auth.verifyAssertion(req, id, assertion, now); fail != nil {
 		return AADToken{}, fail
 	}
-	t, err := s.tokenFor(w, id, resource)
+	t, err := s.tokenFor(w, id, resource, s.minter.Now())
 	if err != nil {
 		s.log.Error("mint token", "face", FaceAuthority, "identity", id.Name, "err", err)
 		return AADToken{}, &aadFailure{http.StatusInternalServerError, "temporarily_unavailable", 90033,

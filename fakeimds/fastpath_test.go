@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/journal"
 	"github.com/idharness/idharness/fakeimds/token"
 )
 
@@ -199,6 +200,15 @@ func BenchmarkQuery(b *testing.B) {
 			_, _ = parseSelectorFrom(&q, selectorParams)
 		}
 	})
+	b.Run("query+unescape-cache", func(b *testing.B) {
+		c := newUnescapeCache()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			q := query{unescaped: c}
+			_ = q.parse(raw)
+			_, _ = parseSelectorFrom(&q, selectorParams)
+		}
+	})
 }
 
 // BenchmarkJournalHeaders compares the interned header maps with a map
@@ -220,4 +230,143 @@ func BenchmarkJournalHeaders(b *testing.B) {
 			_ = hi.of(req)
 		}
 	})
+}
+
+// TestUnescapeCache checks that the unescape cache answers as
+// url.QueryUnescape does: for strings seen before, strings that share a
+// slot (more strings than slots make sure some do, so a cache that trusted
+// the slot without comparing the string would answer another's value),
+// bad escapes (an error, never cached) and strings too long to keep.
+func TestUnescapeCache(t *testing.T) {
+	c := newUnescapeCache()
+	var many []string
+	for i := 0; i < 2*unescapeSlots; i++ {
+		many = append(many, fmt.Sprintf("https%%3A%%2F%%2Fr%d.example", i))
+	}
+	cases := []struct {
+		name string
+		in   []string
+	}{
+		{"plain", []string{"api-version", "2018-02-01", ""}},
+		{"escaped", []string{"https%3A%2F%2Fvault.azure.net", "a+b", "%2F", "%C3%A9"}},
+		{"bad escapes", []string{"%zz", "x=%", "%", "%2"}},
+		{"more strings than slots", many},
+		{"too long to keep", []string{strings.Repeat("%41", maxUnescapeCached)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := 0; round < 3; round++ {
+				for _, s := range tc.in {
+					want, werr := url.QueryUnescape(s)
+					got, err := c.unescape(s)
+					if got != want || (err != nil) != (werr != nil) {
+						t.Fatalf("round %d: unescape(%q) = %q, %v; url.QueryUnescape: %q, %v", round, s, got, err, want, werr)
+					}
+				}
+			}
+		})
+	}
+	for i := range c.slots {
+		if u := c.slots[i].Load(); u != nil && len(u.escaped) > maxUnescapeCached {
+			t.Errorf("slot %d keeps a %d-byte string", i, len(u.escaped))
+		}
+	}
+	// The query parser with the cache parses as without it.
+	for _, raw := range queryCases {
+		plain, cached := query{}, query{unescaped: c}
+		perr, cerr := plain.parse(raw), cached.parse(raw)
+		if (perr != nil) != (cerr != nil) || plain.n != cached.n || plain.pairs != cached.pairs || !reflect.DeepEqual(plain.full, cached.full) {
+			t.Errorf("%q: parsed with the cache %+v %v, without %+v %v", raw, cached, cerr, plain, perr)
+		}
+	}
+}
+
+// TestRecordReusedAcrossRequests sends a run of requests whose journal
+// entries and metrics differ field by field, so that a recorder reused
+// from an earlier request (an identity, a cache hit or an error left in
+// its entry) or a metrics child remembered for another status or
+// identity shows in what is recorded.
+func TestRecordReusedAcrossRequests(t *testing.T) {
+	s := newServer(t, nil)
+	const ok = "api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
+	cases := []struct {
+		name   string
+		target string
+		hdr    map[string]string
+		want   journal.Entry
+	}{
+		{"minted", imdsURL(ok), meta, journal.Entry{Status: 200, Selector: "default", Identity: sysClient, IdentityName: "system", Resource: "https://vault.azure.net"}},
+		{"cached", imdsURL(ok), meta, journal.Entry{Status: 200, Selector: "default", Identity: sysClient, IdentityName: "system", Resource: "https://vault.azure.net", Cached: true}},
+		{"user-assigned", imdsURL(ok + "&client_id=" + uaClient), meta, journal.Entry{Status: 200, Selector: "client_id=" + uaClient, Identity: uaClient, IdentityName: "id-a", Resource: "https://vault.azure.net"}},
+		{"no Metadata header", imdsURL(ok + "&client_id=" + uaClient), nil, journal.Entry{Status: 400, Error: "bad_request_102"}},
+		{"cached again", imdsURL(ok), meta, journal.Entry{Status: 200, Selector: "default", Identity: sysClient, IdentityName: "system", Resource: "https://vault.azure.net", Cached: true}},
+		{"unknown path", "http://169.254.169.254/metadata/nope", meta, journal.Entry{Status: 404, Error: "Not found"}},
+		{"bad api-version", imdsURL("api-version=2099-01-01&resource=r"), meta, journal.Entry{Status: 400, Error: "invalid_request"}},
+	}
+	for _, tc := range cases {
+		do(s.IMDSHandler(), http.MethodGet, tc.target, tc.hdr)
+	}
+	got := s.Journal().Since(0)
+	if len(got) != len(cases) {
+		t.Fatalf("%d journal entries, want %d", len(got), len(cases))
+	}
+	for i, tc := range cases {
+		g, w := got[i], tc.want
+		if g.Status != w.Status || g.Error != w.Error || g.Selector != w.Selector || g.Identity != w.Identity ||
+			g.IdentityName != w.IdentityName || g.Resource != w.Resource || g.Cached != w.Cached || len(g.Faults) != 0 {
+			t.Errorf("%s: recorded %+v, want %+v", tc.name, g, w)
+		}
+	}
+	body := do(s.ControlHandler(), http.MethodGet, "/metrics", nil).Body.String()
+	for _, want := range []string{
+		`fakeimds_requests_total{face="imds",identity="system",status="200"} 3`,
+		`fakeimds_requests_total{face="imds",identity="id-a",status="200"} 1`,
+		`fakeimds_requests_total{face="imds",identity="",status="400"} 2`,
+		`fakeimds_requests_total{face="imds",identity="",status="404"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestHeaderKeyOfSmall checks that ranging over a request's few headers
+// records what looking each one up records, whatever else the request
+// carries, and that the key stands for interestingHeaders' map.
+func TestHeaderKeyOfSmall(t *testing.T) {
+	pad := http.Header{"Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Connection": {"keep-alive"}, "X-Other": {"1"}}
+	cases := []struct {
+		name string
+		h    http.Header
+	}{
+		{"none", http.Header{}},
+		{"Metadata", http.Header{"Metadata": {"true"}}},
+		{"empty Metadata", http.Header{"Metadata": {}}},
+		{"Metadata twice", http.Header{"Metadata": {"false", "true"}}},
+		{"a client's", http.Header{"Metadata": {"true"}, "User-Agent": {"azsdk-go"}, "Accept-Encoding": {"gzip"}}},
+		{"forwarded, lines", http.Header{"X-Forwarded-For": {"", "1.2.3.4"}, "Metadata": {"true"}}},
+		{"forwarded, empty", http.Header{"X-Forwarded-For": {""}}},
+		{"secrets", http.Header{"X-Identity-Header": {"s"}, "Authorization": {"Bearer x"}}},
+		{"empty secrets", http.Header{"X-Identity-Header": {""}, "Authorization": {}}},
+		{"non-canonical names, not recorded", http.Header{"metadata": {"true"}, "user-agent": {"x"}}},
+	}
+	for _, tc := range cases {
+		for _, padded := range []bool{false, true} {
+			h := tc.h.Clone()
+			if padded {
+				for k, v := range pad {
+					h[k] = v
+				}
+			}
+			req := &http.Request{Header: h}
+			small, lookup := headerKeyOfSmall(h), headerKeyOfLookup(h)
+			if small != lookup {
+				t.Errorf("%s (padded %v): ranging %+v, looking up %+v", tc.name, padded, small, lookup)
+			}
+			var hi headerInterner
+			if got, want := hi.of(req), interestingHeaders(req); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s (padded %v): %v, want %v", tc.name, padded, got, want)
+			}
+		}
+	}
 }

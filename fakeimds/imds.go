@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/token"
@@ -98,7 +99,9 @@ func metadataHeaderOK(req *http.Request) bool {
 // such request, and checking only the first value let an empty line
 // before a real one through.
 func forwardedFor(req *http.Request) bool {
-	return len(req.Header.Values("X-Forwarded-For")) > 0
+	// Indexed with the canonical key rather than through Values, which
+	// canonicalises its argument on every call: the same lines.
+	return len(req.Header["X-Forwarded-For"]) > 0
 }
 
 // resourceTooLong returns the refusal of a resource over maxResourceBytes,
@@ -117,6 +120,9 @@ func resourceTooLong(resource string) string {
 // here, or a client that sends them would pass against the fake and fail
 // against Azure.
 func exactPath(req *http.Request, endpoint string) bool {
+	if endpoint == IMDSTokenPath && isTokenPath(req.URL) {
+		return true
+	}
 	p := req.URL.EscapedPath()
 	if endpoint == IMDSTokenPath {
 		// The token endpoint's spelling needs no escaping: compare
@@ -141,6 +147,13 @@ func writeNotFound(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) canonicalPaths(face string, next http.Handler) http.Handler {
 	notFound := s.record(face, http.HandlerFunc(writeNotFound))
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if isTokenPath(req.URL) {
+			// Canonical, and the commonest path by far: cleanPath
+			// and EscapedPath were a tenth of the cached token
+			// path's handler time.
+			next.ServeHTTP(w, req)
+			return
+		}
 		if p := req.URL.EscapedPath(); p != cleanPath(p) {
 			notFound.ServeHTTP(w, req)
 			return
@@ -148,6 +161,14 @@ func (s *Server) canonicalPaths(face string, next http.Handler) http.Handler {
 		next.ServeHTTP(w, req)
 	})
 }
+
+// isTokenPath reports whether u's path, as sent, is exactly
+// IMDSTokenPath: sent unescaped (RawPath is set only when the escapes
+// sent differ from Path's default encoding) and spelling the constant,
+// which is canonical and needs no escaping, so that u.EscapedPath() is
+// IMDSTokenPath too. It is a string comparison, not the escaping and
+// cleaning that any other path needs.
+func isTokenPath(u *url.URL) bool { return u.RawPath == "" && u.Path == IMDSTokenPath }
 
 // cleanPath is ServeMux's canonical form of p: rooted, without empty, "."
 // or ".." segments, keeping a trailing slash.
@@ -184,7 +205,7 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
 		return
 	}
-	var q query
+	q := query{unescaped: s.unescaped}
 	if err := q.parse(req.URL.RawQuery); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Malformed query string")
 		return
@@ -217,16 +238,23 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	tok, ok := s.issue(w, id, resource)
+	// One reading of the clock for the token and its expires_in.
+	now := s.minter.Now()
+	tok, ok := s.issue(w, id, resource, now)
 	if !ok {
 		return
 	}
-	s.writeIMDSBody(w, tok, resource, id.ClientID)
+	s.writeIMDSBodyAt(w, tok, resource, id.ClientID, now)
 }
 
 // imdsBody is the 200 body of the IMDS and Arc token endpoints.
 func (s *Server) imdsBody(tok token.Token, resource, clientID string) IMDSToken {
-	in := strconv.FormatInt(tok.ExpiresIn(s.minter.Now()), 10)
+	return s.imdsBodyAt(tok, resource, clientID, s.minter.Now())
+}
+
+// imdsBodyAt is imdsBody at now, the minter's clock read by the caller.
+func (s *Server) imdsBodyAt(tok token.Token, resource, clientID string, now time.Time) IMDSToken {
+	in := strconv.FormatInt(tok.ExpiresIn(now), 10)
 	return IMDSToken{
 		AccessToken:  tok.Raw,
 		RefreshToken: "",
@@ -266,9 +294,10 @@ func (s *Server) resolve(w http.ResponseWriter, sel identity.Selector) (identity
 	return identity.Identity{}, false
 }
 
-// issue gets a token for id, answering 500 if signing fails.
-func (s *Server) issue(w http.ResponseWriter, id identity.Identity, resource string) (token.Token, bool) {
-	tok, err := s.tokenFor(w, id, resource)
+// issue gets a token for id at now (the minter's clock), answering 500
+// if signing fails.
+func (s *Server) issue(w http.ResponseWriter, id identity.Identity, resource string, now time.Time) (token.Token, bool) {
+	tok, err := s.tokenFor(w, id, resource, now)
 	if err != nil {
 		s.log.Error("mint token", "identity", id.Name, "err", err)
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "Failed to mint a token")
@@ -280,14 +309,15 @@ func (s *Server) issue(w http.ResponseWriter, id identity.Identity, resource str
 // tokenFor returns the token every face hands out for id and resource:
 // from the cache, or newly minted, or — when a fault says so — minted
 // skewed, expired or for another identity. It notes cache hits in the
-// journal and counts signatures.
-func (s *Server) tokenFor(w http.ResponseWriter, id identity.Identity, resource string) (token.Token, error) {
+// journal and counts signatures. now is the minter's clock, read by the
+// caller.
+func (s *Server) tokenFor(w http.ResponseWriter, id identity.Identity, resource string, now time.Time) (token.Token, error) {
 	var tok token.Token
 	var err error
 	if fx := effectsOf(w); fx != nil && (fx.Shift != nil || fx.WrongIdentity) {
 		tok, _, err = s.mintFor(fx, id, resource)
 	} else {
-		tok, err = s.minter.Issue(id, resource)
+		tok, err = s.minter.IssueAt(id, resource, now)
 	}
 	if err != nil {
 		return token.Token{}, err

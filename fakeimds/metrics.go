@@ -3,6 +3,7 @@ package fakeimds
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,17 @@ type faceMetrics struct {
 	m        *metrics
 	face     string
 	latency  prometheus.Observer
-	requests sync.Map // requestKey → prometheus.Counter
+	requests sync.Map // requestKey → *requestChild
+	// last is the child counted last: compared before requests is
+	// hashed (sync.Map hashes its key as an interface, the larger part
+	// of observe's cost), since a client's requests come in runs of the
+	// same status and identity.
+	last atomic.Pointer[requestChild]
+}
+
+type requestChild struct {
+	key requestKey
+	c   prometheus.Counter
 }
 
 // requestKey names a requests_total child of a face. Its values are
@@ -74,11 +85,16 @@ func (f *faceMetrics) observe(status int, identity string, d time.Duration) {
 		status = 0 // all "other"
 	}
 	k := requestKey{status, identity}
-	c, ok := f.requests.Load(k)
-	if !ok {
-		c, _ = f.requests.LoadOrStore(k, f.m.requests.WithLabelValues(f.face, statusLabel(status), identity))
+	c := f.last.Load()
+	if c == nil || c.key != k {
+		v, ok := f.requests.Load(k)
+		if !ok {
+			v, _ = f.requests.LoadOrStore(k, &requestChild{k, f.m.requests.WithLabelValues(f.face, statusLabel(status), identity)})
+		}
+		c = v.(*requestChild)
+		f.last.Store(c)
 	}
-	c.(prometheus.Counter).Inc()
+	c.c.Inc()
 	f.latency.Observe(d.Seconds())
 }
 

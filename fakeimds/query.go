@@ -1,8 +1,10 @@
 package fakeimds
 
 import (
+	"hash/maphash"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // maxSmallQuery is how many parameters a query may have to be parsed
@@ -21,6 +23,9 @@ type query struct {
 	pairs [maxSmallQuery]struct{ k, v string }
 	n     int
 	full  url.Values // set when the query was parsed by url.ParseQuery
+	// unescaped, when set, keeps the strings unescaped for earlier
+	// requests; nil unescapes every time.
+	unescaped *unescapeCache
 }
 
 // parseQuery parses raw into q, with url.ParseQuery's result and errors.
@@ -39,10 +44,10 @@ func (q *query) parse(raw string) error {
 		}
 		k, v, _ := strings.Cut(seg, "=")
 		var err error
-		if k, err = unescapeQuery(k); err != nil {
+		if k, err = q.unescaped.unescape(k); err != nil {
 			return q.slow(raw)
 		}
-		if v, err = unescapeQuery(v); err != nil {
+		if v, err = q.unescaped.unescape(v); err != nil {
 			return q.slow(raw)
 		}
 		q.pairs[q.n].k, q.pairs[q.n].v = k, v
@@ -57,13 +62,53 @@ func (q *query) slow(raw string) error {
 	return err
 }
 
-// unescapeQuery is url.QueryUnescape, which allocates nothing for the
-// common string that needs no unescaping.
-func unescapeQuery(s string) (string, error) {
+// unescapeSlots is how many unescaped strings an unescapeCache keeps.
+const unescapeSlots = 256
+
+// maxUnescapeCached bounds the escaped strings an unescapeCache keeps,
+// and so its memory (unescapeSlots × 2 × this at most).
+const maxUnescapeCached = 512
+
+// unescapeCache remembers what escaped query strings unescape to. Every
+// token request names its resource as a URI, escaped
+// (resource=https%3A%2F%2Fvault.azure.net), and unescaping it again on
+// every request was most of what parsing the query cost, and an
+// allocation, on the cached token path. It is direct-mapped: a string's
+// hash picks its slot, a newer string with the same slot replaces it, so
+// it stays bounded whatever clients send, and a miss only costs what an
+// uncached unescape does. Unescaping is a pure function of the string,
+// so an answer from the cache is the one url.QueryUnescape gives.
+type unescapeCache struct {
+	seed  maphash.Seed
+	slots [unescapeSlots]atomic.Pointer[unescapedString]
+}
+
+type unescapedString struct{ escaped, s string }
+
+func newUnescapeCache() *unescapeCache { return &unescapeCache{seed: maphash.MakeSeed()} }
+
+// unescape is url.QueryUnescape: s itself, allocating nothing, when it
+// needs no unescaping, else from the cache when s was unescaped before.
+// A nil cache unescapes every time.
+func (c *unescapeCache) unescape(s string) (string, error) {
 	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
 		return s, nil
 	}
-	return url.QueryUnescape(s)
+	if c == nil || len(s) > maxUnescapeCached {
+		return url.QueryUnescape(s)
+	}
+	slot := &c.slots[maphash.String(c.seed, s)%unescapeSlots]
+	if u := slot.Load(); u != nil && u.escaped == s {
+		return u.s, nil
+	}
+	u, err := url.QueryUnescape(s)
+	if err != nil {
+		return "", err
+	}
+	// s is cloned: it points into the request's URL, which the cache
+	// must not keep alive.
+	slot.Store(&unescapedString{escaped: strings.Clone(s), s: u})
+	return u, nil
 }
 
 // lookup returns the first value of name and how many times it was sent.

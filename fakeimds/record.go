@@ -98,12 +98,13 @@ func (s *Server) record(face string, h http.Handler) http.Handler {
 			req.Body = http.MaxBytesReader(w, req.Body, maxBodyBytes)
 		}
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w}
+		rec := s.recorders.Get().(*recorder)
+		rec.ResponseWriter = w
 		rec.entry.Face = face
 		defer func() {
 			// A fault that aborts the connection panics with
 			// ErrAbortHandler; record the request before net/http
-			// handles the panic.
+			// handles the panic. The recorder is not reused then.
 			if p := recover(); p != nil {
 				s.finish(fm, rec, req, start)
 				panic(p)
@@ -111,6 +112,12 @@ func (s *Server) record(face string, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(rec, req)
 		s.finish(fm, rec, req, start)
+		// Reused: a handler must not use its ResponseWriter once it has
+		// returned (net/http's rule too), and finish has copied the entry
+		// into the journal. The recorder with its entry was the cached
+		// token path's largest allocation.
+		*rec = recorder{}
+		s.recorders.Put(rec)
 	})
 }
 
@@ -131,7 +138,9 @@ func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start
 	e.Headers = s.headers.of(req)
 	e.Status = rec.status
 	// Set by the fake itself (a throttle rule or the limiter), so short.
-	e.RetryAfter = rec.Header().Get("Retry-After")
+	// Indexed with the canonical key, as Get would after canonicalising
+	// it, which it does on every call.
+	e.RetryAfter = first(rec.Header()["Retry-After"])
 	e.LatencyMS = float64(elapsed.Microseconds()) / 1000
 	s.journal.Add(e)
 	fm.observe(rec.status, e.IdentityName, elapsed)
@@ -153,22 +162,66 @@ type headerKey struct {
 }
 
 func headerKeyOf(req *http.Request) headerKey {
+	if len(req.Header) <= smallHeader {
+		return headerKeyOfSmall(req.Header)
+	}
+	return headerKeyOfLookup(req.Header)
+}
+
+// headerKeyOfLookup is headerKeyOf by looking up each header it records.
+func headerKeyOfLookup(h http.Header) headerKey {
 	var k headerKey
-	if v, ok := req.Header["Metadata"]; ok && len(v) > 0 {
+	if v, ok := h["Metadata"]; ok && len(v) > 0 {
 		k.metadata, k.hasMetadata = v[0], true
 	}
 	// Indexed with the canonical keys rather than through Get, which
 	// canonicalises its argument on every call: the same values.
-	k.userAgent = first(req.Header["User-Agent"])
-	if v := req.Header["X-Forwarded-For"]; len(v) > 0 {
-		k.forwardedFor, k.hasForwardedFor = v[0], true
-		if len(v) > 1 {
-			k.forwardedFor = strings.Join(v, ", ")
+	k.userAgent = first(h["User-Agent"])
+	k.forwardedFor, k.hasForwardedFor = forwardedKey(h["X-Forwarded-For"])
+	k.identityHeader = first(h["X-Identity-Header"]) != ""
+	k.authorization = first(h["Authorization"]) != ""
+	return k
+}
+
+// smallHeader is how many header lines a request may have for
+// headerKeyOf to range over them rather than look up each of the five it
+// records: clients send two or three (Host is not among them), and
+// ranging over those cost less than five lookups.
+const smallHeader = 5
+
+// headerKeyOfSmall is headerKeyOfLookup by ranging over h: the same key,
+// since each name occurs once in h.
+func headerKeyOfSmall(h http.Header) headerKey {
+	var k headerKey
+	for name, v := range h {
+		switch name {
+		case "Metadata":
+			if len(v) > 0 {
+				k.metadata, k.hasMetadata = v[0], true
+			}
+		case "User-Agent":
+			k.userAgent = first(v)
+		case "X-Forwarded-For":
+			k.forwardedFor, k.hasForwardedFor = forwardedKey(v)
+		case "X-Identity-Header":
+			k.identityHeader = first(v) != ""
+		case "Authorization":
+			k.authorization = first(v) != ""
 		}
 	}
-	k.identityHeader = first(req.Header["X-Identity-Header"]) != ""
-	k.authorization = first(req.Header["Authorization"]) != ""
 	return k
+}
+
+// forwardedKey is what the journal records of X-Forwarded-For's lines:
+// all of them, joined, and whether there were any.
+func forwardedKey(v []string) (string, bool) {
+	switch len(v) {
+	case 0:
+		return "", false
+	case 1:
+		return v[0], true
+	}
+	return strings.Join(v, ", "), true
 }
 
 func first(vs []string) string {

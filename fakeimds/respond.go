@@ -138,12 +138,17 @@ func (e *encodedIMDS) at(tok token.Token, now time.Time) *secondBody {
 // token just minted is encoded as before: most are asked for again, but
 // one asked for once (a resource never repeated) keeps no body.
 func (s *Server) writeIMDSBody(w http.ResponseWriter, tok token.Token, resource, clientID string) {
+	s.writeIMDSBodyAt(w, tok, resource, clientID, s.minter.Now())
+}
+
+// writeIMDSBodyAt is writeIMDSBody with the minter's clock read by the
+// caller, who read it for the token already.
+func (s *Server) writeIMDSBodyAt(w http.ResponseWriter, tok token.Token, resource, clientID string, now time.Time) {
 	memo := tok.Memo()
 	if memo == nil || !tok.Cached {
-		writeJSON(w, http.StatusOK, s.imdsBody(tok, resource, clientID))
+		writeJSON(w, http.StatusOK, s.imdsBodyAt(tok, resource, clientID, now))
 		return
 	}
-	now := s.minter.Now()
 	var c *secondBody
 	if e, _ := memo.Load().(*encodedIMDS); e != nil && e.resource == resource && e.clientID == clientID {
 		c = e.at(tok, now)

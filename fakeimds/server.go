@@ -43,6 +43,11 @@ type Server struct {
 	now        func() time.Time
 	signingKey *rsa.PrivateKey
 	journalCap int
+
+	// recorders are record's ResponseWriters, reused across requests.
+	recorders sync.Pool
+	// unescaped keeps the token requests' unescaped resources (query.go).
+	unescaped *unescapeCache
 }
 
 // Option configures a Server.
@@ -67,7 +72,8 @@ func New(cfg config.Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	s := &Server{cfg: cfg, log: slog.Default(), now: time.Now, journalCap: journal.DefaultCapacity}
+	s := &Server{cfg: cfg, log: slog.Default(), now: time.Now, journalCap: journal.DefaultCapacity, unescaped: newUnescapeCache()}
+	s.recorders.New = func() any { return new(recorder) }
 	for _, o := range opts {
 		o(s)
 	}
@@ -163,7 +169,7 @@ func (s *Server) buildIMDSMux(services bool) http.Handler {
 	// choose the same handler: its patterns are all host-less, and this
 	// one is a literal path.
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method == http.MethodGet && req.URL.RawPath == "" && req.URL.Path == IMDSTokenPath {
+		if req.Method == http.MethodGet && isTokenPath(req.URL) {
 			tokenHandler.ServeHTTP(w, req)
 			return
 		}

@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		xff        = fs.String("raw-forwarded-for", "", "raw client: send this X-Forwarded-For value (negative wire check)")
 		exitZero   = fs.Bool("exit-zero", false, "exit 0 even when attempts failed")
 		startAt    = fs.String("start-at", "", "wait until this time (RFC 3339, e.g. 2026-01-02T15:04:05.5Z) before the first round; --duration counts from it, so that pods started one by one share a start")
+		startDelay = fs.Duration("start-delay", 0, "wait this long after the probe starts before the first round (with --start-at, whichever is later): an agent may not know a pod in its first second, and aad-pod-identity documents that applications retry then")
 		endAt      = fs.String("end-at", "", "stop at this time (RFC 3339), cutting off a call in progress as SIGTERM would; the summary line is still written")
 		tag        = fs.String("tag", "", "extra User-Agent token for every request, e.g. idharness-client/mi-1, so that the fake's journal attributes requests to this probe")
 		escapes    = fs.String("escape", "", "instead of the clients, send every escape attempt of this plan (internal/escape, base64url JSON) as raw HTTP and write one JSON line each")
@@ -90,6 +91,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	start, end, err := parseWindow(*startAt, *endAt)
 	if err != nil {
 		return err
+	}
+	if *startDelay < 0 {
+		return fmt.Errorf("--start-delay %s is negative", *startDelay)
+	}
+	if d := time.Now().Add(*startDelay); *startDelay > 0 && d.After(start) {
+		start = d
 	}
 	var names []string
 	for _, n := range strings.Split(*clients, ",") {

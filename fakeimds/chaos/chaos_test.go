@@ -410,3 +410,38 @@ func TestLimitsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestLimiterSetTogglesOff checks Admit's lock-free answer while
+// throttling is off against each change of the limits: a limiter that
+// missed turning back on would admit everything.
+func TestLimiterSetTogglesOff(t *testing.T) {
+	on, off := true, false
+	c := &clock{time.Unix(1000, 0)}
+	l := NewLimiter(Limits{Enabled: &off}, c.now)
+	for _, tc := range []struct {
+		name   string
+		limits *Limits // nil: keep the limits in force
+		want   int     // of 10 token requests in one second
+	}{
+		{"off from the start", nil, 10},
+		{"turned on", &Limits{Enabled: &on, IdentityRPS: 3}, 3},
+		{"turned off", &Limits{Enabled: &off}, 10},
+		{"on again", &Limits{Enabled: &on, IdentityRPS: 2}, 2},
+		{"on by default (Enabled unset)", &Limits{IdentityRPS: 4}, 4},
+	} {
+		if tc.limits != nil {
+			l.Set(*tc.limits)
+		}
+		c.t = c.t.Add(time.Second)
+		admitted := 0
+		for i := 0; i < 10; i++ {
+			if rel, ok := l.Admit("imds"); ok {
+				admitted++
+				rel()
+			}
+		}
+		if admitted != tc.want {
+			t.Errorf("%s: admitted %d of 10, want %d", tc.name, admitted, tc.want)
+		}
+	}
+}

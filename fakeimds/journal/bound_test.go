@@ -2,6 +2,7 @@ package journal
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -57,5 +58,41 @@ func TestAddBoundsFields(t *testing.T) {
 				t.Errorf("entry is %d bytes of JSON", len(b))
 			}
 		})
+	}
+}
+
+// TestAddChecksEachNewHeaderMap checks Add's memo of the header map last
+// found within the bounds: a map seen before is not ranged over again,
+// but any other map, even one equal to a map cut before, is checked and
+// cut. Remembering a map by its contents, or remembering one that did
+// not fit, would record a long value uncut.
+func TestAddChecksEachNewHeaderMap(t *testing.T) {
+	short := map[string]string{"Metadata": "true"}
+	long := map[string]string{"User-Agent": strings.Repeat("u", MaxFieldBytes+1)}
+	cases := []struct {
+		name    string
+		headers map[string]string
+		cut     bool
+	}{
+		{"a map that fits", short, false},
+		{"the same map again", short, false},
+		{"a map with a long value", long, true},
+		{"the same long map again", long, true},
+		{"the map that fitted, after one that did not", short, false},
+		{"an equal long map, new", maps.Clone(long), true},
+		{"an empty map", map[string]string{}, false},
+		{"no map", nil, false},
+		{"the long map once more, after an empty one", long, true},
+	}
+	j := New(len(cases))
+	for _, tc := range cases {
+		j.Add(Entry{Headers: tc.headers})
+	}
+	got := j.Since(0)
+	for i, tc := range cases {
+		cut := slices.Contains(got[i].Truncated, "headers.User-Agent")
+		if cut != tc.cut || len(got[i].Headers["User-Agent"]) > MaxFieldBytes {
+			t.Errorf("%s: cut %v, want %v (User-Agent %d bytes)", tc.name, cut, tc.cut, len(got[i].Headers["User-Agent"]))
+		}
 	}
 }

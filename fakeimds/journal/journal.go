@@ -5,8 +5,10 @@ package journal
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -106,18 +108,27 @@ func (e *Entry) bound() {
 // Add checks it first because bound's pointers into the entry would move
 // every entry Add is given to the heap: an allocation per request.
 func (e *Entry) fits() bool {
+	return e.fitsButHeaders() && headersFit(e.Headers)
+}
+
+// fitsButHeaders is fits without looking at Headers.
+func (e *Entry) fitsButHeaders() bool {
 	if len(e.Face) > MaxFieldBytes || len(e.Remote) > MaxFieldBytes || len(e.Method) > MaxFieldBytes ||
 		len(e.Path) > MaxFieldBytes || len(e.Query) > MaxFieldBytes || len(e.Selector) > MaxFieldBytes ||
 		len(e.Identity) > MaxFieldBytes || len(e.IdentityName) > MaxFieldBytes || len(e.Resource) > MaxFieldBytes ||
 		len(e.Error) > MaxFieldBytes {
 		return false
 	}
-	for _, v := range e.Headers {
+	for _, v := range e.Faults {
 		if len(v) > MaxFieldBytes {
 			return false
 		}
 	}
-	for _, v := range e.Faults {
+	return true
+}
+
+func headersFit(h map[string]string) bool {
+	for _, v := range h {
 		if len(v) > MaxFieldBytes {
 			return false
 		}
@@ -156,6 +167,13 @@ type Journal struct {
 	seq   uint64
 	subs  map[chan Entry]struct{}
 	drops uint64
+
+	// fitHeaders is the Headers map of the last entry added that was
+	// found within the bounds. A server hands the journal the same
+	// (interned) map request after request, and ranging over it again
+	// was a good part of Add's cost; a map added is never changed
+	// afterwards (see Add), so one that fitted fits still.
+	fitHeaders atomic.Value // map[string]string
 }
 
 // New returns a journal keeping the last capacity entries.
@@ -169,9 +187,10 @@ func New(capacity int) *Journal {
 // Add appends e, its strings bounded by MaxFieldBytes, assigning its
 // sequence number, and hands it to
 // subscribers; a subscriber that cannot keep up loses entries rather than
-// slowing the server (counted by Dropped).
+// slowing the server (counted by Dropped). e.Headers is kept, not
+// copied, and handed to readers: it must not be changed after Add.
 func (j *Journal) Add(e Entry) {
-	if !e.fits() {
+	if !j.fitsMemo(&e) {
 		e = bounded(e)
 	}
 	j.mu.Lock()
@@ -182,14 +201,39 @@ func (j *Journal) Add(e Entry) {
 	if j.next == len(j.ring) {
 		j.next, j.full = 0, true
 	}
-	for c := range j.subs {
-		select {
-		case c <- e:
-		default:
-			j.drops++
+	if len(j.subs) > 0 {
+		for c := range j.subs {
+			select {
+			case c <- e:
+			default:
+				j.drops++
+			}
 		}
 	}
 	j.mu.Unlock()
+}
+
+// fitsMemo is e.fits(), its headers checked only when they are not the
+// map last found to fit.
+func (j *Journal) fitsMemo(e *Entry) bool {
+	if !e.fitsButHeaders() {
+		return false
+	}
+	if len(e.Headers) == 0 || sameMap(e.Headers, j.fitHeaders.Load()) {
+		return true
+	}
+	if !headersFit(e.Headers) {
+		return false
+	}
+	j.fitHeaders.Store(e.Headers)
+	return true
+}
+
+// sameMap reports whether m and last (a map[string]string, or nil) are
+// the same map, not merely equal ones.
+func sameMap(m map[string]string, last any) bool {
+	l, ok := last.(map[string]string)
+	return ok && reflect.ValueOf(l).UnsafePointer() == reflect.ValueOf(m).UnsafePointer()
 }
 
 // Since returns the entries with Seq > after, oldest first.

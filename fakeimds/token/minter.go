@@ -228,12 +228,18 @@ func (m *Minter) LifetimeOf(id identity.Identity) time.Duration {
 // Issue returns a token for id and resource: the cached one while it has
 // more than the refresh threshold left, else a newly minted one.
 func (m *Minter) Issue(id identity.Identity, resource string) (Token, error) {
+	return m.IssueAt(id, resource, m.now())
+}
+
+// IssueAt is Issue with the minter's clock read by the caller: now must
+// be m.Now(), taken once by a caller that needs the time again for the
+// same answer (its expires_in), so that the clock is read once.
+func (m *Minter) IssueAt(id identity.Identity, resource string, now time.Time) (Token, error) {
 	lifetime := m.LifetimeOf(id)
 	if !m.cacheOn.Load() {
-		return m.mint(id, resource, m.now(), lifetime, 0)
+		return m.mint(id, resource, now, lifetime, 0)
 	}
 	k := cacheKey{client: id.Key(), tenant: m.TenantOf(id), resource: resource, lifetime: lifetime}
-	now := m.now()
 	if t, ok := m.cached(k, now); ok {
 		t.Cached = true
 		return t, nil

@@ -338,9 +338,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 const runHeartbeat = 20 * time.Second
 
 // heartbeat logs "phase running" every interval until stop is called.
+// stop returns once the heartbeat's goroutine has, so no line follows it.
 func heartbeat(log *slog.Logger, name string, start time.Time, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
+	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(finished)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -352,7 +354,7 @@ func heartbeat(log *slog.Logger, name string, start time.Time, interval time.Dur
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); <-finished }
 }
 
 // userFor returns the image user: fakeimds binds port 80 and changes the

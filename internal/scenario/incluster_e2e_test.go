@@ -5,17 +5,13 @@ package scenario
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/idharness/idharness/internal/stack/stacktest"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/cluster"
-	"github.com/idharness/idharness/internal/stack"
 )
 
 // TestRunInClusterE2E runs the shipped expires-on-numeric scenario (15 s)
@@ -26,24 +22,10 @@ import (
 //
 // Without the variable it is skipped.
 func TestRunInClusterE2E(t *testing.T) {
-	name := os.Getenv("IDHARNESS_E2E_CLUSTER")
-	if name == "" {
-		t.Skip("set IDHARNESS_E2E_CLUSTER to a kind cluster where `idharness run --cluster NAME --keep-cluster` deployed the stack")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := cluster.New(cluster.WithName(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := stack.Connect(ctx, cfg, fixtures.DefaultNamespace, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := stacktest.Connect(ctx, t, "idharness run --cluster NAME --keep-cluster")
+	name := os.Getenv(stacktest.EnvCluster)
 	s, err := LoadFile("../../scenarios/expires-on-numeric.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,11 @@
 //go:build e2e
 
-package stack
+package stack_test
 
 import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/cluster"
+	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/stack/stacktest"
 )
 
 // TestProfileSwitchE2E redeploys the stack of the kind cluster
@@ -29,25 +29,11 @@ import (
 //
 // Without the variable it is skipped.
 func TestProfileSwitchE2E(t *testing.T) {
-	name := os.Getenv("IDHARNESS_E2E_CLUSTER")
-	if name == "" {
-		t.Skip("set IDHARNESS_E2E_CLUSTER to a kind cluster where `idharness run --profile reference --keep-cluster` deployed the stack")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	c, err := cluster.New(cluster.WithName(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, st := stacktest.Connect(ctx, t, "idharness run --profile reference --keep-cluster")
+	cfg := st.REST()
 	log := slog.Default()
-	st, err := Connect(ctx, cfg, fixtures.DefaultNamespace, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kube := st.Deployer().Kube
 	if _, err := kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, "nodeagent", metav1.GetOptions{}); err != nil {
 		t.Fatalf("the cluster runs no reference node agent (deploy it with idharness run --profile reference --keep-cluster): %v", err)
@@ -72,16 +58,16 @@ func TestProfileSwitchE2E(t *testing.T) {
 	}
 	deployWith := func(profile string) {
 		t.Helper()
-		names, err := ProfileComponents(profile)
+		names, err := stack.ProfileComponents(profile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		comps, err := Selected(names)
+		comps, err := stack.Selected(names)
 		if err != nil {
 			t.Fatal(err)
 		}
-		claims, _ := ProfileModes(profile)
-		if _, err := Deploy(ctx, cfg, Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims, Components: comps}, log); err != nil {
+		claims, _ := stack.ProfileModes(profile)
+		if _, err := stack.Deploy(ctx, cfg, stack.Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims, Components: comps}, log); err != nil {
 			t.Fatalf("deploy the %s profile: %v", profile, err)
 		}
 	}
@@ -103,7 +89,7 @@ func TestProfileSwitchE2E(t *testing.T) {
 
 	// What an implementation declared as data (--sut) left goes too.
 	left := fixtures.ConfigMap(st.Namespace, "sut-leftover", map[string]string{"k": "v"})
-	left.SetLabels(map[string]string{SUTLabel: "earlier", "app.kubernetes.io/part-of": "idharness", "app.kubernetes.io/managed-by": "idharness"})
+	left.SetLabels(map[string]string{stack.SUTLabel: "earlier", "app.kubernetes.io/part-of": "idharness", "app.kubernetes.io/managed-by": "idharness"})
 	if err := st.Deployer().Apply(ctx, left); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +99,6 @@ func TestProfileSwitchE2E(t *testing.T) {
 		t.Errorf("after switching back to reference, nodes with the agent's redirect: %v of %d", with, len(nodes))
 	}
 	if _, err := kube.CoreV1().ConfigMaps(st.Namespace).Get(ctx, "sut-leftover", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("an object of an earlier --sut (label %s) is still there after a run without it (err %v)", SUTLabel, err)
+		t.Errorf("an object of an earlier --sut (label %s) is still there after a run without it (err %v)", stack.SUTLabel, err)
 	}
 }

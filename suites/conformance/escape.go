@@ -104,7 +104,7 @@ var _ = Describe("Harness integrity", Label("imds", "security"), func() {
 			p := escapeParams(ctx, node)
 			b, _ := Stack.Identities.ByName("id-b")
 			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
-			run := RunProbe(ctx, ns, Probe{Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			// At 169.254.169.254 without an agent every identity of the
 			// node is the pod's to ask for; judge only the other targets.
 			var around []escape.Result
@@ -134,7 +134,7 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			b, _ := Stack.Identities.ByName("id-b")
 			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
 			p.ImpersonateIP = boundIP
-			run := RunProbe(ctx, other, Probe{Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
+			run := RunProbe(ctx, other, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, "")
 			a, _ := Stack.Identities.ByName("id-a")
 			neverServedTo(ctx, node, p.Resource, a.ClientID, b.ClientID, Stack.Nodes[node].SystemAssigned.ClientID)
@@ -155,7 +155,7 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
 			p.OwnClientID = a.ClientID
 			p.ImpersonateIP = otherIP
-			run := RunProbe(ctx, ns, Probe{Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, a.ObjectID)
 			neverServedTo(ctx, node, p.Resource, b.ClientID, Stack.Nodes[node].SystemAssigned.ClientID)
 			wait()

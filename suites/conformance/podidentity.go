@@ -99,7 +99,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
 			BindIdentity(ctx, ns, "id-a", "web")
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--resource=" + vaultResource}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--resource=" + vaultResource}})
 			expectTokens(run, Identity("id-a").ObjectID, vaultResource)
 		})
 
@@ -117,7 +117,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 				BindIdentity(ctx, ns, "id-a", "web")
 				BindIdentity(ctx, ns, "id-b", "web")
 				id := Identity("id-b")
-				run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=" + sel.arg("id-b", id), "--resource=" + vaultResource}})
+				run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=" + sel.arg("id-b", id), "--resource=" + vaultResource}})
 				expectTokens(run, id.ObjectID, vaultResource)
 			})
 	}
@@ -131,7 +131,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			// selector hands the pod the node's identity (fail-open).
 			BindIdentityWithoutClientID(ctx, ns, "id-a", "web")
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
 				Args: []string{"--identity=system", "--resource=" + res}})
 			for _, r := range run.Results {
 				Expect(r.IdentityGot).NotTo(Equal(Stack.Nodes[node].SystemAssigned.ObjectID), "%s got the node's system-assigned identity: the agent failed open on an AzureIdentity without clientID", r.Client)
@@ -147,7 +147,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			BindIdentity(ctx, ns, "id-a", "web")
 			res := uniqueResource()
 			start := time.Now()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("api"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(run, 404, 503)
 			Expect(time.Since(start)).To(BeNumerically("<", 45*time.Second), "the refusal waits out the agent's retries only")
 			neverServed(ctx, node, "", res)
@@ -160,7 +160,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			BindIdentity(ctx, elsewhere, "id-a", "web")
 			ns := PodIdentityNamespace(ctx)
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(run, 404, 503)
 			neverServed(ctx, node, "", res)
 		})
@@ -172,7 +172,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			BindIdentity(ctx, ns, "id-a", "web")
 			other := Identity("id-b")
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
 				Args: []string{"--identity=client_id=" + other.ClientID, "--client=azidentity-mi,msal-mi,raw", "--resource=" + res}})
 			expectRefused(run)
 			neverServed(ctx, node, other.ClientID, res)
@@ -183,11 +183,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
 			name := BindIdentity(ctx, ns, "id-a", "web")
-			before := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
+			before := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			Expect(before.Results).To(HaveEach(HaveField("Status", probe.StatusOK)), "bound pod before the binding is deleted")
 			Expect(PodIdentityClient().Resource(podidentity.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
 			res := uniqueResource()
-			after := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
+			after := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
 			expectRefused(after, 404, 503)
 			neverServed(ctx, node, "", res)
 		})
@@ -198,7 +198,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			ns := PodIdentityNamespace(ctx)
 			BindIdentity(ctx, ns, "id-a", "web")
 			res := uniqueResource()
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
 			expectRefused(run, 400)
 			c, err := Stack.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
@@ -214,7 +214,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
 			BindIdentity(ctx, ns, "id-a", "web")
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=msal-mi,raw", "--resource=" + uniqueResource()},
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=msal-mi,raw", "--resource=" + uniqueResource()},
 				Customize: func(p *corev1.Pod) {
 					p.Spec.HostNetwork = true
 					p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
@@ -232,7 +232,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			exc := podidentity.ExceptionObject(ns, "agents", map[string]string{"app": "node-agent"})
 			_, err := PodIdentityClient().Resource(podidentity.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
 			expectTokens(run, Stack.Nodes[node].SystemAssigned.ObjectID, run.Results[0].Resource)
 		})
 
@@ -278,7 +278,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=6", "--interval=1s"}})
 			other := PodIdentityNamespace(ctx)
 			res := uniqueResource()
-			run := RunProbe(ctx, other, Probe{Node: node, Labels: Bound("web"),
+			run := RunProbe(ctx, other, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res}})
 			expectRefused(run, 400, 403, 404, 503)
 			// IMDS refuses X-Forwarded-For with 400 too: a refusal that came
@@ -288,7 +288,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			// A pod bound to id-b naming id-a's pod gets id-b's token or
 			// nothing, never id-a's.
 			res2 := uniqueResource()
-			run2 := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"),
+			run2 := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("api"),
 				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res2}})
 			b, _ := Stack.Identities.ByName("id-b")
 			for _, r := range run2.Results {
@@ -315,7 +315,8 @@ func neverReached(ctx context.Context, node, resource string) {
 	}
 }
 
-var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, func() {
+// ContinueOnFailure: 0213 failing must not leave 0214 unjudged.
+var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
 	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0213", MUST, "a bound pod's init container gets the bound identity's token, as its other containers do",
@@ -323,7 +324,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 			node, _ := nodes()
 			ns := PodIdentityNamespace(ctx)
 			BindIdentity(ctx, ns, "id-a", "init")
-			run := RunProbe(ctx, ns, Probe{Node: node, Labels: Bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
+			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("init"), Args: []string{"--identity=system", "--resource=" + vaultResource},
 				Customize: func(p *corev1.Pod) {
 					// The probe runs as the init container; the main
 					// container only has to start and stop.
@@ -346,13 +347,13 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 			BindIdentity(ctx, ns, "id-node", "pinned")
 			id := Identity("id-node")
 			res := uniqueResource()
-			off := RunProbe(ctx, ns, Probe{Node: other, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			off := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: other, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
 			for _, r := range off.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s on %s got a token for %s", r.Client, other, r.IdentityGot)
 				Expect(r.Status).To(Equal(probe.StatusError), "%s on %s", r.Client, other)
 			}
 			neverServed(ctx, other, id.ClientID, res)
-			on := RunProbe(ctx, ns, Probe{Node: withID, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
+			on := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: withID, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
 			expectTokens(on, id.ObjectID, res)
 		})
 })

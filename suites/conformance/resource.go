@@ -17,7 +17,9 @@ func vaultArgs(secret string) []string {
 	return []string{"--vault-url=" + Stack.VaultURL(), "--secret=" + secret}
 }
 
-var _ = Describe("Protected resource", Label("resource"), Ordered, func() {
+// Tokens from the node's metadata endpoint: specs of the imds mode, out of
+// scope for an implementation that claims another.
+var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func() {
 	BeforeAll(func(ctx SpecContext) {
 		Setup(ctx)
 		if Stack.Images.Vault == "" {
@@ -82,7 +84,7 @@ var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered,
 		})
 })
 
-var _ = Describe("Expiry refresh", Label("expiry"), Ordered, func() {
+var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
 
 	Conformance("IDH-CONF-0015", MUST, "with 6-minute tokens every client gets a new token before the old one expires and never presents an expired token to the protected resource",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +54,14 @@ func RequirePodIdentityAgent(ctx context.Context) string {
 	}
 	return agent
 }
+
+// PodIdentityWarmUp is how long pod identity specs let a probe pod live
+// before its first request. An agent finds a pod by its IP through an
+// informer, which may lag the pod's start by a second or more on a busy
+// node: NMI answers 500 "pod list is empty" then. aad-pod-identity
+// documents that window and that applications retry in it, so the specs
+// judge a pod past it; a spec of its own may judge the window.
+const PodIdentityWarmUp = 3 * time.Second
 
 // PodIdentityClient returns the client that creates pod identity objects
 // (AzureIdentity, bindings, exceptions: pkg/api/podidentity builds them);

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ type Probe struct {
 	// Customize, when set, edits the pod just before it is created, for
 	// what the fields above do not cover (volumes, mounts, …).
 	Customize func(*corev1.Pod)
+	// StartDelay makes the probe wait this long after it starts before
+	// its first request (--start-delay), for specs that judge a pod past
+	// its start-up (pod identity: PodIdentityWarmUp).
+	StartDelay time.Duration
 }
 
 // ProbeRun is a finished probe pod: its results and where it ran.
@@ -89,6 +94,9 @@ func Namespace(ctx context.Context) string {
 // error here: specs judge the results.
 func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
+	if p.StartDelay > 0 {
+		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
+	}
 	clients := probeClients(p.Args)
 	if p.Shared || len(clients) < 2 {
 		return runProbePod(ctx, ns, p)
