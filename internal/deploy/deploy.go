@@ -111,7 +111,6 @@ func (c *Client) resource(o *unstructured.Unstructured) (ri dynamic.ResourceInte
 // returns "Kind namespace/name" of each object it deleted.
 func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs ...*unstructured.Unstructured) ([]string, error) {
 	var deleted []string
-	fg := metav1.DeletePropagationForeground
 	for i := len(objs) - 1; i >= 0; i-- {
 		o := objs[i]
 		ri, ok := c.resource(o)
@@ -130,16 +129,7 @@ func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs 
 			c.log.Info("left in place: not idharness's", "object", what)
 			continue
 		}
-		if err := ri.Delete(ctx, o.GetName(), metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
-			return deleted, fmt.Errorf("delete %s: %w", what, err)
-		}
-		if err := c.poll(ctx, what+" deletion", func(ctx context.Context) (bool, string, error) {
-			_, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return true, "", nil
-			}
-			return false, "deleting", err
-		}); err != nil {
+		if err := c.deleteAndWait(ctx, ri, o.GetName(), what); err != nil {
 			return deleted, err
 		}
 		deleted = append(deleted, what)
@@ -159,7 +149,7 @@ type Resource struct {
 // order of resources, and waits until they are gone, workloads with their
 // pods. It returns "Kind namespace/name" of each.
 func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resources []Resource, remove func(*unstructured.Unstructured) bool) ([]string, error) {
-	var objs []*unstructured.Unstructured
+	var deleted []string
 	for _, r := range resources {
 		var ri dynamic.ResourceInterface = c.dyn.Resource(r.GroupVersionResource)
 		if r.Namespaced {
@@ -167,19 +157,38 @@ func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resour
 		}
 		l, err := ri.List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
-			return nil, fmt.Errorf("list %s labelled %s: %w", r.Resource, selector, err)
+			return deleted, fmt.Errorf("list %s labelled %s: %w", r.Resource, selector, err)
 		}
 		for i := range l.Items {
-			if remove(&l.Items[i]) {
-				objs = append(objs, &l.Items[i])
+			o := &l.Items[i]
+			if !remove(o) {
+				continue
 			}
+			what := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+			if err := c.deleteAndWait(ctx, ri, o.GetName(), what); err != nil {
+				return deleted, err
+			}
+			deleted = append(deleted, what)
 		}
 	}
-	// DeleteOwned deletes last first: reverse, so workloads go first.
-	for i, j := 0, len(objs)-1; i < j; i, j = i+1, j-1 {
-		objs[i], objs[j] = objs[j], objs[i]
+	return deleted, nil
+}
+
+// deleteAndWait deletes one object in the foreground and waits until it
+// is gone, so that a workload is gone once its pods are. An object
+// already gone counts as deleted.
+func (c *Client) deleteAndWait(ctx context.Context, ri dynamic.ResourceInterface, name, what string) error {
+	fg := metav1.DeletePropagationForeground
+	if err := ri.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
+		return fmt.Errorf("delete %s: %w", what, err)
 	}
-	return c.DeleteOwned(ctx, nil, objs...)
+	return c.poll(ctx, what+" deletion", func(ctx context.Context) (bool, string, error) {
+		_, err := ri.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, "", nil
+		}
+		return false, "deleting", err
+	})
 }
 
 func hasLabels(have, want map[string]string) bool {
