@@ -8,7 +8,7 @@ PKGS     ?= ./...
 # The race detector needs cgo.
 export CGO_ENABLED ?= 1
 
-.PHONY: help build test client-prereqs unit vet fmt-check fuzz bench e2e chaos clean
+.PHONY: help build test client-prereqs unit examples vet fmt-check fuzz bench e2e chaos clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ build: ## build every command into $(BIN)/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-test: fmt-check vet client-prereqs unit ## the test suite: gofmt, go vet, unit and integration tests with the race detector
+test: fmt-check vet client-prereqs unit examples ## the test suite: gofmt, go vet, unit and integration tests with the race detector, the example modules
 
 # The client contract test runs every client program (clients/): their
 # runtimes must be there (the az CLI, a JDK and Maven from apt if missing).
@@ -36,6 +36,14 @@ vet: ## go vet
 
 unit: ## unit and integration tests, race detector on
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The example modules (examples/*/go.mod) are other modules, as a user's
+# or a vendor's would be: they import only idharness's public packages
+# (internal/ would not compile there), so building them proves the public
+# API is enough.
+EXAMPLES := $(sort $(dir $(wildcard examples/*/go.mod)))
+examples: ## build, vet and test the example modules (examples/*)
+	@for m in $(EXAMPLES); do echo "== $$m"; (cd $$m && $(GO) build ./... && $(GO) vet ./... && $(GO) test -race -count=1 ./...) || exit 1; done
 
 FUZZTIME ?= 20s
 fuzz: ## run each fuzz target for $(FUZZTIME)

@@ -11,4 +11,14 @@
 // journal) and in Prometheus metrics. A control API on a separate listener
 // attaches and detaches identities, changes token lifetime and reads the
 // journal; package client is its Go client.
+//
+// Other modules may embed it: build a config.Config (config.Default, or
+// config.LoadFile, whose file problems are *config.FileError with the
+// line), put its listeners on loopback ports ("127.0.0.1:0") and give the
+// authority a writable TLSDir, then New and Run in a goroutine; Run's ready
+// callback receives the bound Addrs. Drive it through client.New on
+// Addrs.Control: identities, token settings, fault rules (package chaos),
+// the journal. Tests can take package fakeimdstest's Start instead, which
+// does all of that and stops the server with the test.
+// examples/public-api in the source tree does it from a module of its own.
 package fakeimds

@@ -35,7 +35,6 @@ func conformanceList() ([]ConformanceEntry, error) {
 
 // conformanceListWith is conformanceList with the since table given.
 func conformanceListWith(sinceOf func(string) (string, bool), sinceIDs []string) ([]ConformanceEntry, error) {
-	framework.Progress = nil
 	suiteCfg, _ := GinkgoConfiguration()
 	r := PreviewSpecs("idharness conformance", suiteCfg)
 	var out []ConformanceEntry

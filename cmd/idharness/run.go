@@ -114,8 +114,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			var ginkgoReport *types.Report
 			var suitesOK bool
 			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
-				framework.Preset = s
-				r, ok := framework.RunInProcess("idharness "+f.suite, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed})
+				r, ok := framework.RunInProcess("idharness "+f.suite, s, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed, Progress: os.Stderr})
 				ginkgoReport, suitesOK = &r, ok
 				if !ok {
 					return errors.New("specs failed")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -79,6 +80,11 @@ func TestLoadFileErrors(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), p) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q, want it to start with the file and contain %q", err, tc.want)
+			}
+			// Other modules read the file and line from the public type.
+			var fe *FileError
+			if !errors.As(err, &fe) || fe.File != p {
+				t.Fatalf("error %T %v, want a *FileError for %s", err, err, p)
 			}
 		})
 	}

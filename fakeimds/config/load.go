@@ -112,19 +112,46 @@ var Settings = []Setting{
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
 }
 
-// LoadFile reads a YAML file over c's current values.
+// FileError is a problem in a configuration file, at a line where it is
+// known ("fakeimds.yaml:12: tokens.lifetime: must be positive"). LoadFile
+// returns it for syntax errors, unknown or mistyped fields and invalid
+// values, so that a program embedding fakeimds can point at the line.
+// Its fields are those of the module's strict YAML decoder's error, in
+// the same order, so that one converts into the other and the message is
+// written once.
+type FileError struct {
+	// File is the file's path as given to LoadFile.
+	File string
+	// Line is the 1-based line of the problem; 0 when unknown.
+	Line int
+	// Field is the field's path (tokens.lifetime); "" for a syntax error.
+	Field string
+	// Err is the problem.
+	Err error
+}
+
+func (e *FileError) Error() string { return (*yamlfile.Error)(e).Error() }
+
+// Unwrap returns the problem.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// LoadFile reads a YAML file over c's current values. Problems in the
+// file are *FileError.
 func LoadFile(c *Config, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
 	if err := yamlfile.Decode(path, data, c); err != nil {
+		if ye, ok := err.(*yamlfile.Error); ok {
+			return (*FileError)(ye)
+		}
 		return err
 	}
 	if err := c.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
-			return &yamlfile.Error{File: path, Line: yamlfile.Line(data, fe.Field), Field: fe.Field, Err: errors.New(fe.Problem)}
+			return &FileError{File: path, Line: yamlfile.Line(data, fe.Field), Field: fe.Field, Err: errors.New(fe.Problem)}
 		}
 		return fmt.Errorf("%s: %w", path, err)
 	}

@@ -53,7 +53,7 @@ func TestModuleBoundaries(t *testing.T) {
 	}
 	// A loader that finds nothing would pass every rule: make sure it saw
 	// the packages the rules are about.
-	for _, p := range []string{"pkg/api/podidentity", "pkg/api/workloadidentity", "suites/conformance", "internal/scenario", "internal/nodeagent", "internal/wiwebhook", "fakeimds", "cmd/idharness"} {
+	for _, p := range []string{"pkg/api/podidentity", "pkg/api/workloadidentity", "pkg/cluster", "suites/conformance", "internal/scenario", "internal/nodeagent", "internal/wiwebhook", "fakeimds", "cmd/idharness"} {
 		if !have[p] {
 			t.Errorf("Load found no package %s (found %d packages)", p, len(pkgs))
 		}
@@ -183,16 +183,7 @@ func TestEveryRuleCanFail(t *testing.T) {
 // the module's own.
 func TestLoad(t *testing.T) {
 	root := t.TempDir()
-	write := func(rel, src string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, src string) { writeFile(t, root, rel, src) }
 	write("go.mod", "module example.com/m\n")
 	write("suites/a/a.go", "package a\nimport (\n\t\"fmt\"\n\t\"example.com/m/pkg/api/x\"\n)\n")
 	write("suites/a/a_e2e_test.go", "//go:build e2e\n\npackage a_test\nimport \"example.com/m/internal/nodeagent\"\n")
@@ -214,5 +205,17 @@ func TestLoad(t *testing.T) {
 	}
 	if v := Check(Rules(), pkgs); len(v) != 1 || v[0].Rule.From != "suites" {
 		t.Errorf("violations %v, want the e2e test's import of the reference agent", v)
+	}
+}
+
+// writeFile writes src to rel below root, making its directories.
+func writeFile(t *testing.T, root, rel, src string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/envfuncs"
 
-	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/pkg/cluster"
 )
 
 // TestMultiNode checks the offline image's pod network across nodes: a

@@ -1,6 +1,9 @@
 // Package cluster creates, reuses and deletes the kind clusters idharness
-// runs its suites on, through kind's Go library (sigs.k8s.io/kind/pkg/cluster),
-// and adapts them to sigs.k8s.io/e2e-framework.
+// runs its suites on, through kind's Go library (sigs.k8s.io/kind/pkg/cluster).
+// It is the implementation behind the public pkg/cluster, which wraps it
+// for other modules and adapts it to sigs.k8s.io/e2e-framework; the
+// harness's own knobs (WithNodeImageOptions, WithPuller, DeleteAll,
+// records) stay here.
 //
 // A Cluster is configured with functional options. Create runs an ordered
 // list of actions (reuse or clear a cluster of the same name, pick the node

@@ -1,13 +1,15 @@
 package chaos
 
 import (
+	"flag"
 	"testing"
 
-	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
-	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
+	"github.com/idharness/idharness/suites/framework"
 )
 
+// suiteFlags are `go test ./suites/chaos -args --kubeconfig=FILE …`.
+var suiteFlags = framework.RegisterFlags(flag.CommandLine)
+
 func TestChaos(t *testing.T) {
-	RegisterFailHandler(Fail)
-	RunSpecs(t, "idharness chaos")
+	framework.RunSuite(t, "idharness chaos", suiteFlags)
 }

@@ -20,32 +20,32 @@ import (
 // it checks the harness's own replay guarantee, that a seed fixes which
 // requests a probabilistic rule faults.
 var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered, ContinueOnFailure, func() {
-	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+	f := New()
 
 	Chaos("IDH-CHAOS-0015", MUST, "the node's fault engine MUST take the run's seed, and a probabilistic rule added again with the same seed MUST fault the same requests in the same order",
 		[]string{"determinism", "status-500", "imds-mode"}, func(ctx SpecContext) {
-			names := Stack.NodeNames()
+			names := f.Stack().NodeNames()
 			// The last node is a worker, where the scenarios run too.
 			node := names[len(names)-1]
-			fc, err := Stack.FakeIMDS(ctx, node)
+			fc, err := f.Stack().FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred(), "fakeimds control API on %s", node)
 			Expect(fc.ResetFaults(ctx)).To(Succeed())
 			DeferCleanup(func(ctx context.Context) { _ = fc.ResetFaults(ctx) })
 			state, err := fc.Chaos(ctx)
 			Expect(err).NotTo(HaveOccurred(), "read the fault engine's state on %s", node)
-			Expect(state.Seed).To(Equal(Stack.Seed), "the seed of the fakeimds on %s is not the run's", node)
+			Expect(state.Seed).To(Equal(f.Stack().Seed), "the seed of the fakeimds on %s is not the run's", node)
 
 			const resource = "https://chaos.idharness.test/idh-chaos-0015/raw"
 			var rule fchaos.Rule
 			Expect(json.Unmarshal([]byte(`{"name":"seeded-500","match":{"faces":["imds"],"resource":"`+resource+`","probability":0.3},"action":{"type":"status","status":500}}`), &rule)).To(Succeed())
-			ns := Namespace(ctx)
+			ns := f.Namespace(ctx)
 			// Twice the same rule, each time from a fresh start: the raw
 			// client's 40 sequential calls are 40 matching requests.
 			var patterns [2]string
 			for i := range patterns {
 				_, err := fc.AddFaults(ctx, rule)
 				Expect(err).NotTo(HaveOccurred(), "add the seeded rule on %s", node)
-				run := RunProbe(ctx, ns, Probe{Node: node, Timeout: 2 * time.Minute, Args: []string{
+				run := f.RunProbe(ctx, ns, Probe{Node: node, Timeout: 2 * time.Minute, Args: []string{
 					"--client=" + probe.ClientRaw, "--count=40", "--interval=50ms", "--timeout=5s", "--resource=" + resource}})
 				Expect(fc.RemoveFault(ctx, rule.Name)).To(Succeed())
 				var b strings.Builder
@@ -58,7 +58,7 @@ var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered
 				}
 				patterns[i] = b.String()
 			}
-			AddReportEntry("fault patterns (x: faulted) with seed "+fmt.Sprint(Stack.Seed), patterns[0]+"\n"+patterns[1])
+			AddReportEntry("fault patterns (x: faulted) with seed "+fmt.Sprint(f.Stack().Seed), patterns[0]+"\n"+patterns[1])
 			faulted := strings.Count(patterns[0], "x")
 			ok := patterns[0] == patterns[1] && faulted > 0 && faulted < len(patterns[0])
 			verdict := report.Failed

@@ -26,13 +26,14 @@ import (
 // is a fault window with the CPU idle. Each spec then waits for its own
 // play and reports it, so the report reads as if they ran one by one.
 var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
+	f := New()
 	specs := shippedSpecs()
 	var pool *scenario.Pool
 	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
-		nodes, err := Stack.Workers(ctx)
+		f.Setup(ctx)
+		nodes, err := f.Stack().Workers(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		pool, err = scenario.NewPool(scenario.ClusterOptions{Stack: Stack}, nodes)
+		pool, err = scenario.NewPool(scenario.ClusterOptions{Stack: f.Stack()}, nodes)
 		Expect(err).NotTo(HaveOccurred())
 		// After the container's last spec, and on an interrupt: running
 		// plays are cancelled and clean their node and namespace up.

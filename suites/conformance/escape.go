@@ -24,9 +24,9 @@ import (
 // implementation (the reference agent, NMI, a vendor's) to the same rules.
 
 // nodeIP returns node's InternalIP.
-func nodeIP(ctx context.Context, node string) string {
+func nodeIP(ctx context.Context, f *Framework, node string) string {
 	GinkgoHelper()
-	n, err := Stack.Deployer().Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := f.Stack().Deployer().Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	for _, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP {
@@ -40,18 +40,18 @@ func nodeIP(ctx context.Context, node string) string {
 // escapeParams are the plan's targets around the metadata address: the
 // node's own address and the fake's other ports, the fake's Service, and
 // every harness control API (each node's fakeimds, the authority).
-func escapeParams(ctx context.Context, node string) escape.Params {
+func escapeParams(ctx context.Context, f *Framework, node string) escape.Params {
 	GinkgoHelper()
-	ip := nodeIP(ctx, node)
+	ip := nodeIP(ctx, f, node)
 	ports := []string{strconv.Itoa(fixtures.ServicesPort), strconv.Itoa(fixtures.ControlPort)}
 	p := escape.Params{
 		Resource:   uniqueResource(),
 		NodeIP:     ip,
 		OtherPorts: ports,
-		Services:   []string{"fakeimds." + Stack.Namespace + ".svc:80"},
+		Services:   []string{"fakeimds." + f.Stack().Namespace + ".svc:80"},
 		Controls:   []string{net.JoinHostPort(ip, strconv.Itoa(fixtures.ControlPort)), net.JoinHostPort("169.254.169.254", strconv.Itoa(fixtures.ControlPort))},
 	}
-	pods, err := Stack.Deployer().PodsOf(ctx, Stack.Namespace, "app.kubernetes.io/name="+stack.WIAuthorityName)
+	pods, err := f.Stack().Deployer().PodsOf(ctx, f.Stack().Namespace, "app.kubernetes.io/name="+stack.WIAuthorityName)
 	if err == nil {
 		for _, a := range pods {
 			if a.Status.PodIP != "" && a.DeletionTimestamp == nil {
@@ -87,24 +87,24 @@ func escapeTable(rs []escape.Result) string {
 
 // neverServedTo checks the fake's journal: no token for resource went out
 // for any of the identities (client IDs).
-func neverServedTo(ctx context.Context, node, resource string, clientIDs ...string) {
+func neverServedTo(ctx context.Context, f *Framework, node, resource string, clientIDs ...string) {
 	GinkgoHelper()
 	for _, id := range clientIDs {
-		neverServed(ctx, node, id, resource)
+		neverServed(ctx, f, node, id, resource)
 	}
 }
 
 var _ = Describe("Harness integrity", Label("imds", "security"), func() {
-	BeforeEach(func(ctx SpecContext) { Setup(ctx) })
+	f := New()
 
 	Conformance("IDH-CONF-0016", MUST, "the metadata faces answer only at 169.254.169.254: a pod gets no token at its node's address, the fake's other ports or its Service, and the harness's control APIs refuse it",
 		[]string{"imds", "security", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := Namespace(ctx)
-			p := escapeParams(ctx, node)
-			b, _ := Stack.Identities.ByName("id-b")
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
-			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
+			node, _ := nodes(f)
+			ns := f.Namespace(ctx)
+			p := escapeParams(ctx, f, node)
+			b, _ := f.Stack().Identities.ByName("id-b")
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
+			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			// At 169.254.169.254 without an agent every identity of the
 			// node is the pod's to ask for; judge only the other targets.
 			var around []escape.Result
@@ -120,44 +120,45 @@ var _ = Describe("Harness integrity", Label("imds", "security"), func() {
 })
 
 var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Ordered, ContinueOnFailure, func() {
-	BeforeAll(func(ctx SpecContext) { RequirePodIdentityAgent(ctx) })
+	f := New()
+	BeforeAll(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0216", MUST, "a pod with no binding gets no token by any request shape (path variants, methods, selectors, forwarding headers, the node's other addresses and ports, Services) and cannot reach the harness's control APIs",
 		[]string{"pod-identity", "security", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web")
-			boundIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
+			node, _ := nodes(f)
+			ns := f.PodIdentityNamespace(ctx)
+			f.BindIdentity(ctx, ns, "id-a", "web")
+			boundIP, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
-			other := PodIdentityNamespace(ctx)
-			p := escapeParams(ctx, node)
-			b, _ := Stack.Identities.ByName("id-b")
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
+			other := f.PodIdentityNamespace(ctx)
+			p := escapeParams(ctx, f, node)
+			b, _ := f.Stack().Identities.ByName("id-b")
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
 			p.ImpersonateIP = boundIP
-			run := RunProbe(ctx, other, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
+			run := f.RunProbe(ctx, other, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, "")
-			a, _ := Stack.Identities.ByName("id-a")
-			neverServedTo(ctx, node, p.Resource, a.ClientID, b.ClientID, Stack.Nodes[node].SystemAssigned.ClientID)
+			a, _ := f.Stack().Identities.ByName("id-a")
+			neverServedTo(ctx, f, node, p.Resource, a.ClientID, b.ClientID, f.Stack().Nodes[node].SystemAssigned.ClientID)
 			wait()
 		})
 
 	Conformance("IDH-CONF-0217", MUST, "a pod bound to one identity gets no other identity's token (nor the node's) by any request shape, and cannot reach the harness's control APIs",
 		[]string{"pod-identity", "security", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := PodIdentityNamespace(ctx)
-			BindIdentity(ctx, ns, "id-a", "web")
-			BindIdentity(ctx, ns, "id-b", "api")
-			otherIP, wait := runningProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"),
+			node, _ := nodes(f)
+			ns := f.PodIdentityNamespace(ctx)
+			f.BindIdentity(ctx, ns, "id-a", "web")
+			f.BindIdentity(ctx, ns, "id-b", "api")
+			otherIP, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("api"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
-			a, _ := Stack.Identities.ByName("id-a")
-			b, _ := Stack.Identities.ByName("id-b")
-			p := escapeParams(ctx, node)
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, Stack.Identities.ResourceID("id-b")
+			a, _ := f.Stack().Identities.ByName("id-a")
+			b, _ := f.Stack().Identities.ByName("id-b")
+			p := escapeParams(ctx, f, node)
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
 			p.OwnClientID = a.ClientID
 			p.ImpersonateIP = otherIP
-			run := RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
+			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, a.ObjectID)
-			neverServedTo(ctx, node, p.Resource, b.ClientID, Stack.Nodes[node].SystemAssigned.ClientID)
+			neverServedTo(ctx, f, node, p.Resource, b.ClientID, f.Stack().Nodes[node].SystemAssigned.ClientID)
 			wait()
 		})
 })

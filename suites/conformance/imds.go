@@ -17,11 +17,11 @@ const vaultResource = "https://vault.azure.net"
 
 // nodes returns a node with every identity (the one id-node is attached
 // to) and another node.
-func nodes() (withNodeID, other string) {
-	names := Stack.NodeNames()
-	id, ok := Stack.Identities.ByName("id-node")
+func nodes(f *Framework) (withNodeID, other string) {
+	names := f.Stack().NodeNames()
+	id, ok := f.Stack().Identities.ByName("id-node")
 	for _, n := range names {
-		for _, u := range Stack.Nodes[n].UserAssigned {
+		for _, u := range f.Stack().Nodes[n].UserAssigned {
 			if ok && u.ClientID == id.ClientID {
 				withNodeID = n
 			}
@@ -66,13 +66,13 @@ func expectTokens(run ProbeRun, wantOID, resource string) {
 }
 
 var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
-	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+	f := New()
 
 	Conformance("IDH-CONF-0001", MUST, "a pod asking IMDS with no identity selector gets a token for its node's system-assigned identity, with every client",
 		[]string{"system-assigned"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + vaultResource}})
-			expectTokens(run, Stack.Nodes[node].SystemAssigned.ObjectID, vaultResource)
+			node, _ := nodes(f)
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + vaultResource}})
+			expectTokens(run, f.Stack().Nodes[node].SystemAssigned.ObjectID, vaultResource)
 		})
 
 	for _, sel := range []struct {
@@ -81,21 +81,21 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 	}{
 		{"IDH-CONF-0002", "client_id", func(i config.Identity) string { return "client_id=" + i.ClientID }},
 		{"IDH-CONF-0003", "object_id", func(i config.Identity) string { return "object_id=" + i.ObjectID }},
-		{"IDH-CONF-0004", "msi_res_id", func(i config.Identity) string { return "resource_id=" + Stack.Identities.ResourceID(i.Name) }},
+		{"IDH-CONF-0004", "msi_res_id", func(i config.Identity) string { return "resource_id=" + f.Stack().Identities.ResourceID(i.Name) }},
 	} {
 		Conformance(sel.id, MUST, "a pod selecting a user-assigned identity by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"user-assigned"}, func(ctx SpecContext) {
-				node, _ := nodes()
-				id := Identity("id-b")
-				run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=" + sel.arg(id), "--resource=" + vaultResource}})
+				node, _ := nodes(f)
+				id := f.Identity("id-b")
+				run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=" + sel.arg(id), "--resource=" + vaultResource}})
 				expectTokens(run, id.ObjectID, vaultResource)
 			})
 	}
 
 	Conformance("IDH-CONF-0005", MUST, "a pod asking for an identity that is not attached gets an error and never another identity's token",
 		[]string{"user-assigned", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=client_id=99999999-9999-4999-8999-999999999999", "--client=azidentity-mi,msal-mi,raw"}})
+			node, _ := nodes(f)
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=client_id=99999999-9999-4999-8999-999999999999", "--client=azidentity-mi,msal-mi,raw"}})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
 				ok := r.Status == probe.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, "Identity not found")
@@ -109,16 +109,16 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 
 	Conformance("IDH-CONF-0006", MUST, "a pod on a node with no system-assigned identity and several user-assigned ones asking with no selector gets the 400 'Multiple user assigned identities exist', surfaced by every client",
 		[]string{"user-assigned", "negative", "Serial"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			c, err := Stack.FakeIMDS(ctx, node)
+			node, _ := nodes(f)
+			c, err := f.Stack().FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
-			sys := Stack.Nodes[node].SystemAssigned
+			sys := f.Stack().Nodes[node].SystemAssigned
 			Expect(c.RemoveSystem(ctx)).To(Succeed())
 			DeferCleanup(func(ctx context.Context) {
 				_, err := c.SetSystem(ctx, *sys)
 				Expect(err).NotTo(HaveOccurred())
 			})
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--client=azidentity-mi,msal-mi,raw"}})
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--client=azidentity-mi,msal-mi,raw"}})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
 				outcome[r.Client] = r.Status == probe.StatusError && strings.Contains(r.Error, "Multiple user assigned identities exist")
@@ -130,15 +130,15 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 
 	Conformance("IDH-CONF-0007", MUST, "an identity attached to one node only is served on that node and refused on another",
 		[]string{"user-assigned", "multi-node"}, func(ctx SpecContext) {
-			withID, other := nodes()
+			withID, other := nodes(f)
 			if other == "" {
 				Skip("needs two nodes (idharness run --workers 1)")
 			}
-			id := Identity("id-node")
-			ns := Namespace(ctx)
-			on := RunProbe(ctx, ns, Probe{Node: withID, Args: []string{"--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"}})
+			id := f.Identity("id-node")
+			ns := f.Namespace(ctx)
+			on := f.RunProbe(ctx, ns, Probe{Node: withID, Args: []string{"--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"}})
 			expectTokens(on, id.ObjectID, "https://vault.azure.net")
-			off := RunProbe(ctx, ns, Probe{Node: other, Args: []string{"--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"}})
+			off := f.RunProbe(ctx, ns, Probe{Node: other, Args: []string{"--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"}})
 			for _, r := range off.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s on %s got a token for an identity not attached there", r.Client, other)
 				Expect(r.Error).To(ContainSubstring("Identity not found"), "%s on %s", r.Client, other)
@@ -147,34 +147,34 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 
 	Conformance("IDH-CONF-0008", MUST, "the token's aud is the resource asked for, exactly, and its oid the identity asked for",
 		[]string{"system-assigned", "claims"}, func(ctx SpecContext) {
-			node, _ := nodes()
+			node, _ := nodes(f)
 			const res = "https://management.core.windows.net/"
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + res, "--client=msal-mi,raw"}})
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + res, "--client=msal-mi,raw"}})
 			for _, r := range run.Results {
 				Expect(r.Status).To(Equal(probe.StatusOK), "%s: %s", r.Client, r.Error)
 				Expect(r.Audience).To(Equal(res), "%s", r.Client)
-				Expect(r.IdentityGot).To(Equal(Stack.Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
+				Expect(r.IdentityGot).To(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
 			}
 		})
 
 	Conformance("IDH-CONF-0009", MUST, "the metadata endpoint refuses a token request without the Metadata header with 400, and one with X-Forwarded-For with 400",
 		[]string{"wire", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := Namespace(ctx)
-			noHeader := RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--client=raw", "--raw-no-metadata"}})
+			node, _ := nodes(f)
+			ns := f.Namespace(ctx)
+			noHeader := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--client=raw", "--raw-no-metadata"}})
 			Expect(noHeader.Results[0].HTTPStatus).To(Equal(400), "%+v", noHeader.Results[0])
-			xff := RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--client=raw", "--raw-forwarded-for=10.9.8.7"}})
+			xff := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--client=raw", "--raw-forwarded-for=10.9.8.7"}})
 			Expect(xff.Results[0].HTTPStatus).To(Equal(400), "%+v", xff.Results[0])
 		})
 
 	Conformance("IDH-CONF-0010", MUST, "every field of the metadata endpoint's token response is a JSON string",
 		[]string{"wire"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: []string{"--client=raw"}})
+			node, _ := nodes(f)
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--client=raw"}})
 			r := run.Results[0]
 			Expect(r.Status).To(Equal(probe.StatusOK), r.Error)
-			for _, f := range []string{"access_token", "expires_in", "expires_on", "ext_expires_in", "not_before", "resource", "token_type"} {
-				Expect(r.FieldTypes).To(HaveKeyWithValue(f, "string"), "field %s", f)
+			for _, field := range []string{"access_token", "expires_in", "expires_on", "ext_expires_in", "not_before", "resource", "token_type"} {
+				Expect(r.FieldTypes).To(HaveKeyWithValue(field, "string"), "field %s", field)
 			}
 			Expect(r.ResourceEcho).To(Equal(r.Resource), "the resource field echoes the request")
 		})

@@ -13,24 +13,25 @@ import (
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
-func vaultArgs(secret string) []string {
-	return []string{"--vault-url=" + Stack.VaultURL(), "--secret=" + secret}
+func vaultArgs(f *Framework, secret string) []string {
+	return []string{"--vault-url=" + f.Stack().VaultURL(), "--secret=" + secret}
 }
 
 // Tokens from the node's metadata endpoint: specs of the imds mode, out of
 // scope for an implementation that claims another.
 var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func() {
+	f := New()
 	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
-		if Stack.Images.Vault == "" {
+		f.Setup(ctx)
+		if f.Stack().Images.Vault == "" {
 			Skip("the protected resource is not deployed")
 		}
 	})
 
 	Conformance("IDH-CONF-0011", MUST, "a token a pod got from its node's metadata endpoint is accepted by the protected resource, which returns the secret to an identity allowed to read it, with every client",
 		[]string{"system-assigned", "end-to-end"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: append([]string{"--identity=system"}, vaultArgs(fixtures.SecretNode)...)})
+			node, _ := nodes(f)
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: append([]string{"--identity=system"}, vaultArgs(f, fixtures.SecretNode)...)})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
 				outcome[r.Client] = r.Status == probe.StatusOK && r.ResourceStatus == 200
@@ -44,8 +45,8 @@ var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func(
 
 	Conformance("IDH-CONF-0012", MUST, "the protected resource rejects a valid token issued for another audience with 401",
 		[]string{"system-assigned", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Args: append([]string{"--identity=system", "--resource=https://storage.azure.com", "--client=azidentity-mi,raw"}, vaultArgs(fixtures.SecretNode)...)})
+			node, _ := nodes(f)
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: append([]string{"--identity=system", "--resource=https://storage.azure.com", "--client=azidentity-mi,raw"}, vaultArgs(f, fixtures.SecretNode)...)})
 			for _, r := range run.Results {
 				Expect(r.Audience).To(Equal("https://storage.azure.com"), "%s", r.Client)
 				Expect(r.ResourceStatus).To(Equal(401), "%s", r.Client)
@@ -55,28 +56,28 @@ var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func(
 
 	Conformance("IDH-CONF-0013", MUST, "the protected resource returns a secret only to the identities allowed to read it: 200 for id-a, 403 for id-b",
 		[]string{"user-assigned", "negative"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := Namespace(ctx)
-			a := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + Identity("id-a").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
+			node, _ := nodes(f)
+			ns := f.Namespace(ctx)
+			a := f.RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + f.Identity("id-a").ClientID, "--client=azidentity-mi"}, vaultArgs(f, fixtures.SecretApp)...)})
 			Expect(a.Results[0].ResourceStatus).To(Equal(200), a.Results[0].Error)
-			b := RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + Identity("id-b").ClientID, "--client=azidentity-mi"}, vaultArgs(fixtures.SecretApp)...)})
+			b := f.RunProbe(ctx, ns, Probe{Node: node, Args: append([]string{"--identity=client_id=" + f.Identity("id-b").ClientID, "--client=azidentity-mi"}, vaultArgs(f, fixtures.SecretApp)...)})
 			Expect(b.Results[0].ResourceStatus).To(Equal(403), "id-b read a secret only id-a may read")
 		})
 })
 
 var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered, func() {
-	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+	f := New()
 
 	Conformance("IDH-CONF-0014", MUST, "a pod with IDENTITY_ENDPOINT and the right IDENTITY_HEADER gets a token from the App Service endpoint with every client; with a wrong header it gets none",
 		[]string{"app-service"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			ns := Namespace(ctx)
-			id := Identity("id-a")
-			good := RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID},
-				Env: map[string]string{"IDENTITY_ENDPOINT": Stack.AppServiceEndpoint(), "IDENTITY_HEADER": Stack.AppServiceSecret}})
+			node, _ := nodes(f)
+			ns := f.Namespace(ctx)
+			id := f.Identity("id-a")
+			good := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID},
+				Env: map[string]string{"IDENTITY_ENDPOINT": f.Stack().AppServiceEndpoint(), "IDENTITY_HEADER": f.Stack().AppServiceSecret}})
 			expectTokens(good, id.ObjectID, vaultResource)
-			bad := RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"},
-				Env: map[string]string{"IDENTITY_ENDPOINT": Stack.AppServiceEndpoint(), "IDENTITY_HEADER": "wrong"}})
+			bad := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"},
+				Env: map[string]string{"IDENTITY_ENDPOINT": f.Stack().AppServiceEndpoint(), "IDENTITY_HEADER": "wrong"}})
 			for _, r := range bad.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s got a token with a wrong header", r.Client)
 				Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)
@@ -85,13 +86,13 @@ var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered,
 })
 
 var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
-	BeforeAll(func(ctx SpecContext) { Setup(ctx) })
+	f := New()
 
 	Conformance("IDH-CONF-0015", MUST, "with 6-minute tokens every client gets a new token before the old one expires and never presents an expired token to the protected resource",
 		[]string{"user-assigned", "expiry", "slow", "Serial"}, func(ctx SpecContext) {
-			node, _ := nodes()
-			id := Identity("id-a")
-			c, err := Stack.FakeIMDS(ctx, node)
+			node, _ := nodes(f)
+			id := f.Identity("id-a")
+			c, err := f.Stack().FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
 			sel := client.Selector{ClientID: id.ClientID}
 			_, err = c.SetIdentityLifetime(ctx, sel, 6*time.Minute)
@@ -103,9 +104,9 @@ var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 			})
 			// Clients refresh once less than 5 minutes are left: after
 			// the first minute. 100 s of calls every 10 s cover it.
-			run := RunProbe(ctx, Namespace(ctx), Probe{Node: node, Timeout: 4 * time.Minute,
+			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Timeout: 4 * time.Minute,
 				Args: append([]string{"--identity=client_id=" + id.ClientID, "--resource=" + vaultResource, "--duration=100s", "--interval=10s",
-					"--client=azidentity-mi,msal-mi,raw"}, vaultArgs(fixtures.SecretApp)...)})
+					"--client=azidentity-mi,msal-mi,raw"}, vaultArgs(f, fixtures.SecretApp)...)})
 			outcome := map[string]bool{}
 			for c, rs := range ByClient(run.Results) {
 				exps := map[time.Time]bool{}

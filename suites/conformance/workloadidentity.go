@@ -29,49 +29,45 @@ const (
 	wiCADir    = "/etc/wi-authority-ca"
 )
 
-// wiEnv is the workload identity part of the stack, set by the
-// Describe's BeforeAll.
-var wiEnv *stack.WorkloadIdentity
-
 // wiNamespace creates the spec's namespace with a copy of the
 // authority's CA certificate, which pods mount: ConfigMaps cannot be
 // mounted across namespaces.
-func wiNamespace(ctx context.Context) string {
+func wiNamespace(ctx context.Context, f *Framework, wi *stack.WorkloadIdentity) string {
 	GinkgoHelper()
-	ns := Namespace(ctx)
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wiCAVolume, Namespace: ns, Labels: fixtures.Labels}, Data: map[string]string{"ca.crt": wiEnv.CAPEM}}
-	_, err := Stack.Deployer().Kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	ns := f.Namespace(ctx)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wiCAVolume, Namespace: ns, Labels: fixtures.Labels}, Data: map[string]string{"ca.crt": wi.CAPEM}}
+	_, err := f.Stack().Deployer().Kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred(), "copy the authority's CA into %s", ns)
 	return ns
 }
 
 // wiServiceAccount creates a service account annotated as workload
 // identity users annotate theirs.
-func wiServiceAccount(ctx context.Context, ns, name string, annotations map[string]string) {
+func wiServiceAccount(ctx context.Context, f *Framework, ns, name string, annotations map[string]string) {
 	GinkgoHelper()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}}
-	_, err := Stack.Deployer().Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+	_, err := f.Stack().Deployer().Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred(), "create service account %s/%s", ns, name)
 }
 
 // wiTrust replaces the authority's copy of id with one whose only
 // federated credential is fc, and restores the authority's start-up
 // state after the spec.
-func wiTrust(ctx context.Context, id config.Identity, fc config.FederatedCredential) {
+func wiTrust(ctx context.Context, wi *stack.WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
 	GinkgoHelper()
-	c := wiEnv.Authority
+	c := wi.Authority
 	DeferCleanup(func(ctx context.Context) { Expect(c.Reset(ctx)).To(Succeed()) })
 	_, err := c.Detach(ctx, client.Selector{ClientID: id.ClientID})
 	Expect(err).NotTo(HaveOccurred(), "detach %s from the authority", id.Name)
-	wiAttach(ctx, id, fc)
+	wiAttach(ctx, wi, id, fc)
 }
 
 // wiAttach attaches id to the authority with fc as its only federated
 // credential; wiTrust's cleanup, or the caller's, restores the authority.
-func wiAttach(ctx context.Context, id config.Identity, fc config.FederatedCredential) {
+func wiAttach(ctx context.Context, wi *stack.WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
 	GinkgoHelper()
 	id.FederatedCredentials = []config.FederatedCredential{fc}
-	_, err := wiEnv.Authority.Attach(ctx, id)
+	_, err := wi.Authority.Attach(ctx, id)
 	Expect(err).NotTo(HaveOccurred(), "attach %s with a federated credential", id.Name)
 }
 
@@ -89,9 +85,9 @@ func wiSubject(ns, sa string) string { return "system:serviceaccount:" + ns + ":
 // wiProbe runs the probe in workload identity mode as sa, in a pod the
 // webhook mutates, trusting the authority's CA. Instance discovery is off
 // as it is for any non-public authority host.
-func wiProbe(ctx context.Context, ns, sa string, args ...string) ProbeRun {
+func wiProbe(ctx context.Context, f *Framework, ns, sa string, args ...string) ProbeRun {
 	GinkgoHelper()
-	return RunProbe(ctx, ns, Probe{
+	return f.RunProbe(ctx, ns, Probe{
 		ServiceAccount: sa,
 		Labels:         map[string]string{workloadidentity.UseLabel: "true"},
 		Args:           append([]string{"--mode=" + probe.ModeWorkloadIdentity, "--ca-file=" + wiCADir + "/ca.crt", "--disable-instance-discovery"}, args...),
@@ -105,21 +101,21 @@ func wiProbe(ctx context.Context, ns, sa string, args ...string) ProbeRun {
 
 // wiAdmit creates pod in ns as a dry run and returns it as admission
 // left it: mutating webhooks run on dry runs, and nothing is started.
-func wiAdmit(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+func wiAdmit(ctx context.Context, f *Framework, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
 	pod.Namespace = ns
-	return Stack.Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return f.Stack().Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 }
 
 // wiPod is a pod with an init container and two containers, labelled for
 // workload identity when use is set.
-func wiPod(sa string, use bool, annotations map[string]string) *corev1.Pod {
+func wiPod(f *Framework, sa string, use bool, annotations map[string]string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "wi-admit-", Annotations: annotations, Labels: map[string]string{"app.kubernetes.io/part-of": "idharness"}},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:           sa,
 			AutomountServiceAccountToken: new(bool),
-			InitContainers:               []corev1.Container{{Name: "init", Image: Stack.Images.Probe}},
-			Containers:                   []corev1.Container{{Name: "app", Image: Stack.Images.Probe}, {Name: "sidecar", Image: Stack.Images.Probe}},
+			InitContainers:               []corev1.Container{{Name: "init", Image: f.Stack().Images.Probe}},
+			Containers:                   []corev1.Container{{Name: "app", Image: f.Stack().Images.Probe}, {Name: "sidecar", Image: f.Stack().Images.Probe}},
 		},
 	}
 	if use {
@@ -190,11 +186,14 @@ func expectAADError(run ProbeRun, code string) {
 }
 
 var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func() {
+	f := New()
+	// The workload identity part of the stack, set by BeforeAll.
+	var wiEnv *stack.WorkloadIdentity
 	BeforeAll(func(ctx SpecContext) {
-		Setup(ctx)
+		f.Setup(ctx)
 		var err error
-		if wiEnv, err = Stack.WorkloadIdentity(ctx); err != nil {
-			if Stack.Claimed("workload-identity") {
+		if wiEnv, err = f.Stack().WorkloadIdentity(ctx); err != nil {
+			if f.Stack().Claimed("workload-identity") {
 				Fail("the deployed profile claims workload-identity, but its components are missing: " + err.Error())
 			}
 			Skip(err.Error())
@@ -203,12 +202,12 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0101", MUST, "a labelled pod whose service account names an identity with a federated credential for it gets that identity's token from the authority, which the protected resource accepts, with every client",
 		[]string{"end-to-end"}, func(ctx SpecContext) {
-			ns := wiNamespace(ctx)
-			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
-			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			ns := wiNamespace(ctx, f, wiEnv)
+			id := f.Identity("id-a")
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, wiEnv, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			Expect(wiEnv.Authority.ResetJournal(ctx)).To(Succeed())
-			run := wiProbe(ctx, ns, "app", append([]string{"--resource=" + vaultResource}, vaultArgs(fixtures.SecretApp)...)...)
+			run := wiProbe(ctx, f, ns, "app", append([]string{"--resource=" + vaultResource}, vaultArgs(f, fixtures.SecretApp)...)...)
 			Expect(ByClient(run.Results)).To(HaveKey(probe.ClientAzidentityDefault), "DefaultAzureCredential ran")
 			expectTokens(run, id.ObjectID, vaultResource)
 			// id-a is also on every node's IMDS, where DefaultAzureCredential
@@ -229,28 +228,28 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0102", MUST, "a pod whose service account no federated credential trusts (another subject) gets AADSTS70021 and no token, surfaced by every client",
 		[]string{"negative"}, func(ctx SpecContext) {
-			ns := wiNamespace(ctx)
-			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "other", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
-			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
-			expectAADError(wiProbe(ctx, ns, "other"), "AADSTS70021")
+			ns := wiNamespace(ctx, f, wiEnv)
+			id := f.Identity("id-a")
+			wiServiceAccount(ctx, f, ns, "other", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, wiEnv, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			expectAADError(wiProbe(ctx, f, ns, "other"), "AADSTS70021")
 		})
 
 	Conformance("IDH-CONF-0103", MUST, "a projected token whose audience the federated credential does not list is refused with AADSTS70021, surfaced by every client",
 		[]string{"negative"}, func(ctx SpecContext) {
-			ns := wiNamespace(ctx)
-			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
-			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
-			expectAADError(wiProbe(ctx, ns, "app"), "AADSTS70021")
+			ns := wiNamespace(ctx, f, wiEnv)
+			id := f.Identity("id-a")
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, wiEnv, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app"), Audiences: []string{"api://other-audience"}})
+			expectAADError(wiProbe(ctx, f, ns, "app"), "AADSTS70021")
 		})
 
 	Conformance("IDH-CONF-0108", MUST, "an assertion outside its valid time range by the authority's clock is refused with AADSTS700024 and no token: expired (clock two hours ahead, every client) and not yet valid (two hours behind)",
 		[]string{"negative", "chaos"}, func(ctx SpecContext) {
-			ns := wiNamespace(ctx)
-			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
-			wiTrust(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			ns := wiNamespace(ctx, f, wiEnv)
+			id := f.Identity("id-a")
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
+			wiTrust(ctx, wiEnv, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			// The projected token lives an hour; the authority allows five
 			// minutes of leeway. Ahead, the token has expired; behind, it
 			// is not valid yet.
@@ -264,23 +263,23 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 				if c.clients != "" {
 					args = append(args, c.clients)
 				}
-				expectAADError(wiProbe(ctx, ns, "app", args...), "AADSTS700024")
+				expectAADError(wiProbe(ctx, f, ns, "app", args...), "AADSTS700024")
 				Expect(wiEnv.Authority.RemoveFault(ctx, "authority-clock")).To(Succeed())
 			}
 		})
 
 	Conformance("IDH-CONF-0109", SHOULD, "a legacy client that only speaks IMDS, in a pod with the proxy sidecar, gets a token for the identity its service account names, with every managed identity client",
 		[]string{"proxy-sidecar", "end-to-end"}, func(ctx SpecContext) {
-			ns := Namespace(ctx)
+			ns := f.Namespace(ctx)
 			// An identity only the authority knows: a token for it proves
 			// the answer came through the proxy, not from the node's IMDS.
 			id := config.Identity{Name: "wi-proxy-only", ClientID: "77777777-7777-4777-8777-777777777777", ObjectID: "88888888-8888-4888-8888-888888888888"}
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID})
 			DeferCleanup(func(ctx context.Context) { Expect(wiEnv.Authority.Reset(ctx)).To(Succeed()) })
-			wiAttach(ctx, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
+			wiAttach(ctx, wiEnv, id, config.FederatedCredential{Issuer: wiEnv.Issuer, Subject: wiSubject(ns, "app")})
 			// azidentity-default is left out: with the webhook's variables
 			// set it uses workload identity, not the proxy.
-			run := RunProbe(ctx, ns, Probe{
+			run := f.RunProbe(ctx, ns, Probe{
 				ServiceAccount: "app",
 				Labels:         map[string]string{workloadidentity.UseLabel: "true"},
 				Annotations:    map[string]string{workloadidentity.ProxyAnnotation: "true"},
@@ -291,12 +290,12 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0104", MUST, "the webhook gives a labelled pod's containers and init containers the four variables and the projected token (audience api://AzureADTokenExchange), keeps variables a container sets and skips the containers named in skip-containers",
 		[]string{"webhook"}, func(ctx SpecContext) {
-			ns := Namespace(ctx)
-			id := Identity("id-a")
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID, workloadidentity.TokenExpirationAnnotation: "7200"})
-			pod := wiPod("app", true, map[string]string{workloadidentity.SkipContainersAnnotation: "sidecar"})
+			ns := f.Namespace(ctx)
+			id := f.Identity("id-a")
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: id.ClientID, workloadidentity.TokenExpirationAnnotation: "7200"})
+			pod := wiPod(f, "app", true, map[string]string{workloadidentity.SkipContainersAnnotation: "sidecar"})
 			pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: workloadidentity.EnvAuthorityHost, Value: "https://own.example/"}}
-			got, err := wiAdmit(ctx, ns, pod)
+			got, err := wiAdmit(ctx, f, ns, pod)
 			Expect(err).NotTo(HaveOccurred())
 			vol, proj := wiTokenProjection(got)
 			Expect(proj).NotTo(BeNil(), "no projected service account token with audience %s", workloadidentity.TokenAudience)
@@ -305,7 +304,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			// AZURE_FEDERATED_TOKEN_FILE must name the projected token where
 			// the container sees it; the volume's name and mount path are
 			// the webhook's choice.
-			want := map[string]string{workloadidentity.EnvClientID: id.ClientID, workloadidentity.EnvTenantID: Stack.Identities.TenantID, workloadidentity.EnvAuthorityHost: wiEnv.AuthorityHost}
+			want := map[string]string{workloadidentity.EnvClientID: id.ClientID, workloadidentity.EnvTenantID: f.Stack().Identities.TenantID, workloadidentity.EnvAuthorityHost: wiEnv.AuthorityHost}
 			env, file := wiInjected(got, got.Spec.InitContainers[0])
 			Expect(file).NotTo(BeEmpty(), "init container has the token (volume %s)", vol)
 			want[workloadidentity.EnvTokenFile] = file
@@ -322,9 +321,9 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0105", MUST, "a pod without the azure.workload.identity/use label gets nothing injected, even when its service account names an identity",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
-			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
-			got, err := wiAdmit(ctx, ns, wiPod("app", false, nil))
+			ns := f.Namespace(ctx)
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: f.Identity("id-a").ClientID})
+			got, err := wiAdmit(ctx, f, ns, wiPod(f, "app", false, nil))
 			Expect(err).NotTo(HaveOccurred())
 			for _, c := range append(got.Spec.InitContainers, got.Spec.Containers...) {
 				env, _ := wiInjected(got, c)
@@ -336,10 +335,10 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0106", MUST, "a labelled pod asking for a service account token expiration outside 3600–86400 s is refused with the reason",
 		[]string{"webhook", "negative"}, func(ctx SpecContext) {
-			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
+			ns := f.Namespace(ctx)
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: f.Identity("id-a").ClientID})
 			for _, v := range []string{"600", "86401", "1h"} {
-				_, err := wiAdmit(ctx, ns, wiPod("app", true, map[string]string{workloadidentity.TokenExpirationAnnotation: v}))
+				_, err := wiAdmit(ctx, f, ns, wiPod(f, "app", true, map[string]string{workloadidentity.TokenExpirationAnnotation: v}))
 				Expect(err).To(HaveOccurred(), "expiration %s admitted", v)
 				Expect(err.Error()).To(ContainSubstring(workloadidentity.TokenExpirationAnnotation), "the refusal names the annotation")
 			}
@@ -347,14 +346,14 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 
 	Conformance("IDH-CONF-0107", MUST, "with the webhook down, a labelled pod is refused under failurePolicy Fail and admitted without workload identity under Ignore, and both are reported as the policy decision",
 		[]string{"webhook", "negative", "Serial"}, func(ctx SpecContext) {
-			ns := Namespace(ctx)
-			wiServiceAccount(ctx, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: Identity("id-a").ClientID})
+			ns := f.Namespace(ctx)
+			wiServiceAccount(ctx, f, ns, "app", map[string]string{workloadidentity.ClientIDAnnotation: f.Identity("id-a").ClientID})
 			DeferCleanup(func(ctx context.Context) {
 				Expect(wiEnv.SetFailurePolicy(ctx, "Fail")).To(Succeed())
 				Expect(wiEnv.ScaleWebhook(ctx, 1)).To(Succeed())
 			})
 			Expect(wiEnv.ScaleWebhook(ctx, 0)).To(Succeed())
-			_, err := wiAdmit(ctx, ns, wiPod("app", true, nil))
+			_, err := wiAdmit(ctx, f, ns, wiPod(f, "app", true, nil))
 			Expect(err).To(HaveOccurred(), "failurePolicy Fail admitted a pod the webhook could not see")
 			AddReportEntry("policy Fail", fmt.Sprintf("pod refused: %v", err))
 			Expect(wiEnv.SetFailurePolicy(ctx, "Ignore")).To(Succeed())
@@ -364,7 +363,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			var got *corev1.Pod
 			Eventually(ctx, func() error {
 				var err error
-				got, err = wiAdmit(ctx, ns, wiPod("app", true, nil))
+				got, err = wiAdmit(ctx, f, ns, wiPod(f, "app", true, nil))
 				return err
 			}).WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).Should(Succeed(), "failurePolicy Ignore refused the pod")
 			env, file := wiInjected(got, got.Spec.Containers[0])

@@ -1,8 +1,26 @@
-// Package framework is what idharness's ginkgo suites share: the stack
-// they run against (deployed by `idharness run`, or connected to with
-// --kubeconfig), conformance spec declaration with stable IDs and levels,
-// running the probe as a pod and reading its result lines, and turning
-// ginkgo's report into idharness's.
+// Package framework is what idharness's ginkgo suites share: a per-spec
+// handle on the stack they run against (deployed by `idharness run`, or
+// connected to with --kubeconfig), conformance spec declaration with
+// stable IDs and levels, running the probe as a pod and reading its
+// result lines, and turning ginkgo's report into idharness's.
+//
+// A container takes a handle as Kubernetes' e2e specs take theirs
+// (f := framework.NewDefaultFramework(...)):
+//
+//	var _ = Describe("IMDS managed identity", func() {
+//		f := framework.New()
+//		Conformance("IDH-CONF-0001", MUST, "…", labels, func(ctx SpecContext) {
+//			run := f.RunProbe(ctx, f.Namespace(ctx), framework.Probe{…})
+//		})
+//	})
+//
+// The run's options — the stack, the progress writer, the report — are
+// passed to RunInProcess (or, for `go test`, to RunSuite from the flags
+// RegisterFlags defines) and reach the handles through the run itself.
+// Ginkgo's spec tree is built once per process and its nodes take no
+// arguments, so the run being executed is the one piece of process state
+// here: set only by RunInProcess and RunSuite from their arguments, for
+// the duration of the run, and read only by the handles' BeforeEach.
 package framework
 
 import (
@@ -13,49 +31,129 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/stack"
 )
 
-// Flags of `go test ./suites/...` (after -args). `idharness run` sets
-// Preset instead.
-var (
-	kubeconfig = flag.String("kubeconfig", os.Getenv("IDH_KUBECONFIG"), "cluster with a deployed idharness stack (or IDH_KUBECONFIG); empty skips the suite")
-	namespace  = flag.String("idh-namespace", fixtures.DefaultNamespace, "namespace of the idharness stack")
-)
+// Flags are the options of `go test ./suites/...` (after -args).
+type Flags struct {
+	// Kubeconfig names a cluster with a deployed idharness stack; empty
+	// skips the suite.
+	Kubeconfig string
+	// Namespace is the stack's namespace.
+	Namespace string
+	// ReportDir, when set, receives report.json, junit.xml and summary.md.
+	ReportDir string
+}
 
-// Preset is the stack `idharness run` deployed; when nil the suite
-// connects with --kubeconfig.
-var Preset *stack.Stack
+// RegisterFlags defines the suites' flags on fs (a suite's test file
+// passes flag.CommandLine) and returns what they fill in once fs is
+// parsed.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{}
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", os.Getenv("IDH_KUBECONFIG"), "cluster with a deployed idharness stack (or IDH_KUBECONFIG); empty skips the suite")
+	fs.StringVar(&f.Namespace, "idh-namespace", fixtures.DefaultNamespace, "namespace of the idharness stack")
+	fs.StringVar(&f.ReportDir, "idh-report-dir", "", "write report.json, junit.xml and summary.md here")
+	return f
+}
 
-// Stack is the stack specs run against, set before the first spec.
-var Stack *stack.Stack
+// source is where one run's specs get their stack: the one RunInProcess
+// was given, or one connected to from the flags at the first spec that
+// needs it (and then kept, so that a run connects once).
+type source struct {
+	preset *stack.Stack
+	flags  Flags
 
-// Setup connects to the stack; suites call it from BeforeSuite. Without a
-// cluster the whole suite is skipped, so `go test ./...` stays green on a
-// machine without one.
-func Setup(ctx context.Context) {
-	if Preset != nil {
-		Stack = Preset
-		return
+	mu        sync.Mutex
+	connected *stack.Stack
+}
+
+// stack returns the run's stack, skipping the spec when there is no
+// cluster and failing it when the cluster cannot be reached.
+func (s *source) stack(ctx context.Context) *stack.Stack {
+	if s.preset != nil {
+		return s.preset
 	}
-	if *kubeconfig == "" {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected != nil {
+		return s.connected
+	}
+	if s.flags.Kubeconfig == "" {
 		Skip("no cluster: set --kubeconfig (go test ./suites/... -args --kubeconfig=FILE) or IDH_KUBECONFIG, or use `idharness run`")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.flags.Kubeconfig)
 	if err != nil {
-		Fail(fmt.Sprintf("kubeconfig %s: %v", *kubeconfig, err))
+		Fail(fmt.Sprintf("kubeconfig %s: %v", s.flags.Kubeconfig, err))
 	}
-	s, err := stack.Connect(ctx, cfg, *namespace, slog.Default())
+	st, err := stack.Connect(ctx, cfg, s.flags.Namespace, slog.Default())
 	if err != nil {
 		Fail(err.Error())
 	}
-	Stack = s
+	s.connected = st
+	return st
 }
+
+// seed returns the run's seed, when a stack is known.
+func (s *source) seed() int64 {
+	if s.preset != nil {
+		return s.preset.Seed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected != nil {
+		return s.connected.Seed
+	}
+	return 0
+}
+
+// running is the run being executed (see the package comment).
+var running atomic.Pointer[source]
+
+// Framework is a spec's handle on the stack: New gives a container one,
+// and before each of its specs (or earlier, from a BeforeAll, by Setup) it
+// is filled in from the run being executed. Its methods create the
+// spec's namespaces, run probe pods and bind pod identities.
+type Framework struct {
+	stack *stack.Stack
+	// podIDDyn creates the pod identity objects; set by
+	// RequirePodIdentityAgent.
+	podIDDyn dynamic.Interface
+}
+
+// New returns a handle for the specs of the container whose body calls
+// it, and registers a BeforeEach that connects it to the run's stack:
+// without a cluster the specs are skipped, so that `go test ./...` stays
+// green on a machine without one.
+func New() *Framework {
+	f := &Framework{}
+	BeforeEach(func(ctx SpecContext) { f.Setup(ctx) }, Offset(1))
+	return f
+}
+
+// Setup connects the handle to the run's stack, as New's BeforeEach does;
+// a container's BeforeAll that needs the stack before its first spec calls
+// it. It is cheap once connected.
+func (f *Framework) Setup(ctx context.Context) {
+	if f.stack != nil {
+		return
+	}
+	src := running.Load()
+	if src == nil {
+		Fail("framework: no run: run the specs with framework.RunInProcess or framework.RunSuite")
+	}
+	f.stack = src.stack(ctx)
+}
+
+// Stack is the stack the spec runs against.
+func (f *Framework) Stack() *stack.Stack { return f.stack }
 
 // Level is a conformance level.
 type Level string
@@ -66,14 +164,17 @@ const (
 	SHOULD Level = "SHOULD"
 )
 
-var specText = regexp.MustCompile(`^\[(IDH-[A-Z]+-\d{4})\] (MUST|SHOULD) (.+)$`)
+var (
+	specText = regexp.MustCompile(`^\[(IDH-[A-Z]+-\d{4})\] (MUST|SHOULD) (.+)$`)
+	specID   = regexp.MustCompile(`^IDH-[A-Z]+-\d{4}$`)
+)
 
 // Conformance declares a conformance spec: a stable ID (IDH-CONF-0001), a
 // level and a one-line statement that starts with the subject and
 // contains the level ("a system-assigned token request MUST …"), plus
 // labels for mode and area. The spec's text is "[ID] LEVEL statement".
 func Conformance(id string, level Level, statement string, labels []string, body any) bool {
-	if !regexp.MustCompile(`^IDH-[A-Z]+-\d{4}$`).MatchString(id) {
+	if !specID.MatchString(id) {
 		panic("framework: bad spec ID " + id)
 	}
 	all := append([]string{"conformance", string(level)}, labels...)

@@ -22,17 +22,16 @@ import (
 // the IMDS specs see the same thing with or without the agent.
 const PodIdentityOptIn = podidentity.OptInLabel
 
-// podIDDyn creates the pod identity objects; set by RequirePodIdentityAgent.
-var podIDDyn dynamic.Interface
-
-// RequirePodIdentityAgent connects to the stack and skips the container
-// unless a pod identity agent runs (profiles reference and
-// aad-pod-identity); it returns the agent's DaemonSet name.
-func RequirePodIdentityAgent(ctx context.Context) string {
-	Setup(ctx)
+// RequirePodIdentityAgent connects the handle to the stack and skips the
+// container unless a pod identity agent runs (profiles reference and
+// aad-pod-identity); it returns the agent's DaemonSet name. Containers
+// call it from their BeforeAll.
+func (f *Framework) RequirePodIdentityAgent(ctx context.Context) string {
+	f.Setup(ctx)
+	st := f.stack
 	agent := ""
-	for _, ds := range Stack.PodIdentityAgents() {
-		_, err := Stack.Deployer().Kube.AppsV1().DaemonSets(Stack.Namespace).Get(ctx, ds, metav1.GetOptions{})
+	for _, ds := range st.PodIdentityAgents() {
+		_, err := st.Deployer().Kube.AppsV1().DaemonSets(st.Namespace).Get(ctx, ds, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			Fail(fmt.Sprintf("look for the pod identity agent %s: %v", ds, err))
 		}
@@ -41,15 +40,15 @@ func RequirePodIdentityAgent(ctx context.Context) string {
 		}
 	}
 	if agent == "" {
-		if Stack.Claimed("pod-identity") {
+		if st.Claimed("pod-identity") {
 			// The implementation claims the mode: its agent missing is
 			// its failure, not a reason to leave the specs unrun.
-			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", Stack.Namespace, strings.Join(Stack.PodIdentityAgents(), ", ")))
+			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", st.Namespace, strings.Join(st.PodIdentityAgents(), ", ")))
 		}
 		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
 	}
 	var err error
-	if podIDDyn, err = dynamic.NewForConfig(Stack.REST()); err != nil {
+	if f.podIDDyn, err = dynamic.NewForConfig(st.REST()); err != nil {
 		Fail(fmt.Sprintf("kubernetes client for the pod identity objects: %v", err))
 	}
 	return agent
@@ -66,14 +65,14 @@ const PodIdentityWarmUp = 3 * time.Second
 // PodIdentityClient returns the client that creates pod identity objects
 // (AzureIdentity, bindings, exceptions: pkg/api/podidentity builds them);
 // RequirePodIdentityAgent sets it.
-func PodIdentityClient() dynamic.Interface { return podIDDyn }
+func (f *Framework) PodIdentityClient() dynamic.Interface { return f.podIDDyn }
 
 // PodIdentityNamespace creates the spec's namespace, opted in to pod identity.
-func PodIdentityNamespace(ctx context.Context) string {
+func (f *Framework) PodIdentityNamespace(ctx context.Context) string {
 	GinkgoHelper()
-	ns := Namespace(ctx)
+	ns := f.Namespace(ctx)
 	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, podidentity.OptInLabel, podidentity.OptInValue)
-	if _, err := Stack.Deployer().Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := f.stack.Deployer().Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		Fail(fmt.Sprintf("label namespace %s for pod identity: %v", ns, err))
 	}
 	return ns
@@ -83,22 +82,22 @@ func PodIdentityNamespace(ctx context.Context) string {
 // as aad-pod-identity documents a user-assigned one (type 0 with clientID
 // and resourceID), and a binding of it to pods labelled
 // aadpodidbinding=selector, both in ns; it returns the binding's name.
-func BindIdentity(ctx context.Context, ns, idName, selector string) string {
+func (f *Framework) BindIdentity(ctx context.Context, ns, idName, selector string) string {
 	GinkgoHelper()
-	return bind(ctx, ns, idName, Identity(idName).ClientID, selector)
+	return f.bind(ctx, ns, idName, f.Identity(idName).ClientID, selector)
 }
 
 // BindIdentityWithoutClientID is BindIdentity with a misconfigured
 // AzureIdentity: resourceID only, no clientID. It is for the spec that
 // an implementation refuses it rather than guessing an identity.
-func BindIdentityWithoutClientID(ctx context.Context, ns, idName, selector string) string {
+func (f *Framework) BindIdentityWithoutClientID(ctx context.Context, ns, idName, selector string) string {
 	GinkgoHelper()
-	return bind(ctx, ns, idName, "", selector)
+	return f.bind(ctx, ns, idName, "", selector)
 }
 
-func bind(ctx context.Context, ns, idName, clientID, selector string) string {
+func (f *Framework) bind(ctx context.Context, ns, idName, clientID, selector string) string {
 	GinkgoHelper()
-	name, err := podidentity.Bind(ctx, podIDDyn, ns, idName, clientID, Stack.Identities.ResourceID(idName), selector)
+	name, err := podidentity.Bind(ctx, f.podIDDyn, ns, idName, clientID, f.stack.Identities.ResourceID(idName), selector)
 	if err != nil {
 		Fail(err.Error())
 	}
@@ -109,9 +108,9 @@ func bind(ctx context.Context, ns, idName, clientID, selector string) string {
 func Bound(selector string) map[string]string { return podidapi.PodLabels(selector) }
 
 // Identity returns the run's identity called name.
-func Identity(name string) config.Identity {
+func (f *Framework) Identity(name string) config.Identity {
 	GinkgoHelper()
-	id, ok := Stack.Identities.ByName(name)
+	id, ok := f.stack.Identities.ByName(name)
 	if !ok {
 		Fail(fmt.Sprintf("identity %s is not in the run's identity set", name))
 	}

@@ -26,22 +26,17 @@ var _ = ReportAfterEach(func(r SpecReport) { specStates[r.LeafNodeText] = r })
 var _ = Describe("RequirePodIdentityAgent without an agent", func() {
 	for name, st := range claimedStack {
 		It(name, func(ctx SpecContext) {
-			Preset = st
-			DeferCleanup(func() { Preset = nil })
-			RequirePodIdentityAgent(ctx)
+			f := &Framework{stack: st}
+			f.RequirePodIdentityAgent(ctx)
 		})
 	}
 })
 
-// TestRequirePodIdentityAgent: with no agent deployed, a stack whose
+// checkRequirePodIdentityAgent: with no agent deployed, a stack whose
 // profile claims pod-identity fails the spec (the implementation's part
-// is missing); one that does not claim it skips.
-func TestRequirePodIdentityAgent(t *testing.T) {
+// is missing); one that does not claim it skips. TestRun runs the specs.
+func checkRequirePodIdentityAgent(t *testing.T) {
 	states := specStates
-	cfg, rep := GinkgoConfiguration()
-	rep.Succinct = true
-	Progress = nil
-	RunSpecs(&failT{}, "framework", cfg, rep)
 	if r := states["claims pod-identity"]; r.State != types.SpecStateFailed || !strings.Contains(r.Failure.Message, "claims pod-identity") {
 		t.Errorf("claimed: state %v, failure %q; want failed, naming the claim", r.State, r.Failure.Message)
 	}

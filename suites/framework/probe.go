@@ -75,9 +75,9 @@ type ProbeRun struct {
 }
 
 // Namespace creates a namespace of the spec's own, deleted after it.
-func Namespace(ctx context.Context) string {
+func (f *Framework) Namespace(ctx context.Context) string {
 	ns := "idh-spec-" + rand.String(6)
-	kube := Stack.Deployer().Kube
+	kube := f.stack.Deployer().Kube
 	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: fixtures.Labels}}, metav1.CreateOptions{})
 	if err != nil {
 		Fail(fmt.Sprintf("create namespace %s: %v", ns, err))
@@ -92,14 +92,14 @@ func Namespace(ctx context.Context) string {
 // p.Shared, all at once — waits for it to finish and returns the result
 // lines. The probe exits non-zero when an attempt failed; that is not an
 // error here: specs judge the results.
-func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
+func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
 	if p.StartDelay > 0 {
 		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
 	}
-	clients := probeClients(p.Args)
+	clients := f.probeClients(p.Args)
 	if p.Shared || len(clients) < 2 {
-		return runProbePod(ctx, ns, p)
+		return f.runProbePod(ctx, ns, p)
 	}
 	runs := make([]ProbeRun, len(clients))
 	var wg sync.WaitGroup
@@ -110,11 +110,11 @@ func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 		go func() {
 			defer GinkgoRecover()
 			defer wg.Done()
-			runs[i] = runProbePod(ctx, ns, one)
+			runs[i] = f.runProbePod(ctx, ns, one)
 		}()
 	}
 	wg.Wait()
-	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: notApplicable(p.Args)}
+	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: f.notApplicable(p.Args)}
 	var pods, logs []string
 	for _, r := range runs {
 		pods = append(pods, r.Pod)
@@ -128,7 +128,7 @@ func RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 
 // probeClients returns the clients a probe with args runs: --client, or
 // the probe's defaults for --mode and --identity.
-func probeClients(args []string) []string {
+func (f *Framework) probeClients(args []string) []string {
 	if v := flagValue(args, "client"); v != "" {
 		return strings.Split(v, ",")
 	}
@@ -144,20 +144,20 @@ func probeClients(args []string) []string {
 	if err != nil {
 		return nil
 	}
-	return defaultClients(mode, id)
+	return f.defaultClients(mode, id)
 }
 
 // defaultClients are the clients of every language that support mode and
 // can ask for id: the Go clients in the probe image, and each client
-// program whose image the run built (Stack.Images.Clients).
-func defaultClients(mode string, id probe.Identity) []string {
+// program whose image the run built (the stack's Images.Clients).
+func (f *Framework) defaultClients(mode string, id probe.Identity) []string {
 	out := probe.DefaultClients(mode, id)
 	reg, err := clients.Builtin()
-	if err != nil || Stack == nil {
+	if err != nil || f.stack == nil {
 		return out
 	}
 	for _, s := range reg.For(mode, id.Selects(), "") {
-		if s.New == nil && Stack.Images.Clients[s.Program.Name] != "" {
+		if s.New == nil && f.stack.Images.Clients[s.Program.Name] != "" {
 			out = append(out, s.Name)
 		}
 	}
@@ -167,12 +167,12 @@ func defaultClients(mode string, id probe.Identity) []string {
 // notApplicable returns the clients that a probe with args (running the
 // default clients) leaves out, with the reason; nil when args name the
 // clients.
-func notApplicable(args []string) map[string]string {
+func (f *Framework) notApplicable(args []string) map[string]string {
 	if flagValue(args, "client") != "" {
 		return nil
 	}
 	reg, err := clients.Builtin()
-	if err != nil || Stack == nil {
+	if err != nil || f.stack == nil {
 		return nil
 	}
 	mode := flagValue(args, "mode")
@@ -185,7 +185,7 @@ func notApplicable(args []string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, s := range reg.Specs() {
-		if s.New == nil && Stack.Images.Clients[s.Program.Name] == "" {
+		if s.New == nil && f.stack.Images.Clients[s.Program.Name] == "" {
 			continue // no image in this run: not a column
 		}
 		if ok, why := s.Supports(mode, id.Selects()); !ok {
@@ -197,17 +197,17 @@ func notApplicable(args []string) map[string]string {
 
 // imageFor returns the image a probe pod running args's clients uses: a
 // client program's own image when the pod runs one, else the probe's.
-func imageFor(args []string) string {
+func (f *Framework) imageFor(args []string) string {
 	names := strings.Split(flagValue(args, "client"), ",")
 	reg, err := clients.Builtin()
 	if err != nil || len(names) != 1 {
-		return Stack.Images.Probe
+		return f.stack.Images.Probe
 	}
 	s, err := reg.Lookup(names[0])
 	if err != nil || s.New != nil {
-		return Stack.Images.Probe
+		return f.stack.Images.Probe
 	}
-	if img := Stack.Images.Clients[s.Program.Name]; img != "" {
+	if img := f.stack.Images.Clients[s.Program.Name]; img != "" {
 		return img
 	}
 	Fail(fmt.Sprintf("client %s needs the image of program %s, which this run did not build", s.Name, s.Program.Name))
@@ -234,11 +234,11 @@ func withoutFlag(args []string, name string) []string {
 }
 
 // runProbePod runs one probe pod.
-func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
+func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
-	kube := Stack.Deployer().Kube
+	kube := f.stack.Deployer().Kube
 	name := "probe-" + rand.String(5)
-	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: imageFor(p.Args), Args: p.Args, Env: p.Env,
+	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: f.imageFor(p.Args), Args: p.Args, Env: p.Env,
 		ServiceAccount: p.ServiceAccount, Labels: p.Labels, Annotations: p.Annotations})
 	if p.Customize != nil {
 		p.Customize(pod)
@@ -268,7 +268,7 @@ func runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	}
 	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
 	run.Results = parseResults(logs)
-	journalEvidence(ctx, run)
+	f.journalEvidence(ctx, run)
 	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
 	if flagValue(p.Args, "escape") != "" {
 		run.Escapes = parseEscapes(logs)
@@ -366,11 +366,11 @@ const clientsEntry = "idharness-clients"
 
 // journalEvidence adds to the report what the node's fakeimds journaled
 // for the probe pod's address: the server's side of the same requests.
-func journalEvidence(ctx context.Context, run ProbeRun) {
+func (f *Framework) journalEvidence(ctx context.Context, run ProbeRun) {
 	if run.PodIP == "" || run.Node == "" {
 		return
 	}
-	c, err := Stack.FakeIMDS(ctx, run.Node)
+	c, err := f.stack.FakeIMDS(ctx, run.Node)
 	if err != nil {
 		return
 	}

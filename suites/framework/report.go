@@ -2,7 +2,6 @@ package framework
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,46 +16,42 @@ import (
 	"golang.org/x/term"
 
 	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/internal/stack"
 )
 
-var reportDir = flag.String("idh-report-dir", "", "write report.json, junit.xml and summary.md here")
-
-// LastReport is ginkgo's report of the suite that ran last in this process.
-var LastReport types.Report
-
-var specsDone atomic.Int32
-
-// Progress is where per-spec progress lines go; nil silences them.
-var Progress io.Writer = os.Stderr
-
-var _ = ReportAfterEach(func(r SpecReport) {
-	if Progress == nil {
-		return
-	}
-	if r.State == types.SpecStateSkipped && r.Failure.Message == "" {
-		return // left out by the label filter or focus, not skipped by the spec
-	}
-	n := specsDone.Add(1)
-	id, level, _, ok := ParseSpecText(r.LeafNodeText)
-	if !ok {
-		id, level = r.LeafNodeText, ""
-	}
-	fmt.Fprintf(Progress, "[spec %d] %-14s %-6s %-7s %6.1fs\n", n, id, level, r.State, r.RunTime.Seconds())
-})
-
-var _ = ReportAfterSuite("idharness report", func(r Report) {
-	LastReport = r
-	if *reportDir == "" {
-		return
-	}
-	rep := ToReport(r, strings.TrimPrefix(r.SuiteDescription, "idharness "))
-	if Stack != nil {
-		rep.Seed = Stack.Seed
-	}
-	if err := rep.WriteDir(*reportDir); err != nil {
-		fmt.Fprintln(os.Stderr, "write report:", err)
-	}
-})
+// reportNodes registers, at the top of the tree, the run's per-spec
+// progress lines (to progress; nil silences them) and a ReportAfterSuite
+// that stores ginkgo's report in *last and writes idharness's report to
+// reportDir when it is set. They are registered per run, not at init, so
+// that the writer and the directory are the run's own.
+func reportNodes(src *source, progress io.Writer, reportDir string, last *types.Report) {
+	var specsDone atomic.Int32
+	ReportAfterEach(func(r SpecReport) {
+		if progress == nil {
+			return
+		}
+		if r.State == types.SpecStateSkipped && r.Failure.Message == "" {
+			return // left out by the label filter or focus, not skipped by the spec
+		}
+		n := specsDone.Add(1)
+		id, level, _, ok := ParseSpecText(r.LeafNodeText)
+		if !ok {
+			id, level = r.LeafNodeText, ""
+		}
+		fmt.Fprintf(progress, "[spec %d] %-14s %-6s %-7s %6.1fs\n", n, id, level, r.State, r.RunTime.Seconds())
+	})
+	ReportAfterSuite("idharness report", func(r Report) {
+		*last = r
+		if reportDir == "" {
+			return
+		}
+		rep := ToReport(r, strings.TrimPrefix(r.SuiteDescription, "idharness "))
+		rep.Seed = src.seed()
+		if err := rep.WriteDir(reportDir); err != nil {
+			fmt.Fprintln(os.Stderr, "write report:", err)
+		}
+	})
+}
 
 // ToReport turns ginkgo's report into idharness's.
 func ToReport(r types.Report, suite string) *report.Report {
@@ -104,19 +99,24 @@ type failT struct{ failed bool }
 
 func (f *failT) Fail() { f.failed = true }
 
-// RunOptions select what an in-process run runs.
+// RunOptions select what an in-process run runs and where it reports.
 type RunOptions struct {
 	LabelFilter string
 	Focus       string
 	Timeout     time.Duration
 	// Seed orders the specs (ginkgo's random seed); the run's seed.
 	Seed int64
+	// Progress receives a line per finished spec; nil silences them.
+	Progress io.Writer
+	// ReportDir, when set, receives report.json, junit.xml and summary.md
+	// as the suite ends (`idharness run` writes its own, fuller report).
+	ReportDir string
 }
 
 // RunInProcess runs the specs registered in this process (import the
-// suite package for its side effects) against Preset and returns ginkgo's
+// suite package for its side effects) against st and returns ginkgo's
 // report. It can run once per process, as ginkgo allows.
-func RunInProcess(description string, o RunOptions) (types.Report, bool) {
+func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Report, bool) {
 	suiteCfg, repCfg := GinkgoConfiguration()
 	suiteCfg.LabelFilter = o.LabelFilter
 	if o.Focus != "" {
@@ -135,8 +135,31 @@ func RunInProcess(description string, o RunOptions) (types.Report, bool) {
 	// Logs (CI, a file, a pipe) get plain text: no ANSI colour codes when
 	// standard output is not a terminal.
 	repCfg.NoColor = repCfg.NoColor || !term.IsTerminal(int(os.Stdout.Fd()))
-	gomega.RegisterFailHandler(Fail)
 	t := &failT{}
+	r, ok := runSpecs(t, description, &source{preset: st}, o.Progress, o.ReportDir, suiteCfg, repCfg)
+	return r, ok && !t.failed
+}
+
+// RunSuite runs the specs registered in the test binary for `go test`,
+// against the stack the flags name (none: every spec is skipped), with
+// ginkgo's configuration from its own flags and progress lines on
+// standard error.
+func RunSuite(t GinkgoTestingT, description string, flags *Flags) bool {
+	suiteCfg, repCfg := GinkgoConfiguration()
+	_, ok := runSpecs(t, description, &source{flags: *flags}, os.Stderr, flags.ReportDir, suiteCfg, repCfg)
+	return ok
+}
+
+// runSpecs makes src the running run, registers its report nodes and
+// runs the specs.
+func runSpecs(t GinkgoTestingT, description string, src *source, progress io.Writer, reportDir string, suiteCfg types.SuiteConfig, repCfg types.ReporterConfig) (types.Report, bool) {
+	if !running.CompareAndSwap(nil, src) {
+		panic("framework: a run is already under way in this process; ginkgo runs specs once per process")
+	}
+	defer running.Store(nil)
+	var last types.Report
+	reportNodes(src, progress, reportDir, &last)
+	gomega.RegisterFailHandler(Fail)
 	ok := RunSpecs(t, description, suiteCfg, repCfg)
-	return LastReport, ok && !t.failed
+	return last, ok
 }

@@ -36,9 +36,12 @@ func TestProviderCreateWithConfigCountsWorkers(t *testing.T) {
 	if _, err := p.CreateWithConfig(context.Background(), cfgFile); err == nil {
 		t.Fatal("want an error for the invalid name")
 	}
-	o, _ := resolve(append(p.opts, WithName("ok"))...)
-	if o.Workers != 2 {
-		t.Errorf("workers = %d, want 2", o.Workers)
+	c, err := New(append(p.opts, WithName("ok"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.c.Options().Workers; w != 2 {
+		t.Errorf("workers = %d, want 2", w)
 	}
 	if _, err := p.CreateWithConfig(context.Background(), filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("want an error for a missing config file")

@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/e2e-framework/support"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
+
+	icluster "github.com/idharness/idharness/internal/cluster"
 )
 
 // Provider adapts a Cluster to e2e-framework's support.E2EClusterProvider,
@@ -131,7 +133,7 @@ func (p *Provider) GenerateKubeconfig(...string) (string, error) {
 	if c.Existing() {
 		return c.Kubeconfig(), nil
 	}
-	if err := c.provider.ExportKubeConfig(c.Name(), c.Kubeconfig(), false); err != nil {
+	if err := c.c.Provider().ExportKubeConfig(c.Name(), c.Kubeconfig(), false); err != nil {
 		return "", fmt.Errorf("export kubeconfig: %w", err)
 	}
 	return c.Kubeconfig(), nil
@@ -155,7 +157,7 @@ func (p *Provider) ExportLogs(_ context.Context, dest string) error {
 	if c.Existing() {
 		return nil
 	}
-	return c.provider.CollectLogs(c.Name(), dest)
+	return c.c.Provider().CollectLogs(c.Name(), dest)
 }
 
 // Destroy deletes the cluster (nothing in existing mode).
@@ -173,7 +175,7 @@ func (p *Provider) WaitForControlPlane(ctx context.Context, client klient.Client
 	if err != nil {
 		return err
 	}
-	_, err = WaitHealthy(ctx, client.RESTConfig(), c.opts.WaitTimeout, nil)
+	_, err = icluster.WaitHealthy(ctx, client.RESTConfig(), c.c.Options().WaitTimeout, nil)
 	return err
 }
 
