@@ -8,7 +8,7 @@
 //
 // Flags: --node-name and --host-ip (the downward API gives both),
 // --pod-name and --pod-namespace (likewise, for --on-exit=auto), --port,
-// --upstream, --upstream-timeout, --opt-in-label, --attempts, --interval,
+// --upstream, --upstream-timeout, --opt-in-label, --attempts, --interval, --pod-wait,
 // --retry-after, --block-instance-metadata, --on-exit, --kubeconfig
 // (in-cluster configuration when empty), --no-redirect (serve only, for
 // local runs).
@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string) error {
 	optIn := fs.String("opt-in-label", "", "label selector of the namespaces that get pod identity; pods elsewhere are passed through unchanged (empty: every namespace)")
 	attempts := fs.Int("attempts", 5, "tries to find a pod's binding (and the pod) before refusing")
 	interval := fs.Duration("interval", 500*time.Millisecond, "wait between those tries")
+	podWait := fs.Duration("pod-wait", 10*time.Second, "how long to wait for a calling pod to show up (its IP in the API server), polled every --interval, before refusing")
 	retryAfter := fs.Duration("retry-after", 0, "when positive, refuse unbound pods with 503 and this Retry-After instead of 404")
 	block := fs.Bool("block-instance-metadata", false, "refuse /metadata/instance to pods with 403")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (empty: in-cluster configuration)")
@@ -100,7 +102,22 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := nodeagent.NewHandler(nodeagent.Config{Upstream: *upstream, Attempts: *attempts, Interval: *interval,
+	// Grants are confirmed by live reads on an HTTP client of their own:
+	// see nodeagent.LiveClients.
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes HTTP client: %w", err)
+	}
+	liveKube, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	liveDyn, err := dynamic.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	inf = inf.WithLiveClients(nodeagent.LiveClients{Kube: liveKube, Dyn: liveDyn, Reset: func() { utilnet.CloseIdleConnectionsFor(hc.Transport) }})
+	h, err := nodeagent.NewHandler(nodeagent.Config{Upstream: *upstream, Attempts: *attempts, Interval: *interval, PodWait: *podWait,
 		RetryAfter: *retryAfter, BlockInstanceMetadata: *block, UpstreamTimeout: *upstreamTimeout, Log: log}, inf)
 	if err != nil {
 		return err

@@ -23,22 +23,30 @@ type Lookup interface {
 	// OptedIn reports whether pods of namespace get pod identity; the
 	// others are passed through unchanged.
 	OptedIn(namespace string) bool
-	// Identities, Bindings and Exceptions return the pod identity objects
-	// of namespace.
-	Identities(namespace string) []Identity
-	Bindings(namespace string) []Binding
+	// Exceptions returns the AzurePodIdentityExceptions of namespace.
 	Exceptions(namespace string) []Exception
+	// Live reads the pod (by name), the identities and the bindings of
+	// namespace from the API server itself, not from a cache: what the
+	// agent decides a token request by. An error means the API server
+	// could not be asked, and nothing is granted.
+	Live(ctx context.Context, namespace, pod string) (Pod, []Identity, []Binding, error)
 }
 
 // Config configures the handler.
 type Config struct {
 	// Upstream is the node's metadata endpoint, e.g. http://169.254.169.254.
 	Upstream string
-	// Attempts and Interval bound the wait for a pod's binding (or the pod
-	// itself) to show up: a pod may ask before its binding is created or
-	// before the informers saw it. Attempts ≤ 1 decides at once.
+	// Attempts and Interval bound the wait for a pod's binding to show
+	// up: a pod may ask before its binding is created. Attempts ≤ 1
+	// decides at once.
 	Attempts int
 	Interval time.Duration
+	// PodWait bounds the wait for the pod itself, polled every Interval:
+	// a pod's container runs, and may ask, before the kubelet has
+	// written the pod's IP to the API server, which on a loaded node
+	// takes seconds (measured: a probe pod's request refused after 2 s
+	// on a 4-node cluster of 2 cores). Zero waits Attempts × Interval.
+	PodWait time.Duration
 	// RetryAfter, when positive, turns the "no binding" refusal from 404
 	// into 503 with this Retry-After, as NMI's --set-retry-after-header.
 	RetryAfter time.Duration
@@ -51,9 +59,17 @@ type Config struct {
 	// UpstreamTimeout bounds each upstream call when Client has no timeout
 	// of its own; zero means DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
+	// ReadTimeout bounds the live read each decision is taken from
+	// (Lookup.Live); zero means DefaultReadTimeout.
+	ReadTimeout time.Duration
 	// Log receives one line per refusal and per token served.
 	Log *slog.Logger
 }
+
+// DefaultReadTimeout: the API server answers a read in milliseconds;
+// longer means it is out of reach, and the pod is better told at once
+// (503, and it retries) than held while its SDK's own timeout runs out.
+const DefaultReadTimeout = 2 * time.Second
 
 // DefaultUpstreamTimeout is longer than any client waits for IMDS (the
 // SDKs give up within 30 s) so that the agent never cuts a slow answer a
@@ -77,8 +93,14 @@ func NewHandler(cfg Config, l Lookup) (*Handler, error) {
 	if cfg.Attempts < 1 {
 		cfg.Attempts = 1
 	}
+	if cfg.PodWait <= 0 {
+		cfg.PodWait = time.Duration(cfg.Attempts) * cfg.Interval
+	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
 	}
 	var c http.Client
 	if cfg.Client != nil {
@@ -357,24 +379,28 @@ func tokenQuery(raw string) (url.Values, error) {
 // podByIP waits up to the configured attempts for the informers to know
 // the pod: a pod's first request can beat the watch event carrying its IP.
 func (h *Handler) podByIP(ctx context.Context, ip string) (Pod, bool) {
-	for i := 0; ; i++ {
+	deadline := time.Now().Add(h.cfg.PodWait)
+	for {
 		if p, ok := h.lookup.PodByIP(ip); ok {
 			return p, true
 		}
-		if i+1 >= h.cfg.Attempts || !sleep(ctx, h.cfg.Interval) {
+		if !time.Now().Add(h.cfg.Interval).Before(deadline) || !sleep(ctx, h.cfg.Interval) {
 			return Pod{}, false
 		}
 	}
 }
 
-// token answers a token request of an opted-in pod. The decision is taken
-// from the informers' stores on every request, and nothing of it is kept:
-// once the store no longer has the binding, the identity or the pod's
-// label, the next request is refused. What the agent cannot close is the
-// informers' own lag: a binding deleted in the API server stays in the
-// store until its watch event arrives (milliseconds normally, longer while
-// the watch is broken and relisting), and requests in that window are
-// still served.
+// token answers a token request of an opted-in pod, decided on every
+// attempt from a live read of the API server (Lookup.Live): the pod's
+// labels, the identities and the bindings of its namespace. Not from the
+// informers' stores, which lag the API server: a binding deleted there
+// stays in them until its watch event arrives, milliseconds normally but
+// as long as the agent cannot reach the API server (a partition, an
+// overloaded control plane), and their watches take tens of seconds
+// after such a partition to resume. Deciding from them would hand out an
+// identity no longer bound, and refuse one bound meanwhile. When the
+// read fails the agent fails closed: 503, no token. The stores only map
+// the caller's address to its pod.
 func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger, pod Pod, q url.Values) {
 	sel := Selector{ClientID: q.Get("client_id"), ResourceID: firstOf(q.Get("msi_res_id"), q.Get("mi_res_id")), ObjectID: q.Get("object_id")}
 	var d Decision
@@ -384,7 +410,14 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		if p, ok := h.lookup.PodByIP(podIP(r)); ok {
 			pod = p
 		}
-		d = Decide(pod, h.lookup.Identities(pod.Namespace), h.lookup.Bindings(pod.Namespace), sel)
+		var err error
+		if d, err = h.decideLive(r.Context(), pod, sel); err != nil {
+			reason := fmt.Sprintf("cannot read pod %s/%s's bindings from the API server (%v): no token until the agent can; retry", pod.Namespace, pod.Name, err)
+			log.Warn("refused", "status", http.StatusServiceUnavailable, "reason", reason)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", reason)
+			return
+		}
 		if d.Verdict != Refuse || i+1 >= h.cfg.Attempts || !sleep(r.Context(), h.cfg.Interval) {
 			break
 		}
@@ -398,6 +431,18 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	case Token:
 		h.fetch(w, r, log, d.Identity, q)
 	}
+}
+
+// decideLive decides pod's request from a live read of the API server;
+// an error when the read fails.
+func (h *Handler) decideLive(ctx context.Context, pod Pod, sel Selector) (Decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+	defer cancel()
+	live, ids, binds, err := h.lookup.Live(ctx, pod.Namespace, pod.Name)
+	if err != nil {
+		return Decision{}, err
+	}
+	return Decide(live, ids, binds, sel), nil
 }
 
 // refuse answers a request no binding covers: 404, or 503 with

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -26,6 +27,29 @@ type Informers struct {
 	pods, ids, binds, excs cache.Indexer
 	namespaces             cache.Store
 	optIn                  labels.Selector
+	// live reads the API server directly, for Live.
+	live LiveClients
+}
+
+// LiveClients are what Live reads the API server with. Give them an HTTP
+// client of their own (WithLiveClients), not the informers': the
+// informers' watches hold their HTTP/2 connection open, and once a
+// partition has left it hanging, every read on it hangs too until
+// client-go's health check drops it (30 s idle + 15 s ping). Reset is
+// called after a failed read to drop the live client's idle connections,
+// so that the next read dials anew and the agent serves again within a
+// read of the partition's end.
+type LiveClients struct {
+	Kube  kubernetes.Interface
+	Dyn   dynamic.Interface
+	Reset func()
+}
+
+// WithLiveClients returns the informers reading live through c.
+func (i *Informers) WithLiveClients(c LiveClients) *Informers {
+	cp := *i
+	cp.live = c
+	return &cp
 }
 
 const podIPIndex = "podIP"
@@ -62,7 +86,8 @@ func StartInformers(ctx context.Context, kube kubernetes.Interface, dyn dynamic.
 	if !cache.WaitForCacheSync(syncCtx.Done(), podInf.HasSynced, nsInf.HasSynced, ids.HasSynced, binds.HasSynced, excs.HasSynced) {
 		return nil, fmt.Errorf("informers not synced within %s: are the aadpodidentity.k8s.io CRDs installed and may the agent's service account list pods, namespaces and them?", timeout)
 	}
-	return &Informers{pods: podInf.GetIndexer(), namespaces: nsInf.GetStore(), ids: ids.GetIndexer(), binds: binds.GetIndexer(), excs: excs.GetIndexer(), optIn: optIn}, nil
+	return &Informers{pods: podInf.GetIndexer(), namespaces: nsInf.GetStore(), ids: ids.GetIndexer(), binds: binds.GetIndexer(), excs: excs.GetIndexer(), optIn: optIn,
+		live: LiveClients{Kube: kube, Dyn: dyn}}, nil
 }
 
 // podIPs indexes pods that own their IPs: not host-network pods (they
@@ -117,6 +142,44 @@ func (i *Informers) Identities(namespace string) []Identity {
 // Bindings implements Lookup.
 func (i *Informers) Bindings(namespace string) []Binding {
 	return fromIndex(i.binds, namespace, BindingFrom)
+}
+
+// Live implements Lookup: the pod, then the identities and bindings of
+// its namespace, each read from the API server (a quorum read).
+func (i *Informers) Live(ctx context.Context, namespace, pod string) (Pod, []Identity, []Binding, error) {
+	p, ids, binds, err := i.readLive(ctx, namespace, pod)
+	if err != nil && i.live.Reset != nil {
+		i.live.Reset()
+	}
+	return p, ids, binds, err
+}
+
+func (i *Informers) readLive(ctx context.Context, namespace, pod string) (Pod, []Identity, []Binding, error) {
+	p, err := i.live.Kube.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return Pod{}, nil, nil, fmt.Errorf("get pod %s/%s: %w", namespace, pod, err)
+	}
+	ids, err := liveList(ctx, i.live.Dyn, podidentity.AzureIdentityGVR, namespace, IdentityFrom)
+	if err != nil {
+		return Pod{}, nil, nil, err
+	}
+	binds, err := liveList(ctx, i.live.Dyn, podidentity.AzureIdentityBindingGVR, namespace, BindingFrom)
+	if err != nil {
+		return Pod{}, nil, nil, err
+	}
+	return Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels}, ids, binds, nil
+}
+
+func liveList[T any](ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, namespace string, conv func(*unstructured.Unstructured) T) ([]T, error) {
+	l, err := dyn.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list %s in %s: %w", gvr.Resource, namespace, err)
+	}
+	out := make([]T, 0, len(l.Items))
+	for k := range l.Items {
+		out = append(out, conv(&l.Items[k]))
+	}
+	return out, nil
 }
 
 // Exceptions implements Lookup.

@@ -3,6 +3,8 @@ package nodeagent
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/idharness/idharness/pkg/api/podidentity"
 )
@@ -61,6 +64,15 @@ func (staticLookup) Bindings(ns string) []Binding {
 }
 
 func (staticLookup) Exceptions(string) []Exception { return nil }
+
+func (l staticLookup) Live(_ context.Context, ns, name string) (Pod, []Identity, []Binding, error) {
+	for _, ip := range []string{boundIP, unboundIP, plainIP} {
+		if p, _ := l.PodByIP(ip); p.Namespace == ns && p.Name == name {
+			return p, l.Identities(ns), l.Bindings(ns), nil
+		}
+	}
+	return Pod{}, nil, nil, fmt.Errorf("pod %s/%s not found", ns, name)
+}
 
 // minter is a worst-case IMDS: it mints a recognisable token
 // (TOKEN-FOR-<identity>;) for every selector value in the query, whatever
@@ -567,6 +579,135 @@ func TestHandlerBindingRevoked(t *testing.T) {
 			}
 			if n := len(up.requests()) - before; n != 0 {
 				t.Errorf("%d requests upstream after the revocation", n)
+			}
+		})
+	}
+}
+
+// TestHandlerFailsClosedOnStaleInformers: the informers stop seeing the
+// API server (stopped here, as a partition or a relisting watch leaves
+// them) and the pod's grant is then revoked there, or the API server
+// cannot be read at all. The agent must not hand out the token its stale
+// stores still allow: it refuses (the live read shows the revocation) or
+// answers 503 (no live read), and never asks upstream.
+func TestHandlerFailsClosedOnStaleInformers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient)
+		want   int
+	}{
+		{"binding deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
+			if err := dc.Resource(podidentity.AzureIdentityBindingGVR).Namespace("app").Delete(ctx, "web-a", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusNotFound},
+		{"identity deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
+			if err := dc.Resource(podidentity.AzureIdentityGVR).Namespace("app").Delete(ctx, "id-a", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusNotFound},
+		{"pod relabelled", func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
+			p, err := kc.CoreV1().Pods("app").Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Labels[podidentity.BindingLabel] = "nothing"
+			if _, err := kc.CoreV1().Pods("app").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusNotFound},
+		{"API server out of reach", func(_ context.Context, _ *testing.T, kc *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
+			kc.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, errors.New("dial tcp 10.96.0.1:443: i/o timeout")
+			})
+		}, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startUpstream(t)
+			kube, dynObjs := cluster()
+			kc := kubefake.NewClientset(kube...)
+			dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
+			infCtx, stopInformers := context.WithCancel(context.Background())
+			t.Cleanup(stopInformers)
+			inf, err := StartInformers(infCtx, kc, dc, node, labels.Everything(), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Log: slog.New(slog.DiscardHandler)}, inf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ask := func() *httptest.ResponseRecorder {
+				r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
+				r.RemoteAddr = "10.244.1.10:40000"
+				r.Header.Set("Metadata", "true")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w
+			}
+			if w := ask(); w.Code != 200 || !strings.Contains(w.Body.String(), clientA) {
+				t.Fatalf("before: status %d, want 200 with %s's token: %s", w.Code, clientA, w.Body)
+			}
+			stopInformers()
+			tc.change(context.Background(), t, kc, dc)
+			// The stores still grant the pod id-a: what a stale agent serves.
+			time.Sleep(50 * time.Millisecond)
+			p, _ := inf.PodByIP("10.244.1.10")
+			if d := Decide(p, inf.Identities("app"), inf.Bindings("app"), Selector{}); d.Verdict != Token {
+				t.Fatalf("the stopped informers saw the change (%v): the test proves nothing", d)
+			}
+			before := len(up.requests())
+			w := ask()
+			if w.Code != tc.want || strings.Contains(w.Body.String(), "access_token") {
+				t.Errorf("after: status %d, want %d and no token: %s", w.Code, tc.want, w.Body)
+			}
+			if n := len(up.requests()) - before; n != 0 {
+				t.Errorf("%d requests upstream after the change", n)
+			}
+		})
+	}
+}
+
+// lateLookup is staticLookup whose pods show up only after a while, as a
+// pod's IP does when the kubelet writes it to the API server late.
+type lateLookup struct {
+	staticLookup
+	from time.Time
+}
+
+func (l lateLookup) PodByIP(ip string) (Pod, bool) {
+	if time.Now().Before(l.from) {
+		return Pod{}, false
+	}
+	return l.staticLookup.PodByIP(ip)
+}
+
+// TestHandlerWaitsForThePod: a request from a pod the agent does not know
+// yet is held up to PodWait, not Attempts × Interval, and served once the
+// pod shows up; past PodWait it is refused.
+func TestHandlerWaitsForThePod(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		podWait time.Duration
+		want    int
+	}{
+		{"pod shows up within the wait", 3 * time.Second, http.StatusOK},
+		{"pod shows up after it", 500 * time.Millisecond, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startUpstream(t)
+			h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Interval: 100 * time.Millisecond, PodWait: tc.podWait, Log: slog.New(slog.DiscardHandler)},
+				lateLookup{from: time.Now().Add(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
+			r.RemoteAddr = boundIP + ":40000"
+			r.Header.Set("Metadata", "true")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.want, w.Body)
 			}
 		})
 	}

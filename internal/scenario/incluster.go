@@ -195,10 +195,11 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if err != nil {
 		return nil, err
 	}
+	ns := "idh-scenario-" + rand.String(5)
 	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
-		kube: &kubeEnv{kube: st.Deployer().Kube, namespace: st.Namespace, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents()}}
+		kube: &kubeEnv{kube: st.Deployer().Kube, dyn: dyn, namespace: st.Namespace, runNamespace: ns, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents()}}
 	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
-		ns: "idh-scenario-" + rand.String(5), seed: state.Seed}
+		ns: ns, seed: state.Seed}
 	defer c.cleanup()
 	return c.run(ctx)
 }
@@ -248,9 +249,13 @@ func (s *Scenario) clusterConfig(node config.Config) (config.Config, config.Iden
 // kubeEnv is what steps acting on the cluster need: a client, the
 // stack's namespace and the run's node.
 type kubeEnv struct {
-	kube      kubernetes.Interface
-	namespace string
-	node      string
+	kube kubernetes.Interface
+	// dyn reaches the pod identity objects; nil when setup has none.
+	dyn dynamic.Interface
+	// namespace is the stack's; runNamespace the run's own, where its
+	// pods and pod identity objects live.
+	namespace, runNamespace string
+	node                    string
 	// vaultURL is the stack's protected resource, where groups with
 	// useToken: vault use their tokens.
 	vaultURL string

@@ -722,14 +722,22 @@ func (r *runner) asked(g ClientGroup) (clients.Identity, string) {
 // the first binding (by name, as agents order them) whose selector is the
 // pods' aadpodidbinding label; for an identity asked by name, that one
 // if a binding binds it to the pods. Empty: the pods are bound to
-// nothing they ask for, and must get no token at all.
+// nothing they ask for, and must get no token at all. The bindings are
+// setup's and those a bind step creates during the run: a pod bound
+// later may get that identity from then on.
 func (s *Scenario) boundIdentity(g ClientGroup) string {
 	label := g.Labels[podidapi.BindingLabel]
 	if label == "" || s.Setup.PodIdentity == nil {
 		return ""
 	}
+	all := append([]PodIdentityBinding(nil), s.Setup.PodIdentity.Bindings...)
+	for _, st := range s.Timeline {
+		if b, ok := st.Action.(*bindStep); ok {
+			all = append(all, PodIdentityBinding{Identity: b.Identity, Selector: b.Selector})
+		}
+	}
 	var bound []PodIdentityBinding
-	for _, b := range s.Setup.PodIdentity.Bindings {
+	for _, b := range all {
 		if b.Selector == label && (g.Identity == "" || b.Identity == g.Identity) {
 			bound = append(bound, b)
 		}

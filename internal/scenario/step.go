@@ -72,6 +72,10 @@ type clusterChecker interface {
 // undoable is implemented by step kinds whose effect can end after for.
 type undoable interface{ undoable() bool }
 
+// mustEnder is implemented by step kinds that need a for: their effect
+// must not outlast the run (a partition).
+type mustEnder interface{ mustEnd() bool }
+
 // blocking is implemented by step kinds whose action lasts until apply
 // returns (a restart, until the new pod is ready): the step's end is
 // that moment, which the file cannot say.
@@ -269,6 +273,9 @@ func (s *Scenario) validateTimeline(ids identities) error {
 		}
 		if u, ok := st.Action.(undoable); st.For.Duration > 0 && (!ok || !u.undoable()) {
 			return bad(f+".for", "a %s step cannot be undone; leave for out", st.Kind)
+		}
+		if m, ok := st.Action.(mustEnder); ok && m.mustEnd() && st.For.Duration == 0 {
+			return bad(f+".for", "required: a %s step must end within the run, e.g. for: 30s", st.Kind)
 		}
 		if err := st.Action.validate(s, ids, f+"."+st.Kind); err != nil {
 			return err

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,60 @@ func TestStepWindowFromApplied(t *testing.T) {
 				t.Errorf("held %v (%s), want %v", v.Held, v.Detail, tc.held)
 			}
 		})
+	}
+}
+
+// TestBindingStepsValidate: bind and unbind name bindings as
+// setup.podIdentity writes them, checked against the shipped partition
+// scenario with one of its steps replaced.
+func TestBindingStepsValidate(t *testing.T) {
+	base, err := os.ReadFile("../../scenarios/podidentity-apiserver-partition.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const step = "    unbind: {identity: id-a, selector: chaos-revoked}"
+	for _, tc := range []struct {
+		name, with, want string
+	}{
+		{"as shipped", step, ""},
+		{"unbind of no setup binding", "    unbind: {identity: id-a, selector: chaos-late}", "timeline[1].unbind: id-a to chaos-late is not one of setup.podIdentity.bindings"},
+		{"bind of a setup binding", "    bind: {identity: id-a, selector: chaos-kept}", "timeline[1].bind: setup.podIdentity.bindings already binds id-a to chaos-kept"},
+		{"unknown identity", "    unbind: {identity: id-z, selector: chaos-revoked}", "timeline[1].unbind.identity: want one of setup.identities"},
+		{"system identity", "    bind: {identity: system, selector: chaos-x}", "timeline[1].bind.identity: want one of setup.identities"},
+		{"no selector", "    bind: {identity: id-a}", "timeline[1].bind.selector: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(string(base), step, tc.with, 1)
+			_, err := Parse("p.yaml", []byte(src))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBoundIdentityCountsBindSteps: a pod bound by a bind step during the
+// run may get that identity, so own-identity judges it by that binding;
+// before bind steps counted, the late-bound pod's tokens were all "another
+// identity's".
+func TestBoundIdentityCountsBindSteps(t *testing.T) {
+	s, err := LoadFile("../../scenarios/podidentity-apiserver-partition.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA, _ := s.Identity("id-a")
+	for _, tc := range []struct{ label, want string }{
+		{"chaos-kept", idA.ClientID},
+		{"chaos-revoked", idA.ClientID},
+		{"chaos-late", idA.ClientID},
+		{"chaos-nobody", ""},
+	} {
+		g := ClientGroup{Labels: map[string]string{"aadpodidbinding": tc.label}}
+		if got := s.boundIdentity(g); got != tc.want {
+			t.Errorf("%s: bound to %q, want %q", tc.label, got, tc.want)
+		}
 	}
 }

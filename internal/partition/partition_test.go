@@ -1,0 +1,132 @@
+package partition
+
+import (
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func TestCutValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  Cut
+		ok   bool
+	}{
+		{"IPv4", Cut{IP: net.ParseIP("10.96.0.1"), Port: 443, For: 30 * time.Second}, true},
+		{"IPv6", Cut{IP: net.ParseIP("fd00::1"), Port: 443, For: 30 * time.Second}, false},
+		{"no address", Cut{Port: 443, For: 30 * time.Second}, false},
+		{"no port", Cut{IP: net.ParseIP("10.96.0.1"), For: 30 * time.Second}, false},
+		{"unbounded", Cut{IP: net.ParseIP("10.96.0.1"), Port: 443}, false},
+		{"too long", Cut{IP: net.ParseIP("10.96.0.1"), Port: 443, For: MaxFor + time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.cut.Exprs()
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestCutInOwnNetns cuts a listener's address in a network namespace of
+// the test's own (the host's rules are never touched) and checks that
+// connecting fails while the cut holds, works again once the kernel
+// expired it, and works at once after Remove. It skips without root.
+func TestCutInOwnNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	ns, err := netns.New() // switches this thread into it
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Skipf("cannot create a network namespace here: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = netns.Set(orig)
+		orig.Close()
+		ns.Close()
+		runtime.UnlockOSThread()
+	})
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	// Sockets belong to the namespace of the thread that creates them:
+	// this one, locked.
+	reach := func() bool {
+		c, err := net.DialTimeout("tcp", addr.String(), 300*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	if !reach() {
+		t.Fatal("listener unreachable before any cut")
+	}
+	cut := Cut{IP: addr.IP, Port: uint16(addr.Port), For: 1500 * time.Millisecond}
+	if err := Apply(int(ns), cut); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := Active(int(ns)); err != nil || !on {
+		t.Fatalf("Active = %v, %v after Apply, want true", on, err)
+	}
+	if reach() {
+		t.Fatal("connected to " + addr.String() + " through the cut")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		on, err := Active(int(ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !on {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the kernel never expired the cut of " + strconv.Itoa(int(cut.For.Milliseconds())) + " ms")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !reach() {
+		t.Fatal("unreachable after the cut expired")
+	}
+	cut.For = time.Minute
+	if err := Apply(int(ns), cut); err != nil {
+		t.Fatal(err)
+	}
+	if reach() {
+		t.Fatal("connected through the second cut")
+	}
+	if err := Remove(int(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if !reach() {
+		t.Fatal("unreachable after Remove")
+	}
+	if err := Remove(int(ns)); err != nil {
+		t.Fatalf("a second Remove: %v", err)
+	}
+}
