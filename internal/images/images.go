@@ -1,7 +1,9 @@
-// Package images builds OCI images for idharness's own Go programs without a
-// registry and without a base image: every layer is assembled here from files
-// on disk (a statically linked binary, a minimal /etc), and the result is
-// written as a Docker image archive that kind loads into its nodes.
+// Package images builds OCI images for idharness's own Go programs, and for
+// programs of published Go modules (an implementation under test's agent),
+// without a registry and without a base image: every layer is assembled here
+// from files on disk (a statically linked binary, a minimal /etc, tools
+// copied from a cluster node), and the result is written as a Docker image
+// archive that kind loads into its nodes.
 package images
 
 import (

@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/internal/nodeimage"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/sut"
 )
@@ -94,6 +96,20 @@ var Programs = map[string]string{
 	"fakeimds": "./cmd/fakeimds",
 	"probe":    "./cmd/probe",
 	"vault":    "./cmd/vault",
+}
+
+// prepareSUTImages saves, builds or takes the implementation's images
+// into dir; node (nil when the run has no kind node) gives the node tools.
+func prepareSUTImages(ctx context.Context, o Options, dir string, node kindexec.Cmder) ([]sut.Loaded, error) {
+	cache := o.CacheDir
+	if cache == "" {
+		cache = nodeimage.DefaultCacheDir()
+	}
+	l, err := o.SUT.PrepareImages(ctx, sut.ImageOptions{Dir: dir, CacheDir: cache, Node: node, Log: o.Log})
+	if err != nil {
+		return nil, fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
+	}
+	return l, nil
 }
 
 // Run executes the phases in order and stops at the first failure.
@@ -217,9 +233,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 						return err
 					}
 					defer os.RemoveAll(dir)
-					if res.SUTImages, err = o.SUT.PrepareImages(ctx, dir); err != nil {
-						return fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
-					}
+					res.SUTImages, err = prepareSUTImages(ctx, o, dir, nil)
+					return err
 				}
 				return nil
 			}
@@ -243,8 +258,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if o.SUT == nil {
 				return nil
 			}
-			if res.SUTImages, err = o.SUT.PrepareImages(ctx, dir); err != nil {
-				return fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
+			var node kindexec.Cmder
+			if nodes, err := cl.Nodes(); err == nil && len(nodes) > 0 {
+				node = nodes[0] // every node runs the same node image
+			}
+			if res.SUTImages, err = prepareSUTImages(ctx, o, dir, node); err != nil {
+				return err
 			}
 			for _, l := range res.SUTImages {
 				if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {

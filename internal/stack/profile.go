@@ -37,7 +37,7 @@ var profiles = map[string]Profile{
 		Modes: []string{"imds", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
 	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
 		Components: []string{NodeAgentComponent}, Modes: []string{"imds", "pod-identity", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
-	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode (image from hack/nmi-image.sh), declared as data; it intercepts every pod, so only the pod identity specs run unless --label-filter says otherwise",
+	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode, declared as data (its image built from the Go module proxy with the nodes' iptables); it intercepts every pod, so only the pod identity specs run unless --label-filter says otherwise",
 		Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254", SUT: "fixtures/sut/aad-pod-identity/sut.yaml"},
 }
 

@@ -7,10 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"sigs.k8s.io/kind/pkg/exec"
+
+	"github.com/idharness/idharness/internal/images"
 )
 
 // Loaded is one of the implementation's images as the run loads it.
@@ -26,18 +33,40 @@ type Loaded struct {
 	Archive string `json:"-"`
 }
 
+// ImageOptions are what preparing the images takes from the run.
+type ImageOptions struct {
+	// Dir receives the archives of saved and built images.
+	Dir string
+	// CacheDir keeps built programs between runs.
+	CacheDir string
+	// Node is a node of the cluster, which builds copy their nodeTools
+	// from; nil when the run has no kind node (--kubeconfig).
+	Node exec.Cmder
+	// Log receives a line per built program; nil is slog.Default().
+	Log *slog.Logger
+}
+
 // PrepareImages returns the implementation's images as archives to load
 // into the nodes, with their references and IDs: an archive as it is, a
-// ref saved from the local Docker engine into dir.
-func (s *SUT) PrepareImages(ctx context.Context, dir string) ([]Loaded, error) {
+// ref saved from the local Docker engine, a build built, each into o.Dir.
+func (s *SUT) PrepareImages(ctx context.Context, o ImageOptions) ([]Loaded, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 	var out []Loaded
 	for i, im := range s.Images {
 		l := Loaded{Name: im.Name, Archive: s.Path(im.Archive)}
-		if im.Ref != "" {
-			l.Archive = filepath.Join(dir, fmt.Sprintf("sut-image-%d.tar", i))
-			cmd := exec.CommandContext(ctx, "docker", "save", "-o", l.Archive, im.Ref)
+		switch {
+		case im.Ref != "":
+			l.Archive = filepath.Join(o.Dir, fmt.Sprintf("sut-image-%d.tar", i))
+			cmd := osexec.CommandContext(ctx, "docker", "save", "-o", l.Archive, im.Ref)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("image %s: docker save %s: %v: %s (is the image in the local Docker engine? docker images %s)", im.Name, im.Ref, err, strings.TrimSpace(string(b)), im.Ref)
+			}
+		case im.Build != nil:
+			l.Archive = filepath.Join(o.Dir, fmt.Sprintf("sut-image-%d.tar", i))
+			if err := s.build(ctx, im, l.Archive, o); err != nil {
+				return nil, fmt.Errorf("image %s: %w", im.Name, err)
 			}
 		}
 		ref, id, err := archiveImage(l.Archive)
@@ -51,6 +80,51 @@ func (s *SUT) PrepareImages(ctx context.Context, dir string) ([]Loaded, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// BuildRef is the reference of a built image: idharness.local/IMPL-IMAGE:VERSION
+// (a version's "+", as in +incompatible, is not allowed in a tag).
+func (s *SUT) BuildRef(im Image) string {
+	return "idharness.local/" + s.Name + "-" + im.Name + ":" + strings.ReplaceAll(im.Build.Version, "+", "-")
+}
+
+// build builds im's program (or finds it in the cache), adds the node
+// tools copied from o.Node and writes the image archive.
+func (s *SUT) build(ctx context.Context, im Image, archive string, o ImageOptions) error {
+	b := im.Build
+	if len(b.NodeTools) > 0 && o.Node == nil {
+		return fmt.Errorf("nodeTools %s are copied from a node of a kind cluster, and this run has none (--kubeconfig): build the image yourself, make it pullable by the nodes and declare it by ref", strings.Join(b.NodeTools, ", "))
+	}
+	start := time.Now()
+	bin, cached, err := images.BuildModule(ctx, b.program(o.CacheDir))
+	if err != nil {
+		return err
+	}
+	o.Log.Info("implementation program built", "image", im.Name, "module", b.Module+"@"+b.Version, "package", b.Package, "cached", cached, "elapsed", time.Since(start).Round(time.Millisecond))
+	var tools []images.File
+	if len(b.NodeTools) > 0 {
+		if tools, err = images.NodeToolFiles(ctx, o.Node, b.NodeTools); err != nil {
+			return err
+		}
+	}
+	name := b.program("").BinaryName()
+	root, err := images.Layer(append(images.MinimalRoot(), tools...))
+	if err != nil {
+		return err
+	}
+	app, err := images.Layer([]images.File{{Path: "/usr/local/bin/" + name, Source: bin, Mode: 0o755}})
+	if err != nil {
+		return err
+	}
+	img, err := images.Assemble(images.Spec{
+		Layers:     []v1.Layer{root, app},
+		Entrypoint: []string{"/usr/local/bin/" + name},
+		Labels:     map[string]string{images.LabelManaged: "true", images.LabelSource: b.Module + "@" + b.Version + " " + b.Package},
+	})
+	if err != nil {
+		return err
+	}
+	return images.WriteArchive(archive, map[string]v1.Image{s.BuildRef(im): img})
 }
 
 // archiveImage reads the first image of a Docker image archive

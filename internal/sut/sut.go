@@ -14,9 +14,15 @@
 //	claims: [pod-identity]
 //	intercepts: all
 //	images:
-//	  - name: nmi
-//	    archive: nmi.tar                      # a Docker or OCI image archive
+//	  - name: nmi                             # built by the images phase
+//	    build:
+//	      module: github.com/Azure/aad-pod-identity
+//	      version: v1.8.17
+//	      package: ./cmd/nmi
+//	      nodeTools: [iptables]               # copied from a cluster node
 //	  - name: other
+//	    archive: other.tar                    # a Docker or OCI image archive
+//	  - name: third
 //	    ref: vendor.example/agent:1.2.3       # an image in the local Docker engine
 //	manifests: manifests/                     # *.yaml, Go templates
 //	readiness:
@@ -27,6 +33,16 @@
 // implementation's own token requests go to), .Images.NAME (each image's
 // reference), .Labels (idharness's labels, an inline YAML map) and
 // .OptInLabel / .OptInValue (the namespace label of pod identity specs).
+//
+// Instead of manifests, a local Helm chart (chart.go):
+//
+//	chart:
+//	  path: chart/                            # a chart directory or .tgz
+//	  valuesFiles: [values-idharness.yaml]    # templates with the variables above
+//	  values: {image: "{{ .Images.agent }}"}  # likewise, merged last
+//
+// The chart also gets the variables as .Values.idharness (namespace,
+// upstream, images.NAME, labels, optInLabel, optInValue, name).
 package sut
 
 import (
@@ -34,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,6 +62,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/yamlfile"
 )
 
@@ -88,8 +106,10 @@ type SUT struct {
 	Intercepts string `json:"intercepts"`
 	// Images are loaded into every node before the manifests are applied.
 	Images []Image `json:"images,omitempty"`
-	// Manifests is a directory of *.yaml templates, applied in name order.
-	Manifests string `json:"manifests"`
+	// Manifests is a directory of *.yaml templates, applied in name order;
+	// Chart is a Helm chart instead.
+	Manifests string `json:"manifests,omitempty"`
+	Chart     *Chart `json:"chart,omitempty"`
 	// Readiness is what the run waits for before the suites start.
 	Readiness Readiness `json:"readiness"`
 
@@ -98,12 +118,38 @@ type SUT struct {
 }
 
 // Image is an image the implementation brings: exactly one of Archive
-// (a Docker or OCI image archive file) or Ref (an image in the local
-// Docker engine, saved and loaded into the nodes).
+// (a Docker or OCI image archive file), Ref (an image in the local
+// Docker engine, saved and loaded into the nodes) or Build (built by the
+// run).
 type Image struct {
 	Name    string `json:"name"`
 	Archive string `json:"archive,omitempty"`
 	Ref     string `json:"ref,omitempty"`
+	Build   *Build `json:"build,omitempty"`
+}
+
+// Build is an image the images phase builds from a main package of a
+// published Go module, fetched through the Go module proxy (no registry,
+// no base image): the program, statically linked, as the entrypoint at
+// /usr/local/bin/NAME, a minimal root (CA certificates, /tmp, users root
+// and nonroot), running as root unless the manifests say otherwise, and
+// the node tools it runs. Its reference is
+// idharness.local/IMPLEMENTATION-IMAGE:VERSION.
+type Build struct {
+	// Module and Version name the module ("github.com/Azure/aad-pod-identity",
+	// "v1.8.17": a pinned version, as builds are cached by it).
+	Module  string `json:"module"`
+	Version string `json:"version"`
+	// Package is the main package's directory in the module ("./cmd/nmi").
+	Package string `json:"package"`
+	// NodeTools are programs copied from a node of the cluster, with their
+	// libraries, for a program that runs them (images.NodeTools: iptables).
+	NodeTools []string `json:"nodeTools,omitempty"`
+}
+
+// program is the build as the images package takes it.
+func (b *Build) program(cacheDir string) images.ModuleProgram {
+	return images.ModuleProgram{Module: b.Module, Version: b.Version, Package: b.Package, CacheDir: cacheDir}
 }
 
 // Readiness lists the workloads, in the stack's namespace, that must be
@@ -171,20 +217,40 @@ func (s *SUT) validate() error {
 			return s.fail(f+".name", "%q is given twice", im.Name)
 		}
 		names[im.Name] = true
-		if (im.Archive == "") == (im.Ref == "") {
-			return s.fail(f, "give exactly one of archive (an image archive file) or ref (an image in the local Docker engine)")
+		given := 0
+		for _, set := range []bool{im.Archive != "", im.Ref != "", im.Build != nil} {
+			if set {
+				given++
+			}
+		}
+		if given != 1 {
+			return s.fail(f, "give exactly one of archive (an image archive file), ref (an image in the local Docker engine) or build (a Go module's main package)")
 		}
 		if im.Archive != "" {
 			if _, err := os.Stat(s.Path(im.Archive)); err != nil {
 				return s.fail(f+".archive", "%v", err)
 			}
 		}
+		if err := s.validateBuild(f+".build", im.Build); err != nil {
+			return err
+		}
 	}
-	if s.Manifests == "" {
-		return s.fail("manifests", "is empty: name the directory of the manifests that deploy the implementation")
-	}
-	if m, _ := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml")); len(m) == 0 {
-		return s.fail("manifests", "%s has no *.yaml file", s.Path(s.Manifests))
+	switch {
+	case (s.Manifests == "") == (s.Chart == nil):
+		return s.fail("manifests", "give exactly one of manifests (a directory of manifest templates) or chart (a Helm chart)")
+	case s.Chart != nil:
+		if err := s.validateChart(); err != nil {
+			return err
+		}
+	default:
+		if m, _ := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml")); len(m) == 0 {
+			return s.fail("manifests", "%s has no *.yaml file", s.Path(s.Manifests))
+		}
+		// Rendered now, with placeholder images, so that a template error
+		// stops the run before it builds a cluster.
+		if _, err := s.Render(s.placeholders(), nil); err != nil {
+			return s.fail("manifests", "%v", err)
+		}
 	}
 	if len(s.Readiness.DaemonSets)+len(s.Readiness.Deployments) == 0 {
 		return s.fail("readiness", "names no workload: list the DaemonSets and Deployments that must be ready before the specs start")
@@ -193,6 +259,57 @@ func (s *SUT) validate() error {
 		return s.fail("readiness.daemonSets", "is empty, but the implementation claims pod-identity: name its node agent's DaemonSet")
 	}
 	return nil
+}
+
+// validateBuild checks an image's build declaration (nil: none).
+func (s *SUT) validateBuild(field string, b *Build) error {
+	if b == nil {
+		return nil
+	}
+	if err := b.program("").Validate(); err != nil {
+		f, msg, _ := strings.Cut(err.Error(), ": ")
+		return s.fail(field+"."+f, "%s", msg)
+	}
+	for i, t := range b.NodeTools {
+		if _, ok := images.NodeTools()[t]; !ok {
+			return s.fail(fmt.Sprintf("%s.nodeTools[%d]", field, i), "%q is not a node tool: use %s", t, strings.Join(images.NodeToolNames(), ", "))
+		}
+	}
+	return nil
+}
+
+// validateChart loads the chart and renders it with placeholder images,
+// so that a broken chart or values fail before the run builds a cluster.
+func (s *SUT) validateChart() error {
+	if s.Chart.Path == "" {
+		return s.fail("chart.path", "is empty: name the chart's directory or .tgz")
+	}
+	if _, err := s.loadChart(); err != nil {
+		return s.fail("chart.path", "%v", err)
+	}
+	for i, f := range s.Chart.ValuesFiles {
+		if _, err := os.Stat(s.Path(f)); err != nil {
+			return s.fail(fmt.Sprintf("chart.valuesFiles[%d]", i), "%v", err)
+		}
+	}
+	if _, err := s.renderChart(s.placeholders()); err != nil {
+		var ye *yamlfile.Error
+		if errors.As(err, &ye) {
+			return err
+		}
+		return s.fail("chart", "%v", err)
+	}
+	return nil
+}
+
+// placeholders are template variables for checking templates at load:
+// each image's reference is a placeholder.
+func (s *SUT) placeholders() Values {
+	refs := map[string]string{}
+	for _, n := range s.imageNames() {
+		refs[n] = "idharness.local/" + n + ":placeholder"
+	}
+	return Values{Namespace: "idharness-system", Upstream: Upstream, Images: refs, Labels: "{}", OptInLabel: "idharness.io/pod-identity", OptInValue: "true"}
 }
 
 // Path resolves p against the file's directory.
@@ -216,57 +333,86 @@ type Values struct {
 	OptInValue string
 }
 
-// Render renders the manifests with v and returns their objects, files in
-// name order, each object labelled with labels (so that the stack knows
-// them as its own).
+// Render renders the manifests (or the chart) with v and returns their
+// objects, files in name order, each object labelled with labels (so that
+// the stack knows them as its own).
 func (s *SUT) Render(v Values, labels map[string]string) ([]*unstructured.Unstructured, error) {
-	files, err := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
 	var out []*unstructured.Unstructured
-	for _, f := range files {
-		body, err := os.ReadFile(f)
+	if s.Chart != nil {
+		objs, err := s.renderChart(v)
 		if err != nil {
 			return nil, err
 		}
-		t, err := template.New(filepath.Base(f)).Option("missingkey=error").Parse(string(body))
+		out = objs
+	} else {
+		files, err := filepath.Glob(filepath.Join(s.Path(s.Manifests), "*.yaml"))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, err
 		}
-		var buf bytes.Buffer
-		if err := t.Execute(&buf, v); err != nil {
-			return nil, fmt.Errorf("%s: %w (variables: .Namespace, .Upstream, .Images.NAME for %s, .Labels, .OptInLabel, .OptInValue)", f, err, strings.Join(s.imageNames(), ", "))
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(&buf, 4096)
-		for {
-			var m map[string]any
-			if err := dec.Decode(&m); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s: %w", f, err)
+		sort.Strings(files)
+		for _, f := range files {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
 			}
-			if len(m) == 0 {
-				continue
+			text, err := expand(f, string(body), v)
+			if err != nil {
+				return nil, err
 			}
-			o := &unstructured.Unstructured{Object: m}
-			if o.GetKind() == "" || o.GetName() == "" {
-				return nil, fmt.Errorf("%s: an object without kind or metadata.name", f)
+			objs, err := decodeObjects(f, strings.NewReader(text))
+			if err != nil {
+				return nil, err
 			}
-			l := o.GetLabels()
-			if l == nil {
-				l = map[string]string{}
-			}
-			for k, val := range labels {
-				l[k] = val
-			}
-			o.SetLabels(l)
-			out = append(out, o)
+			out = append(out, objs...)
 		}
 	}
+	for _, o := range out {
+		l := o.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		maps.Copy(l, labels)
+		o.SetLabels(l)
+	}
 	return out, nil
+}
+
+// expand executes text, named name in errors, as a template with v;
+// a variable v lacks is an error that lists those it has.
+func expand(name, text string, v Values) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, v); err != nil {
+		return "", fmt.Errorf("%w (variables: .Namespace, .Upstream, .Images.NAME for %s, .Labels, .OptInLabel, .OptInValue)", err, strings.Join(slices.Sorted(maps.Keys(v.Images)), ", "))
+	}
+	return buf.String(), nil
+}
+
+// decodeObjects decodes the YAML documents of r (named name in errors)
+// into objects, skipping empty ones.
+func decodeObjects(name string, r io.Reader) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		o := &unstructured.Unstructured{Object: m}
+		if o.GetKind() == "" || o.GetName() == "" {
+			return nil, fmt.Errorf("%s: an object without kind or metadata.name", name)
+		}
+		out = append(out, o)
+	}
 }
 
 func (s *SUT) imageNames() []string {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +15,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/mod/module"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 
 	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/images/imagestest"
 	"github.com/idharness/idharness/internal/yamlfile"
 )
 
@@ -28,6 +32,25 @@ intercepts: opted-in
 images:
   - name: agent
     ref: vendor.example/agent:1.0
+manifests: manifests
+readiness:
+  daemonSets: [vendor-agent]
+`
+
+// buildSUT declares its image as a build.
+const buildSUT = `apiVersion: idharness.io/v1alpha1
+kind: Implementation
+name: vendor-agent
+version: "1.0"
+claims: [pod-identity]
+intercepts: opted-in
+images:
+  - name: agent
+    build:
+      module: github.com/vendor/agent
+      version: v1.2.3
+      package: ./cmd/agent
+      nodeTools: [iptables]
 manifests: manifests
 readiness:
   daemonSets: [vendor-agent]
@@ -90,6 +113,18 @@ func TestLoad(t *testing.T) {
 		{name: "no manifests", sut: goodSUT, line: 10, want: "no *.yaml"},
 		{name: "pod identity without an agent", sut: strings.Replace(goodSUT, "  daemonSets: [vendor-agent]\n", "  deployments: [x]\n", 1), manifest: goodManifest, line: 11, want: "name its node agent"},
 		{name: "name not a DNS label", sut: strings.Replace(goodSUT, "name: vendor-agent", "name: Vendor_Agent", 1), manifest: goodManifest, line: 3, want: "DNS label"},
+		// A template error is found at load, before a cluster is built.
+		{name: "manifest variable unknown", sut: goodSUT, manifest: strings.Replace(goodManifest, ".Images.agent", ".Images.agnet", 1), line: 10, want: ".Images.NAME for agent"},
+		{name: "manifest template syntax", sut: goodSUT, manifest: strings.Replace(goodManifest, "{{ .Namespace }}", "{{ .Namespace }", 1), line: 10, want: "agent.yaml:5"},
+		{name: "build", sut: buildSUT, manifest: goodManifest},
+		{name: "build and ref", sut: strings.Replace(buildSUT, "    build:\n", "    ref: x:1\n    build:\n", 1), manifest: goodManifest, line: 8, want: "exactly one of archive"},
+		{name: "build module", sut: strings.Replace(buildSUT, "github.com/vendor/agent", "github.com/vendor agent", 1), manifest: goodManifest, line: 10, want: "images[0].build.module: "},
+		{name: "build version latest", sut: strings.Replace(buildSUT, "v1.2.3", "latest", 1), manifest: goodManifest, line: 11, want: "images[0].build.version: \"latest\" is not a version: pin"},
+		{name: "build version of another major", sut: strings.Replace(buildSUT, "v1.2.3", "v2.0.0", 1), manifest: goodManifest, line: 11, want: "images[0].build.version: "},
+		{name: "build package", sut: strings.Replace(buildSUT, "./cmd/agent", "cmd/agent", 1), manifest: goodManifest, line: 12, want: "images[0].build.package: \"cmd/agent\" is not a package of the module"},
+		{name: "build without package", sut: strings.Replace(buildSUT, "      package: ./cmd/agent\n", "", 1), manifest: goodManifest, line: 9, want: "images[0].build.package: "},
+		{name: "build node tool", sut: strings.Replace(buildSUT, "[iptables]", "[iptables, nft]", 1), manifest: goodManifest, line: 13, want: `images[0].build.nodeTools[1]: "nft" is not a node tool: use iptables`},
+		{name: "build unknown field", sut: strings.Replace(buildSUT, "      package:", "      pkg: x\n      package:", 1), manifest: goodManifest, line: 12, want: "pkg"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,14 +169,6 @@ func TestRender(t *testing.T) {
 			t.Errorf("rendered DaemonSet lacks %s: %s", want, b)
 		}
 	}
-	// A variable the run does not give fails with the list of those it does.
-	bad, err := Load(writeSUT(t, goodSUT, strings.Replace(goodManifest, ".Images.agent", ".Images.agnet", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bad.Component([]Loaded{{Name: "agent", Ref: "x:1"}}).Objects(fixtures.Params{Namespace: "idh"}); err == nil || !strings.Contains(err.Error(), ".Images.NAME for agent") {
-		t.Errorf("error %v, want one naming the variables", err)
-	}
 	if got := s.Agents(); len(got) != 1 || got[0] != "vendor-agent" {
 		t.Errorf("agents %v", got)
 	}
@@ -156,7 +183,11 @@ func TestShipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := s.Component([]Loaded{{Name: "nmi", Ref: s.Images[0].Ref}}).Objects(fixtures.Params{Namespace: "idharness-system"})
+	// NMI's image is built by the run, with the nodes' iptables.
+	if b := s.Images[0].Build; b == nil || s.BuildRef(s.Images[0]) != "idharness.local/aad-pod-identity-nmi:v1.8.17" || len(b.NodeTools) != 1 {
+		t.Errorf("NMI's image %+v: want a build with nodeTools [iptables], referenced as idharness.local/aad-pod-identity-nmi:v1.8.17", s.Images[0])
+	}
+	objs, err := s.Component([]Loaded{{Name: "nmi", Ref: s.BuildRef(s.Images[0])}}).Objects(fixtures.Params{Namespace: "idharness-system"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +243,7 @@ func TestArchiveImage(t *testing.T) {
 		}
 	}
 	s := &SUT{file: filepath.Join(dir, "sut.yaml"), Images: []Image{{Name: "agent", Archive: "docker.tar"}}}
-	got, err := s.PrepareImages(context.Background(), dir)
+	got, err := s.PrepareImages(context.Background(), ImageOptions{Dir: dir})
 	if err != nil || len(got) != 1 || got[0].Ref != "vendor.example/agent:1.0" || got[0].ID != cfg.String() || got[0].Archive != docker {
 		t.Errorf("PrepareImages: %+v, %v", got, err)
 	}
@@ -237,4 +268,88 @@ func writeTar(t *testing.T, path string, files map[string][]byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestPrepareBuild builds an image declared as a build, from a module
+// proxy of the test's own, with iptables copied from this machine standing
+// in for a node.
+func TestPrepareBuild(t *testing.T) {
+	mod := module.Version{Path: "example.test/agent", Version: "v1.2.3"}
+	imagestest.GoProxy(t, mod, map[string]string{
+		"go.mod":            "module example.test/agent\n\ngo 1.22\n",
+		"cmd/agent/main.go": "package main\n\nfunc main() {}\n",
+	})
+	decl := strings.Replace(buildSUT, "github.com/vendor/agent", mod.Path, 1)
+	cache := t.TempDir()
+	tests := []struct {
+		name  string
+		sut   string
+		node  kindexec.Cmder
+		want  string
+		files []string
+	}{
+		{name: "no node tools", sut: strings.Replace(decl, "      nodeTools: [iptables]\n", "", 1), files: []string{"usr/local/bin/agent", "etc/passwd"}},
+		{name: "node tools without a node", sut: decl, want: "this run has none (--kubeconfig)"},
+		{name: "node tools", sut: decl, node: kindexec.DefaultCmder, files: []string{"usr/local/bin/agent", "usr/sbin/xtables-nft-multi", "usr/sbin/iptables"}},
+		{name: "unknown version", sut: strings.Replace(strings.Replace(decl, "      nodeTools: [iptables]\n", "", 1), "v1.2.3", "v1.2.4", 1), want: "image agent: build example.test/agent@v1.2.4 ./cmd/agent: go mod download"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.node != nil {
+				if _, err := exec.LookPath("xtables-nft-multi"); err != nil {
+					t.Skip("this machine has no xtables-nft-multi to copy")
+				}
+			}
+			s, err := Load(writeSUT(t, tt.sut, goodManifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := ImageOptions{Dir: t.TempDir(), CacheDir: cache, Node: tt.node}
+			got, err := s.PrepareImages(context.Background(), o)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("error %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := got[0]
+			if l.Ref != "idharness.local/vendor-agent-agent:v1.2.3" {
+				t.Errorf("ref %s, want idharness.local/IMPLEMENTATION-IMAGE:VERSION", l.Ref)
+			}
+			tag, _ := name.NewTag(l.Ref)
+			img, err := tarball.ImageFromPath(l.Archive, &tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := img.ConfigFile()
+			id, _ := img.ConfigName()
+			if l.ID != id.String() || strings.Join(cfg.Config.Entrypoint, " ") != "/usr/local/bin/agent" || cfg.Config.User != "" {
+				t.Errorf("ID %s (config %s), entrypoint %v, user %q: want the program as the entrypoint, run as root", l.ID, id, cfg.Config.Entrypoint, cfg.Config.User)
+			}
+			have := map[string]bool{}
+			layers, _ := img.Layers()
+			for _, layer := range layers {
+				rc, _ := layer.Uncompressed()
+				tr := tar.NewReader(rc)
+				for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+					have[h.Name] = true
+				}
+				rc.Close()
+			}
+			for _, f := range tt.files {
+				if !have[f] {
+					t.Errorf("the image lacks %s", f)
+				}
+			}
+			// Again: the program comes from the cache and the image is
+			// the same, so the report's ID does not change.
+			again, err := s.PrepareImages(context.Background(), ImageOptions{Dir: t.TempDir(), CacheDir: cache, Node: tt.node})
+			if err != nil || again[0].ID != l.ID {
+				t.Errorf("second build: ID %v (%v), want %s", again, err, l.ID)
+			}
+		})
+	}
 }
