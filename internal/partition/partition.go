@@ -4,17 +4,23 @@
 //
 // The cut is an nftables table of its own (TableName) in the node's
 // network namespace: a set holding the address with a timeout, and a rule
-// dropping TCP packets to the set's addresses on the port. The kernel
-// expires the set's element after Cut.For, so the partition heals on
-// time even if whoever made it dies; Remove deletes the table at once.
+// dropping the packets of every TCP connection first addressed to the
+// set's addresses on the port, in both directions (chains on the output
+// and input hooks). The kernel expires the set's element after Cut.For,
+// so the partition heals on time even if whoever made it dies; Remove
+// deletes the table at once.
 //
-// The rule hooks output ahead of NAT (mangle priority, -150), so it sees
-// the address a process dialled, a Service's virtual IP before
-// kube-proxy's DNAT: a cut of the kubernetes Service's address
-// (10.96.0.1:443) stops in-cluster clients on the node's host network
-// and leaves the kubelet, which dials the control plane's own address,
-// alone. Packets are dropped, not rejected, as a partition does: open
-// connections hang rather than fail.
+// The rule matches the connection's original destination as conntrack
+// recorded it (`ct original ip daddr`, `ct original proto-dst`), so it
+// sees the address a process dialled, a Service's virtual IP before
+// kube-proxy's DNAT, and the answers coming back: a cut of the kubernetes
+// Service's address (10.96.0.1:443) stops in-cluster clients on the
+// node's host network and leaves the kubelet, which dials the control
+// plane's own address, alone. Both directions matter: dropping only what
+// the node sends still lets a watch stream's events in (the data arrives
+// though its acknowledgements are lost), and aad-pod-identity's NMI saw
+// bindings change through such a half cut. Packets are dropped, not
+// rejected, as a partition does: open connections hang rather than fail.
 package partition
 
 import (
@@ -56,24 +62,26 @@ func (c Cut) validate() ([]byte, error) {
 	return ip, nil
 }
 
-// Exprs returns the rule: ip daddr @cut tcp dport Port counter drop.
+// Exprs returns the rule: ct original ip daddr @cut ct original
+// proto-dst Port meta l4proto tcp counter drop.
 func (c Cut) Exprs() ([]expr.Any, error) {
 	if _, err := c.validate(); err != nil {
 		return nil, err
 	}
 	return []expr.Any{
-		// IPv4 destination address: offset 16 in the network header.
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Ct{Register: 1, Key: expr.CtKeyDST, Direction: ctOriginal},
 		&expr.Lookup{SourceRegister: 1, SetName: setName},
+		&expr.Ct{Register: 1, Key: expr.CtKeyPROTODST, Direction: ctOriginal},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(c.Port)},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		// TCP destination port: offset 2 in the transport header.
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(c.Port)},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}, nil
 }
+
+// ctOriginal is conntrack's original direction (IP_CT_DIR_ORIGINAL).
+const ctOriginal = 0
 
 // Apply installs c in the network namespace netns (an open
 // /proc/PID/ns/net; -1: the caller's), replacing a cut left there, in one
@@ -97,9 +105,15 @@ func Apply(netns int, c Cut) error {
 	if err := conn.AddSet(set, []nftables.SetElement{{Key: ip, Timeout: c.For}}); err != nil {
 		return fmt.Errorf("nftables set %s: %w", setName, err)
 	}
-	ch := conn.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityMangle})
-	conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	// Mangle priority: after conntrack (-200), before NAT (-100).
+	for _, hook := range []struct {
+		name string
+		num  *nftables.ChainHook
+	}{{"output", nftables.ChainHookOutput}, {"input", nftables.ChainHookInput}} {
+		ch := conn.AddChain(&nftables.Chain{Name: hook.name, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: hook.num, Priority: nftables.ChainPriorityMangle})
+		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("install nftables table %s (needs root, or CAP_NET_ADMIN in the node's network namespace): %w", TableName, err)
 	}

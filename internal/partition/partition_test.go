@@ -86,9 +86,33 @@ func TestCutInOwnNetns(t *testing.T) {
 	if !reach() {
 		t.Fatal("listener unreachable before any cut")
 	}
+	// An open connection, as a watch is: the server writes once the cut
+	// is in place, and the client must not receive it (a cut of only what
+	// the client sends lets a stream's data in).
+	write := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		<-write
+		_, _ = c.Write([]byte("event"))
+		time.Sleep(2 * time.Second)
+	}()
+	stream, err := net.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
 	cut := Cut{IP: addr.IP, Port: uint16(addr.Port), For: 1500 * time.Millisecond}
 	if err := Apply(int(ns), cut); err != nil {
 		t.Fatal(err)
+	}
+	close(write)
+	_ = stream.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := stream.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("read %d bytes of an open connection through the cut", n)
 	}
 	if on, err := Active(int(ns)); err != nil || !on {
 		t.Fatalf("Active = %v, %v after Apply, want true", on, err)
