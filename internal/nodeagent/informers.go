@@ -37,8 +37,9 @@ type Informers struct {
 // partition has left it hanging, every read on it hangs too until
 // client-go's health check drops it (30 s idle + 15 s ping). Reset is
 // called after a failed read to drop the live client's idle connections,
-// so that the next read dials anew and the agent serves again within a
-// read of the partition's end.
+// so that a read after the partition's end dials anew rather than wait
+// on a connection the partition left hanging (measured: tokens again
+// 6.5 s after a 30 s cut's end, IDH-CHAOS-0016).
 type LiveClients struct {
 	Kube  kubernetes.Interface
 	Dyn   dynamic.Interface
