@@ -2,57 +2,19 @@ package linklocal
 
 import (
 	"net"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
+	"github.com/idharness/idharness/internal/netnstest"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // TestEnsureInOwnNetns runs Ensure inside a network namespace of its own,
 // so the host's interfaces are never touched, then checks that a listener
 // on 169.254.169.254 is reachable there and that cleanup removes the
 // interface.
-// inOwnNetns moves the test's thread into a new network namespace, so the
-// host's interfaces are never touched, and returns its loopback, up. The
-// test goroutine stays locked to that thread until the test ends; then it
-// returns to the original namespace. It skips without root.
-func inOwnNetns(t *testing.T) netlink.Link {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ns, err := netns.New() // also switches this thread into it
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	// Cleanups run on the test's goroutine, still on this thread.
-	t.Cleanup(func() {
-		_ = netns.Set(orig)
-		ns.Close()
-		orig.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = netlink.LinkSetUp(lo)
-	return lo
-}
-
 func TestEnsureInOwnNetns(t *testing.T) {
-	lo := inOwnNetns(t)
+	_, lo := netnstest.Enter(t)
 
 	cleanup, err := Ensure("169.254.169.254", DefaultDevice)
 	if err != nil {
@@ -100,7 +62,7 @@ func TestEnsureInOwnNetns(t *testing.T) {
 // held, gone by itself once renewal stops without a clean-up (as when the
 // process is killed), and removed at once by cleanup.
 func TestHoldExpiresWithoutRenewal(t *testing.T) {
-	lo := inOwnNetns(t)
+	_, lo := netnstest.Enter(t)
 	has := func() bool {
 		addrs, _ := netlink.AddrList(lo, netlink.FAMILY_V4)
 		for _, a := range addrs {
@@ -142,7 +104,7 @@ func TestHoldExpiresWithoutRenewal(t *testing.T) {
 // route to the metadata address (as a cloud's DHCP installs) is seen, and
 // that the address on the loopback or no route at all is not.
 func TestProvidedByNetwork(t *testing.T) {
-	inOwnNetns(t)
+	netnstest.Enter(t)
 	if got, err := ProvidedByNetwork("169.254.169.254"); err != nil || got {
 		t.Fatalf("no route: got %v, %v; want false", got, err)
 	}

@@ -2,14 +2,11 @@ package partition
 
 import (
 	"net"
-	"os"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/idharness/idharness/internal/netnstest"
 )
 
 func TestCutValidate(t *testing.T) {
@@ -39,34 +36,7 @@ func TestCutValidate(t *testing.T) {
 // connecting fails while the cut holds, works again once the kernel
 // expired it, and works at once after Remove. It skips without root.
 func TestCutInOwnNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	ns, err := netns.New() // switches this thread into it
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = netns.Set(orig)
-		orig.Close()
-		ns.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
+	ns, _ := netnstest.Enter(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
