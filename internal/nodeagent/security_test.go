@@ -506,15 +506,18 @@ func TestHandlerUpstreamTimeout(t *testing.T) {
 	}
 }
 
-// TestHandlerBindingRevoked: once the informer's store no longer has the
-// binding (or the identity, or the pod's label), the next request gets no
-// token: nothing is cached between requests.
-func TestHandlerBindingRevoked(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		revoke func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient)
-		gone   func(inf *Informers) bool
-	}{
+// revocation is a change in the API server that takes app/web's grant of
+// id-a away; gone reports whether informers have seen it.
+type revocation struct {
+	name   string
+	revoke func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient)
+	gone   func(inf *Informers) bool
+}
+
+// revocations are the ways app/web loses id-a: its binding deleted, the
+// identity deleted, the pod relabelled.
+func revocations() []revocation {
+	return []revocation{
 		{"binding deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
 			if err := dc.Resource(podidentity.AzureIdentityBindingGVR).Namespace("app").Delete(ctx, "web-a", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
@@ -538,46 +541,74 @@ func TestHandlerBindingRevoked(t *testing.T) {
 			p, _ := inf.PodByIP("10.244.1.10")
 			return p.Labels[podidentity.BindingLabel] == "nothing"
 		}},
-	} {
+	}
+}
+
+// agentRig is the agent over fake API clients (cluster()) and a fake
+// upstream, with app/web (10.244.1.10) bound to id-a.
+type agentRig struct {
+	up  *upstream
+	kc  *kubefake.Clientset
+	dc  *dynamicfake.FakeDynamicClient
+	inf *Informers
+	h   *Handler
+	// stopInformers stops the informers, as a partition leaves them.
+	stopInformers context.CancelFunc
+}
+
+func newAgentRig(t *testing.T) *agentRig {
+	t.Helper()
+	rig := &agentRig{up: startUpstream(t)}
+	kube, dynObjs := cluster()
+	rig.kc = kubefake.NewClientset(kube...)
+	rig.dc = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rig.stopInformers = cancel
+	inf, err := StartInformers(ctx, rig.kc, rig.dc, node, labels.Everything(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig.inf = inf
+	if rig.h, err = NewHandler(Config{Upstream: rig.up.url, Attempts: 1, Log: slog.New(slog.DiscardHandler)}, inf); err != nil {
+		t.Fatal(err)
+	}
+	return rig
+}
+
+// ask sends app/web's token request for the vault to the agent.
+func (rig *agentRig) ask() *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
+	r.RemoteAddr = "10.244.1.10:40000"
+	r.Header.Set("Metadata", "true")
+	w := httptest.NewRecorder()
+	rig.h.ServeHTTP(w, r)
+	return w
+}
+
+// TestHandlerBindingRevoked: once the informer's store no longer has the
+// binding (or the identity, or the pod's label), the next request gets no
+// token: nothing is cached between requests.
+func TestHandlerBindingRevoked(t *testing.T) {
+	for _, tc := range revocations() {
 		t.Run(tc.name, func(t *testing.T) {
-			up := startUpstream(t)
-			kube, dynObjs := cluster()
-			kc := kubefake.NewClientset(kube...)
-			dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			inf, err := StartInformers(ctx, kc, dc, node, labels.Everything(), 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Log: slog.New(slog.DiscardHandler)}, inf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ask := func() *httptest.ResponseRecorder {
-				r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
-				r.RemoteAddr = "10.244.1.10:40000"
-				r.Header.Set("Metadata", "true")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				return w
-			}
-			if w := ask(); w.Code != 200 || !strings.Contains(w.Body.String(), clientA) {
+			rig := newAgentRig(t)
+			if w := rig.ask(); w.Code != 200 || !strings.Contains(w.Body.String(), clientA) {
 				t.Fatalf("before: status %d, want 200 with %s's token: %s", w.Code, clientA, w.Body)
 			}
-			tc.revoke(ctx, t, kc, dc)
+			tc.revoke(context.Background(), t, rig.kc, rig.dc)
 			deadline := time.Now().Add(10 * time.Second)
-			for !tc.gone(inf) {
+			for !tc.gone(rig.inf) {
 				if time.Now().After(deadline) {
 					t.Fatal("the informers never saw the change")
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			before := len(up.requests())
-			if w := ask(); w.Code == 200 || strings.Contains(w.Body.String(), "access_token") {
+			before := len(rig.up.requests())
+			if w := rig.ask(); w.Code == 200 || strings.Contains(w.Body.String(), "access_token") {
 				t.Errorf("after: status %d, want a refusal: %s", w.Code, w.Body)
 			}
-			if n := len(up.requests()) - before; n != 0 {
+			if n := len(rig.up.requests()) - before; n != 0 {
 				t.Errorf("%d requests upstream after the revocation", n)
 			}
 		})
@@ -591,77 +622,40 @@ func TestHandlerBindingRevoked(t *testing.T) {
 // stores still allow: it refuses (the live read shows the revocation) or
 // answers 503 (no live read), and never asks upstream.
 func TestHandlerFailsClosedOnStaleInformers(t *testing.T) {
-	for _, tc := range []struct {
+	type staleCase struct {
 		name   string
 		change func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient)
 		want   int
-	}{
-		{"binding deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
-			if err := dc.Resource(podidentity.AzureIdentityBindingGVR).Namespace("app").Delete(ctx, "web-a", metav1.DeleteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}, http.StatusNotFound},
-		{"identity deleted", func(ctx context.Context, t *testing.T, _ *kubefake.Clientset, dc *dynamicfake.FakeDynamicClient) {
-			if err := dc.Resource(podidentity.AzureIdentityGVR).Namespace("app").Delete(ctx, "id-a", metav1.DeleteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}, http.StatusNotFound},
-		{"pod relabelled", func(ctx context.Context, t *testing.T, kc *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
-			p, err := kc.CoreV1().Pods("app").Get(ctx, "web", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Labels[podidentity.BindingLabel] = "nothing"
-			if _, err := kc.CoreV1().Pods("app").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}, http.StatusNotFound},
-		{"API server out of reach", func(_ context.Context, _ *testing.T, kc *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
-			kc.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, errors.New("dial tcp 10.96.0.1:443: i/o timeout")
-			})
-		}, http.StatusServiceUnavailable},
-	} {
+	}
+	var cases []staleCase
+	for _, r := range revocations() {
+		cases = append(cases, staleCase{r.name, r.revoke, http.StatusNotFound})
+	}
+	cases = append(cases, staleCase{"API server out of reach", func(_ context.Context, _ *testing.T, kc *kubefake.Clientset, _ *dynamicfake.FakeDynamicClient) {
+		kc.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("dial tcp 10.96.0.1:443: i/o timeout")
+		})
+	}, http.StatusServiceUnavailable})
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			up := startUpstream(t)
-			kube, dynObjs := cluster()
-			kc := kubefake.NewClientset(kube...)
-			dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
-			infCtx, stopInformers := context.WithCancel(context.Background())
-			t.Cleanup(stopInformers)
-			inf, err := StartInformers(infCtx, kc, dc, node, labels.Everything(), 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Log: slog.New(slog.DiscardHandler)}, inf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ask := func() *httptest.ResponseRecorder {
-				r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
-				r.RemoteAddr = "10.244.1.10:40000"
-				r.Header.Set("Metadata", "true")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				return w
-			}
-			if w := ask(); w.Code != 200 || !strings.Contains(w.Body.String(), clientA) {
+			rig := newAgentRig(t)
+			if w := rig.ask(); w.Code != 200 || !strings.Contains(w.Body.String(), clientA) {
 				t.Fatalf("before: status %d, want 200 with %s's token: %s", w.Code, clientA, w.Body)
 			}
-			stopInformers()
-			tc.change(context.Background(), t, kc, dc)
+			rig.stopInformers()
+			tc.change(context.Background(), t, rig.kc, rig.dc)
 			// The stores still grant the pod id-a: what a stale agent serves.
 			time.Sleep(50 * time.Millisecond)
-			p, _ := inf.PodByIP("10.244.1.10")
-			if d := Decide(p, inf.Identities("app"), inf.Bindings("app"), Selector{}); d.Verdict != Token {
+			p, _ := rig.inf.PodByIP("10.244.1.10")
+			if d := Decide(p, rig.inf.Identities("app"), rig.inf.Bindings("app"), Selector{}); d.Verdict != Token {
 				t.Fatalf("the stopped informers saw the change (%v): the test proves nothing", d)
 			}
-			before := len(up.requests())
-			w := ask()
+			before := len(rig.up.requests())
+			w := rig.ask()
 			if w.Code != tc.want || strings.Contains(w.Body.String(), "access_token") {
 				t.Errorf("after: status %d, want %d and no token: %s", w.Code, tc.want, w.Body)
 			}
-			if n := len(up.requests()) - before; n != 0 {
+			if n := len(rig.up.requests()) - before; n != 0 {
 				t.Errorf("%d requests upstream after the change", n)
 			}
 		})
