@@ -49,23 +49,22 @@ type Cut struct {
 	For  time.Duration
 }
 
-func (c Cut) validate() ([]byte, error) {
-	ip := c.IP.To4()
+func (c Cut) validate() error {
 	switch {
-	case ip == nil:
-		return nil, fmt.Errorf("cut %s:%d: want an IPv4 address", c.IP, c.Port)
+	case c.IP.To4() == nil:
+		return fmt.Errorf("cut %s:%d: want an IPv4 address", c.IP, c.Port)
 	case c.Port == 0:
-		return nil, fmt.Errorf("cut %s: want a port", c.IP)
+		return fmt.Errorf("cut %s: want a port", c.IP)
 	case c.For <= 0 || c.For > MaxFor:
-		return nil, fmt.Errorf("cut %s:%d for %v: want a duration between 0 and %v", c.IP, c.Port, c.For, MaxFor)
+		return fmt.Errorf("cut %s:%d for %v: want a duration between 0 and %v", c.IP, c.Port, c.For, MaxFor)
 	}
-	return ip, nil
+	return nil
 }
 
 // Exprs returns the rule: ct original ip daddr @cut ct original
 // proto-dst Port meta l4proto tcp counter drop.
 func (c Cut) Exprs() ([]expr.Any, error) {
-	if _, err := c.validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return []expr.Any{
@@ -87,14 +86,11 @@ const ctOriginal = 0
 // /proc/PID/ns/net; -1: the caller's), replacing a cut left there, in one
 // netlink transaction.
 func Apply(netns int, c Cut) error {
-	ip, err := c.validate()
+	exprs, err := c.Exprs() // validates c
 	if err != nil {
 		return err
 	}
-	exprs, err := c.Exprs()
-	if err != nil {
-		return err
-	}
+	ip := c.IP.To4()
 	conn, err := connect(netns)
 	if err != nil {
 		return err
