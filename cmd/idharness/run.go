@@ -32,6 +32,7 @@ type runFlags struct {
 	focus       string
 	profile     string
 	sutFile     string
+	parallel    int
 }
 
 // ChaosWorkers is the number of kind workers a chaos run creates unless
@@ -113,10 +114,19 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			}
 			var ginkgoReport *types.Report
 			var suitesOK bool
-			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64) error {
-				r, ok := framework.RunInProcess("idharness "+f.suite, s, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed, Progress: os.Stderr})
-				ginkgoReport, suitesOK = &r, ok
-				if !ok {
+			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64, kubeconfig string) error {
+				desc, ro := "idharness "+f.suite, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed, Progress: os.Stderr}
+				if f.parallel > 1 && f.suite == "conformance" {
+					r, err := runParallel(ctx, desc, s, kubeconfig, ro, f.parallel, os.Stderr)
+					if err != nil {
+						return err
+					}
+					ginkgoReport, suitesOK = &r, r.SuiteSucceeded
+				} else {
+					r, ok := framework.RunInProcess(desc, s, ro)
+					ginkgoReport, suitesOK = &r, ok
+				}
+				if !suitesOK {
 					return errors.New("specs failed")
 				}
 				return nil
@@ -184,6 +194,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
 	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
 	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile")
+	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many groups of specs (a top-level container each) at once, in processes of this binary; the chaos suite plays its specs side by side anyway")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")

@@ -67,8 +67,10 @@ type Options struct {
 	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
 	// fakeimds then hides from their pods (off: such a cluster is refused).
 	AllowAzureNodes bool
-	// Suite runs the suites against the deployed stack; nil skips them.
-	Suite func(ctx context.Context, s *stack.Stack, seed int64) error
+	// Suite runs the suites against the deployed stack, on the cluster
+	// behind kubeconfig (a parallel run's processes connect through it);
+	// nil skips them.
+	Suite func(ctx context.Context, s *stack.Stack, seed int64, kubeconfig string) error
 	Log   *slog.Logger
 }
 
@@ -304,7 +306,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if o.Suite == nil {
 				return nil
 			}
-			return o.Suite(ctx, res.Stack, o.Seed)
+			return o.Suite(ctx, res.Stack, o.Seed, res.Kubeconfig)
 		}},
 	}
 	var runErr error

@@ -117,6 +117,30 @@ type RunOptions struct {
 // suite package for its side effects) against st and returns ginkgo's
 // report. It can run once per process, as ginkgo allows.
 func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Report, bool) {
+	return runWith(description, &source{preset: st}, o)
+}
+
+// RunConnected runs the specs o selects against the stack deployed on
+// the cluster flags name, connected to as RunSuite connects for `go
+// test`: how each process of a parallel run (internal/parallel) runs its
+// share of a run whose parent deployed the stack. It can run once per
+// process, as ginkgo allows.
+func RunConnected(description string, flags Flags, o RunOptions) (types.Report, bool) {
+	return runWith(description, &source{flags: flags}, o)
+}
+
+// Preview returns the specs a run with o's selection would run, without
+// running any of them (ginkgo's PreviewSpecs): those it would run are
+// reported passed, the others skipped. A parallel run's parent splits
+// the former among its processes. Unlike a run, a preview leaves the
+// process free to run the specs afterwards.
+func Preview(description string, o RunOptions) types.Report {
+	suiteCfg, _ := runConfig(o)
+	return PreviewSpecs(description, suiteCfg)
+}
+
+// runConfig is ginkgo's configuration for an in-process run with o.
+func runConfig(o RunOptions) (types.SuiteConfig, types.ReporterConfig) {
 	suiteCfg, repCfg := GinkgoConfiguration()
 	suiteCfg.LabelFilter = o.LabelFilter
 	if o.Focus != "" {
@@ -135,8 +159,14 @@ func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Repo
 	// Logs (CI, a file, a pipe) get plain text: no ANSI colour codes when
 	// standard output is not a terminal.
 	repCfg.NoColor = repCfg.NoColor || !term.IsTerminal(int(os.Stdout.Fd()))
+	return suiteCfg, repCfg
+}
+
+// runWith runs the specs o selects with src as the run's stack.
+func runWith(description string, src *source, o RunOptions) (types.Report, bool) {
+	suiteCfg, repCfg := runConfig(o)
 	t := &failT{}
-	r, ok := runSpecs(t, description, &source{preset: st}, o.Progress, o.ReportDir, suiteCfg, repCfg)
+	r, ok := runSpecs(t, description, src, o.Progress, o.ReportDir, suiteCfg, repCfg)
 	return r, ok && !t.failed
 }
 
