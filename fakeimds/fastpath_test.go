@@ -7,11 +7,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/journal"
 	"github.com/idharness/idharness/fakeimds/token"
 )
@@ -368,5 +371,107 @@ func TestHeaderKeyOfSmall(t *testing.T) {
 				t.Errorf("%s (padded %v): %v, want %v", tc.name, padded, got, want)
 			}
 		}
+	}
+}
+
+// TestCachedBodyNeverStale asks the IMDS handler for one cached token
+// again and again while the clock moves (within a second, across seconds,
+// over the points where expires_in loses a digit, backwards, and from
+// several goroutines while it moves on), and checks every answer's
+// expires_in against the clock: a pre-encoded body served with the
+// expires_in of an earlier second fails it.
+func TestCachedBodyNeverStale(t *testing.T) {
+	var now atomic.Int64
+	start := time.Unix(1_800_000_000, 0)
+	now.Store(start.UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	const lifetime = 3 * time.Hour
+	s := newServer(t, func(c *config.Config) { c.Tokens.Lifetime = config.Duration{Duration: lifetime} }, WithClock(clock))
+	const target = "http://169.254.169.254" + IMDSTokenPath + "?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
+	// get answers one request and returns its body's expires_in and
+	// expires_on, checking that the strings agree.
+	get := func() (in, on int64, tok string) {
+		w := do(s.IMDSHandler(), http.MethodGet, target, meta)
+		if w.Code != http.StatusOK {
+			t.Fatalf("HTTP %d: %s", w.Code, w.Body)
+		}
+		var b IMDSToken
+		if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+			t.Fatalf("decode %s: %v", w.Body, err)
+		}
+		if b.ExtExpiresIn != b.ExpiresIn {
+			t.Fatalf("ext_expires_in %q, expires_in %q: want the same", b.ExtExpiresIn, b.ExpiresIn)
+		}
+		if w.Header().Get("Content-Length") != fmt.Sprint(w.Body.Len()) {
+			t.Fatalf("Content-Length %s for a %d-byte body", w.Header().Get("Content-Length"), w.Body.Len())
+		}
+		in, err1 := strconv.ParseInt(b.ExpiresIn, 10, 64)
+		on, err2 := strconv.ParseInt(b.ExpiresOn, 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("expires_in %q, expires_on %q: want decimal strings", b.ExpiresIn, b.ExpiresOn)
+		}
+		return in, on, b.AccessToken
+	}
+	_, exp, first := get() // mints; the answers below come from the cache
+	expires := time.Unix(exp, 0)
+	steps := []time.Time{start, start.Add(300 * time.Millisecond), start.Add(999 * time.Millisecond), start.Add(time.Second),
+		start.Add(time.Minute), start.Add(30 * time.Second), // backwards
+		expires.Add(-10001 * time.Second), expires.Add(-10000 * time.Second), expires.Add(-9999 * time.Second),
+		expires.Add(-1001 * time.Second), expires.Add(-1000 * time.Second), expires.Add(-999 * time.Second),
+		expires.Add(-301 * time.Second)}
+	for _, at := range steps {
+		for i := 0; i < 3; i++ { // the first answer of a second, and the ones after it
+			now.Store(at.UnixNano())
+			in, on, tok := get()
+			if tok != first || on != exp {
+				t.Fatalf("at %s: a new token (expires_on %d, was %d); want the cached one", at.UTC(), on, exp)
+			}
+			if want := exp - at.Unix(); in != want {
+				t.Fatalf("at %s (answer %d of the second): expires_in %d, want %d", at.UTC(), i+1, in, want)
+			}
+		}
+	}
+	// Concurrent requests while the clock moves on, a second at a time:
+	// each answer's expires_in must be within the clock's readings
+	// around its request.
+	now.Store(start.UnixNano())
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				before := clock().Unix()
+				w := do(s.IMDSHandler(), http.MethodGet, target, meta)
+				after := clock().Unix()
+				var b IMDSToken
+				_ = json.Unmarshal(w.Body.Bytes(), &b)
+				in, _ := strconv.ParseInt(b.ExpiresIn, 10, 64)
+				if in > exp-before || in < exp-after || b.ExtExpiresIn != b.ExpiresIn {
+					errs <- fmt.Sprintf("expires_in %s (ext %s) for a request between %d and %d, want %d to %d",
+						b.ExpiresIn, b.ExtExpiresIn, before, after, exp-after, exp-before)
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				now.Add(int64(time.Second))
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
