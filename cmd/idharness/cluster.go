@@ -79,6 +79,7 @@ func newClusterCreateCommand() *cobra.Command {
 		keep      bool
 		reuse     bool
 		wait      time.Duration
+		mirrors   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -92,6 +93,9 @@ an unhealthy one is replaced.
   offline    the offline image (built and cached if needed; no registry used)
   published  kind's published image only
   NAME       any image name
+--registry-mirror HOST=ENDPOINT makes the nodes pull HOST's images from ENDPOINT
+(plain HTTP allowed for it alone), e.g. localhost:5001=http://idh-registry:5000 for
+the registry of ` + "`idharness registry start`" + ` (docs/registry.md).
 The kubeconfig path is printed on standard output.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -110,7 +114,11 @@ The kubeconfig path is printed on standard output.`,
 			if verbose, _ := cmd.Flags().GetBool("verbose"); verbose {
 				opts = append(opts, cluster.WithNodeImageOptions(nodeimage.WithCommandOutput(cmd.ErrOrStderr())))
 			}
-			c, err := cluster.New(opts...)
+			mopts, err := mirrorOptions(mirrors)
+			if err != nil {
+				return err
+			}
+			c, err := cluster.New(append(opts, mopts...)...)
 			if err != nil {
 				return err
 			}
@@ -132,6 +140,7 @@ The kubeconfig path is printed on standard output.`,
 	fl.BoolVar(&keep, "keep-on-failure", false, "keep the nodes of a failed creation for inspection")
 	fl.BoolVar(&reuse, "reuse", true, "reuse a healthy cluster of the same name")
 	fl.DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for Ready nodes and Running system pods")
+	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "HOST=ENDPOINT: the nodes pull HOST's images from ENDPOINT, e.g. localhost:5001=http://idh-registry:5000 (idharness registry start); repeatable")
 	return cmd
 }
 

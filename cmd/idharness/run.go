@@ -43,11 +43,13 @@ const ChaosWorkers = 5
 
 func newRunCommand() *cobra.Command {
 	f := &runFlags{}
+	var checkRegistry func() error // runRegistryFlags, below
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Bring up a cluster, deploy fakeimds and the workloads, run the suites, write the report",
 		Long: `run is idharness's main job. It creates (or reuses) a kind cluster — or takes an existing
-cluster with --kubeconfig — builds idharness's images and loads them into the nodes, deploys
+cluster with --kubeconfig — builds idharness's images and loads them into the nodes (or, with
+--image-registry, pushes them and deploys them by digest: docs/registry.md), deploys
 fakeimds on every node at 169.254.169.254 and the protected resource, runs the suites and writes
 the report to --report-dir. A cluster it created is deleted at the end unless --keep-cluster.`,
 		Args: cobra.NoArgs,
@@ -62,6 +64,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				return err
 			}
 			if err := checkNodeImage(cmd, f.opts.NodeImage); err != nil {
+				return err
+			}
+			if err := checkRegistry(); err != nil {
 				return err
 			}
 			wd, err := os.Getwd()
@@ -150,9 +155,11 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				if f.suite == "conformance" {
 					rep.SpecSet = conformance.SpecSetVersion
 				}
+				rep.Version = idharnessVersion()
 				rep.Claims = f.opts.Claims
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
+				recordPushed(rep, res)
 				for _, p := range res.Phases {
 					rep.Phases = append(rep.Phases, report.Phase{Name: p.Name, Duration: report.Seconds(p.Duration.Seconds()), Error: p.Err})
 				}
@@ -206,7 +213,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.Int64Var(&f.opts.Seed, "seed", 0, "chaos seed (0 picks one; recorded in the report)")
 	fl.StringVar(&f.opts.ReportDir, "report-dir", "_output/report", "where the report is written")
 	fl.StringVar(&f.opts.ModuleDir, "source", "", "idharness source tree to build images from (default: current directory)")
+	fl.StringVar(&f.opts.ImagesDir, "images", "", "load the images from this idharness release (its release.json) instead of building them; default: the source tree when it has the programs, else the release beside the idharness binary (docs/release.md)")
 	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "cache directory (default /var/cache/idharness or IDHARNESS_CACHE_DIR)")
+	checkRegistry = runRegistryFlags(fl, &f.opts)
 	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request (none for --suite chaos, whose specs name Go clients)")
 	return cmd
 }
@@ -218,6 +227,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 func sutLabelFilter(suite, userFilter string, s *sut.SUT) (string, error) {
 	if strings.TrimSpace(userFilter) == "" && s.LabelFilter() != "" {
 		userFilter = s.LabelFilter()
+		if st, err := findSuite(suite); err == nil && st.unlessAsked != "" {
+			userFilter = "(" + userFilter + ") && (" + st.unlessAsked + ")"
+		}
 		slog.Info("the implementation intercepts every pod: only the specs of the modes it claims run", "label-filter", userFilter)
 	}
 	return suiteLabelFilter(suite, userFilter)

@@ -7,33 +7,40 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at link time (-X main.version=...); otherwise the module
-// version or VCS revision recorded by the Go toolchain is shown.
+// version is set at link time by a release (make release: -ldflags
+// -X main.version=$(git describe --tags --always --dirty)); otherwise the
+// module version or VCS revision recorded by the Go toolchain is shown.
 var version = ""
 
-// versionString returns idharness's version and the key dependencies.
-func versionString() string {
+// idharnessVersion returns this binary's version: the release's, or
+// the build's module version and commit, or "(devel)". Reports record it.
+func idharnessVersion() string {
 	v := version
-	kind := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-					v += " (" + s.Value[:12] + ")"
-				}
-			}
-		}
-		for _, d := range bi.Deps {
-			if d.Path == "sigs.k8s.io/kind" {
-				kind = d.Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
 			}
 		}
 	}
 	if v == "" {
 		v = "(devel)"
 	}
-	return fmt.Sprintf("idharness %s (kind library %s)", v, kind)
+	return v
+}
+
+// versionString returns idharness's version and the key dependencies.
+func versionString() string {
+	kind := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "sigs.k8s.io/kind" {
+				kind = d.Version
+			}
+		}
+	}
+	return fmt.Sprintf("idharness %s (kind library %s)", idharnessVersion(), kind)
 }
 
 func newVersionCommand() *cobra.Command {

@@ -120,6 +120,9 @@ func (c *Cluster) Create(ctx context.Context) (*Info, error) {
 			{"create nodes (kind)", c.createAction},
 			{"wait for nodes and kube-system", c.waitAction},
 		}
+		if len(c.opts.Mirrors) > 0 {
+			actions = slices.Insert(actions, 3, action{"configure registry mirrors", c.mirrorAction})
+		}
 	}
 	for _, a := range actions {
 		start := time.Now()
@@ -155,6 +158,10 @@ func (c *Cluster) reuseAction(ctx context.Context, st *createState) (bool, error
 	if c.opts.Reuse {
 		if have := c.workersOfExisting(); have != c.opts.Workers {
 			c.opts.Logger.Info("recreating cluster: its number of workers differs", "cluster", c.opts.Name, "workers", have, "want", c.opts.Workers)
+			return false, c.deleteKind()
+		}
+		if !c.hasMirrors() {
+			c.opts.Logger.Info("recreating cluster: its nodes lack the registry mirrors asked for", "cluster", c.opts.Name, "mirrors", c.opts.Mirrors)
 			return false, c.deleteKind()
 		}
 		if err := c.provider.ExportKubeConfig(c.opts.Name, c.opts.Kubeconfig, false); err == nil {

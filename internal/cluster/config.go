@@ -6,7 +6,8 @@ import (
 )
 
 // KindConfig returns the kind cluster configuration for the options: one
-// control-plane node and o.Workers workers, all with image.
+// control-plane node and o.Workers workers, all with image; with registry
+// mirrors, containerd reads per-registry hosts.toml files.
 func KindConfig(o Options, image string) *v1alpha4.Cluster {
 	cfg := &v1alpha4.Cluster{
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
@@ -15,6 +16,9 @@ func KindConfig(o Options, image string) *v1alpha4.Cluster {
 	}
 	for i := 0; i < o.Workers; i++ {
 		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: image})
+	}
+	if len(o.Mirrors) > 0 {
+		cfg.ContainerdConfigPatches = []string{containerdPatch}
 	}
 	return cfg
 }

@@ -70,6 +70,9 @@ type Options struct {
 	// Puller tries to make a published image available locally; nil means
 	// `docker pull`. Tests replace it.
 	Puller func(image string) error
+	// Mirrors are registries the nodes pull from elsewhere than their
+	// names say (WithRegistryMirror).
+	Mirrors []Mirror
 }
 
 // Option sets one of the Options.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,6 +40,19 @@ type GoProgram struct {
 	Go string
 	// WorkDir receives the built binary; empty means a temporary directory.
 	WorkDir string
+	// Arch is the GOARCH to build for, and the image's architecture;
+	// empty means the architecture this program runs on. Go programs
+	// cross-compile with CGO disabled, so a release builds every
+	// platform's images on one machine.
+	Arch string
+}
+
+// arch returns p's target architecture.
+func (p GoProgram) arch() string {
+	if p.Arch == "" {
+		return runtime.GOARCH
+	}
+	return p.Arch
 }
 
 // BinaryName returns the program's name: the last element of its package path.
@@ -86,7 +100,7 @@ func BuildGo(ctx context.Context, p GoProgram) (img Built, err error) {
 	}
 	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, p.Package)
 	cmd.Dir = p.ModuleDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+p.arch())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -110,6 +124,7 @@ func BuildGo(ctx context.Context, p GoProgram) (img Built, err error) {
 		Cmd:        p.Args,
 		User:       user,
 		Labels:     map[string]string{LabelManaged: "true", LabelSource: p.Package},
+		Arch:       p.arch(),
 	})
 	if err != nil {
 		return Built{}, fmt.Errorf("image %s: %w", p.Image, err)

@@ -175,10 +175,13 @@ type Spec struct {
 	WorkingDir string
 	// Labels are the image's labels.
 	Labels map[string]string
+	// Arch is the image's architecture (a GOARCH); empty means the
+	// architecture this program runs on. A node's containerd runs an
+	// image only when it names the node's architecture.
+	Arch string
 }
 
-// Assemble returns the image described by s, for linux on the architecture
-// this program runs on.
+// Assemble returns the image described by s, for linux on s.Arch.
 func Assemble(s Spec) (v1.Image, error) {
 	img, err := mutate.AppendLayers(empty.Image, s.Layers...)
 	if err != nil {
@@ -190,7 +193,10 @@ func Assemble(s Spec) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS = "linux"
-	cf.Architecture = runtime.GOARCH
+	cf.Architecture = s.Arch
+	if cf.Architecture == "" {
+		cf.Architecture = runtime.GOARCH
+	}
 	cf.Created = v1.Time{Time: Epoch}
 	cf.Config.Entrypoint = s.Entrypoint
 	cf.Config.Cmd = s.Cmd

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"io"
 	"os"
 	"os/exec"
@@ -233,5 +234,44 @@ func TestBuildGo(t *testing.T) {
 	_, err = BuildGo(context.Background(), GoProgram{Package: "./testdata/nonexistent", Image: "idharness.local/x:y", WorkDir: work})
 	if err == nil || !strings.Contains(err.Error(), "go build") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestBuildGoArch builds for the other of amd64/arm64 than this machine:
+// the binary must be an ELF for that machine and the image's config must
+// name that architecture, or a node of it would refuse the image (and one
+// of this machine's would run a binary it cannot execute).
+func TestBuildGoArch(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go command not available")
+	}
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	for _, tc := range []struct {
+		arch    string
+		machine elf.Machine
+	}{{"amd64", elf.EM_X86_64}, {"arm64", elf.EM_AARCH64}} {
+		t.Run(tc.arch, func(t *testing.T) {
+			built, err := BuildGo(context.Background(), GoProgram{Package: "./testdata/hello", Image: "idharness.local/hello:" + tc.arch, WorkDir: t.TempDir(), Arch: tc.arch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, err := built.Image.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cf.Architecture != tc.arch || cf.OS != "linux" {
+				t.Errorf("image platform %s/%s, want linux/%s", cf.OS, cf.Architecture, tc.arch)
+			}
+			f, err := elf.Open(built.Binary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if f.Machine != tc.machine {
+				t.Errorf("binary for %v, want %v", f.Machine, tc.machine)
+			}
+		})
 	}
 }

@@ -224,24 +224,34 @@ func runUnit(ctx context.Context, u Unit, i int, dir string, start Starter, out 
 	// (namespaces, bindings), and gets a while to do so.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 2 * time.Minute
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
+	// Two pipes: ginkgo writes its output to standard output and the
+	// progress lines go to standard error, and on one pipe ginkgo's
+	// unterminated output would run into a progress line.
 	tail := &tailBuffer{max: 40}
-	done := make(chan struct{})
 	prefix := fmt.Sprintf("[%s] ", shortName(u.Name))
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			tail.add(sc.Text())
-			out.line(prefix, sc.Text())
-		}
-	}()
+	var readers sync.WaitGroup
+	pipe := func() *io.PipeWriter {
+		pr, pw := io.Pipe()
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				tail.add(sc.Text())
+				out.line(prefix, sc.Text())
+			}
+			_, _ = io.Copy(io.Discard, pr)
+		}()
+		return pw
+	}
+	stdout, stderr := pipe(), pipe()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	out.line(prefix, fmt.Sprintf("running %d specs: %s", len(u.IDs), strings.Join(u.IDs, " ")))
 	runErr := cmd.Run()
-	pw.Close()
-	<-done
+	stdout.Close()
+	stderr.Close()
+	readers.Wait()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		if runErr == nil {
@@ -364,15 +374,22 @@ func (l *lineWriter) line(prefix, s string) {
 
 // tailBuffer keeps the last max lines.
 type tailBuffer struct {
+	mu    sync.Mutex
 	max   int
 	lines []string
 }
 
 func (t *tailBuffer) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.lines = append(t.lines, s)
 	if len(t.lines) > t.max {
 		t.lines = t.lines[len(t.lines)-t.max:]
 	}
 }
 
-func (t *tailBuffer) String() string { return strings.Join(t.lines, "\n") }
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "\n")
+}

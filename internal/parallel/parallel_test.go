@@ -3,6 +3,7 @@ package parallel
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,15 @@ func TestChild(t *testing.T) {
 	suiteCfg, repCfg := GinkgoConfiguration()
 	suiteCfg.FocusStrings = []string{os.Getenv("IDH_TEST_FOCUS")}
 	suiteCfg.LabelFilter = os.Getenv("IDH_TEST_LABELS")
+	// Progress lines as framework's reporter writes them, numbered per
+	// process: the parent numbers them across the run.
+	n := 0
+	ReportAfterEach(func(r SpecReport) {
+		n++
+		fmt.Fprintf(os.Stderr, "[spec %d] %s %s\n", n, idOf(r.LeafNodeText), r.State)
+		// Ginkgo's own output, unterminated, must not swallow the line.
+		fmt.Fprint(os.Stdout, "•")
+	})
 	ReportAfterSuite("write", func(r Report) {
 		b, _ := json.Marshal(r)
 		os.WriteFile(report, b, 0o644)
@@ -198,6 +208,11 @@ func TestRun(t *testing.T) {
 	}
 	if r.SuiteSucceeded {
 		t.Error("the merged report succeeded with a failed spec")
+	}
+	for i := 1; i <= 5; i++ {
+		if n := strings.Count(out.String(), fmt.Sprintf("[spec %d] ", i)); n != 1 {
+			t.Errorf("progress line %d appears %d times, want once (numbered across the run):\n%s", i, n, out.String())
+		}
 	}
 	if !strings.Contains(out.String(), "[Greet] running 2 specs") {
 		t.Errorf("output does not name the unit's lines:\n%s", out.String())

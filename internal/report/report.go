@@ -41,6 +41,10 @@ type Report struct {
 	// SpecSet is the version of the spec set the run judged by (the
 	// conformance suite's SpecSetVersion).
 	SpecSet string `json:"specSet,omitempty"`
+	// Version is the version of idharness that ran (`idharness
+	// version`: a release's git tag, or the commit of a build from
+	// source), so that a verdict names the harness that gave it.
+	Version string `json:"idharnessVersion,omitempty"`
 	Suite   string `json:"suite"`
 	Profile string `json:"profile,omitempty"`
 	// Implementation is the implementation under test when it was
@@ -53,6 +57,11 @@ type Report struct {
 	Phases         []Phase         `json:"phases,omitempty"`
 	Specs          []Spec          `json:"specs"`
 	Summary        Summary         `json:"summary"`
+	// Images are idharness's own images (programs and clients) as the
+	// run deployed them from a registry (--image-registry): Ref is the
+	// digest reference the pods ran, ID the config digest; the
+	// implementation's images are under Implementation alike.
+	Images []Image `json:"images,omitempty"`
 	// Claims are the identity modes the implementation under test claims
 	// (its profile's): a spec labelled with modes is in scope when one of
 	// them is claimed; a spec without mode labels always is. Empty claims
@@ -289,7 +298,7 @@ func (r *Report) JUnit() ([]byte, error) {
 	r.Finalize()
 	s := junitSuite{Name: "idharness " + r.Suite, Tests: r.Summary.Total, Failures: r.Summary.Failed, Skipped: r.Summary.Skipped,
 		Time: float64(r.Duration), Timestamp: r.StartedAt.UTC().Format(time.RFC3339),
-		Properties: []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"verdict", r.Verdict}, {"profile", r.Profile}, {"specSet", r.SpecSet}}}
+		Properties: []junitProperty{{"seed", fmt.Sprint(r.Seed)}, {"verdict", r.Verdict}, {"profile", r.Profile}, {"specSet", r.SpecSet}, {"idharnessVersion", r.Version}}}
 	for _, sp := range r.Specs {
 		c := junitCase{Name: fmt.Sprintf("[%s] %s %s", sp.ID, sp.Level, sp.Statement), Classname: r.Suite, Time: float64(sp.Duration),
 			SystemOut: strings.Join(sp.Evidence, "\n")}
@@ -330,6 +339,9 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	if r.Version != "" {
+		fmt.Fprintf(&b, "idharness %s. ", r.Version)
+	}
 	if r.SpecSet != "" {
 		fmt.Fprintf(&b, "Spec set %s. ", r.SpecSet)
 	}
@@ -359,6 +371,12 @@ func (r *Report) Markdown() string {
 		if len(im.Images) > 0 {
 			b.WriteString("\n")
 		}
+	}
+	for _, i := range r.Images {
+		fmt.Fprintf(&b, "- image %s: `%s` (%s)\n", mdEscape(i.Name), i.Ref, i.ID)
+	}
+	if len(r.Images) > 0 {
+		b.WriteString("\n")
 	}
 	if len(r.Phases) > 0 {
 		b.WriteString("| phase | seconds | |\n|---|---:|---|\n")

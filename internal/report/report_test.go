@@ -75,3 +75,50 @@ func TestWriteDir(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionRecorded: the version of idharness that gave a verdict is in
+// every format that carries the run's provenance (JSON, JUnit properties,
+// the summary), beside the spec set's; a report without one (a library
+// caller that sets none) writes no empty field.
+func TestVersionRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		json    string
+		md      string
+	}{
+		{version: "v0.4.0-2-g1a2b3c4-dirty", json: `"idharnessVersion": "v0.4.0-2-g1a2b3c4-dirty"`, md: "idharness v0.4.0-2-g1a2b3c4-dirty. Spec set 1.0. Seed 42"},
+		{version: "", md: "Spec set 1.0. Seed 42"},
+	} {
+		dir := t.TempDir()
+		r := sample()
+		r.Version, r.SpecSet = tc.version, "1.0"
+		if err := r.WriteDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		j, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+		if tc.json != "" && !strings.Contains(string(j), tc.json) {
+			t.Errorf("version %q: report.json lacks %s", tc.version, tc.json)
+		}
+		if tc.version == "" && strings.Contains(string(j), "idharnessVersion") {
+			t.Errorf("no version: report.json has an empty idharnessVersion")
+		}
+		md, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
+		if !strings.Contains(string(md), tc.md) {
+			t.Errorf("version %q: summary.md lacks %q:\n%s", tc.version, tc.md, md)
+		}
+		x, _ := os.ReadFile(filepath.Join(dir, "junit.xml"))
+		var js junitSuites
+		if err := xml.Unmarshal(x, &js); err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, p := range js.Suites[0].Properties {
+			if p.Name == "idharnessVersion" {
+				got = p.Value
+			}
+		}
+		if got != tc.version {
+			t.Errorf("junit property idharnessVersion = %q, want %q", got, tc.version)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/nodeimage"
+	"github.com/idharness/idharness/internal/registry"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/sut"
 )
@@ -46,6 +47,10 @@ type Options struct {
 	ReportDir string
 	// ModuleDir is the idharness source tree the images are built from.
 	ModuleDir string
+	// ImagesDir is a release whose images the run loads instead of
+	// building them (docs/release.md); empty: the source tree, else a
+	// release beside the binary (newImageSource).
+	ImagesDir string
 	// CacheDir is idharness's cache (node images, clusters).
 	CacheDir string
 	// ClientImages names the client programs whose images are built and
@@ -67,6 +72,15 @@ type Options struct {
 	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
 	// fakeimds then hides from their pods (off: such a cluster is refused).
 	AllowAzureNodes bool
+	// ImageRegistry, when set, is where the images are pushed and pulled
+	// from by digest instead of being loaded into the nodes
+	// (REGISTRY[/PATH], pushImages).
+	ImageRegistry string
+	// ImageRegistryInsecure speaks plain HTTP to ImageRegistry.
+	ImageRegistryInsecure bool
+	// RegistryMirrors are given to a kind cluster the run creates
+	// (cluster.WithRegistryMirror).
+	RegistryMirrors []cluster.Mirror
 	// Suite runs the suites against the deployed stack, on the cluster
 	// behind kubeconfig (a parallel run's processes connect through it);
 	// nil skips them.
@@ -91,6 +105,8 @@ type Result struct {
 	Cluster    string
 	// SUTImages are the implementation's images as loaded, with IDs.
 	SUTImages []sut.Loaded
+	// Pushed are the images pushed to Options.ImageRegistry, by digest.
+	Pushed []registry.Pushed
 }
 
 // Programs are the images idharness builds, by main package.
@@ -150,11 +166,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	src, err := newImageSource(o, programs)
+	if err != nil {
+		return nil, err
+	}
 	// The client programs' roots (apt, pip, npm, Maven: network and disk)
 	// are built while the cluster phase builds the node image (compiling:
 	// CPU), so that a first run pays for the longer of the two only.
 	rootsCtx, cancelRoots := context.WithCancel(ctx)
-	rootsDone := prebuildClientRoots(rootsCtx, o)
+	rootsDone := src.prebuild(rootsCtx)
 	// Whatever ends the run, no mmdebstrap is left behind it.
 	defer func() {
 		cancelRoots()
@@ -178,6 +198,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if o.CacheDir != "" {
 				opts = append(opts, cluster.WithCacheDir(o.CacheDir))
 			}
+			for _, m := range o.RegistryMirrors {
+				opts = append(opts, cluster.WithRegistryMirror(m.Host, m.Endpoint))
+			}
 			var err error
 			if cl, err = cluster.New(opts...); err != nil {
 				return err
@@ -193,17 +216,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		{"images", func(ctx context.Context) error {
 			var built []images.Built
 			for _, name := range names {
-				pkg := programs[name]
-				if m, _ := filepath.Glob(filepath.Join(o.ModuleDir, pkg, "*.go")); len(m) == 0 {
-					continue // not part of this tree yet
-				}
-				img := "idharness.local/" + name + ":" + o.ImageTag
-				start := time.Now()
-				b, err := images.BuildGo(ctx, images.GoProgram{Package: pkg, ModuleDir: o.ModuleDir, Image: img, User: userFor(name)})
+				b, err := src.program(ctx, name)
 				if err != nil {
-					return fmt.Errorf("build image %s: %w", img, err)
+					return err
 				}
-				o.Log.Info("image built", "image", img, "elapsed", time.Since(start).Round(time.Millisecond))
+				img := b.Name
 				built = append(built, b)
 				switch name {
 				case "fakeimds":
@@ -217,7 +234,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				}
 			}
 			<-rootsDone
-			clientImgs, err := buildClientImages(ctx, o, built)
+			clientImgs, err := src.clients(ctx, built)
 			if err != nil {
 				return err
 			}
@@ -226,8 +243,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				imgs.Clients[prog] = b.Name
 				built = append(built, b)
 			}
+			if o.ImageRegistry != "" {
+				return pushImages(ctx, o, cl, res, built, &imgs, imageIDs)
+			}
 			if cl.Existing() {
-				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes", "images", imgs)
+				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes, or push them with --image-registry (docs/registry.md)", "images", imgs)
 				if o.SUT != nil {
 					// The manifests still need the images' references.
 					dir, err := os.MkdirTemp("", "idharness-sut-images-")

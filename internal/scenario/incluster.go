@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -261,6 +262,8 @@ type kubeEnv struct {
 	vaultURL string
 	// agents are the stack's pod identity agents' DaemonSets.
 	agents []string
+	// pods are the run's probe pods, by client, once created.
+	pods map[string]string
 }
 
 // clusterRun is one in-cluster run.
@@ -403,6 +406,9 @@ func attemptsFromProbe(lines []probe.Result, t0 time.Time, workload time.Duratio
 	return out
 }
 
+// errNoSummary: the probe's log ends without its summary line.
+var errNoSummary = errors.New("no summary line: the probe did not finish")
+
 // readProbeLog returns a probe pod's result lines; a log without the
 // summary line means the probe did not finish, and is an error.
 func readProbeLog(log []byte) ([]probe.Result, error) {
@@ -426,7 +432,7 @@ func readProbeLog(log []byte) ([]probe.Result, error) {
 		out = append(out, l.Result)
 	}
 	if !summary {
-		return out, errors.New("no summary line: the probe did not finish")
+		return out, errNoSummary
 	}
 	return out, nil
 }
@@ -480,8 +486,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		if p.program != "" {
 			image = c.clientImages[p.program]
 		}
-		pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: c.ns, Node: c.node, Image: image, Args: p.args, Env: p.env,
-			Labels: podLabels(p.labels, r.s.ID)})
+		pod := r.s.probePod(p, c.ns, c.node, image)
 		if _, err := c.kube.CoreV1().Pods(c.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("create probe pod %s/%s: %w", c.ns, p.pod, err)
 		}
@@ -493,7 +498,8 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.attributeByPodIP(ctx, pods); err != nil {
+	r.kube.pods = pods
+	if err := r.attributePods(ctx); err != nil {
 		return nil, err
 	}
 	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: c.seed, Started: t0,
@@ -512,13 +518,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	for _, p := range plans {
-		log, err := c.kube.CoreV1().Pods(c.ns).GetLogs(p.pod, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
+		lines, err := c.probeLines(ctx, p)
 		if err != nil {
-			return nil, fmt.Errorf("read the log of probe pod %s/%s: %w", c.ns, p.pod, err)
-		}
-		lines, err := readProbeLog(log)
-		if err != nil {
-			return nil, fmt.Errorf("probe pod %s/%s (client %s): %w; its log:\n%s", c.ns, p.pod, p.client.Name, err, tail(log, 2000))
+			return nil, err
 		}
 		cr := p.client
 		cr.Attempts = attemptsFromProbe(lines, t0, r.s.Duration())
@@ -527,6 +529,19 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		r.mu.Unlock()
 	}
 	return r.finish(ctx, res)
+}
+
+// probePod is the pod of one client's probe. A scenario that restarts
+// its node restarts its probes too (restartPolicy OnFailure): the node's
+// restart kills the probe with no summary line, and its next instance
+// goes on with the same --start-at and --end-at to the workload's end.
+func (s *Scenario) probePod(p podPlan, namespace, node, image string) *corev1.Pod {
+	pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: namespace, Node: node, Image: image, Args: p.args, Env: p.env,
+		Labels: podLabels(p.labels, s.ID)})
+	if s.restartsNode() {
+		pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	}
+	return pod
 }
 
 // podLabels are a probe pod's labels: its group's and its scenario's.
@@ -621,26 +636,99 @@ func (c *clusterRun) bindIdentities(ctx context.Context) error {
 	return nil
 }
 
-// attributeByPodIP maps each probe pod's address to its client: a client
+// attributePods maps each probe pod's address to its client: a client
 // program's requests carry no tag of the probe's, so the journal knows
-// them by the pod they come from.
-func (c *clusterRun) attributeByPodIP(ctx context.Context, pods map[string]string) error {
-	list, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+// them by the pod they come from. A pod whose node restarted may have a
+// new address; its old one stays its own.
+func (r *runner) attributePods(ctx context.Context) error {
+	k := r.kube
+	list, err := k.kube.CoreV1().Pods(k.runNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list the probe pods: %w", err)
 	}
 	byPod := map[string]string{}
-	for client, pod := range pods {
+	for client, pod := range k.pods {
 		byPod[pod] = client
 	}
-	c.r.mu.Lock()
-	defer c.r.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, p := range list.Items {
 		if client, ok := byPod[p.Name]; ok && p.Status.PodIP != "" {
-			c.r.source[p.Status.PodIP] = client
+			r.source[p.Status.PodIP] = client
 		}
 	}
 	return nil
+}
+
+// probeLines returns a probe pod's result lines. A probe whose node
+// restarted has two instances: the killed one, whose log ends without a
+// summary (perhaps in the middle of a line), and the one that went on to
+// the end; the kubelet keeps the log of the last instance before the
+// current one.
+func (c *clusterRun) probeLines(ctx context.Context, p podPlan) ([]probe.Result, error) {
+	logOf := func(previous bool) ([]byte, error) {
+		log, err := c.kube.CoreV1().Pods(c.ns).GetLogs(p.pod, &corev1.PodLogOptions{Container: probepod.Container, Previous: previous}).DoRaw(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the log of probe pod %s/%s: %w", c.ns, p.pod, err)
+		}
+		return log, nil
+	}
+	var lines []probe.Result
+	pod, err := c.kube.CoreV1().Pods(c.ns).Get(ctx, p.pod, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read probe pod %s/%s: %w", c.ns, p.pod, err)
+	}
+	restarts := int32(0)
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == probepod.Container {
+			restarts = cs.RestartCount
+		}
+	}
+	if restarts > 1 {
+		return nil, fmt.Errorf("probe pod %s/%s (client %s) restarted %d times: the kubelet keeps the logs of its last two instances only", c.ns, p.pod, p.client.Name, restarts)
+	}
+	if restarts == 1 {
+		// Kept by the node's restart: the kubelet serves no previous log
+		// of a pod that has ended.
+		c.r.mu.Lock()
+		log, ok := c.r.killedLogs[p.client.Name]
+		c.r.mu.Unlock()
+		if !ok {
+			if log, err = logOf(true); err != nil {
+				return nil, err
+			}
+		}
+		if lines, err = readKilledProbeLog(log); err != nil {
+			return nil, fmt.Errorf("probe pod %s/%s (client %s), its instance before the restart: %w; its log:\n%s", c.ns, p.pod, p.client.Name, err, tail(log, 2000))
+		}
+	}
+	log, err := logOf(false)
+	if err != nil {
+		return nil, err
+	}
+	rest, err := readProbeLog(log)
+	if err != nil {
+		return nil, fmt.Errorf("probe pod %s/%s (client %s): %w; its log:\n%s", c.ns, p.pod, p.client.Name, err, tail(log, 2000))
+	}
+	return append(lines, rest...), nil
+}
+
+// readKilledProbeLog returns the result lines of a probe killed with its
+// node: no summary line, and its last line may be cut short.
+func readKilledProbeLog(log []byte) ([]probe.Result, error) {
+	if i := bytes.LastIndexByte(bytes.TrimRight(log, "\n"), '\n'); i >= 0 && !json.Valid(bytes.TrimSpace(log[i+1:])) {
+		log = log[:i+1]
+	} else if i < 0 && !json.Valid(bytes.TrimSpace(log)) {
+		log = nil
+	}
+	lines, err := readProbeLog(log)
+	if err == nil {
+		return nil, errors.New("it wrote its summary line: it ended rather than being killed with its node")
+	}
+	if !errors.Is(err, errNoSummary) {
+		return nil, err
+	}
+	return lines, nil
 }
 
 // checkClientImages returns an error naming the first client program of
@@ -669,14 +757,27 @@ func checkClientImages(s *Scenario, images map[string]string) error {
 // state (POST /v1/reset: no rules, an empty journal), then exactly the
 // scenario's identities, its token settings and its throttling.
 func (c *clusterRun) setupNode(ctx context.Context) error {
-	fc, cfg := c.r.ctl, c.r.cfg
 	c.nodeTouched = true
+	if err := c.r.configureNode(ctx, c.node); err != nil {
+		return err
+	}
+	if old, err := c.r.ctl.Journal(ctx, 0); err == nil && len(old) > 0 {
+		c.r.cursor = old[len(old)-1].Seq
+	}
+	return nil
+}
+
+// configureNode resets node's fakeimds and gives it the scenario's
+// identities, token settings and throttling; setupNode does it before
+// the run, a node restart again after it.
+func (r *runner) configureNode(ctx context.Context, node string) error {
+	fc, cfg := r.ctl, r.cfg
 	if err := fc.Reset(ctx); err != nil {
-		return fmt.Errorf("reset fakeimds on %s: %w", c.node, err)
+		return fmt.Errorf("reset fakeimds on %s: %w", node, err)
 	}
 	ids, err := fc.Identities(ctx)
 	if err != nil {
-		return fmt.Errorf("list the identities of fakeimds on %s: %w", c.node, err)
+		return fmt.Errorf("list the identities of fakeimds on %s: %w", node, err)
 	}
 	// The node's own user-assigned identities are not the scenario's: a
 	// client asking for the host's default would get a 400 "multiple
@@ -686,32 +787,29 @@ func (c *clusterRun) setupNode(ctx context.Context) error {
 			continue
 		}
 		if _, err := fc.Detach(ctx, client.Selector{ClientID: id.ClientID}); err != nil {
-			return fmt.Errorf("detach the node's identity %s on %s: %w", id.Name, c.node, err)
+			return fmt.Errorf("detach the node's identity %s on %s: %w", id.Name, node, err)
 		}
 	}
 	if cfg.SystemAssigned == nil {
 		if err := fc.RemoveSystem(ctx); err != nil {
-			return fmt.Errorf("remove the system-assigned identity on %s (setup.systemAssigned: false): %w", c.node, err)
+			return fmt.Errorf("remove the system-assigned identity on %s (setup.systemAssigned: false): %w", node, err)
 		}
 	}
 	for _, id := range cfg.UserAssigned {
 		if _, err := fc.Attach(ctx, id); err != nil {
-			return fmt.Errorf("attach identity %s on %s (setup.identities): %w", id.Name, c.node, err)
+			return fmt.Errorf("attach identity %s on %s (setup.identities): %w", id.Name, node, err)
 		}
 	}
 	life, before := cfg.Tokens.Lifetime, cfg.Tokens.RefreshBefore
 	cache := cfg.Tokens.CacheOn()
 	if _, err := fc.SetTokens(ctx, api.TokenSettings{Lifetime: &life, RefreshBefore: &before, Cache: &cache}); err != nil {
-		return fmt.Errorf("set token settings on %s (setup.tokenLifetime, setup.tokenRefreshBefore): %w", c.node, err)
+		return fmt.Errorf("set token settings on %s (setup.tokenLifetime, setup.tokenRefreshBefore): %w", node, err)
 	}
 	if _, err := fc.SetThrottle(ctx, cfg.Chaos.Throttle); err != nil {
-		return fmt.Errorf("set throttling on %s (setup.throttle): %w", c.node, err)
+		return fmt.Errorf("set throttling on %s (setup.throttle): %w", node, err)
 	}
-	if old, err := fc.Journal(ctx, 0); err == nil && len(old) > 0 {
-		c.r.cursor = old[len(old)-1].Seq
-	}
-	c.r.printf("fakeimds on %s set up: %d user-assigned identities, system-assigned %v, token lifetime %v, throttling %v",
-		c.node, len(cfg.UserAssigned), cfg.SystemAssigned != nil, life, cfg.Chaos.Throttle.Enabled == nil || *cfg.Chaos.Throttle.Enabled)
+	r.printf("fakeimds on %s set up: %d user-assigned identities, system-assigned %v, token lifetime %v, throttling %v",
+		node, len(cfg.UserAssigned), cfg.SystemAssigned != nil, life, cfg.Chaos.Throttle.Enabled == nil || *cfg.Chaos.Throttle.Enabled)
 	return nil
 }
 

@@ -156,7 +156,10 @@ type runner struct {
 	steps    []StepRecord
 	requests []Request
 	cursor   uint64
-	printMu  sync.Mutex // serializes progress lines
+	// killedLogs are the logs of the probes' instances a node restart
+	// killed, by client, read right after it.
+	killedLogs map[string][]byte
+	printMu    sync.Mutex // serializes progress lines
 }
 
 func (r *runner) printf(format string, a ...any) {
@@ -370,6 +373,8 @@ func (r *runner) poll(ctx context.Context) {
 		return
 	}
 	r.mu.Lock()
+	// A node restart's journalRestarted may have dropped requests since.
+	before = min(before, len(r.requests))
 	codes := map[int]int{}
 	for _, q := range r.requests[before:] {
 		codes[q.Status]++

@@ -61,19 +61,14 @@ func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(contex
 	}
 	name := s.DaemonSet
 	if s.Agent != "" {
-		for _, ds := range k.agents {
-			_, err := k.kube.AppsV1().DaemonSets(k.namespace).Get(ctx, ds, metav1.GetOptions{})
-			if err == nil {
-				name = ds
-				break
-			}
-			if !apierrors.IsNotFound(err) {
-				return nil, "restart the pod identity agent", fmt.Errorf("look for DaemonSet %s: %w", ds, err)
-			}
+		ds, err := k.podIdentityAgent(ctx)
+		if err != nil {
+			return nil, "restart the pod identity agent", err
 		}
-		if name == "" {
+		if ds == "" {
 			return nil, "restart the pod identity agent", fmt.Errorf("no pod identity agent (DaemonSet %v) in namespace %s: deploy the stack with `idharness run --profile reference --keep-cluster`", k.agents, k.namespace)
 		}
+		name = ds
 	}
 	detail := fmt.Sprintf("restart %s's pod on %s", name, k.node)
 	ds, err := k.kube.AppsV1().DaemonSets(k.namespace).Get(ctx, name, metav1.GetOptions{})
@@ -126,4 +121,20 @@ func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(contex
 		}
 	}
 	return nil, detail, fmt.Errorf("no new %s pod ready on %s within %v of deleting %s", name, k.node, wait, old[0].Name)
+}
+
+// podIdentityAgent returns the DaemonSet of the stack's pod identity
+// agent that is deployed (the reference node agent, aad-pod-identity's
+// NMI), or "" when none is.
+func (k *kubeEnv) podIdentityAgent(ctx context.Context) (string, error) {
+	for _, ds := range k.agents {
+		_, err := k.kube.AppsV1().DaemonSets(k.namespace).Get(ctx, ds, metav1.GetOptions{})
+		if err == nil {
+			return ds, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("look for the pod identity agent's DaemonSet %s: %w", ds, err)
+		}
+	}
+	return "", nil
 }
