@@ -104,6 +104,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	// Grants are confirmed by live reads on an HTTP client of their own:
 	// see nodeagent.LiveClients.
+	// A token request costs a few live reads (pod, bindings, identities):
+	// client-go's default 5 requests/s would refuse tokens on a busy node
+	// (503, "client rate limiter") before the API server is anywhere near
+	// its limits, which its own priority and fairness enforce.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 50, 100
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes HTTP client: %w", err)
