@@ -25,15 +25,15 @@ type suite struct {
 	filter   string
 	idPrefix string
 	// unlessAsked narrows the suite when the user gives no label
-	// filter: the chaos suite leaves its slow specs (minutes of a node
-	// down or of a token's life) to `make chaos-slow`, which asks for
-	// them with --label-filter slow.
+	// filter: the chaos suite leaves the specs labelled scheduled (a node
+	// down and booted) to `make chaos-scheduled`, which asks for
+	// them with --label-filter scheduled.
 	unlessAsked string
 }
 
 var suites = []suite{
 	{name: "conformance", filter: "conformance", idPrefix: "IDH-CONF-"},
-	{name: "chaos", filter: "chaos && !conformance", idPrefix: "IDH-CHAOS-", unlessAsked: "!slow"},
+	{name: "chaos", filter: "chaos && !conformance", idPrefix: "IDH-CHAOS-", unlessAsked: "!scheduled"},
 }
 
 func findSuite(name string) (suite, error) {

@@ -13,8 +13,8 @@ func TestSuiteLabelFilter(t *testing.T) {
 		wantErr           bool
 	}{
 		{"conformance", "", "conformance", false},
-		{"chaos", "", "(chaos && !conformance) && (!slow)", false},
-		{"chaos", "slow", "(chaos && !conformance) && (slow)", false},
+		{"chaos", "", "(chaos && !conformance) && (!scheduled)", false},
+		{"chaos", "scheduled", "(chaos && !conformance) && (scheduled)", false},
 		{"chaos", "status-429 || refuse", "(chaos && !conformance) && (status-429 || refuse)", false},
 		{"conformance", "  ", "conformance", false},
 		{"soak", "", "", true},
@@ -43,7 +43,7 @@ func TestSUTLabelFilter(t *testing.T) {
 		suite, user, want string
 	}{
 		{"conformance", "", "(conformance) && (pod-identity)"},
-		{"chaos", "", "(chaos && !conformance) && ((pod-identity) && (!slow))"},
+		{"chaos", "", "(chaos && !conformance) && ((pod-identity) && (!scheduled))"},
 		{"conformance", "MUST", "(conformance) && (MUST)"},
 	} {
 		got, err := sutLabelFilter(tt.suite, tt.user, all)
