@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/idharness/idharness/internal/dockerenv"
 )
 
 // buildContainerPrefix names the containers the node assembly runs; a stale
@@ -20,8 +22,8 @@ func (b *Builder) assemble(ctx context.Context, k keys, base string, bins binari
 	ctr := buildContainerPrefix + k.node[:12]
 	return b.phase("assemble node image", func(*status) error {
 		// Leftovers of an interrupted build are ours to remove.
-		docker(ctx, nil, "rm", "-f", ctr)
-		if _, err := docker(ctx, nil, "run", "-d", "--name", ctr,
+		dockerenv.Run(ctx, nil, "rm", "-f", ctr)
+		if _, err := dockerenv.Run(ctx, nil, "run", "-d", "--name", ctr,
 			"--label", LabelManaged+"=true", "--label", "io.idharness.role=nodebuild",
 			"--entrypoint", "sleep", base, "infinity"); err != nil {
 			return err
@@ -30,17 +32,17 @@ func (b *Builder) assemble(ctx context.Context, k keys, base string, bins binari
 			// Runs on cancellation too: a fresh context so the container goes.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			docker(cctx, nil, "rm", "-f", ctr)
+			dockerenv.Run(cctx, nil, "rm", "-f", ctr)
 		}()
 		exec := func(args ...string) (string, error) {
-			return docker(ctx, nil, append([]string{"exec", ctr}, args...)...)
+			return dockerenv.Run(ctx, nil, append([]string{"exec", ctr}, args...)...)
 		}
 		for _, p := range []string{"kubeadm", "kubelet", "kubectl"} {
-			if _, err := docker(ctx, nil, "cp", bins[p], ctr+":/usr/bin/"+p); err != nil {
+			if _, err := dockerenv.Run(ctx, nil, "cp", bins[p], ctr+":/usr/bin/"+p); err != nil {
 				return err
 			}
 		}
-		if _, err := docker(ctx, nil, "cp", bins["crictl"], ctr+":/usr/local/bin/crictl"); err != nil {
+		if _, err := dockerenv.Run(ctx, nil, "cp", bins["crictl"], ctr+":/usr/local/bin/crictl"); err != nil {
 			return err
 		}
 		pause := v.ControlPlaneImages()["pause"]
@@ -52,7 +54,7 @@ grep -q 'sandbox_image = "%s"' /etc/containerd/config.toml
 		if _, err := exec("sh", "-c", script); err != nil {
 			return fmt.Errorf("configure node: %w", err)
 		}
-		if _, err := docker(ctx, nil, "exec", "-d", ctr, "sh", "-c", "containerd >/tmp/containerd.log 2>&1"); err != nil {
+		if _, err := dockerenv.Run(ctx, nil, "exec", "-d", ctr, "sh", "-c", "containerd >/tmp/containerd.log 2>&1"); err != nil {
 			return err
 		}
 		if err := waitFor(ctx, 60*time.Second, func() error { _, err := exec("ctr", "version"); return err }); err != nil {
@@ -63,7 +65,7 @@ grep -q 'sandbox_image = "%s"' /etc/containerd/config.toml
 		if err != nil {
 			return err
 		}
-		_, err = docker(ctx, f, "exec", "-i", ctr, "ctr", "-n", "k8s.io", "images", "import",
+		_, err = dockerenv.Run(ctx, f, "exec", "-i", ctr, "ctr", "-n", "k8s.io", "images", "import",
 			"--all-platforms", "--no-unpack", "--digests", "-")
 		f.Close()
 		if err != nil {
@@ -86,7 +88,7 @@ grep -q 'sandbox_image = "%s"' /etc/containerd/config.toml
 		if _, err := exec("sh", "-c", `kill $(pidof containerd); for i in $(seq 1 50); do pidof containerd >/dev/null || break; sleep 0.2; done; rm -rf /tmp/* /run/containerd`); err != nil {
 			return fmt.Errorf("stop containerd in the build container: %w", err)
 		}
-		if _, err := docker(ctx, nil, "commit",
+		if _, err := dockerenv.Run(ctx, nil, "commit",
 			"--change", `ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]`,
 			"--change", `CMD []`,
 			"--change", "ENV container=docker",
@@ -97,7 +99,7 @@ grep -q 'sandbox_image = "%s"' /etc/containerd/config.toml
 			ctr, image); err != nil {
 			return err
 		}
-		_, err = docker(ctx, nil, "tag", image, ImageRepository+":"+v.Kubernetes)
+		_, err = dockerenv.Run(ctx, nil, "tag", image, ImageRepository+":"+v.Kubernetes)
 		return err
 	})
 }

@@ -1,37 +1,18 @@
 package nodeimage
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"slices"
 	"strings"
-	"time"
-)
 
-// docker runs the docker CLI (as kind's own docker provider does) and returns
-// its trimmed standard output. stdin may be nil.
-func docker(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stdin = stdin
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		what := strings.Join(args, " ")
-		if len(what) > 120 {
-			what = what[:120] + "…"
-		}
-		return "", fmt.Errorf("docker %s: %w: %s", what, err, tail(strings.TrimSpace(stderr.String()+"\n"+stdout.String()), 20))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+	"github.com/idharness/idharness/internal/dockerenv"
+)
 
 // imageLabel returns the value of label on a local image.
 func imageLabel(ctx context.Context, image, label string) (string, error) {
-	return docker(ctx, nil, "image", "inspect", "--format", fmt.Sprintf("{{index .Config.Labels %q}}", label), image)
+	return dockerenv.Run(ctx, nil, "image", "inspect", "--format", fmt.Sprintf("{{index .Config.Labels %q}}", label), image)
 }
 
 // prerequisite is a command the build runs and the Debian package that
@@ -62,7 +43,7 @@ func (b *Builder) preflight(ctx context.Context) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("the offline node image build needs %s, not found on PATH: run `make prereqs` as root (hack/prereqs.sh installs them all)", strings.Join(missing, ", "))
 	}
-	if _, err := docker(ctx, nil, "version", "--format", "{{.Server.Version}}"); err != nil {
+	if _, err := dockerenv.Run(ctx, nil, "version", "--format", "{{.Server.Version}}"); err != nil {
 		return fmt.Errorf("no Docker engine answers: run `make prereqs` as root (it starts dockerd): %w", err)
 	}
 	return nil

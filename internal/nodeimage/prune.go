@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/idharness/idharness/internal/dockerenv"
 )
 
 // prune removes what earlier builds of the same Kubernetes version left and
@@ -12,21 +14,21 @@ import (
 // still uses them) and older root file system and image archives.
 func (b *Builder) prune(ctx context.Context, k keys, image, base string) {
 	v := b.versions
-	out, err := docker(ctx, nil, "images", "--format", "{{.Repository}}:{{.Tag}}", ImageRepository)
+	out, err := dockerenv.Run(ctx, nil, "images", "--format", "{{.Repository}}:{{.Tag}}", ImageRepository)
 	if err == nil {
 		for _, ref := range strings.Fields(out) {
 			if ref != image && strings.HasPrefix(ref, ImageRepository+":"+v.Kubernetes+"-") {
-				if _, err := docker(ctx, nil, "rmi", ref); err == nil {
+				if _, err := dockerenv.Run(ctx, nil, "rmi", ref); err == nil {
 					b.log.Info("pruned old node image", "image", ref)
 				}
 			}
 		}
 	}
-	out, err = docker(ctx, nil, "images", "--format", "{{.Repository}}:{{.Tag}}", baseImageRepository)
+	out, err = dockerenv.Run(ctx, nil, "images", "--format", "{{.Repository}}:{{.Tag}}", baseImageRepository)
 	if err == nil {
 		for _, ref := range strings.Fields(out) {
 			if ref != base && strings.HasPrefix(ref, baseImageRepository+":"+v.Debian+"-") {
-				if _, err := docker(ctx, nil, "rmi", ref); err == nil {
+				if _, err := dockerenv.Run(ctx, nil, "rmi", ref); err == nil {
 					b.log.Info("pruned old base image", "image", ref)
 				}
 			}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/idharness/idharness/internal/dockerenv"
 )
 
 // baseImageRepository holds the imported root file systems.
@@ -132,11 +134,11 @@ func (b *Builder) baseImage(ctx context.Context, k keys) (string, error) {
 	}
 	name := baseImageRepository + ":" + b.versions.Debian + "-" + k.rootfs[:12]
 	err = b.phase("import base image", func(*status) error {
-		if _, err := docker(ctx, nil, "image", "inspect", "--format", "{{.Id}}", name); err == nil {
+		if _, err := dockerenv.Run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", name); err == nil {
 			b.log.Info("cached", "image", name)
 			return nil
 		}
-		_, err := docker(ctx, nil, "import",
+		_, err := dockerenv.Run(ctx, nil, "import",
 			"--change", "ENV container=docker",
 			"--change", `ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]`,
 			tarPath, name)

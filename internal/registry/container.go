@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -20,6 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/idharness/idharness/internal/dockerenv"
 	"github.com/idharness/idharness/internal/images"
 )
 
@@ -108,12 +107,12 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 		return Started{}, err
 	}
 	s.Image = img
-	running, _ := docker(ctx, nil, "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", o.Name)
+	running, _ := dockerenv.Run(ctx, nil, "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", o.Name)
 	if running != "true "+img {
-		if _, err := docker(ctx, nil, "rm", "-f", o.Name); err != nil && !strings.Contains(err.Error(), "No such container") {
+		if _, err := dockerenv.Run(ctx, nil, "rm", "-f", o.Name); err != nil && !strings.Contains(err.Error(), "No such container") {
 			return Started{}, err
 		}
-		if _, err := docker(ctx, nil, "run", "-d", "--name", o.Name,
+		if _, err := dockerenv.Run(ctx, nil, "run", "-d", "--name", o.Name,
 			"--label", images.LabelManaged+"=true", "--label", "io.idharness.role=registry",
 			"-p", "127.0.0.1:"+strconv.Itoa(o.HostPort)+":"+strconv.Itoa(ContainerPort), img); err != nil {
 			return Started{}, fmt.Errorf("start registry container %s: %w (is port %d free? give another --port)", o.Name, err, o.HostPort)
@@ -125,7 +124,7 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 		return Started{}, err
 	}
 	if err := waitReady(ctx, "http://127.0.0.1:"+strconv.Itoa(o.HostPort)+"/v2/", 30*time.Second); err != nil {
-		logs, _ := docker(ctx, nil, "logs", "--tail", "20", o.Name)
+		logs, _ := dockerenv.Run(ctx, nil, "logs", "--tail", "20", o.Name)
 		return Started{}, fmt.Errorf("registry container %s does not answer on %s: %w\n%s", o.Name, s.Push, err, logs)
 	}
 	return s, nil
@@ -136,7 +135,7 @@ func Stop(ctx context.Context, name string) error {
 	if name == "" {
 		name = DefaultContainer
 	}
-	_, err := docker(ctx, nil, "rm", "-f", name)
+	_, err := dockerenv.Run(ctx, nil, "rm", "-f", name)
 	return err
 }
 
@@ -145,7 +144,7 @@ func Stop(ctx context.Context, name string) error {
 // machine yet) is not an error: the container is joined when a cluster
 // that pulls from it is created.
 func ConnectNetwork(ctx context.Context, container, network string) error {
-	nets, err := docker(ctx, nil, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", container)
+	nets, err := dockerenv.Run(ctx, nil, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", container)
 	if err != nil {
 		return fmt.Errorf("registry container %s: %w (start it with `idharness registry start`)", container, err)
 	}
@@ -154,10 +153,10 @@ func ConnectNetwork(ctx context.Context, container, network string) error {
 			return nil
 		}
 	}
-	if _, err := docker(ctx, nil, "network", "inspect", network); err != nil {
+	if _, err := dockerenv.Run(ctx, nil, "network", "inspect", network); err != nil {
 		return nil
 	}
-	if _, err := docker(ctx, nil, "network", "connect", network, container); err != nil {
+	if _, err := dockerenv.Run(ctx, nil, "network", "connect", network, container); err != nil {
 		return fmt.Errorf("connect registry container %s to network %s: %w", container, network, err)
 	}
 	return nil
@@ -181,7 +180,7 @@ func ensureImage(ctx context.Context, o StartOptions) (string, error) {
 		return "", fmt.Errorf("registry image: read %s: %w", o.Executable, err)
 	}
 	ref := "idharness.local/registry:" + hex.EncodeToString(h.Sum(nil))[:12]
-	if _, err := docker(ctx, nil, "image", "inspect", ref); err == nil {
+	if _, err := dockerenv.Run(ctx, nil, "image", "inspect", ref); err == nil {
 		return ref, nil
 	}
 	start := time.Now()
@@ -210,7 +209,7 @@ func ensureImage(ctx context.Context, o StartOptions) (string, error) {
 	if err := images.WriteArchive(archive, map[string]v1.Image{ref: img}); err != nil {
 		return "", err
 	}
-	if _, err := docker(ctx, nil, "load", "-i", archive); err != nil {
+	if _, err := dockerenv.Run(ctx, nil, "load", "-i", archive); err != nil {
 		return "", fmt.Errorf("load registry image: %w", err)
 	}
 	o.Log.Info("registry image built", "image", ref, "elapsed", time.Since(start).Round(time.Millisecond))
@@ -259,16 +258,4 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// docker runs the docker CLI and returns its trimmed standard output.
-func docker(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return strings.TrimSpace(out.String()), nil
 }
