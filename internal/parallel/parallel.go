@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func Units(preview types.Report) ([]Unit, error) {
 		if len(s.ContainerHierarchyTexts) > 0 {
 			name = s.ContainerHierarchyTexts[0]
 		}
-		serial := containsLabel(s.Labels(), SerialLabel)
+		serial := slices.Contains(s.Labels(), SerialLabel)
 		if serial {
 			name += " (serial)"
 		}
@@ -107,15 +108,6 @@ func Units(preview types.Report) ([]Unit, error) {
 		units[i].IDs = append(units[i].IDs, id)
 	}
 	return units, nil
-}
-
-func containsLabel(labels []string, l string) bool {
-	for _, x := range labels {
-		if x == l {
-			return true
-		}
-	}
-	return false
 }
 
 // Starter returns the command that runs unit u's specs and writes
