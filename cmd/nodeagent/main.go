@@ -43,6 +43,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if len(os.Args) > 1 && os.Args[1] == "guard" {
+		run = guard
+		os.Args = os.Args[1:]
+	}
 	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "nodeagent:", err)
 		os.Exit(2)
@@ -67,6 +72,7 @@ func run(ctx context.Context, args []string) error {
 	onExit := fs.String("on-exit", nodeagent.ExitAuto, "the redirect when the agent stops: auto (remove it only when the agent's DaemonSet is gone or being deleted), keep (pods fail closed until the next agent) or remove")
 	podName := fs.String("pod-name", "", "this agent's pod name (downward API), for --on-exit=auto")
 	podNS := fs.String("pod-namespace", "", "this agent's pod namespace (downward API), for --on-exit=auto")
+	hookRoot := fs.String("boot-hook-root", "", "where the node's "+nodeagent.HookUnitDir+" and "+nodeagent.HookBinDir+" are mounted: install the boot hook that refuses pods' metadata requests from the node's boot until the agent is back (empty: no hook; a rebooted node then lets pods that start before the agent reach the metadata endpoint)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,9 +144,23 @@ func run(ctx context.Context, args []string) error {
 		if ip == nil {
 			return fmt.Errorf("--host-ip %q: want this node's IPv4 address (the downward API's status.hostIP)", *hostIP)
 		}
-		rd := nodeagent.Redirect{MetadataIP: net.IPv4(169, 254, 169, 254), MetadataPort: 80, AgentIP: ip, AgentPort: uint16(*port)}
+		rd := nodeagent.Redirect{MetadataIP: net.ParseIP(metadataIP), MetadataPort: metadataPort, AgentIP: ip, AgentPort: uint16(*port)}
 		if err := rd.Install(); err != nil {
 			return err
+		}
+		hook := nodeagent.BootHook{Root: *hookRoot}
+		if *hookRoot != "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("boot hook: find the agent's binary: %w", err)
+			}
+			// A failed hook fails the agent, whose kept redirect refuses
+			// pods meanwhile: a node that would leak tokens after its
+			// next reboot must not look healthy.
+			if err := hook.Install(exe); err != nil {
+				return err
+			}
+			log.Info("boot hook installed: pods' metadata requests are refused from boot until the agent is back", "unit", nodeagent.HookUnit)
 		}
 		// However run returns, the rule stays unless the agent goes for
 		// good: see nodeagent.ExitAuto for why.
@@ -162,7 +182,12 @@ func run(ctx context.Context, args []string) error {
 				log.Error("remove redirect", "err", err)
 				return
 			}
-			log.Info("redirect removed", "onExit", *onExit)
+			if *hookRoot != "" {
+				if err := hook.Remove(); err != nil {
+					log.Error("remove boot hook", "err", err)
+				}
+			}
+			log.Info("redirect and boot hook removed", "onExit", *onExit)
 		}()
 		log.Info("redirect installed", "table", nodeagent.TableName, "to", listen)
 		// After the rule, so that a cut connection's reconnect is redirected.
@@ -184,6 +209,26 @@ func run(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// What pods call: the metadata endpoint the agent stands in front of.
+const (
+	metadataIP   = "169.254.169.254"
+	metadataPort = 80
+)
+
+// guard is `nodeagent guard`, run by the boot hook's unit before
+// containerd: it installs the node's guard (nodeagent.Guard) and exits.
+func guard(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("nodeagent guard", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := (nodeagent.Guard{MetadataIP: net.ParseIP(metadataIP), MetadataPort: metadataPort}).Install(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "nodeagent guard: pods' requests for %s:%d are refused until the agent installs its redirect\n", metadataIP, metadataPort)
 	return nil
 }
 

@@ -14,5 +14,6 @@
 //
 // The package has the pure binding decision (Decide), the HTTP handler
 // (Handler), the informer-backed view of the cluster (Informers) and the
-// node's redirect rules (Redirect).
+// node's redirect rules (Redirect), and the guard that refuses pods' metadata
+// requests from the node's boot until the agent is back (Guard, BootHook).
 package nodeagent

@@ -47,24 +47,12 @@ func (rd Redirect) Exprs() ([]expr.Any, error) {
 	if mip == nil || aip == nil {
 		return nil, fmt.Errorf("redirect %s → %s: want IPv4 addresses", rd.MetadataIP, rd.AgentIP)
 	}
-	lo := make([]byte, unix.IFNAMSIZ)
-	copy(lo, "lo")
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: lo},
-		// IPv4 destination address: offset 16 in the network header.
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(mip)},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		// TCP destination port: offset 2 in the transport header.
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(rd.MetadataPort)},
+	return append(metadataMatch(mip, rd.MetadataPort),
 		&expr.Counter{},
 		&expr.Immediate{Register: 1, Data: []byte(aip)},
 		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(rd.AgentPort)},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
-	}, nil
+	), nil
 }
 
 // Install replaces the agent's table (one left by a crashed agent

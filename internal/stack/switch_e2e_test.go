@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/nodeagent"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/stack/stacktest"
 )
@@ -53,8 +54,18 @@ func TestProfileSwitchE2E(t *testing.T) {
 		}
 		return with
 	}
-	if len(redirects()) == 0 {
-		t.Fatal("no node has the agent's nftables table before the switch: the check below could not fail")
+	// The agent's boot hook (nodeagent.BootHook) on each node.
+	hooks := func() []string {
+		var with []string
+		for _, n := range nodes {
+			if n.Command("test", "-e", nodeagent.HookUnitDir+"/"+nodeagent.HookUnit).Run() == nil {
+				with = append(with, n.String())
+			}
+		}
+		return with
+	}
+	if len(redirects()) == 0 || len(hooks()) == 0 {
+		t.Fatalf("before the switch, nodes with the agent's nftables table: %v, with its boot hook: %v; want some, or the checks below could not fail", redirects(), hooks())
 	}
 	deployWith := func(profile string) {
 		t.Helper()
@@ -83,6 +94,9 @@ func TestProfileSwitchE2E(t *testing.T) {
 	if with := redirects(); len(with) > 0 {
 		t.Errorf("after the switch, nodes %v still redirect 169.254.169.254 to the agent", with)
 	}
+	if with := hooks(); len(with) > 0 {
+		t.Errorf("after the switch, nodes %v still have the agent's boot hook: they would refuse pods' metadata requests after a reboot", with)
+	}
 	if _, err := kube.Discovery().ServerResourcesForGroupVersion("aadpodidentity.k8s.io/v1"); err != nil {
 		t.Errorf("the pod identity CRDs were removed: CRDs are shared and stay (%v)", err)
 	}
@@ -97,6 +111,9 @@ func TestProfileSwitchE2E(t *testing.T) {
 	deployWith("reference")
 	if with := redirects(); len(with) != len(nodes) {
 		t.Errorf("after switching back to reference, nodes with the agent's redirect: %v of %d", with, len(nodes))
+	}
+	if with := hooks(); len(with) != len(nodes) {
+		t.Errorf("after switching back to reference, nodes with the agent's boot hook: %v of %d", with, len(nodes))
 	}
 	if _, err := kube.CoreV1().ConfigMaps(st.Namespace).Get(ctx, "sut-leftover", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("an object of an earlier --sut (label %s) is still there after a run without it (err %v)", stack.SUTLabel, err)
