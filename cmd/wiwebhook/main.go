@@ -1,7 +1,7 @@
 // Command wiwebhook is idharness's reference workload identity webhook
 // (package internal/wiwebhook) and its helper for the fake authority:
 //
-//	wiwebhook serve --tls-cert=FILE --tls-key=FILE --tenant-id=GUID --authority-host=https://HOST/
+//	wiwebhook serve --tls-cert=FILE --tls-key=FILE --tenant-id=GUID --authority-host=https://HOST/ [--test-paths]
 //	wiwebhook issuer-keys --out=FILE [--issuer=URL] [--config-in=FILE --config-out=FILE]
 //	wiwebhook proxy [--link-local=169.254.169.254] [--health-addr=:8001]
 //
@@ -90,6 +90,7 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&cfg.AuthorityHost, "authority-host", "", "AZURE_AUTHORITY_HOST, an https:// URL")
 	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxy sidecar (this program) for pods annotated "+workloadidentity.ProxyAnnotation+"=true")
 	proxyCA := fs.String("proxy-ca-file", "", "PEM bundle the proxy sidecar trusts for the authority besides the system roots")
+	testPaths := fs.Bool("test-paths", false, "also serve the chaos suite's paths: "+wiwebhook.SlowPrefix+"DURATION"+wiwebhook.MutatePath+" (the mutation, late) and "+wiwebhook.AddContainerPath+" (a second webhook that adds a container)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -120,6 +121,10 @@ func serve(ctx context.Context, args []string, log *slog.Logger) error {
 	}}
 	mux := http.NewServeMux()
 	mux.Handle(wiwebhook.MutatePath, h)
+	if *testPaths {
+		mux.Handle(wiwebhook.SlowPrefix, wiwebhook.Slow(h))
+		mux.Handle(wiwebhook.AddContainerPath, wiwebhook.AddContainer())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv := &http.Server{
 		Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10,

@@ -198,7 +198,8 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	}
 	ns := "idh-scenario-" + rand.String(5)
 	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
-		kube: &kubeEnv{kube: st.Deployer().Kube, dyn: dyn, namespace: st.Namespace, runNamespace: ns, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents()}}
+		kube: &kubeEnv{kube: st.Deployer().Kube, dyn: dyn, namespace: st.Namespace, runNamespace: ns, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents(),
+			wi: st.WorkloadIdentity, probeImage: st.Images.Probe}}
 	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
 		ns: ns, seed: state.Seed}
 	defer c.cleanup()
@@ -264,6 +265,10 @@ type kubeEnv struct {
 	agents []string
 	// pods are the run's probe pods, by client, once created.
 	pods map[string]string
+	// wi returns the stack's workload identity part (wiPod steps).
+	wi func(context.Context) (*stack.WorkloadIdentity, error)
+	// probeImage is the probe's image, which wiPod steps' pods run.
+	probeImage string
 }
 
 // clusterRun is one in-cluster run.

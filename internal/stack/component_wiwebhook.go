@@ -48,6 +48,11 @@ const (
 	WIAuthorityName = "wi-authority"
 	// WIAuthorityCAConfigMap holds the authority's CA certificate (ca.crt).
 	WIAuthorityCAConfigMap = "wi-authority-ca"
+	// WIOwnWebhookLabel on a namespace takes it out of the stack's
+	// webhook configuration: a chaos step gives it one of its own, with
+	// another timeout or failure policy, without touching other specs'
+	// namespaces.
+	WIOwnWebhookLabel = "idharness.io/wi-webhook"
 )
 
 //go:embed wiwebhook.yaml
@@ -104,9 +109,9 @@ func wiPart(authority bool) func(fixtures.Params) ([]*unstructured.Unstructured,
 // Service, whose certificate covers this name.
 func WIAuthorityHost(ns string) string { return "https://" + WIAuthorityName + "." + ns + ".svc/" }
 
-// wiWebhookConfigName is the MutatingWebhookConfiguration (and RBAC
+// WIWebhookConfigName is the MutatingWebhookConfiguration (and RBAC
 // objects) of the stack in ns: cluster-wide objects, so named per stack.
-func wiWebhookConfigName(ns string) string { return "idharness-wiwebhook-" + ns }
+func WIWebhookConfigName(ns string) string { return "idharness-wiwebhook-" + ns }
 
 // wiObjects renders both parts of workload identity for p (the webhook's
 // image is needed only when webhook is set). TLS certificates are made here,
@@ -150,12 +155,12 @@ func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, e
 	}
 	q := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
 	data := map[string]string{
-		"Namespace": p.Namespace, "ClusterName": wiWebhookConfigName(p.Namespace), "Labels": "{" + strings.Join(labels, ", ") + "}",
+		"Namespace": p.Namespace, "ClusterName": WIWebhookConfigName(p.Namespace), "Labels": "{" + strings.Join(labels, ", ") + "}",
 		"Image": image, "FakeIMDSImage": p.Images.FakeIMDS, "TenantID": p.Identities.TenantID,
 		"AuthorityHost": WIAuthorityHost(p.Namespace), "FailurePolicy": "Fail",
 		"WebhookCert": q(whCert), "WebhookKey": q(whKey), "CABundle": base64.StdEncoding.EncodeToString(whCA),
 		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityConfig": q(cfg),
-		"Hash": hex.EncodeToString(h.Sum(nil))[:16],
+		"Hash": hex.EncodeToString(h.Sum(nil))[:16], "OwnWebhookLabel": WIOwnWebhookLabel,
 	}
 	t, err := template.New("wiwebhook").Option("missingkey=error").Parse(wiManifest)
 	if err != nil {
@@ -290,7 +295,7 @@ func (w *WorkloadIdentity) SetFailurePolicy(ctx context.Context, policy string) 
 	}
 	patch := fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/failurePolicy","value":%q}]`, policy)
 	_, err := w.stack.deploy.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx,
-		wiWebhookConfigName(w.stack.Namespace), types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+		WIWebhookConfigName(w.stack.Namespace), types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	if err != nil {
 		return fmt.Errorf("set the webhook's failurePolicy: %w", err)
 	}

@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/base64"
 	"encoding/pem"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,8 +49,27 @@ func TestWIObjects(t *testing.T) {
 			if blk, _ := pem.Decode(b); err != nil || blk == nil || blk.Type != "CERTIFICATE" {
 				t.Errorf("caBundle is not a base64 PEM certificate: %v", err)
 			}
-			if w["failurePolicy"] != "Fail" || w["sideEffects"] != "None" {
+			if w["failurePolicy"] != "Fail" || w["sideEffects"] != "None" || w["reinvocationPolicy"] != "IfNeeded" {
 				t.Errorf("webhook = %v", w)
+			}
+		}},
+		{"namespaces with a configuration of their own are skipped", func(t *testing.T) {
+			wh, _, _ := unstructured.NestedSlice(byKind["MutatingWebhookConfiguration"][0].Object, "webhooks")
+			exprs, _, _ := unstructured.NestedSlice(wh[0].(map[string]any), "namespaceSelector", "matchExpressions")
+			found := false
+			for _, e := range exprs {
+				m := e.(map[string]any)
+				found = found || (m["key"] == WIOwnWebhookLabel && m["operator"] == "DoesNotExist")
+			}
+			if !found {
+				t.Errorf("namespaceSelector %v does not skip namespaces labelled %s: a wiPod step's slow webhook would meet the stack's too", exprs, WIOwnWebhookLabel)
+			}
+			for _, d := range byKind["Deployment"] {
+				cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+				args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+				if d.GetName() == WIWebhookName && !slices.Contains(args, "--test-paths") {
+					t.Errorf("the webhook runs without --test-paths, which wiPod steps reach: %v", args)
+				}
 			}
 		}},
 		{"authority configuration is valid and has only the authority face", func(t *testing.T) {

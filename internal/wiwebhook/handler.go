@@ -38,6 +38,13 @@ type Handler struct {
 // everything about the pod is answered in the review's response, so the
 // API server shows the reason to the user.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	serveReview(w, req, h.Review)
+}
+
+// serveReview decodes an AdmissionReview, has review decide on its
+// request and writes the response review: the protocol every webhook path
+// of this package speaks.
+func serveReview(w http.ResponseWriter, req *http.Request, review func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
 	if req.Method != http.MethodPost {
 		http.Error(w, "POST an admission.k8s.io/v1 AdmissionReview", http.StatusMethodNotAllowed)
 		return
@@ -47,14 +54,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+	var in admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &in); err != nil || in.Request == nil {
 		http.Error(w, "want an admission.k8s.io/v1 AdmissionReview with a request", http.StatusBadRequest)
 		return
 	}
-	resp := h.Review(req.Context(), review.Request)
-	resp.UID = review.Request.UID
-	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
+	resp := review(req.Context(), in.Request)
+	resp.UID = in.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: in.TypeMeta, Response: resp}
 	if out.APIVersion == "" {
 		out.APIVersion, out.Kind = "admission.k8s.io/v1", "AdmissionReview"
 	}
