@@ -78,10 +78,12 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			}
 			f.opts.Log = slog.Default()
 			if f.suite == "chaos" && !cmd.Flags().Changed("client-images") {
-				// The chaos specs name their (Go) clients: building and
-				// loading the other languages' images would cost minutes for
-				// nothing.
-				f.opts.ClientImages = []string{"none"}
+				// The chaos specs name their clients: only the programs
+				// they run (the workload identity specs run every
+				// language) are worth building and loading.
+				if f.opts.ClientImages, err = chaosClientPrograms(); err != nil {
+					return err
+				}
 			}
 			if f.suite == "chaos" && !cmd.Flags().Changed("workers") {
 				// The chaos specs play side by side, one per worker.
@@ -216,7 +218,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.opts.ImagesDir, "images", "", "load the images from this idharness release (its release.json) instead of building them; default: the source tree when it has the programs, else the release beside the idharness binary (docs/release.md)")
 	fl.StringVar(&f.opts.CacheDir, "cache-dir", "", "cache directory (default /var/cache/idharness or IDHARNESS_CACHE_DIR)")
 	checkRegistry = runRegistryFlags(fl, &f.opts)
-	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request (none for --suite chaos, whose specs name Go clients)")
+	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request (for --suite chaos, the programs its specs run)")
 	return cmd
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/internal/scenario"
+	"github.com/idharness/idharness/scenarios"
 )
 
 // suite is a suite `idharness run --suite` knows. Every suite's specs
@@ -118,4 +120,30 @@ func onlySuite(rep *report.Report, name string) {
 	}
 	rep.Specs = slices.DeleteFunc(rep.Specs, func(sp report.Spec) bool { return !strings.HasPrefix(sp.ID, s.idPrefix) })
 	rep.Finalize()
+}
+
+// chaosClientPrograms returns --client-images for the chaos suite when
+// it is not given: the client programs the shipped chaos specs run
+// (none when they run Go clients only).
+func chaosClientPrograms() ([]string, error) {
+	all, err := scenario.LoadFS(scenarios.FS(), "scenarios")
+	if err != nil {
+		return nil, fmt.Errorf("shipped scenarios: %w", err)
+	}
+	var out []string
+	for _, s := range all {
+		if s.Spec == nil {
+			continue
+		}
+		for _, p := range s.ClientPrograms() {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{"none"}, nil
+	}
+	slices.Sort(out)
+	return out, nil
 }

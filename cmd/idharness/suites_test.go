@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/idharness/idharness/internal/report"
@@ -78,5 +79,20 @@ func TestOnlySuite(t *testing.T) {
 		if len(got) != len(tt.wantIDs) || got[0] != tt.wantIDs[0] || got[1] != tt.wantIDs[1] || rep.Summary.Total != 2 {
 			t.Errorf("onlySuite(%s) kept %v (summary %+v), want %v", tt.suite, got, rep.Summary, tt.wantIDs)
 		}
+	}
+}
+
+// TestChaosClientPrograms checks the chaos suite's default
+// --client-images: the programs its specs run (the token rotation specs
+// run every language's workload identity client), never the az CLI,
+// which none names.
+func TestChaosClientPrograms(t *testing.T) {
+	got, err := chaosClientPrograms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"java-azure-identity", "node-azure-identity", "python-azure-identity"}
+	if !slices.Equal(got, want) {
+		t.Errorf("chaosClientPrograms() = %v, want %v", got, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +77,22 @@ const ProgressEvery = 5 * time.Second
 // plays (22 of 32 running after 26 s, in a clean-clone CI run).
 func DefaultLead(pods int) time.Duration {
 	return 10*time.Second + time.Duration(pods)*time.Second
+}
+
+// ProgramLead is added to the lead of a run whose pods run client
+// programs (Python, JavaScript, Java), whose images are hundreds of MB:
+// on a loaded 2-core machine five such pods took 4.4 s to run in one
+// play, and more than 15 s (all ContainerCreating at the start) and
+// 36.7 s in two plays of IDH-CHAOS-0031 right after their images were
+// loaded.
+const ProgramLead = 40 * time.Second
+
+// defaultLead is the lead of s's in-cluster run when none is given.
+func (s *Scenario) defaultLead(pods int) time.Duration {
+	if len(s.ClientPrograms()) > 0 {
+		return DefaultLead(pods) + ProgramLead
+	}
+	return DefaultLead(pods)
 }
 
 // CheckCluster returns an error, with the file's line, naming the first
@@ -199,8 +216,8 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	ns := "idh-scenario-" + rand.String(5)
 	r := &runner{s: s, cfg: cfg, ctl: fc, progress: o.Progress, nonce: newNonce(), system: system, every: ProgressEvery, source: map[string]string{},
 		kube: &kubeEnv{kube: st.Deployer().Kube, dyn: dyn, namespace: st.Namespace, runNamespace: ns, node: node, vaultURL: st.VaultURL(), agents: st.PodIdentityAgents(),
-			wi: st.WorkloadIdentity, probeImage: st.Images.Probe}}
-	c := &clusterRun{r: r, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
+			wiStack: st.WorkloadIdentity, probeImage: st.Images.Probe}}
+	c := &clusterRun{r: r, stack: st, kube: st.Deployer().Kube, dyn: dyn, node: node, image: st.Images.Probe, clientImages: st.Images.Clients, cluster: o.Cluster, lead: o.Lead, gate: o.StartGate,
 		ns: ns, seed: state.Seed}
 	defer c.cleanup()
 	return c.run(ctx)
@@ -265,16 +282,20 @@ type kubeEnv struct {
 	agents []string
 	// pods are the run's probe pods, by client, once created.
 	pods map[string]string
-	// wi returns the stack's workload identity part (wiPod steps).
-	wi func(context.Context) (*stack.WorkloadIdentity, error)
+	// wiStack returns the stack's workload identity part (wiPod steps).
+	wiStack func(context.Context) (*stack.WorkloadIdentity, error)
 	// probeImage is the probe's image, which wiPod steps' pods run.
 	probeImage string
+	// wi is the run's workload identity set-up; nil without one.
+	wi *wiRun
 }
 
 // clusterRun is one in-cluster run.
 type clusterRun struct {
-	r    *runner
-	kube kubernetes.Interface
+	r *runner
+	// stack is the deployed stack the run plays against.
+	stack *stack.Stack
+	kube  kubernetes.Interface
 	// dyn creates the pod identity objects; nil when setup has none.
 	dyn   dynamic.Interface
 	node  string
@@ -303,6 +324,8 @@ type podPlan struct {
 	program string
 	// labels are the group's labels for the pod.
 	labels map[string]string
+	// wi: the pod is a workload identity pod (setup.workloadIdentity).
+	wi bool
 }
 
 // scenarioLabel labels each probe pod with its scenario's id.
@@ -356,12 +379,15 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 			if g.Parallel > 1 {
 				args = append(args, fmt.Sprintf("--parallel=%d", g.Parallel))
 			}
+			if g.WorkloadIdentity {
+				args = append(args, wiProbeArgs()...)
+			}
 			if g.UseToken == UseTokenVault && r.kube != nil {
 				args = append(args, "--vault-url="+r.kube.vaultURL, "--secret="+fixtures.SecretNode)
 			}
 			out = append(out, podPlan{
 				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: language, Identity: expect, Resource: resource},
-				pod:    "probe-" + name, args: args, program: program, labels: g.Labels,
+				pod:    "probe-" + name, args: args, program: program, labels: g.Labels, wi: g.WorkloadIdentity,
 			})
 		}
 	}
@@ -472,12 +498,15 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if err := c.bindIdentities(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.setupWorkloadIdentity(ctx, c.stack); err != nil {
+		return nil, err
+	}
 	if err := c.setupNode(ctx); err != nil {
 		return nil, err
 	}
 	lead := c.lead
 	if lead <= 0 {
-		lead = DefaultLead(len(plans))
+		lead = r.s.defaultLead(len(plans))
 	}
 	t0 := time.Now().Add(lead).Truncate(time.Millisecond)
 	r.start = t0
@@ -545,6 +574,9 @@ func (s *Scenario) probePod(p podPlan, namespace, node, image string) *corev1.Po
 		Labels: podLabels(p.labels, s.ID)})
 	if s.restartsNode() {
 		pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	}
+	if p.wi && s.Setup.WorkloadIdentity != nil {
+		wiPod(pod, *s.Setup.WorkloadIdentity)
 	}
 	return pod
 }
@@ -734,6 +766,27 @@ func readKilledProbeLog(log []byte) ([]probe.Result, error) {
 		return nil, err
 	}
 	return lines, nil
+}
+
+// ClientPrograms returns the client programs, sorted and each once,
+// whose images the scenario's groups run in a cluster: those of its
+// clients that are not Go (a Go client runs in the probe's image).
+func (s *Scenario) ClientPrograms() []string {
+	reg, err := registry()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, g := range s.Workload.Clients {
+		if g.Client == "" {
+			continue
+		}
+		if spec, err := reg.Lookup(g.Client); err == nil && spec.New == nil && !slices.Contains(out, spec.Program.Name) {
+			out = append(out, spec.Program.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkClientImages returns an error naming the first client program of
@@ -935,6 +988,7 @@ func (c *clusterRun) cleanup() {
 	// Two minutes: a node deletes 100 pods in about one.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	c.cleanupWorkloadIdentity(ctx)
 	var wg sync.WaitGroup
 	if c.nodeTouched {
 		wg.Add(1)

@@ -251,7 +251,7 @@ func (s *Scenario) ClusterDuration() time.Duration {
 	for _, g := range s.Workload.Clients {
 		pods += g.Clients()
 	}
-	return DefaultLead(pods) + s.Duration()
+	return s.defaultLead(pods) + s.Duration()
 }
 
 // syncWriter serialises writes to w.

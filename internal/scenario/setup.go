@@ -43,6 +43,11 @@ type Setup struct {
 	// to the pods labelled aadpodidbinding: SELECTOR. The groups set
 	// podIdentity: true to run there.
 	PodIdentity *PodIdentitySetup `json:"podIdentity,omitempty"`
+	// WorkloadIdentity, in a cluster run, gives the groups that set
+	// workloadIdentity: true a service account the stack's authority
+	// trusts for one setup identity, and token files of a chosen
+	// lifetime (workload_identity.go).
+	WorkloadIdentity *WorkloadIdentitySetup `json:"workloadIdentity,omitempty"`
 }
 
 // PodIdentitySetup is the pod identity objects of a cluster run.

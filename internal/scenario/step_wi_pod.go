@@ -131,13 +131,11 @@ func (s *wiPodStep) shape() string {
 	return s.Shape
 }
 
-// The objects a wiPod step makes: where containers find the authority's
-// CA, the webhook configurations' names.
+// The webhook configurations a wiPod step makes; its containers find the
+// authority's CA as a workload identity run's do (wiCAConfigMap, wiCADir).
 const (
-	wiCAConfigMap = "wi-authority-ca"
-	wiCADir       = "/etc/wi-authority-ca"
-	wiSlowHook    = "slow.wi.idharness.io"
-	wiAddHook     = "add-container.idharness.io"
+	wiSlowHook = "slow.wi.idharness.io"
+	wiAddHook  = "add-container.idharness.io"
 )
 
 // wiSlowConfigName and wiAddConfigName name the configurations a step
@@ -175,7 +173,7 @@ func (s *wiPodStep) apply(ctx context.Context, r *runner, st Step) (func(context
 			cleanups[i](c)
 		}
 	}()
-	wi, err := k.wi(ctx)
+	wi, err := k.wiStack(ctx)
 	if err != nil {
 		return nil, detail, err
 	}

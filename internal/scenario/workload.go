@@ -80,6 +80,11 @@ type ClientGroup struct {
 	// Labels are added to the group's pods (in a cluster only), e.g.
 	// {aadpodidbinding: chaos-bound} for a binding's selector.
 	Labels map[string]string `json:"labels,omitempty"`
+	// WorkloadIdentity runs the group's clients in workload identity
+	// mode (in a cluster only): pods of setup.workloadIdentity's service
+	// account, mutated by the stack's webhook, exchanging their service
+	// account token at the stack's authority.
+	WorkloadIdentity bool `json:"workloadIdentity,omitempty"`
 }
 
 // UseTokenVault is ClientGroup.UseToken's one value: read a secret from
@@ -204,7 +209,7 @@ func (s *Scenario) validateWorkload(ids identities) error {
 			if spec, err = reg.Lookup(g.Client); err != nil {
 				return bad(f+".client", "%v", err)
 			}
-			if ok, why := spec.Supports(clients.ModeIMDS, g.selects()); !ok {
+			if ok, why := spec.Supports(g.mode(), g.selects()); !ok {
 				return bad(f+".client", "%s: %s; pick another client (idharness clients list) or selectBy", g.Client, why)
 			}
 		}
@@ -347,6 +352,9 @@ func (g ClientGroup) validateOptions(f string) error {
 // first field of the workload or setup a local run cannot honour: pods'
 // labels and pod identity need a cluster and its node agent.
 func (s *Scenario) checkLocalWorkload() error {
+	if s.Setup.WorkloadIdentity != nil {
+		return s.fieldError("setup.workloadIdentity", "workload identity needs the stack's webhook and authority in a cluster, and a local run has neither: run this scenario in a cluster (idharness scenario run --cluster NAME)")
+	}
 	if s.Setup.PodIdentity != nil {
 		return s.fieldError("setup.podIdentity", "pod identity objects are read by a node agent in a cluster, and a local run has none: run this scenario in a cluster (idharness scenario run --cluster NAME)")
 	}

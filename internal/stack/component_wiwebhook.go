@@ -217,12 +217,17 @@ func wiAuthorityConfig(p fixtures.Params) config.Config {
 	c.Faces.AppService.Enabled = &off
 	c.Faces.Authority.TLSCertFile = "/etc/fakeimds/tls/tls.crt"
 	c.Faces.Authority.TLSKeyFile = "/etc/fakeimds/tls/tls.key"
-	c.Faces.Authority.ClockSkew = duration.Of(5 * time.Minute)
+	c.Faces.Authority.ClockSkew = duration.Of(WIAuthorityLeeway)
 	c.Chaos.Seed = p.Seed
 	c.Chaos.Throttle.Enabled = &off
 	c.Log.Format = "json"
 	return c
 }
+
+// WIAuthorityLeeway is the clock skew the stack's authority allows on
+// assertions (the configuration's clockSkew): an assertion is refused
+// this long after its exp, as Azure AD allows five minutes.
+const WIAuthorityLeeway = 5 * time.Minute
 
 // WorkloadIdentity is the workload identity part of a deployed stack.
 type WorkloadIdentity struct {
