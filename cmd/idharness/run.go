@@ -15,6 +15,8 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/idharness/idharness/internal/cluster"
+	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/internal/incluster"
 	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
@@ -33,6 +35,9 @@ type runFlags struct {
 	profile     string
 	sutFile     string
 	parallel    int
+	// inCluster runs the suites as a Job in the cluster (internal/incluster).
+	inCluster   bool
+	runnerImage string
 }
 
 // ChaosWorkers is the number of kind workers a chaos run creates unless
@@ -119,11 +124,40 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 					return err
 				}
 			}
+			if f.inCluster {
+				if f.parallel > 1 {
+					return errors.New("--in-cluster runs the specs in one pod: drop --parallel")
+				}
+				if f.runnerImage == "" {
+					// The runner image is this program, loaded or pushed
+					// with the run's other images.
+					exe, err := os.Executable()
+					if err != nil {
+						return fmt.Errorf("find this program for the runner image: %w", err)
+					}
+					b, err := incluster.Image(exe)
+					if err != nil {
+						return err
+					}
+					f.opts.ExtraImages = map[string]images.Built{incluster.ImageKey: b}
+				}
+			}
 			var ginkgoReport *types.Report
 			var suitesOK bool
 			f.opts.Suite = func(ctx context.Context, s *stack.Stack, seed int64, kubeconfig string) error {
 				desc, ro := "idharness "+f.suite, framework.RunOptions{LabelFilter: labelFilter, Focus: f.focus, Seed: seed, Progress: os.Stderr}
-				if f.parallel > 1 && f.suite == "conformance" {
+				if f.inCluster {
+					args := incluster.JobArgs(s.Namespace, f.suite, labelFilter, f.focus, seed)
+					image := f.runnerImage
+					if image == "" {
+						image = s.Images.Extra[incluster.ImageKey]
+					}
+					r, err := runInCluster(ctx, s, image, args, f.opts.ReportDir, os.Stderr)
+					if err != nil {
+						return err
+					}
+					ginkgoReport, suitesOK = &r, r.SuiteSucceeded
+				} else if f.parallel > 1 && f.suite == "conformance" {
 					r, err := runParallel(ctx, desc, s, kubeconfig, ro, f.parallel, os.Stderr)
 					if err != nil {
 						return err
@@ -142,9 +176,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			res, err := run.Run(cmd.Context(), f.opts)
 			out := cmd.OutOrStdout()
 			if ginkgoReport != nil {
-				rep := framework.ToReport(*ginkgoReport, f.suite)
-				onlySuite(rep, f.suite)
-				rep.Profile = f.profile
+				rep := suiteReport(*ginkgoReport, f.suite, f.profile, f.opts.Claims)
 				if s := f.opts.SUT; s != nil {
 					if f.sutFile != "" {
 						rep.Profile = ""
@@ -154,11 +186,6 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 						rep.Implementation.Images = append(rep.Implementation.Images, report.Image{Name: l.Name, Ref: l.Ref, ID: l.ID})
 					}
 				}
-				if f.suite == "conformance" {
-					rep.SpecSet = conformance.SpecSetVersion
-				}
-				rep.Version = idharnessVersion()
-				rep.Claims = f.opts.Claims
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
 				recordPushed(rep, res)
@@ -204,6 +231,8 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
 	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile")
 	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many groups of specs (a top-level container each) at once, in processes of this binary; the chaos suite plays its specs side by side anyway")
+	fl.BoolVar(&f.inCluster, "in-cluster", false, "run the suites as a Job inside the cluster, with least-privilege RBAC, and copy its report out (docs/in-cluster.md); the specs that need the machine behind the nodes are left out, and the verdict says so")
+	fl.StringVar(&f.runnerImage, "runner-image", "", "--in-cluster: the runner image to use (pullable by the nodes) instead of building one from this program and loading or pushing it with the others")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")
 	fl.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "use the existing cluster behind this kubeconfig (nothing is created or deleted)")
 	fl.StringVar(&f.opts.ClusterName, "cluster", "idharness", "kind cluster to create or reuse")
@@ -220,6 +249,20 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	checkRegistry = runRegistryFlags(fl, &f.opts)
 	fl.StringSliceVar(&f.opts.ClientImages, "client-images", nil, "client programs to build images of and run in the specs (idharness clients list): none, all, or program names; default every program not built only on request (for --suite chaos, the programs its specs run)")
 	return cmd
+}
+
+// suiteReport is the report of a run of suite from ginkgo's report r, as
+// a local run and the in-cluster runner (run-job) both write it.
+func suiteReport(r types.Report, suite, profile string, claims []string) *report.Report {
+	rep := framework.ToReport(r, suite)
+	onlySuite(rep, suite)
+	rep.Profile = profile
+	if suite == "conformance" {
+		rep.SpecSet = conformance.SpecSetVersion
+	}
+	rep.Version = idharnessVersion()
+	rep.Claims = claims
+	return rep
 }
 
 // sutLabelFilter is the label filter of a run of suite against s: the

@@ -26,6 +26,7 @@ func TestRunChecksFlagsUpFront(t *testing.T) {
 		{"label filter operator without left operand", []string{"run", "--label-filter", "|| MUST"}, []string{"--label-filter", "at character 1", "missing left hand operand"}},
 		{"label filter bad regexp", []string{"run", "--label-filter", "/imds(/"}, []string{"--label-filter", "error parsing regexp"}},
 		{"focus not a regexp", []string{"run", "--focus", "IDH-CONF-(0001"}, []string{"--focus", `"IDH-CONF-(0001"`, "missing closing )"}},
+		{"in-cluster with parallel", []string{"run", "--in-cluster", "--parallel", "2"}, []string{"--in-cluster", "drop --parallel"}},
 		{"empty node image", []string{"run", "--node-image", ""}, []string{"--node-image", "auto, offline, published"}},
 		{"blank node image", []string{"run", "--node-image", "  "}, []string{"--node-image", "auto, offline, published"}},
 		{"cluster create empty node image", []string{"cluster", "create", "--node-image="}, []string{"--node-image", "auto, offline, published"}},

@@ -1,8 +1,10 @@
 package images
 
 import (
+	"debug/elf"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,6 +59,27 @@ func LoadArchive(provider *cluster.Provider, clusterName, path string) error {
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("load %s into node %s: %w", path, n.String(), err)
+		}
+	}
+	return nil
+}
+
+// CheckStatic refuses a program an image built here (no C library)
+// could not run, what naming the image in errors: not a
+// Linux ELF of this machine's architecture, or dynamically linked.
+func CheckStatic(path, what string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %s is not a Linux program (%v): run a Linux build of idharness", what, path, err)
+	}
+	defer f.Close()
+	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
+	if want != 0 && f.Machine != want {
+		return fmt.Errorf("%s: %s is built for %s, Docker here runs %s", what, path, f.Machine, runtime.GOARCH)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s: %s is dynamically linked and the image has no C library: build idharness with CGO_ENABLED=0 (CGO_ENABLED=0 go build -o bin/idharness ./cmd/idharness)", what, path)
 		}
 	}
 	return nil

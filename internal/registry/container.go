@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -166,7 +164,7 @@ func ConnectNetwork(ctx context.Context, container, network string) error {
 // into Docker, unless Docker already has it. Its tag is the program's
 // content hash, so a rebuilt idharness gets a new image.
 func ensureImage(ctx context.Context, o StartOptions) (string, error) {
-	if err := checkStatic(o.Executable); err != nil {
+	if err := images.CheckStatic(o.Executable, "registry image"); err != nil {
 		return "", err
 	}
 	f, err := os.Open(o.Executable)
@@ -214,26 +212,6 @@ func ensureImage(ctx context.Context, o StartOptions) (string, error) {
 	}
 	o.Log.Info("registry image built", "image", ref, "elapsed", time.Since(start).Round(time.Millisecond))
 	return ref, nil
-}
-
-// checkStatic refuses a program the scratch image could not run: not a
-// Linux ELF of this machine's architecture, or dynamically linked.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("registry image: %s is not a Linux program (%v): run a Linux build of idharness", path, err)
-	}
-	defer f.Close()
-	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
-	if want != 0 && f.Machine != want {
-		return fmt.Errorf("registry image: %s is built for %s, Docker here runs %s", path, f.Machine, runtime.GOARCH)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("registry image: %s is dynamically linked and the registry image has no C library: build idharness with CGO_ENABLED=0 (CGO_ENABLED=0 go build -o bin/idharness ./cmd/idharness)", path)
-		}
-	}
-	return nil
 }
 
 // waitReady polls url until it answers 200.

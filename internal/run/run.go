@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -81,6 +83,10 @@ type Options struct {
 	// RegistryMirrors are given to a kind cluster the run creates
 	// (cluster.WithRegistryMirror).
 	RegistryMirrors []cluster.Mirror
+	// ExtraImages are images the caller built, by key: loaded or pushed
+	// with the run's own and recorded under fixtures.Images.Extra (the
+	// in-cluster runner's image).
+	ExtraImages map[string]images.Built
 	// Suite runs the suites against the deployed stack, on the cluster
 	// behind kubeconfig (a parallel run's processes connect through it);
 	// nil skips them.
@@ -232,6 +238,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				default:
 					imgs.Extra[name] = img
 				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(o.ExtraImages)) {
+				b := o.ExtraImages[k]
+				built = append(built, b)
+				imgs.Extra[k] = b.Name
 			}
 			<-rootsDone
 			clientImgs, err := src.clients(ctx, built)

@@ -63,6 +63,14 @@ type StepAction interface {
 // out (restarting a pod); a local run refuses them with the reason.
 type needsCluster interface{ needsCluster() string }
 
+// needsHost is implemented by step kinds that a run inside the cluster (a
+// pod of the in-cluster runner) cannot carry out: they act on the machine
+// behind a node, not through the API server (a kind node's container, a
+// node's network namespace), or need rights the runner's least-privilege
+// role does not grant (cluster-wide webhook configurations). It returns
+// why, or empty when this step's options need neither.
+type needsHost interface{ needsHost() string }
+
 // clusterChecker is implemented by step kinds that a cluster run cannot
 // honour in some form; the error says why and what to do instead.
 type clusterChecker interface {
@@ -293,6 +301,24 @@ func (s *Scenario) checkLocal() error {
 		}
 	}
 	return nil
+}
+
+// NeedsHost returns why s cannot be played from inside the cluster (its
+// first step that acts on the machine behind a node, a node restart or a
+// partition, or that needs rights the in-cluster runner is not given), or
+// empty when it can.
+func (s *Scenario) NeedsHost() string {
+	if wi := s.Setup.WorkloadIdentity; wi != nil && wi.TokenFile == TokenFileSecret {
+		return "setup.workloadIdentity.tokenFile: secret writes the pods' token into Secrets and requests service account tokens, rights the in-cluster runner's role does not grant"
+	}
+	for i, st := range s.Timeline {
+		if nh, ok := st.Action.(needsHost); ok {
+			if why := nh.needsHost(); why != "" {
+				return fmt.Sprintf("timeline[%d].%s %s", i, st.Kind, why)
+			}
+		}
+	}
+	return ""
 }
 
 // StepKindTable renders StepKindDocs as the markdown table of

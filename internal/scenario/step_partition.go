@@ -40,6 +40,10 @@ func (p *partitionStep) needsCluster() string {
 	return "a partition cuts a node of a cluster from its API server"
 }
 
+func (p *partitionStep) needsHost() string {
+	return "enters the node's network namespace on the machine running the kind node (docker inspect, nftables)"
+}
+
 func (p *partitionStep) validate(_ *Scenario, _ identities, field string) error {
 	if p.To != PartitionAPIServer {
 		return bad(field+".to", "want %s, got %q", PartitionAPIServer, p.To)

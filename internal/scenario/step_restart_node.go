@@ -57,6 +57,10 @@ func (s *restartNodeStep) needsCluster() string {
 	return "a node restart restarts a kind node's container"
 }
 
+func (s *restartNodeStep) needsHost() string {
+	return "restarts the kind node's container with the Docker engine of the machine running it"
+}
+
 // blocks: the step ends when the node and its pods are back.
 func (s *restartNodeStep) blocks() bool { return true }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/scenarios"
 )
 
 // TestRestartRefusedLocally: a step only a cluster can carry out fails a
@@ -231,5 +233,37 @@ func TestBoundIdentityCountsBindSteps(t *testing.T) {
 		if got := s.boundIdentity(g); got != tc.want {
 			t.Errorf("%s: bound to %q, want %q", tc.label, got, tc.want)
 		}
+	}
+}
+
+// TestNeedsHost: the shipped scenarios that act on the machine behind a
+// node are exactly those an in-cluster run must leave out, and NeedsHost
+// names the step.
+func TestNeedsHost(t *testing.T) {
+	all, err := LoadFS(scenarios.FS(), "scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"podidentity-apiserver-partition": ".partition enters the node's network namespace",
+		"podidentity-node-restart":        ".restartNode restarts the kind node's container",
+		"wi-reinvocation":                 ".wiPod creates mutating webhook configurations",
+		"wi-slow-webhook-fail":            ".wiPod creates mutating webhook configurations",
+		"wi-slow-webhook-ignore":          ".wiPod creates mutating webhook configurations",
+		"wi-token-rotation-fast":          "tokenFile: secret writes the pods' token into Secrets",
+	}
+	for _, s := range all {
+		got := s.NeedsHost()
+		w, ok := want[s.ID]
+		switch {
+		case ok && !strings.Contains(got, w):
+			t.Errorf("%s: NeedsHost() = %q, want it to contain %q", s.ID, got, w)
+		case !ok && got != "":
+			t.Errorf("%s: NeedsHost() = %q, want empty: it only acts through the API server, within the in-cluster runner's rights", s.ID, got)
+		}
+		delete(want, s.ID)
+	}
+	for id := range want {
+		t.Errorf("scenario %s is not shipped any more: update the test", id)
 	}
 }

@@ -91,6 +91,16 @@ func (s *wiPodStep) needsCluster() string {
 // blocks: the step ends when the pod has ended or was refused.
 func (s *wiPodStep) blocks() bool { return true }
 
+// needsHost: a slow webhook and a reinvocation need webhook
+// configurations of the step's own, cluster-wide objects the in-cluster
+// runner's role may not create.
+func (s *wiPodStep) needsHost() string {
+	if s.Webhook != nil || s.shape() == WIShapeReinvoked {
+		return "creates mutating webhook configurations (cluster-wide), which the in-cluster runner's role does not grant"
+	}
+	return ""
+}
+
 func (s *wiPodStep) validate(sc *Scenario, ids identities, field string) error {
 	if s.Identity == "" || s.Identity == "system" {
 		return bad(field+".identity", "required: one of setup.identities (workload identity federates a user-assigned identity)")

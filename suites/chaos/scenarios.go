@@ -45,6 +45,9 @@ var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
 
 	for _, s := range specs {
 		Chaos(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement, s.Spec.Labels, func(ctx SpecContext) {
+			if why := hostless(NoHost(), s); why != "" {
+				Skip(why)
+			}
 			pl, err := pool.Wait(ctx, s)
 			Expect(err).NotTo(HaveOccurred(), "waiting for scenario %s", s.File())
 			_, _ = GinkgoWriter.Write(pl.Log())
@@ -66,12 +69,29 @@ func selected(specs []*scenario.Scenario) []*scenario.Scenario {
 	var out []*scenario.Scenario
 	for _, s := range specs {
 		text := scenariosContainer + " " + ChaosText(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement)
-		if Selected(text, ChaosLabels(Level(s.Spec.Level), s.Spec.Labels)) {
+		if Selected(text, ChaosLabels(Level(s.Spec.Level), s.Spec.Labels)) && hostless(NoHost(), s) == "" {
 			out = append(out, s)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ClusterDuration() > out[j].ClusterDuration() })
 	return out
+}
+
+// hostless is why s cannot be played by a run that cannot reach
+// the machine behind the nodes (noHost says why: framework.NoHost), or
+// empty.
+// The spec is then skipped with this reason, so that the report lists it
+// among the specs that did not run and the verdict is Partial, not
+// Conformant.
+func hostless(noHost string, s *scenario.Scenario) string {
+	if noHost == "" {
+		return ""
+	}
+	need := s.NeedsHost()
+	if need == "" {
+		return ""
+	}
+	return fmt.Sprintf("needs the machine behind the node (%s: %s), and %s", s.File(), need, noHost)
 }
 
 // shippedSpecs returns the embedded scenario files that are chaos specs.

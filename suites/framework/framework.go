@@ -36,6 +36,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/idharness/idharness/fixtures"
@@ -49,6 +50,9 @@ type Flags struct {
 	Kubeconfig string
 	// Namespace is the stack's namespace.
 	Namespace string
+	// InCluster connects with the pod's own service account instead of
+	// Kubeconfig: the in-cluster runner (internal/incluster).
+	InCluster bool
 	// ReportDir, when set, receives report.json, junit.xml and summary.md.
 	ReportDir string
 }
@@ -70,6 +74,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 type source struct {
 	preset *stack.Stack
 	flags  Flags
+	// noHost is RunOptions.NoHost.
+	noHost string
 
 	mu        sync.Mutex
 	connected *stack.Stack
@@ -86,12 +92,12 @@ func (s *source) stack(ctx context.Context) *stack.Stack {
 	if s.connected != nil {
 		return s.connected
 	}
-	if s.flags.Kubeconfig == "" {
+	if s.flags.Kubeconfig == "" && !s.flags.InCluster {
 		Skip("no cluster: set --kubeconfig (go test ./suites/... -args --kubeconfig=FILE) or IDH_KUBECONFIG, or use `idharness run`")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.flags.Kubeconfig)
+	cfg, err := s.flags.restConfig()
 	if err != nil {
-		Fail(fmt.Sprintf("kubeconfig %s: %v", s.flags.Kubeconfig, err))
+		Fail(err.Error())
 	}
 	st, err := stack.Connect(ctx, cfg, s.flags.Namespace, slog.Default())
 	if err != nil {
@@ -99,6 +105,34 @@ func (s *source) stack(ctx context.Context) *stack.Stack {
 	}
 	s.connected = st
 	return st
+}
+
+// restConfig is the configuration of the cluster f names: the pod's own
+// service account when f.InCluster, else f.Kubeconfig's.
+func (f Flags) restConfig() (*rest.Config, error) {
+	if f.InCluster {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster configuration (is this a pod with a service account token?): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", f.Kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// NoHost is why the running run cannot reach the machine behind the
+// cluster's nodes (it runs in a pod: RunOptions.NoHost), or empty when it
+// can. Specs that need the host (a kind node's container, a node's
+// network namespace) skip with this reason.
+func NoHost() string {
+	if src := running.Load(); src != nil {
+		return src.noHost
+	}
+	return ""
 }
 
 // seed returns the run's seed, when a stack is known.

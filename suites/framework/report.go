@@ -111,13 +111,17 @@ type RunOptions struct {
 	// ReportDir, when set, receives report.json, junit.xml and summary.md
 	// as the suite ends (`idharness run` writes its own, fuller report).
 	ReportDir string
+	// NoHost, when set, says why the run cannot reach the machine behind
+	// the nodes (it runs in a pod): the specs that need it skip with
+	// this reason (NoHost()).
+	NoHost string
 }
 
 // RunInProcess runs the specs registered in this process (import the
 // suite package for its side effects) against st and returns ginkgo's
 // report. It can run once per process, as ginkgo allows.
 func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Report, bool) {
-	return runWith(description, &source{preset: st}, o)
+	return runWith(description, &source{preset: st, noHost: o.NoHost}, o)
 }
 
 // RunConnected runs the specs o selects against the stack deployed on
@@ -126,7 +130,7 @@ func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Repo
 // share of a run whose parent deployed the stack. It can run once per
 // process, as ginkgo allows.
 func RunConnected(description string, flags Flags, o RunOptions) (types.Report, bool) {
-	return runWith(description, &source{flags: flags}, o)
+	return runWith(description, &source{flags: flags, noHost: o.NoHost}, o)
 }
 
 // Preview returns the specs a run with o's selection would run, without
