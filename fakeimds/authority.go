@@ -66,6 +66,15 @@ type authority struct {
 	tlsOnce sync.Once
 	tlsCfg  *tls.Config
 	tlsErr  error
+	// ca signed the served certificate, when known (generated, or
+	// tlsCaFile): a tls-certificate fault's expired certificate chains
+	// to it. Set once by serverTLS.
+	ca *certAuthority
+
+	// faultCerts are the certificates tls-certificate faults serve, made
+	// on first use, by kind.
+	faultMu    sync.Mutex
+	faultCerts map[string]*tls.Certificate
 }
 
 // newAuthority checks what can be checked before serving (the configured

@@ -198,7 +198,7 @@ func TestFaultListenerCloseWhileHolding(t *testing.T) {
 	}{
 		{"held connection closed at Close", func(t *testing.T, s *Server) {
 			ln := newStubListener()
-			fl := newFaultListener(s, ln, []string{FaceIMDS})
+			fl := newFaultListener(s, ln, []string{FaceIMDS}, false)
 			accepted := make(chan error, 1)
 			go func() { _, err := fl.Accept(); accepted <- err }()
 			srv, cli := net.Pipe()
@@ -221,7 +221,7 @@ func TestFaultListenerCloseWhileHolding(t *testing.T) {
 		}},
 		{"connection accepted as Close runs", func(t *testing.T, s *Server) {
 			ln := newStubListener()
-			fl := newFaultListener(s, ln, []string{FaceIMDS})
+			fl := newFaultListener(s, ln, []string{FaceIMDS}, false)
 			ln.afterAccept = func() { _ = fl.Close() }
 			accepted := make(chan error, 1)
 			go func() { _, err := fl.Accept(); accepted <- err }()

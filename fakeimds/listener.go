@@ -20,6 +20,9 @@ type faultListener struct {
 	s     *Server
 	faces []string
 	addr  string
+	// handshakes: the listener serves TLS, so tls-certificate rules
+	// apply to its connections.
+	handshakes bool
 
 	mu      sync.Mutex
 	ln      net.Listener // nil while refusing
@@ -36,8 +39,8 @@ type faultListener struct {
 	done    chan struct{}
 }
 
-func newFaultListener(s *Server, ln net.Listener, faces []string) *faultListener {
-	l := &faultListener{s: s, faces: faces, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{}, open: map[*trackedConn]struct{}{},
+func newFaultListener(s *Server, ln net.Listener, faces []string, handshakes bool) *faultListener {
+	l := &faultListener{s: s, faces: faces, handshakes: handshakes, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{}, open: map[*trackedConn]struct{}{},
 		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), done: make(chan struct{})}
 	s.engine.OnChange(func() {
 		select {
@@ -116,6 +119,16 @@ func (l *faultListener) apply() {
 		default:
 		}
 	}
+	// A tls-certificate rule that starts applies to new handshakes only:
+	// connections made before it, which clients would go on reusing, are
+	// closed, so the next request of every matched client meets the new
+	// certificate, as it would meet a changed certificate on reconnecting.
+	for c := range l.open {
+		if r := l.handshakeRule(c.Conn); r != "" && r != c.handshakeRule {
+			_ = c.Conn.Close()
+			delete(l.open, c)
+		}
+	}
 	_, hole := f.(*chaos.Blackhole)
 	if !hole && len(l.held) > 0 {
 		for c := range l.held {
@@ -173,7 +186,7 @@ func (l *faultListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
-		tc := &trackedConn{Conn: c, l: l}
+		tc := &trackedConn{Conn: c, l: l, handshakeRule: l.handshakeRule(c)}
 		l.mu.Lock()
 		// A connection the kernel completed while Close ran: the server
 		// is going away, so it gets no new connections.
@@ -195,6 +208,9 @@ type trackedConn struct {
 	l *faultListener
 	// kicked: a blackhole cut this connection's read short.
 	kicked atomic.Bool
+	// handshakeRule names the tls-certificate rule in force for the
+	// connection when it was accepted ("": none).
+	handshakeRule string
 }
 
 // Read reads, unless a blackhole started: then it holds the connection
@@ -293,4 +309,19 @@ func (l *faultListener) Addr() net.Addr {
 	}
 	a, _ := net.ResolveTCPAddr("tcp", l.addr)
 	return a
+}
+
+// handshakeRule names the tls-certificate rule in force for a connection
+// from c's client, on any of the listener's faces.
+func (l *faultListener) handshakeRule(c net.Conn) string {
+	if !l.handshakes || l.s.engine.Len() == 0 {
+		return ""
+	}
+	src := addrOf(c.RemoteAddr())
+	for _, f := range l.faces {
+		if r := l.s.engine.HandshakeRule(f, src); r != "" {
+			return r
+		}
+	}
+	return ""
 }

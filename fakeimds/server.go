@@ -263,7 +263,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			return "", fmt.Errorf("listen for %s on %s: %w (is another process using the port? set a different address)", name, addr, err)
 		}
 		if len(faces) > 0 {
-			ln = newFaultListener(s, ln, faces)
+			ln = newFaultListener(s, ln, faces, tlsCfg != nil)
 		}
 		if tlsCfg != nil {
 			ln = tls.NewListener(ln, tlsCfg)
@@ -307,7 +307,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			closeAll()
 			return err
 		}
-		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.servicesHandler, tlsCfg, FaceAuthority); err != nil {
+		if a.AuthorityTLS, err = add("authority-tls", s.cfg.Listen.AuthorityTLS, s.servicesHandler, s.withCertificateFaults(tlsCfg), FaceAuthority); err != nil {
 			closeAll()
 			return err
 		}

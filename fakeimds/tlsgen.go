@@ -11,6 +11,7 @@ package fakeimds
 // NODE_EXTRA_CA_CERTS) so they trust the fake authority.
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -41,6 +42,9 @@ func (a *authority) serverTLS() (*tls.Config, error) {
 			if err != nil {
 				err = fmt.Errorf("authority TLS: load %s and %s: %w", a.cfg.TLSCertFile, a.cfg.TLSKeyFile, err)
 			}
+			if err == nil && a.cfg.TLSCAFile != "" {
+				a.ca, err = loadCA(a.cfg.TLSCAFile, a.cfg.TLSCAKeyFile)
+			}
 		} else {
 			cert, err = a.generateTLS()
 		}
@@ -59,11 +63,18 @@ func (a *authority) generateTLS() (tls.Certificate, error) {
 	if a.cfg.TLSDir == "" {
 		return tls.Certificate{}, fmt.Errorf("authority TLS: set faces.authority.tlsDir (where ca.crt is written) or tlsCertFile and tlsKeyFile")
 	}
-	caPEM, cert, err := newCAAndLeaf(a.cfg.TLSHosts, time.Now())
+	now := time.Now()
+	ca, err := newCA(now)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("authority TLS: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(a.cfg.TLSDir, CAFileName), caPEM); err != nil {
+	cert, err := ca.leaf(leafNames(a.cfg.TLSHosts), now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("authority TLS: %w", err)
+	}
+	// Kept for a tls-certificate fault's expired certificate.
+	a.ca = ca
+	if err := writeFileAtomic(filepath.Join(a.cfg.TLSDir, CAFileName), ca.pem()); err != nil {
 		return tls.Certificate{}, fmt.Errorf("authority TLS: write CA certificate: %w", err)
 	}
 	a.log.Info("generated authority TLS certificate", "ca", filepath.Join(a.cfg.TLSDir, CAFileName), "extraHosts", a.cfg.TLSHosts)
@@ -74,9 +85,28 @@ func (a *authority) generateTLS() (tls.Certificate, error) {
 // certificate, chained to it, for localhost, the loopback addresses and
 // hosts. ECDSA P-256 keeps start-up fast.
 func newCAAndLeaf(hosts []string, now time.Time) ([]byte, tls.Certificate, error) {
+	ca, err := newCA(now)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	cert, err := ca.leaf(leafNames(hosts), now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	return ca.pem(), cert, nil
+}
+
+// certAuthority is a CA that signs server certificates.
+type certAuthority struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+// newCA makes a CA valid for a year from an hour before now.
+func newCA(now time.Time) (*certAuthority, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("generate CA key: %w", err)
+		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
@@ -90,39 +120,79 @@ func newCAAndLeaf(hosts []string, now time.Time) ([]byte, tls.Certificate, error
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("self-sign CA certificate: %w", err)
+		return nil, fmt.Errorf("self-sign CA certificate: %w", err)
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("parse CA certificate: %w", err)
+		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
+	return &certAuthority{cert: caCert, key: caKey}, nil
+}
+
+// loadCA reads a CA's certificate and private key (PEM; the key PKCS #8,
+// EC or PKCS #1).
+func loadCA(certFile, keyFile string) (*certAuthority, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("authority TLS: load the CA %s and %s: %w", certFile, keyFile, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("authority TLS: parse the CA %s: %w", certFile, err)
+	}
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok || !cert.IsCA {
+		return nil, fmt.Errorf("authority TLS: %s is not a CA certificate with a signing key in %s", certFile, keyFile)
+	}
+	return &certAuthority{cert: cert, key: key}, nil
+}
+
+// pem returns the CA's certificate as PEM.
+func (ca *certAuthority) pem() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+}
+
+// certNames are the names a server certificate covers.
+type certNames struct {
+	dns []string
+	ips []net.IP
+}
+
+// leafNames returns localhost, the loopback addresses and hosts.
+func leafNames(hosts []string) certNames {
+	n := certNames{dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			n.ips = append(n.ips, ip)
+		} else {
+			n.dns = append(n.dns, h)
+		}
+	}
+	return n
+}
+
+// leaf signs a server certificate for names, valid from notBefore to
+// notAfter, with a key of its own.
+func (ca *certAuthority) leaf(names certNames, notBefore, notAfter time.Time) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: "fakeimds authority", Organization: []string{"idharness"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(365 * 24 * time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:     names.dns,
+		IPAddresses:  names.ips,
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("sign server certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("sign server certificate: %w", err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return caPEM, tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}, nil
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}, nil
 }
 
 func randomSerial() *big.Int {

@@ -216,6 +216,9 @@ func (e *Engine) Evaluate(req *Request) *Effects {
 		if _, ok := r.Action.Fault.(connFault); ok {
 			continue
 		}
+		if _, ok := r.Action.Fault.(handshakeFault); ok {
+			continue
+		}
 		if r.state(now) != Active || !r.Match.matches(req) {
 			continue
 		}
@@ -255,6 +258,50 @@ func (e *Engine) ListenerFault(face string) (string, Fault) {
 		}
 	}
 	return "", nil
+}
+
+// HandshakeFault returns the name and fault of the first active
+// handshake-level rule (tls-certificate) for face and a client at src, if
+// any, and counts the handshake as the rule's hit.
+func (e *Engine) HandshakeFault(face string, src netip.Addr) (string, Fault) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.handshakeRule(face, src)
+	if r == nil {
+		return "", nil
+	}
+	r.matched++
+	r.hits++
+	return r.Name, r.Action.Fault
+}
+
+// HandshakeRule names the rule HandshakeFault would apply, without
+// counting a hit: the listener asks it of connections already open.
+func (e *Engine) HandshakeRule(face string, src netip.Addr) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.handshakeRule(face, src); r != nil {
+		return r.Name
+	}
+	return ""
+}
+
+// handshakeRule returns the first active handshake-level rule for face
+// and src; e.mu is held.
+func (e *Engine) handshakeRule(face string, src netip.Addr) *ruleState {
+	now := e.now()
+	for _, r := range e.rules {
+		if _, ok := r.Action.Fault.(handshakeFault); !ok {
+			continue
+		}
+		if r.state(now) != Active || (len(r.Match.Faces) > 0 && !contains(r.Match.Faces, face)) {
+			continue
+		}
+		if r.Match.fromSource(src) {
+			return r
+		}
+	}
+	return nil
 }
 
 // NextChange returns when the state of a rule next changes by the clock
@@ -297,18 +344,8 @@ func (m *Match) matches(req *Request) bool {
 	if m.Resource != "" && m.Resource != req.Resource {
 		return false
 	}
-	if len(m.prefixes) > 0 {
-		src := req.Source.Unmap()
-		hit := false
-		for _, p := range m.prefixes {
-			if p.Contains(src) {
-				hit = true
-				break
-			}
-		}
-		if !hit {
-			return false
-		}
+	if !m.fromSource(req.Source) {
+		return false
 	}
 	for _, h := range m.HeaderPresent {
 		if len(req.Header.Values(h)) == 0 {
@@ -367,4 +404,19 @@ func containsFold(list []string, s string) bool {
 // String describes a rule briefly, for logs.
 func (r Rule) String() string {
 	return fmt.Sprintf("%s(%s)", r.Name, r.Action.Type)
+}
+
+// fromSource reports whether a client at src is one of the rule's
+// sources (every client when it names none).
+func (m *Match) fromSource(src netip.Addr) bool {
+	if len(m.prefixes) == 0 {
+		return true
+	}
+	src = src.Unmap()
+	for _, p := range m.prefixes {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,13 @@ type connFault interface {
 	listenerLevel() bool
 }
 
+// handshakeFault is implemented by faults that act on a TLS handshake
+// (tls-certificate): before any request, but per connection, so that
+// they can match the client's address.
+type handshakeFault interface {
+	handshakeLevel() bool
+}
+
 // ConnAction is what happens to a request's connection instead of a response.
 type ConnAction int
 

@@ -32,6 +32,10 @@ func (r *Rule) LintRoutes(table []routes.Route) []string {
 		// Validate allows faces only, and every face is served.
 		return nil
 	}
+	if h, ok := r.Action.Fault.(handshakeFault); ok && h.handshakeLevel() {
+		// Validate allows faces and sources only; every face is served.
+		return nil
+	}
 
 	// Routes the rule's path can hit, whatever the faces.
 	pathHits := func(rt routes.Route) bool {

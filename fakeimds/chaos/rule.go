@@ -202,6 +202,12 @@ func (r *Rule) Validate() error {
 			return bad("match", "a %s rule acts on the listener before any request is read, so it can only match faces", r.Action.Type)
 		}
 	}
+	if h, ok := r.Action.Fault.(handshakeFault); ok && h.handshakeLevel() {
+		if m.Path != "" || m.Identity != "" || m.Resource != "" || len(m.Methods) > 0 ||
+			len(m.HeaderPresent) > 0 || len(m.HeaderAbsent) > 0 || m.Probability != nil || m.FirstN > 0 || m.EveryNth > 0 || m.Count > 0 {
+			return bad("match", "a %s rule acts on the TLS handshake before any request is read, so it can only match faces and sources", r.Action.Type)
+		}
+	}
 	return nil
 }
 

@@ -193,6 +193,11 @@ type Authority struct {
 	// a CA and certificate at start, written under TLSDir.
 	TLSCertFile string `json:"tlsCertFile,omitempty"`
 	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
+	// TLSCAFile and TLSCAKeyFile are the CA that signed TLSCertFile, for
+	// a tls-certificate fault's expired certificate, which must chain to
+	// the CA clients trust; a generated certificate's CA is kept instead.
+	TLSCAFile    string `json:"tlsCaFile,omitempty"`
+	TLSCAKeyFile string `json:"tlsCaKeyFile,omitempty"`
 	// TLSDir receives the generated CA certificate (ca.crt) clients trust.
 	TLSDir string `json:"tlsDir,omitempty"`
 	// TLSHosts are extra host names and IP addresses the generated

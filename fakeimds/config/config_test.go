@@ -152,6 +152,14 @@ func TestValidate(t *testing.T) {
 		{"app service secret", func(c *Config) { c.Faces.AppService.Secret = "" }, "faces.appService.secret"},
 		{"app service off needs no secret", func(c *Config) { off := false; c.Faces.AppService.Enabled = &off; c.Faces.AppService.Secret = "" }, ""},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{"tls CA without its key", func(c *Config) {
+			c.Faces.Authority.TLSCertFile, c.Faces.Authority.TLSKeyFile, c.Faces.Authority.TLSCAFile = "/c", "/k", "/ca"
+		}, "faces.authority.tlsCaFile"},
+		{"tls CA without a certificate file", func(c *Config) { c.Faces.Authority.TLSCAFile, c.Faces.Authority.TLSCAKeyFile = "/ca", "/cak" }, "faces.authority.tlsCaFile"},
+		{"tls CA with a certificate file", func(c *Config) {
+			c.Faces.Authority.TLSCertFile, c.Faces.Authority.TLSKeyFile = "/c", "/k"
+			c.Faces.Authority.TLSCAFile, c.Faces.Authority.TLSCAKeyFile = "/ca", "/cak"
+		}, ""},
 		{"shared object id", func(c *Config) {
 			c.UserAssigned = []Identity{{Name: "x", ClientID: "11111111-1111-4111-8111-111111111111", ObjectID: c.SystemAssigned.ObjectID}}
 		}, "userAssigned[0]"},

@@ -333,6 +333,12 @@ func (c *Config) Validate() error {
 	if (c.Faces.Authority.TLSCertFile == "") != (c.Faces.Authority.TLSKeyFile == "") {
 		return bad("faces.authority.tlsCertFile", "set both tlsCertFile and tlsKeyFile, or neither to generate them")
 	}
+	if (c.Faces.Authority.TLSCAFile == "") != (c.Faces.Authority.TLSCAKeyFile == "") {
+		return bad("faces.authority.tlsCaFile", "set both tlsCaFile and tlsCaKeyFile (the CA that signed tlsCertFile), or neither")
+	}
+	if c.Faces.Authority.TLSCAFile != "" && c.Faces.Authority.TLSCertFile == "" {
+		return bad("faces.authority.tlsCaFile", "only with tlsCertFile: a generated certificate's CA is kept by the server itself")
+	}
 	for i, h := range c.Faces.Authority.TLSHosts {
 		if h == "" || (strings.ContainsAny(h, "/: \t") && net.ParseIP(h) == nil) {
 			return bad(fmt.Sprintf("faces.authority.tlsHosts[%d]", i), "want a bare host name or IP address such as fakeimds.example or 10.0.0.5, got %q", h)

@@ -988,6 +988,8 @@ func (c *clusterRun) cleanup() {
 	// Two minutes: a node deletes 100 pods in about one.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Before the namespace goes: the authority is shared, and the run's
+	// identity there trusts the namespace's service account.
 	c.cleanupWorkloadIdentity(ctx)
 	var wg sync.WaitGroup
 	if c.nodeTouched {

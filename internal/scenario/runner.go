@@ -150,6 +150,10 @@ type runner struct {
 	// vault is where groups with useToken: vault use their tokens in a
 	// local run; nil when none does.
 	vault *localVault
+	// authority, in a workload identity run, is the stack's authority's
+	// control API: rules matching only its face go there, for the run's
+	// pods alone; nil otherwise.
+	authority *client.Client
 
 	mu       sync.Mutex
 	clients  []*ClientResult
@@ -159,7 +163,10 @@ type runner struct {
 	// killedLogs are the logs of the probes' instances a node restart
 	// killed, by client, read right after it.
 	killedLogs map[string][]byte
-	printMu    sync.Mutex // serializes progress lines
+	// authorityRules are the rules the run added to the authority, which
+	// its cleanup removes if their steps did not.
+	authorityRules []string
+	printMu        sync.Mutex // serializes progress lines
 }
 
 func (r *runner) printf(format string, a ...any) {

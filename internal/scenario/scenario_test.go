@@ -86,6 +86,8 @@ func TestParseErrors(t *testing.T) {
 		{"no clients", "  clients:\n    - {name: mi, client: azidentity-mi, count: 2, every: 1s, identity: web}\n", "", "t.yaml:13: workload.clients: required"},
 		{"unknown client", "client: azidentity-mi", "client: python", `t.yaml:16: workload.clients[0].client: unknown client "python"; want one of`},
 		{"client without the mode", "client: azidentity-mi", "client: azidentity-wi", "t.yaml:16: workload.clients[0].client: azidentity-wi: WorkloadIdentityCredential does not support mode imds"},
+		{"workload identity without identity", "  seed: 1", "  seed: 1\n  workloadIdentity: {}", "t.yaml:6: setup.workloadIdentity.identity: required"},
+		{"workload identity unknown identity", "  seed: 1", "  seed: 1\n  workloadIdentity: {identity: api}", "t.yaml:6: setup.workloadIdentity.identity: \"api\" is not one of"},
 		{"old kind field", "client: azidentity-mi", "kind: azidentity-managed-identity", "t.yaml:16: kind: unknown field"},
 		{"bad group name", "{name: mi,", "{name: Mi,", "t.yaml:16: workload.clients[0].name"},
 		{"too frequent", "every: 1s", "every: 10ms", "t.yaml:16: workload.clients[0].every"},

@@ -121,6 +121,17 @@ func (s *Scenario) validateSetup() (identities, error) {
 	if err := st.validatePodIdentity(ids); err != nil {
 		return nil, err
 	}
+	if wi := st.WorkloadIdentity; wi != nil {
+		if wi.Identity == "" || wi.Identity == "system" {
+			return nil, bad("setup.workloadIdentity.identity", "required: one of setup.identities, the identity the run's service account is federated to")
+		}
+		if _, ok := ids[wi.Identity]; !ok {
+			return nil, bad("setup.workloadIdentity.identity", "%q is not one of setup.identities", wi.Identity)
+		}
+		if st.PodIdentity != nil {
+			return nil, bad("setup.workloadIdentity", "a run's pods use workload identity or pod identity, not both: play them in scenarios of their own")
+		}
+	}
 	// The fakeimds configuration checks GUIDs, resource IDs and duplicates.
 	cfg, err := s.ServerConfig()
 	if err != nil {

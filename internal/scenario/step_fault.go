@@ -59,6 +59,10 @@ func (f *faultStep) apply(ctx context.Context, r *runner, st Step) (func(context
 	rule := f.Rule
 	rule.Schedule.For = st.For
 	detail := fmt.Sprintf("fault %s (%s)", rule.Name, rule.Action.Type)
+	if r.authority != nil && onlyAuthority(rule.Match.Faces) {
+		undo, err := r.addAuthorityFault(ctx, rule)
+		return undo, detail + " at the authority, for the run's pods", err
+	}
 	_, err := r.ctl.AddFaults(ctx, rule)
 	// The rule expires by its schedule; removing it leaves the list tidy.
 	return func(ctx context.Context) error { return r.ctl.RemoveFault(ctx, rule.Name) }, detail, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -172,11 +173,22 @@ func (c *clusterRun) setupWorkloadIdentity(ctx context.Context, st *stack.Stack)
 			return err
 		}
 	}
+	have, err := wi.Authority.Identities(ctx)
+	if err != nil {
+		return fmt.Errorf("list the authority's identities: %w", err)
+	}
+	for _, h := range have {
+		if strings.EqualFold(h.ClientID, id.ClientID) {
+			return c.r.s.fieldError("setup.workloadIdentity.identity", "the stack's authority already holds client ID %s (%s): the authority is shared, so give identity %s a client ID of its own", id.ClientID, h.Name, id.Name)
+		}
+	}
 	id.FederatedCredentials = []config.FederatedCredential{{Name: "idh-scenario", Issuer: wi.Issuer, Subject: "system:serviceaccount:" + c.ns + ":" + wiServiceAccount}}
 	if _, err := wi.Authority.Attach(ctx, id); err != nil {
 		return fmt.Errorf("attach %s to the authority with a federated credential for %s/%s: %w", ws.Identity, c.ns, wiServiceAccount, err)
 	}
 	c.r.kube.wi = run
+	// The authority fault rules of this run go there (addAuthorityFault).
+	c.r.authority = wi.Authority
 	c.r.printf("workload identity: service account %s/%s stands for %s (client %s); its tokens live %ds, written by %s",
 		c.ns, wiServiceAccount, ws.Identity, id.ClientID, ws.ExpirationSeconds, map[bool]string{true: "the run (Secret " + wiSecret + ")", false: "the kubelet (projected)"}[run.secret])
 	return nil
@@ -189,6 +201,13 @@ func (c *clusterRun) cleanupWorkloadIdentity(ctx context.Context) {
 	wi := c.r.kube.wi
 	if wi == nil {
 		return
+	}
+	c.r.mu.Lock()
+	rules := slices.Clone(c.r.authorityRules)
+	c.r.mu.Unlock()
+	for _, name := range rules {
+		// Most ended with their step; a missing rule is fine.
+		_ = wi.authority.RemoveFault(ctx, name)
 	}
 	if _, err := wi.authority.Detach(ctx, client.Selector{ClientID: wi.clientID}); err != nil {
 		c.r.printf("cleanup: could not detach %s from the authority: %v; `idharness run --keep-cluster` redeploys it", wi.setup.Identity, err)

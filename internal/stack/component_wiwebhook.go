@@ -136,7 +136,9 @@ func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, e
 	if err != nil {
 		return nil, fmt.Errorf("webhook certificate: %w", err)
 	}
-	auCA, auCert, auKey, err := fakeimds.NewServingCertPEM(svcNames(WIAuthorityName), now)
+	// The authority keeps its CA's key: its tls-certificate fault serves
+	// an expired certificate from the CA clients trust.
+	auCA, auCAKey, auCert, auKey, err := fakeimds.NewServingCertWithCAPEM(svcNames(WIAuthorityName), now)
 	if err != nil {
 		return nil, fmt.Errorf("authority certificate: %w", err)
 	}
@@ -150,7 +152,7 @@ func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, e
 	}
 	sort.Strings(labels)
 	h := sha256.New()
-	for _, b := range [][]byte{whCert, auCert, cfg} {
+	for _, b := range [][]byte{whCert, auCert, auCAKey, cfg} {
 		h.Write(b)
 	}
 	q := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
@@ -159,7 +161,7 @@ func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, e
 		"Image": image, "FakeIMDSImage": p.Images.FakeIMDS, "TenantID": p.Identities.TenantID,
 		"AuthorityHost": WIAuthorityHost(p.Namespace), "FailurePolicy": "Fail",
 		"WebhookCert": q(whCert), "WebhookKey": q(whKey), "CABundle": base64.StdEncoding.EncodeToString(whCA),
-		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityConfig": q(cfg),
+		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityCAKey": q(auCAKey), "AuthorityConfig": q(cfg),
 		"Hash": hex.EncodeToString(h.Sum(nil))[:16], "OwnWebhookLabel": WIOwnWebhookLabel,
 	}
 	t, err := template.New("wiwebhook").Option("missingkey=error").Parse(wiManifest)
@@ -217,6 +219,8 @@ func wiAuthorityConfig(p fixtures.Params) config.Config {
 	c.Faces.AppService.Enabled = &off
 	c.Faces.Authority.TLSCertFile = "/etc/fakeimds/tls/tls.crt"
 	c.Faces.Authority.TLSKeyFile = "/etc/fakeimds/tls/tls.key"
+	c.Faces.Authority.TLSCAFile = "/etc/fakeimds/tls/ca.crt"
+	c.Faces.Authority.TLSCAKeyFile = "/etc/fakeimds/tls/ca.key"
 	c.Faces.Authority.ClockSkew = duration.Of(WIAuthorityLeeway)
 	c.Chaos.Seed = p.Seed
 	c.Chaos.Throttle.Enabled = &off
