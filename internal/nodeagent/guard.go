@@ -53,19 +53,8 @@ func (g Guard) Install() error {
 	if err != nil {
 		return err
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	removeTable(c)
-	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName})
-	ch := c.AddChain(&nftables.Chain{Name: "guard", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("install the guard in nftables table %s (needs NET_ADMIN in the node's network namespace): %w", TableName, err)
-	}
-	return nil
+	return replaceTable(&nftables.Chain{Name: "guard", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter}, exprs, "the guard")
 }
 
 // metadataMatch is the match shared by Redirect and Guard: a packet that

@@ -62,17 +62,25 @@ func (rd Redirect) Install() error {
 	if err != nil {
 		return err
 	}
+	return replaceTable(&nftables.Chain{Name: "prerouting", Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: chainPriority}, exprs, "the redirect")
+}
+
+// replaceTable replaces the agent's table, whatever it holds (a Redirect,
+// a Guard, one left by a crashed agent), with one holding chain and its
+// one rule, in one netlink transaction: there is no moment without
+// either.
+func replaceTable(chain *nftables.Chain, exprs []expr.Any, what string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	removeTable(c)
-	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName})
-	ch := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPrerouting, Priority: chainPriority})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	chain.Table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName})
+	ch := c.AddChain(chain)
+	c.AddRule(&nftables.Rule{Table: chain.Table, Chain: ch, Exprs: exprs})
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("install nftables table %s (the agent needs NET_ADMIN on the host network): %w", TableName, err)
+		return fmt.Errorf("install %s in nftables table %s (the agent needs NET_ADMIN in the node's network namespace): %w", what, TableName, err)
 	}
 	return nil
 }
