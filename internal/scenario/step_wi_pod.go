@@ -18,10 +18,10 @@ import (
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/internal/hookpaths"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
-	"github.com/idharness/idharness/internal/wiwebhook"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
@@ -119,8 +119,8 @@ func (s *wiPodStep) validate(sc *Scenario, ids identities, field string) error {
 			return bad(field+".webhook.timeoutSeconds", "want 1 to 30 (the API server's bounds), got %d", w.TimeoutSeconds)
 		}
 		timeout := time.Duration(w.TimeoutSeconds) * time.Second
-		if w.Delay.Duration < timeout+time.Second || w.Delay.Duration > wiwebhook.MaxSlowDelay {
-			return bad(field+".webhook.delay", "%v: want at least a second more than timeoutSeconds (%v), so that the API server gives up first, and at most %v", w.Delay.Duration, timeout, wiwebhook.MaxSlowDelay)
+		if w.Delay.Duration < timeout+time.Second || w.Delay.Duration > hookpaths.MaxSlowDelay {
+			return bad(field+".webhook.delay", "%v: want at least a second more than timeoutSeconds (%v), so that the API server gives up first, and at most %v", w.Delay.Duration, timeout, hookpaths.MaxSlowDelay)
 		}
 		switch w.FailurePolicy {
 		case string(admissionregistrationv1.Fail), string(admissionregistrationv1.Ignore):
@@ -221,14 +221,14 @@ func (s *wiPodStep) apply(ctx context.Context, r *runner, st Step) (func(context
 			return nil, detail, err
 		}
 		if s.Webhook != nil {
-			err = hooks.create(ctx, wiSlowConfigName(ns), wiSlowHook, base, wiwebhook.SlowPath(s.Webhook.Delay.Duration), admissionregistrationv1.FailurePolicyType(s.Webhook.FailurePolicy), s.Webhook.TimeoutSeconds)
+			err = hooks.create(ctx, wiSlowConfigName(ns), wiSlowHook, base, hookpaths.SlowPath(s.Webhook.Delay.Duration), admissionregistrationv1.FailurePolicyType(s.Webhook.FailurePolicy), s.Webhook.TimeoutSeconds)
 			cleanups = append(cleanups, func(c context.Context) { hooks.remove(c, wiSlowConfigName(ns)) })
 			if err == nil {
 				err = hooks.ownNamespace(ctx, true)
 				cleanups = append(cleanups, func(c context.Context) { _ = hooks.ownNamespace(c, false) })
 			}
 		} else {
-			err = hooks.create(ctx, wiAddConfigName(ns), wiAddHook, base, wiwebhook.AddContainerPath, admissionregistrationv1.Fail, 5)
+			err = hooks.create(ctx, wiAddConfigName(ns), wiAddHook, base, hookpaths.AddContainer, admissionregistrationv1.Fail, 5)
 			cleanups = append(cleanups, func(c context.Context) { hooks.remove(c, wiAddConfigName(ns)) })
 		}
 		if err != nil {
@@ -340,7 +340,7 @@ func (s *wiPodStep) waitInEffect(ctx context.Context, pods podClient, pod *corev
 		inEffect = func(p *corev1.Pod, err error) bool { return err == nil && checkAdmitted(p, false) == nil }
 	case s.shape() == WIShapeReinvoked:
 		inEffect = func(p *corev1.Pod, err error) bool {
-			return err == nil && slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == wiwebhook.AddedContainer })
+			return err == nil && slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == hookpaths.AddedContainer })
 		}
 	default:
 		return nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/internal/probe"
-	"github.com/idharness/idharness/internal/wiwebhook"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
@@ -136,23 +135,50 @@ func hasArg(c corev1.Container, a string) bool {
 	return false
 }
 
-// mutatedPod is a pod of the given shape as the reference webhook admits it.
+// mutatedPod is a pod of the given shape as a webhook admits it by the
+// contract (pkg/api/workloadidentity): the four variables and the
+// projected token in every container. It is written from the contract,
+// not taken from the reference webhook: the judge must not learn from it.
 func mutatedPod(t *testing.T, shape string) *corev1.Pod {
 	t.Helper()
 	p := (&wiPodStep{Identity: "web", Shape: shape}).pod("p", "ns", "node", "sa", "img")
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sa", Annotations: map[string]string{workloadidentity.ClientIDAnnotation: "c"}}}
-	cfg := wiwebhook.Config{TenantID: "t", AuthorityHost: "https://a/"}
-	out, err := wiwebhook.Mutate(p, sa, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if shape == WIShapeReinvoked {
 		// The second webhook, then the identity webhook's reinvocation.
-		if out, err = wiwebhook.Mutate(wiwebhook.WithAddedContainer(out), sa, cfg); err != nil {
-			t.Fatal(err)
-		}
+		p = withAddedContainer(p)
 	}
-	return out
+	return mutateByContract(p)
+}
+
+// mutateByContract gives every container of p the workload identity
+// variables and the projected token.
+func mutateByContract(p *corev1.Pod) *corev1.Pod {
+	p = p.DeepCopy()
+	exp := int64(workloadidentity.DefaultTokenExpiration)
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "azure-identity-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: workloadidentity.TokenAudience, ExpirationSeconds: &exp, Path: "azure-identity-token"}}}}}})
+	mutate := func(c *corev1.Container) {
+		for _, name := range []string{workloadidentity.EnvClientID, workloadidentity.EnvTenantID, workloadidentity.EnvTokenFile, workloadidentity.EnvAuthorityHost} {
+			c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: "x"})
+		}
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "azure-identity-token", MountPath: "/var/run/secrets/azure/tokens", ReadOnly: true})
+	}
+	for i := range p.Spec.InitContainers {
+		mutate(&p.Spec.InitContainers[i])
+	}
+	for i := range p.Spec.Containers {
+		mutate(&p.Spec.Containers[i])
+	}
+	return p
+}
+
+// withAddedContainer is what the reinvocation's second webhook does: a
+// copy of the first container, without identity settings.
+func withAddedContainer(p *corev1.Pod) *corev1.Pod {
+	p = p.DeepCopy()
+	c := *p.Spec.Containers[0].DeepCopy()
+	c.Name, c.Env, c.VolumeMounts = "added", nil, nil
+	p.Spec.Containers = append(p.Spec.Containers, c)
+	return p
 }
 
 // TestCheckAdmitted: the pod as admitted has workload identity in every
@@ -170,7 +196,7 @@ func TestCheckAdmitted(t *testing.T) {
 		{"reinvoked shape mutated", func(t *testing.T) *corev1.Pod { return mutatedPod(t, WIShapeReinvoked) }, true, ""},
 		{"added container without reinvocation", func(t *testing.T) *corev1.Pod {
 			p := mutatedPod(t, WIShapePlain)
-			return wiwebhook.WithAddedContainer(p)
+			return withAddedContainer(p)
 		}, true, "container added has [] of the variables"},
 		{"skipped sidecar", func(t *testing.T) *corev1.Pod {
 			p := mutatedPod(t, WIShapeSidecar)

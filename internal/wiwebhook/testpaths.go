@@ -15,30 +15,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idharness/idharness/internal/hookpaths"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Where the test paths are served.
+// Where the test paths are served: internal/hookpaths names them for the
+// scenario step that configures webhooks to reach them.
 const (
-	// SlowPrefix starts SlowPath: /slow/DURATION/mutate-v1-pod answers
-	// as MutatePath does, DURATION later.
-	SlowPrefix = "/slow/"
-	// AddContainerPath is a second, unrelated webhook: it adds
-	// AddedContainer to labelled pods, as a service mesh or a logging
-	// agent's webhook adds its sidecar.
-	AddContainerPath = "/add-container"
-	// AddedContainer is the container AddContainerPath adds.
-	AddedContainer = "added"
-	// MaxSlowDelay bounds SlowPath's delay: beyond the API server's
-	// longest webhook timeout (30 s), a longer wait proves nothing and
-	// holds a connection.
-	MaxSlowDelay = 30 * time.Second
+	SlowPrefix       = hookpaths.SlowPrefix
+	AddContainerPath = hookpaths.AddContainer
+	AddedContainer   = hookpaths.AddedContainer
+	MaxSlowDelay     = hookpaths.MaxSlowDelay
 )
 
-// SlowPath is the path at which the webhook answers d late, so that the
-// API server's timeoutSeconds runs out first.
-func SlowPath(d time.Duration) string { return SlowPrefix + d.String() + MutatePath }
+// SlowPath is hookpaths.SlowPath.
+func SlowPath(d time.Duration) string { return hookpaths.SlowPath(d) }
 
 // Slow serves SlowPath: it waits the delay the path names, then lets
 // next answer. A client that hangs up ends the wait.

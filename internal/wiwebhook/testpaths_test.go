@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/idharness/idharness/internal/hookpaths"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
@@ -185,5 +186,13 @@ func TestSlow(t *testing.T) {
 	slow.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, SlowPath(10*time.Second), strings.NewReader(review("CREATE", pod))).WithContext(ctx))
 	if took := time.Since(start); took > 2*time.Second || rec.Body.Len() != 0 {
 		t.Errorf("a client that gave up after 100ms held the handler %v (body %q)", took, rec.Body)
+	}
+}
+
+// TestHookPathsMatch: the mutation path internal/hookpaths gives the
+// scenario step is the one the webhook serves.
+func TestHookPathsMatch(t *testing.T) {
+	if hookpaths.Mutate != MutatePath {
+		t.Fatalf("hookpaths.Mutate %q, the webhook serves %q", hookpaths.Mutate, MutatePath)
 	}
 }

@@ -77,9 +77,9 @@ func selected(specs []*scenario.Scenario) []*scenario.Scenario {
 	return out
 }
 
-// hostless is why s cannot be played by a run that cannot reach
-// the machine behind the nodes (noHost says why: framework.NoHost), or
-// empty.
+// hostless is why s cannot be played by a run inside the cluster, which
+// cannot reach the machine behind the nodes and has only the runner's
+// least-privilege role (noHost says why: framework.NoHost), or empty.
 // The spec is then skipped with this reason, so that the report lists it
 // among the specs that did not run and the verdict is Partial, not
 // Conformant.
@@ -91,7 +91,7 @@ func hostless(noHost string, s *scenario.Scenario) string {
 	if need == "" {
 		return ""
 	}
-	return fmt.Sprintf("needs the machine behind the node (%s: %s), and %s", s.File(), need, noHost)
+	return fmt.Sprintf("cannot be played from inside the cluster (%s: %s), and %s", s.File(), need, noHost)
 }
 
 // shippedSpecs returns the embedded scenario files that are chaos specs.
