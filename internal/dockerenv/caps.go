@@ -1,5 +1,5 @@
 // Package dockerenv inspects and prepares the Docker engine that idharness
-// runs kind clusters on.
+// runs kind clusters on, and runs its CLI (Run).
 //
 // Some CI virtual machines start every process with a capability bounding set
 // that lacks capabilities the kernel knows about (CAP_SYS_RESOURCE on the

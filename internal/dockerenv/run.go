@@ -1,7 +1,8 @@
-// Package dockerenv runs the docker CLI for the parts of idharness that
-// talk to the local Docker engine outside kind (the node image build, the
-// registry container), with one error shape for every failure.
 package dockerenv
+
+// Run is how the parts of idharness that talk to the local Docker engine
+// outside kind (the node image build, the registry container) call the
+// docker CLI, with one error shape for every failure.
 
 import (
 	"bytes"
