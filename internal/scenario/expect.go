@@ -284,6 +284,13 @@ func (e *Expectation) validate(s *Scenario, f string) error {
 	if e.Clients != "" && len(scope) == 0 {
 		return bad(f+".clients", "%q is not a workload client group", e.Clients)
 	}
+	if rc, ok := e.Params.(requestCounter); ok && rc.countsRequests() {
+		for _, g := range scope {
+			if g.WorkloadIdentity {
+				return bad(f+".kind", "%s counts the requests the node's fakeimds attributes to each client, but group %s exchanges its token at the stack's authority, whose requests a run does not attribute: it would judge nothing; judge workload identity groups with success-rate, recovers, own-identity or max-latency, or name another group in clients", e.Kind, g.Name)
+			}
+		}
+	}
 	if err := e.Params.validate(s, scope); err != nil {
 		if fe, ok := err.(*fieldError); ok {
 			return bad(f+"."+fe.field, "%s", fe.problem)

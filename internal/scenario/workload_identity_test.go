@@ -82,6 +82,8 @@ func TestWorkloadIdentityParseErrors(t *testing.T) {
 		{"new token out of bounds", "rotateToken: {expirationSeconds: 3600}", "rotateToken: {expirationSeconds: 100000}", "t.yaml:11: timeline[0].rotateToken.expirationSeconds: 100000: want 600 to 86400"},
 		{"settle", "rotateToken: {expirationSeconds: 3600}", "rotateToken: {settle: 2m}", "t.yaml:11: timeline[0].rotateToken.settle: want 0 to 1m"},
 		{"unknown parameter", "rotateToken: {expirationSeconds: 3600}", "rotateToken: {lifetime: 3600}", "t.yaml:11: lifetime: unknown field"},
+		{"an expectation that counts requests", "  - {kind: success-rate, from: 30s, minPercent: 90}", "  - {kind: max-rate, clients: py, max: 2}",
+			"t.yaml:18: expect[0].kind: max-rate counts the requests the node's fakeimds attributes to each client, but group py exchanges its token at the stack's authority"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
