@@ -162,7 +162,9 @@ func (s *wiPodStep) apply(ctx context.Context, r *runner, st Step) (func(context
 	if s.Webhook != nil {
 		detail += fmt.Sprintf(" behind a webhook %v late for its %ds timeout, failurePolicy %s", s.Webhook.Delay.Duration, s.Webhook.TimeoutSeconds, s.Webhook.FailurePolicy)
 	}
-	if k == nil || k.wi == nil {
+	// wiStack, not wi: a wiPod step makes its own service account and
+	// needs no setup.workloadIdentity.
+	if k == nil || k.wiStack == nil {
 		return nil, detail, errors.New("a wiPod step needs a cluster")
 	}
 	wait := s.Ready.Duration

@@ -14,6 +14,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
 
@@ -304,6 +305,34 @@ func TestJudgeRefused(t *testing.T) {
 			err := s.judgeRefused(context.Background(), fakePods{exists: tc.exists}, "p", tc.err, tc.took)
 			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestWIPodNeedsOnlyTheStack: a wiPod step makes its own service
+// account, so a cluster run without setup.workloadIdentity (kubeEnv.wi
+// nil) must still reach the stack's workload identity part; only a run
+// with no cluster is refused. The first case fails if apply checks the
+// run's workload identity set-up instead of the stack.
+func TestWIPodNeedsOnlyTheStack(t *testing.T) {
+	reached := errors.New("reached the stack")
+	for _, tc := range []struct {
+		name string
+		kube *kubeEnv
+		want string
+	}{
+		{"cluster run without setup.workloadIdentity", &kubeEnv{runNamespace: "idh-scenario-abcde",
+			wiStack: func(context.Context) (*stack.WorkloadIdentity, error) { return nil, reached }}, reached.Error()},
+		{"no cluster", nil, "a wiPod step needs a cluster"},
+		{"cluster without the stack's workload identity", &kubeEnv{runNamespace: "idh-scenario-abcde"}, "a wiPod step needs a cluster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &runner{s: &Scenario{}, kube: tc.kube, source: map[string]string{}}
+			step := &wiPodStep{Identity: "web"}
+			_, _, err := step.apply(context.Background(), r, Step{})
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("apply: %v, want %q", err, tc.want)
 			}
 		})
 	}
