@@ -34,6 +34,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/internal/yamlfile"
 )
 
@@ -401,6 +402,29 @@ func Specs(list []*Scenario) ([]*Scenario, error) {
 		seen[s.Spec.ID] = s.File()
 		out = append(out, s)
 	}
+	if err := authorityClashes(out); err != nil {
+		return nil, err
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Spec.ID < out[j].Spec.ID })
 	return out, nil
+}
+
+// authorityClashes refuses two specs that attach identities with the same
+// client ID or name to the stack's authority: the chaos suite plays its
+// specs side by side against one authority, which holds each client ID
+// and resource ID (derived from the name) once.
+func authorityClashes(specs []*Scenario) error {
+	var have []identity.Identity
+	owner := map[string]*Scenario{}
+	for _, s := range specs {
+		for _, id := range s.AuthorityIdentities() {
+			if h, clash := authorityClash(have, id); clash != "" {
+				o := owner[h.ClientID]
+				return fmt.Errorf("%s (%s) and %s (%s) both give the shared authority an identity with %s %s: specs are played side by side against one authority, so give %s's identity %s a %s of its own", o.File(), o.Spec.ID, s.File(), s.Spec.ID, clash, map[string]string{"client ID": id.ClientID, "name": id.Name}[clash], s.File(), id.Name, clash)
+			}
+			have = append(have, identity.Identity{Name: id.Name, ClientID: id.ClientID})
+			owner[id.ClientID] = s
+		}
+	}
+	return nil
 }

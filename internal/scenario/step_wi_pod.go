@@ -211,7 +211,7 @@ func (s *wiPodStep) apply(ctx context.Context, r *runner, st Step) (func(context
 	// is in the file), so no other spec uses it.
 	id.FederatedCredentials = []config.FederatedCredential{{Issuer: wi.Issuer, Subject: "system:serviceaccount:" + ns + ":" + sa}}
 	_, _ = wi.Authority.Detach(ctx, client.Selector{ClientID: id.ClientID})
-	if _, err := wi.Authority.Attach(ctx, id); err != nil {
+	if err := r.s.attachToAuthority(ctx, wi.Authority, id); err != nil {
 		return nil, detail, fmt.Errorf("give the authority %s with a federated credential for %s/%s: %w", s.Identity, ns, sa, err)
 	}
 	cleanups = append(cleanups, func(c context.Context) { _, _ = wi.Authority.Detach(c, client.Selector{ClientID: id.ClientID}) })

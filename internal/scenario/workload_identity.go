@@ -14,6 +14,7 @@ import (
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/stack"
@@ -173,17 +174,8 @@ func (c *clusterRun) setupWorkloadIdentity(ctx context.Context, st *stack.Stack)
 			return err
 		}
 	}
-	have, err := wi.Authority.Identities(ctx)
-	if err != nil {
-		return fmt.Errorf("list the authority's identities: %w", err)
-	}
-	for _, h := range have {
-		if strings.EqualFold(h.ClientID, id.ClientID) {
-			return c.r.s.fieldError("setup.workloadIdentity.identity", "the stack's authority already holds client ID %s (%s): the authority is shared, so give identity %s a client ID of its own", id.ClientID, h.Name, id.Name)
-		}
-	}
 	id.FederatedCredentials = []config.FederatedCredential{{Name: "idh-scenario", Issuer: wi.Issuer, Subject: "system:serviceaccount:" + c.ns + ":" + wiServiceAccount}}
-	if _, err := wi.Authority.Attach(ctx, id); err != nil {
+	if err := c.r.s.attachToAuthority(ctx, wi.Authority, id); err != nil {
 		return fmt.Errorf("attach %s to the authority with a federated credential for %s/%s: %w", ws.Identity, c.ns, wiServiceAccount, err)
 	}
 	c.r.kube.wi = run
@@ -263,4 +255,59 @@ func wiPod(pod *corev1.Pod, ws WorkloadIdentitySetup) {
 		corev1.VolumeMount{Name: wiCAConfigMap, MountPath: wiCADir, ReadOnly: true},
 		corev1.VolumeMount{Name: wiTokenVolume, MountPath: wiTokenDir, ReadOnly: true})
 	c.Env = append(c.Env, corev1.EnvVar{Name: workloadidentity.EnvTokenFile, Value: wiTokenPath})
+}
+
+// attachToAuthority gives the stack's authority id. The authority is one
+// for the whole cluster and every run beside this one attaches to it
+// (the chaos suite plays its specs side by side), so an identity whose
+// client ID or name (its resource ID derives from the name) the authority
+// already holds is refused here, at setup.identities with what to change, rather
+// than by the authority's bare 409 (Specs refuses the same clash between
+// shipped specs before any run).
+func (s *Scenario) attachToAuthority(ctx context.Context, a *client.Client, id config.Identity) error {
+	have, err := a.Identities(ctx)
+	if err != nil {
+		return fmt.Errorf("list the authority's identities: %w", err)
+	}
+	if h, clash := authorityClash(have, id); clash != "" {
+		return s.fieldError("setup.identities", "the stack's authority already holds %s %s (identity %s, client %s): the authority is shared by every run on the cluster, so give identity %s a %s of its own", clash, map[string]string{"client ID": id.ClientID, "name": id.Name}[clash], h.Name, h.ClientID, id.Name, clash)
+	}
+	_, err = a.Attach(ctx, id)
+	return err
+}
+
+// authorityClash returns the identity of have that id clashes with and
+// what clashes ("client ID" or "name"), or "" when none does.
+func authorityClash(have []identity.Identity, id config.Identity) (identity.Identity, string) {
+	for _, h := range have {
+		switch {
+		case strings.EqualFold(h.ClientID, id.ClientID):
+			return h, "client ID"
+		case strings.EqualFold(h.Name, id.Name):
+			return h, "name"
+		}
+	}
+	return identity.Identity{}, ""
+}
+
+// AuthorityIdentities returns the identities of setup.identities that a
+// cluster run of s attaches to the stack's shared authority: the one
+// setup.workloadIdentity names and those of wiPod steps.
+func (s *Scenario) AuthorityIdentities() []config.Identity {
+	var names []string
+	if ws := s.Setup.WorkloadIdentity; ws != nil {
+		names = append(names, ws.Identity)
+	}
+	for _, st := range s.Timeline {
+		if p, ok := st.Action.(*wiPodStep); ok {
+			names = append(names, p.Identity)
+		}
+	}
+	var out []config.Identity
+	for _, n := range names {
+		if id, ok := s.Identity(n); ok && !slices.ContainsFunc(out, func(o config.Identity) bool { return o.Name == id.Name }) {
+			out = append(out, id)
+		}
+	}
+	return out
 }

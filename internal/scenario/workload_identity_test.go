@@ -17,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/idharness/idharness/fakeimds/chaos"
+	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 )
@@ -253,5 +254,44 @@ func TestProgramLead(t *testing.T) {
 		if got := s.ClusterDuration(); got != tc.want {
 			t.Errorf("%s: ClusterDuration %v, want %v", tc.file, got, tc.want)
 		}
+	}
+}
+
+// TestAuthorityClashes: specs played side by side attach to one
+// authority, which holds each client ID and name once, so Specs refuses
+// two specs whose authority identities share either, naming both files;
+// distinct identities, and a spec with no authority identity, pass.
+func TestAuthorityClashes(t *testing.T) {
+	spec := func(file, id, name, clientID string, wiPod bool) *Scenario {
+		s := &Scenario{file: file, Spec: &SpecInfo{ID: id}}
+		s.Setup.Identities = []config.Identity{{Name: name, ClientID: clientID}}
+		if wiPod {
+			s.Timeline = []Step{{Action: &wiPodStep{Identity: name}}}
+		} else {
+			s.Setup.WorkloadIdentity = &WorkloadIdentitySetup{Identity: name}
+		}
+		return s
+	}
+	plain := &Scenario{file: "c.yaml", Spec: &SpecInfo{ID: "IDH-CHAOS-0003"}}
+	plain.Setup.Identities = []config.Identity{{Name: "wi-a", ClientID: "c-a"}}
+	for _, tc := range []struct {
+		name string
+		b    *Scenario
+		want string
+	}{
+		{"distinct", spec("b.yaml", "IDH-CHAOS-0002", "wi-b", "c-b", true), ""},
+		{"same name", spec("b.yaml", "IDH-CHAOS-0002", "WI-A", "c-b", true), "a.yaml (IDH-CHAOS-0001) and b.yaml (IDH-CHAOS-0002) both give the shared authority an identity with name WI-A"},
+		{"same client ID", spec("b.yaml", "IDH-CHAOS-0002", "wi-b", "C-A", false), "a.yaml (IDH-CHAOS-0001) and b.yaml (IDH-CHAOS-0002) both give the shared authority an identity with client ID C-A"},
+		{"no authority identity", plain, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Specs([]*Scenario{spec("a.yaml", "IDH-CHAOS-0001", "wi-a", "c-a", false), tc.b})
+			if tc.want == "" && err != nil {
+				t.Fatalf("Specs: %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)) {
+				t.Fatalf("Specs: %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
