@@ -20,6 +20,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/internal/dnsfault"
 	"github.com/idharness/idharness/internal/linklocal"
 )
 
@@ -69,6 +70,9 @@ func load(args []string, stderr io.Writer, lookup func(string) (string, bool)) (
 }
 
 func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	if len(args) > 0 && args[0] == dnsfault.Command {
+		return runResolver(args[1:], stderr)
+	}
 	cfg, printOnly, err := load(args, stderr, lookup)
 	if err != nil {
 		return err
@@ -113,6 +117,33 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 		log.Info("ready", "imds", a.IMDS, "control", a.Control, "arc", a.Arc, "authorityTls", a.AuthorityTLS,
 			"identities", len(srv.Store().List()))
 	})
+}
+
+// runResolver runs the DNS resolver with faults of a scenario's dns
+// step (internal/dnsfault): the fakeimds image carries it, so that runs
+// need no image of its own.
+func runResolver(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fakeimds "+dnsfault.Command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg dnsfault.Config
+	fs.StringVar(&cfg.DNS, "dns", ":53", "address to answer DNS on, over UDP and TCP")
+	fs.StringVar(&cfg.Control, "control", "127.0.0.1:8053", "control API address; loopback only")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "DNS server to forward to, HOST:PORT (default: the first nameserver of --resolv-conf)")
+	fs.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration to read the upstream from and to serve the search list of")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q; every option is a flag (see -h)", dnsfault.Command, fs.Arg(0))
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := dnsfault.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return srv.Run(ctx, func(a dnsfault.Addrs) { cfg.Logger.Info("ready", "dns", a.DNS, "control", a.Control) })
 }
 
 // linkLocalLifetime is how long the metadata address outlives a fakeimds

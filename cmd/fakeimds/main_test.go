@@ -55,6 +55,9 @@ func TestBadConfigStopsStart(t *testing.T) {
 		{"file field", []string{"--config", file}, file + ":3: host.subscriptionId: want a GUID"},
 		{"flag", []string{"--log-level=loud"}, "log.level"},
 		{"stray argument", []string{"serve"}, `unexpected argument "serve"`},
+		{"resolver control off loopback", []string{"dns-resolver", "--control=0.0.0.0:0", "--upstream=127.0.0.1:53", "--resolv-conf=/dev/null"}, "want a loopback address"},
+		{"resolver stray argument", []string{"dns-resolver", "serve"}, `dns-resolver: unexpected argument "serve"`},
+		{"resolver without upstream", []string{"dns-resolver", "--control=127.0.0.1:0", "--resolv-conf=/dev/null"}, "names no nameserver"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(tc.args, &bytes.Buffer{}, &bytes.Buffer{}, env(nil))

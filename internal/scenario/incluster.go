@@ -288,6 +288,8 @@ type kubeEnv struct {
 	probeImage string
 	// wi is the run's workload identity set-up; nil without one.
 	wi *wiRun
+	// dns is the run's DNS resolver; nil when no dns step needs one.
+	dns *dnsRun
 }
 
 // clusterRun is one in-cluster run.
@@ -501,6 +503,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if err := c.setupWorkloadIdentity(ctx, c.stack); err != nil {
 		return nil, err
 	}
+	if err := c.setupDNS(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.setupNode(ctx); err != nil {
 		return nil, err
 	}
@@ -521,6 +526,9 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 			image = c.clientImages[p.program]
 		}
 		pod := r.s.probePod(p, c.ns, c.node, image)
+		if r.kube.dns != nil && p.wi {
+			r.kube.dns.point(pod)
+		}
 		if _, err := c.kube.CoreV1().Pods(c.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("create probe pod %s/%s: %w", c.ns, p.pod, err)
 		}
@@ -876,7 +884,7 @@ func (r *runner) configureNode(ctx context.Context, node string) error {
 func (c *clusterRun) waitRunning(ctx context.Context, n int, t0 time.Time) error {
 	last := time.Time{}
 	for {
-		pods, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+		pods, err := c.probePods(ctx)
 		if err != nil {
 			return fmt.Errorf("list the probe pods in %s: %w", c.ns, err)
 		}
@@ -912,11 +920,18 @@ func (c *clusterRun) waitRunning(ctx context.Context, n int, t0 time.Time) error
 	}
 }
 
+// probePods lists the run's probe pods: its namespace also holds pods
+// that are not the workload's (the DNS resolver, a wiPod step's pod),
+// which the counts of running and finished probes must leave out.
+func (c *clusterRun) probePods(ctx context.Context) (*corev1.PodList, error) {
+	return c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: scenarioLabel})
+}
+
 // waitDone waits until every probe pod has exited.
 func (c *clusterRun) waitDone(ctx context.Context, n int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		pods, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+		pods, err := c.probePods(ctx)
 		if err != nil {
 			return fmt.Errorf("list the probe pods in %s: %w", c.ns, err)
 		}
@@ -945,7 +960,7 @@ func (c *clusterRun) waitDone(ctx context.Context, n int, limit time.Duration) e
 
 // podStatus counts the probe pods by phase for the progress lines.
 func (c *clusterRun) podStatus(ctx context.Context) string {
-	pods, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+	pods, err := c.probePods(ctx)
 	if err != nil {
 		return "pods: " + err.Error()
 	}
@@ -991,6 +1006,7 @@ func (c *clusterRun) cleanup() {
 	// Before the namespace goes: the authority is shared, and the run's
 	// identity there trusts the namespace's service account.
 	c.cleanupWorkloadIdentity(ctx)
+	c.cleanupDNS()
 	var wg sync.WaitGroup
 	if c.nodeTouched {
 		wg.Add(1)

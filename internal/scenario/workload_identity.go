@@ -141,6 +141,9 @@ type wiRun struct {
 	authority *client.Client
 	// clientID is the identity's, which the authority's rules match.
 	clientID string
+	// authorityHost is the authority's URL as the webhook gives it to
+	// the pods, whose host the dns steps fault.
+	authorityHost string
 	// secret is set when the run writes the token file itself.
 	secret bool
 }
@@ -168,7 +171,7 @@ func (c *clusterRun) setupWorkloadIdentity(ctx context.Context, st *stack.Stack)
 	if _, err := c.kube.CoreV1().ServiceAccounts(c.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create service account %s/%s: %w", c.ns, wiServiceAccount, err)
 	}
-	run := &wiRun{setup: *ws, authority: wi.Authority, clientID: id.ClientID, secret: ws.TokenFile == TokenFileSecret}
+	run := &wiRun{setup: *ws, authority: wi.Authority, clientID: id.ClientID, authorityHost: wi.AuthorityHost, secret: ws.TokenFile == TokenFileSecret}
 	if run.secret {
 		if err := writeWIToken(ctx, c.kube, c.ns, ws.ExpirationSeconds, true); err != nil {
 			return err
