@@ -109,10 +109,8 @@ func (c *clusterRun) waitResolver(ctx context.Context) (string, error) {
 					return "", fmt.Errorf("the DNS resolver's pod %s/%s ended (%s, exit %d): look at kubectl -n %s logs %s", c.ns, dnsResolverPod, t.Reason, t.ExitCode, c.ns, dnsResolverPod)
 				}
 			}
-			for _, cond := range p.Status.Conditions {
-				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && p.Status.PodIP != "" {
-					return p.Status.PodIP, nil
-				}
+			if podReady(*p) && p.Status.PodIP != "" {
+				return p.Status.PodIP, nil
 			}
 		}
 		select {

@@ -108,10 +108,8 @@ func (s *restartStep) apply(ctx context.Context, r *runner, _ Step) (func(contex
 			if p.Name == old[0].Name || p.DeletionTimestamp != nil {
 				continue
 			}
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					return nil, fmt.Sprintf("%s: new pod %s ready after %v", detail, p.Name, time.Since(from).Round(100*time.Millisecond)), nil
-				}
+			if podReady(p) {
+				return nil, fmt.Sprintf("%s: new pod %s ready after %v", detail, p.Name, time.Since(from).Round(100*time.Millisecond)), nil
 			}
 		}
 		select {

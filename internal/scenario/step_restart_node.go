@@ -294,6 +294,11 @@ func podRestartedSince(p corev1.Pod, since time.Time) bool {
 			return false
 		}
 	}
+	return podReady(p)
+}
+
+// podReady reports whether p's Ready condition is True.
+func podReady(p corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
