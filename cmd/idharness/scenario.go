@@ -159,7 +159,7 @@ on Ctrl-C too. A scenario using what a cluster cannot do fails, naming the field
 	fl.StringVar(&cf.node, "node", "", "in a cluster: the node whose fakeimds the run drives and where the pods run (default the last, a worker)")
 	fl.StringVar(&cf.namespace, "idh-namespace", fixtures.DefaultNamespace, "in a cluster: the namespace of the idharness stack")
 	fl.StringVar(&cf.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "in a cluster: idharness's cache directory, which holds the kind clusters' kubeconfigs (or IDHARNESS_CACHE_DIR)")
-	fl.DurationVar(&cf.lead, "lead", 0, "in a cluster: time the pods get to start before the workload does (default 10s + 0.5s per pod)")
+	fl.DurationVar(&cf.lead, "lead", 0, "in a cluster: how long the pods get to be ready (clients built) before the run fails; the workload starts once they all are (default 10s + 1s per pod, 40s more for client programs)")
 	return cmd
 }
 

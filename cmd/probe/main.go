@@ -68,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		startAt    = fs.String("start-at", "", "wait until this time (RFC 3339, e.g. 2026-01-02T15:04:05.5Z) before the first round; --duration counts from it, so that pods started one by one share a start")
 		startDelay = fs.Duration("start-delay", 0, "wait this long after the probe starts before the first round (with --start-at, whichever is later): an agent may not know a pod in its first second, and aad-pod-identity documents that applications retry then")
 		endAt      = fs.String("end-at", "", "stop at this time (RFC 3339), cutting off a call in progress as SIGTERM would; the summary line is still written")
+		startFile  = fs.String("start-file", "", "instead of --start-at and --end-at: once the clients are built, wait until this file holds the run's start (RFC 3339; an in-cluster scenario's runner writes it, through a downward API file of the pod's annotation, once every probe pod is ready); --start-offset and --end-offset count from it")
+		startOff   = fs.Duration("start-offset", 0, "with --start-file: the first round starts this long after the run's start")
+		endOff     = fs.Duration("end-offset", 0, "with --start-file: stop this long after the run's start (as --end-at); 0: no end")
+		readyPort  = fs.Int("ready-port", 0, "once the clients are built, accept and close TCP connections on this port until the first round, so that a startupProbe knows the probe is ready; 0: none")
 		tag        = fs.String("tag", "", "extra User-Agent token for every request, e.g. idharness-client/mi-1, so that the fake's journal attributes requests to this probe")
 		escapes    = fs.String("escape", "", "instead of the clients, send every escape attempt of this plan (internal/escape, base64url JSON) as raw HTTP and write one JSON line each")
 	)
@@ -90,6 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	start, end, err := parseWindow(*startAt, *endAt)
 	if err != nil {
+		return err
+	}
+	if err := checkStartFile(*startFile, *startAt, *endAt, *startOff, *endOff); err != nil {
 		return err
 	}
 	if *startDelay < 0 {
@@ -128,6 +135,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	defer r.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *readyPort > 0 {
+		ready, lerr := probe.ListenReady(*readyPort)
+		if lerr != nil {
+			return lerr
+		}
+		start, end, err = waitStartFile(ctx, *startFile, *startOff, *endOff, start, end)
+		// The port is for start-up only: closed before the first round.
+		_ = ready.Close()
+	} else {
+		start, end, err = waitStartFile(ctx, *startFile, *startOff, *endOff, start, end)
+	}
+	if err != nil {
+		return err
+	}
 	if !end.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, end)
@@ -165,6 +186,50 @@ func runEscapes(ctx context.Context, plan string, timeout time.Duration, stdout 
 		}
 	}
 	return nil
+}
+
+// maxStartWait bounds the wait for --start-file: far beyond any pod's
+// start-up (the runner gives them minutes).
+const maxStartWait = 15 * time.Minute
+
+// checkStartFile rejects --start-file beside --start-at or --end-at (two
+// starts), and the offsets without it or negative.
+func checkStartFile(file, startAt, endAt string, startOff, endOff time.Duration) error {
+	switch {
+	case file != "" && (startAt != "" || endAt != ""):
+		return errors.New("--start-file sets the start and end: drop --start-at and --end-at, or use --start-offset and --end-offset")
+	case file == "" && (startOff != 0 || endOff != 0):
+		return errors.New("--start-offset and --end-offset count from --start-file's time: give --start-file, or use --start-at and --end-at")
+	case startOff < 0 || endOff < 0:
+		return fmt.Errorf("--start-offset %s and --end-offset %s must not be negative", startOff, endOff)
+	case endOff != 0 && endOff <= startOff:
+		return fmt.Errorf("--end-offset %s is not after --start-offset %s", endOff, startOff)
+	}
+	return nil
+}
+
+// waitStartFile, when file is set, waits for the run's start in it and
+// returns the window it gives (the later of it and start, which
+// --start-delay set, and the end); with no file it returns start and end.
+func waitStartFile(ctx context.Context, file string, startOff, endOff time.Duration, start, end time.Time) (time.Time, time.Time, error) {
+	if file == "" {
+		return start, end, nil
+	}
+	// A runner that died before writing the start leaves no pod waiting
+	// for ever.
+	ctx, cancel := context.WithTimeout(ctx, maxStartWait)
+	defer cancel()
+	zero, err := probe.WaitStart(ctx, file)
+	if err != nil {
+		return start, end, err
+	}
+	if s := zero.Add(startOff); s.After(start) {
+		start = s
+	}
+	if endOff > 0 {
+		end = zero.Add(endOff)
+	}
+	return start, end, nil
 }
 
 // parseWindow reads --start-at and --end-at; either may be empty.

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,13 +121,93 @@ func TestProbeBinary(t *testing.T) {
 	})
 	t.Run("usage errors exit 2", func(t *testing.T) {
 		for _, args := range [][]string{{"--identity", "me"}, {"--client", "curl"}, {"--mode", "arc"}, {"extra"},
-			{"--start-at", "soon"}, {"--end-at", "2026-01-02T15:04:05Z", "--start-at", "2026-01-02T15:04:06Z"}} {
+			{"--start-at", "soon"}, {"--end-at", "2026-01-02T15:04:05Z", "--start-at", "2026-01-02T15:04:06Z"},
+			{"--start-file", "/x", "--start-at", "2026-01-02T15:04:05Z"}, {"--start-offset", "1s"},
+			{"--start-file", "/x", "--start-offset", "-1s"}, {"--start-file", "/x", "--start-offset", "2s", "--end-offset", "1s"}} {
 			_, sum, code, stderr := runBinary(t, nil, args...)
 			if code != 2 || sum != nil || !strings.HasPrefix(stderr, "probe: ") {
 				t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
 			}
 		}
 	})
+}
+
+// TestProbeStartFile checks the handshake of an in-cluster scenario's
+// probe: the ready port answers only once the clients are built, the
+// probe waits for the start file (missing, then empty, then a time),
+// starts at the time plus --start-offset and ends at --end-offset; and
+// the port is closed when the rounds begin. A file holding no time
+// fails the probe.
+func TestProbeStartFile(t *testing.T) {
+	_, a := fakeimdstest.Start(t, nil)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "start")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	type out struct {
+		res  []probe.Result
+		sum  *probe.Summary
+		code int
+		err  string
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, sum, code, stderr := runBinary(t, nil, "--imds-addr", a.IMDS, "--client", "raw", "--duration", "1m", "--interval", "500ms",
+			"--start-file", file, "--start-offset", "300ms", "--end-offset", "1500ms", "--ready-port", strconv.Itoa(port))
+		done <- out{res, sum, code, stderr}
+	}()
+	dial := func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for dial() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the ready port never answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil { // the annotation exists, empty
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-done:
+		t.Fatalf("the probe ran before its start was written: %+v", o)
+	default:
+	}
+	zero := time.Now().Add(500 * time.Millisecond)
+	if err := os.WriteFile(file, []byte(zero.UTC().Format(time.RFC3339Nano)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	if o.code != 0 || o.sum == nil {
+		t.Fatalf("exit %d, summary %v, stderr %s", o.code, o.sum, o.err)
+	}
+	start := zero.Add(300 * time.Millisecond)
+	if first := o.res[0].Time; first.Before(start) || first.After(start.Add(300*time.Millisecond)) {
+		t.Errorf("first attempt at %v, want just after the start file's time plus --start-offset, %v", first, start)
+	}
+	if len(o.res) < 2 || len(o.res) > 4 || !o.sum.Interrupted || o.sum.Time.After(zero.Add(2*time.Second)) {
+		t.Errorf("%d attempts, summary %+v: want 2-4 and an end at --end-offset", len(o.res), o.sum)
+	}
+	if dial() == nil {
+		t.Error("the ready port still answers after the start")
+	}
+
+	if err := os.WriteFile(file, []byte("soon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, sum, code, stderr := runBinary(t, nil, "--imds-addr", a.IMDS, "--client", "raw", "--start-file", file); code != 2 || sum != nil || !strings.Contains(stderr, "want an RFC 3339 time") {
+		t.Errorf("a start file holding no time: exit %d, stderr %q", code, stderr)
+	}
 }
 
 // TestProbeWindow checks --start-at, --end-at and --tag, which let the

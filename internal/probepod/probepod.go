@@ -7,10 +7,15 @@
 package probepod
 
 import (
+	"encoding/json"
+	"fmt"
+	"path"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Container is the name of the probe's container, whose log holds the
@@ -37,6 +42,37 @@ type Spec struct {
 	// Labels and Annotations are added to the pod's own.
 	Labels      map[string]string
 	Annotations map[string]string
+	// Gated holds the probe, once its clients are built, until the
+	// pod's StartAnnotation holds the run's start: the pod answers its
+	// startupProbe (so that it shows Ready) only then, and the runner
+	// sets the annotation once every pod of the run is Ready (SetStart).
+	// Args then give --start-offset and --end-offset, not --start-at.
+	Gated bool
+}
+
+// StartAnnotation carries a gated probe's start (RFC 3339), set by the
+// runner; the kubelet projects it into StartFile.
+const StartAnnotation = "idharness.io/start"
+
+// StartFile is where a gated probe reads its start: a downward API file.
+const StartFile = startDir + "/start"
+
+// startDir is the mount of the downward API volume that holds StartFile.
+const startDir = "/etc/idharness"
+
+// ReadyPort is the port on which a gated probe answers its startupProbe
+// until the start. Nothing else in a probe pod listens.
+const ReadyPort = 17070
+
+// ReadyBound bounds how long a gated probe may take to be ready (the
+// startupProbe's failure threshold at one check a second): far beyond a
+// cold JVM on a loaded node; the runner's own bound (--lead) is shorter.
+const ReadyBound = 10 * time.Minute
+
+// StartPatch is the merge patch that sets a gated probe pod's start.
+func StartPatch(start time.Time) []byte {
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{StartAnnotation: start.UTC().Format(time.RFC3339Nano)}}})
+	return b
 }
 
 // Pod returns the pod for s.
@@ -67,8 +103,38 @@ func Pod(s Spec) *corev1.Pod {
 		pod.Labels[k] = v
 	}
 	pod.Annotations = s.Annotations
+	if s.Gated {
+		gate(pod)
+	}
 	return pod
 }
+
+// gate makes pod a gated probe's: the start's volume, the flags that
+// read it and the startupProbe on ReadyPort.
+func gate(pod *corev1.Pod) {
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[StartAnnotation] = ""
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: startVolume, VolumeSource: corev1.VolumeSource{
+		DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{
+			Path:     path.Base(StartFile),
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + StartAnnotation + "']"},
+		}}},
+	}})
+	c := &pod.Spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: startVolume, MountPath: startDir, ReadOnly: true})
+	c.Args = append(c.Args, "--start-file="+StartFile, fmt.Sprintf("--ready-port=%d", ReadyPort))
+	c.StartupProbe = &corev1.Probe{
+		ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(ReadyPort)}},
+		PeriodSeconds:    1,
+		TimeoutSeconds:   1,
+		FailureThreshold: int32(ReadyBound / time.Second),
+	}
+}
+
+// startVolume names the volume that holds StartFile.
+const startVolume = "idharness-start"
 
 func sortedKeys(m map[string]string) []string {
 	out := make([]string, 0, len(m))

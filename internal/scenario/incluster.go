@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -55,8 +56,10 @@ type ClusterOptions struct {
 	// Cluster names the cluster in the result (a kind cluster's name or
 	// a kubeconfig's path).
 	Cluster string
-	// Lead is how long after the pods are created the workload starts;
-	// zero picks DefaultLead for the number of pods.
+	// Lead bounds how long the pods, once created, may take to be ready
+	// (their clients built); the workload starts StartMargin after they
+	// all are. Zero picks DefaultLead for the number of pods (and
+	// ProgramLead more for client programs).
 	Lead time.Duration
 	// StartGate, when set, is held (a send) from the creation of the
 	// run's namespace until its pods run, and released (a receive) then:
@@ -71,7 +74,7 @@ type ClusterOptions struct {
 // each reads the journal through the API server.
 const ProgressEvery = 5 * time.Second
 
-// DefaultLead is the time the pods of an in-cluster run get to start:
+// DefaultLead is the time the pods of an in-cluster run get to be ready:
 // 10 s, and a second more per pod. Half a second per pod was too little
 // for a 32-pod storm on a node of a 2-core machine running four other
 // plays (22 of 32 running after 26 s, in a clean-clone CI run).
@@ -328,6 +331,8 @@ type podPlan struct {
 	labels map[string]string
 	// wi: the pod is a workload identity pod (setup.workloadIdentity).
 	wi bool
+	// first is when its client's first call starts, from the run's start.
+	first time.Duration
 }
 
 // scenarioLabel labels each probe pod with its scenario's id.
@@ -335,10 +340,11 @@ const scenarioLabel = "idharness.io/scenario"
 
 // planPods maps each client of the workload to its probe pod's flags:
 // kind to --client, identity to --identity, every to --interval, timeout
-// to --timeout, and the run's start (t0) plus the client's offset to
-// --start-at, so that pods created one by one start on one clock.
-func (r *runner) planPods(t0 time.Time) []podPlan {
-	end := t0.Add(r.s.Duration())
+// to --timeout, and the client's offset to --start-offset and the
+// workload's end to --end-offset, both from the run's start, which the
+// pods learn once they are all ready (probepod.Spec.Gated), so that pods
+// created one by one start on one clock.
+func (r *runner) planPods() []podPlan {
 	var out []podPlan
 	reg, _ := registry()
 	for _, g := range r.s.Workload.Clients {
@@ -374,8 +380,8 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 				"--interval=" + g.Every.Duration.String(),
 				"--duration=" + (r.s.Duration() - first).String(),
 				"--timeout=" + timeout.String(),
-				"--start-at=" + t0.Add(first).UTC().Format(time.RFC3339Nano),
-				"--end-at=" + end.UTC().Format(time.RFC3339Nano),
+				"--start-offset=" + first.String(),
+				"--end-offset=" + r.s.Duration().String(),
 				"--tag=" + clientTag + name,
 			}
 			if g.Parallel > 1 {
@@ -389,7 +395,7 @@ func (r *runner) planPods(t0 time.Time) []podPlan {
 			}
 			out = append(out, podPlan{
 				client: ClientResult{Name: name, Group: g.Name, Client: g.Client, Language: language, Identity: expect, Resource: resource},
-				pod:    "probe-" + name, args: args, program: program, labels: g.Labels, wi: g.WorkloadIdentity,
+				pod:    "probe-" + name, args: args, program: program, labels: g.Labels, wi: g.WorkloadIdentity, first: first,
 			})
 		}
 	}
@@ -474,7 +480,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	r := c.r
 	// Progress lines count from here until the workload's start is set.
 	r.start = time.Now()
-	plans := r.planPods(time.Time{})
+	plans := r.planPods()
 	r.printf("scenario %s: %s (in-cluster: node %s, seed %d, %d pods, %v)", r.s.ID, r.s.Title, c.node, c.seed, len(plans), r.s.Duration())
 	if r.s.Setup.Seed != 0 && r.s.Setup.Seed != c.seed {
 		r.printf("note: the node's seed is %d, not the scenario's %d; no rule of the scenario draws random numbers", c.seed, r.s.Setup.Seed)
@@ -513,9 +519,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if lead <= 0 {
 		lead = r.s.defaultLead(len(plans))
 	}
-	t0 := time.Now().Add(lead).Truncate(time.Millisecond)
-	r.start = t0
-	plans = r.planPods(t0)
+	plans = r.planPods()
 	for _, p := range plans {
 		r.clientNames = append(r.clientNames, p.client.Name)
 	}
@@ -534,8 +538,8 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		}
 		pods[p.client.Name] = p.pod
 	}
-	r.printf("%d probe pods created in %s on %s; the workload starts at %s", len(plans), c.ns, c.node, t0.UTC().Format("15:04:05.000"))
-	err := c.waitRunning(ctx, len(plans), t0)
+	r.printf("%d probe pods created in %s on %s; the workload starts once they are all ready (at most %s)", len(plans), c.ns, c.node, lead.Round(time.Second))
+	err := c.waitReady(ctx, len(plans), time.Now().Add(lead))
 	release()
 	if err != nil {
 		return nil, err
@@ -544,6 +548,12 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if err := r.attributePods(ctx); err != nil {
 		return nil, err
 	}
+	t0, err := c.setStart(ctx, plans)
+	if err != nil {
+		return nil, err
+	}
+	r.start = t0
+	r.printf("the workload starts at %s", t0.UTC().Format("15:04:05.000"))
 	res := &Result{Scenario: r.s.ID, Title: r.s.Title, File: r.s.file, Seed: c.seed, Started: t0,
 		InCluster: &InCluster{Cluster: c.cluster, Node: c.node, Namespace: c.ns, Pods: pods}}
 	end := t0.Add(r.s.Duration())
@@ -559,6 +569,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 	if err := c.waitDone(ctx, len(plans), time.Minute); err != nil {
 		return nil, err
 	}
+	first := map[string]time.Duration{}
 	for _, p := range plans {
 		lines, err := c.probeLines(ctx, p)
 		if err != nil {
@@ -569,6 +580,10 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		r.mu.Lock()
 		r.clients = append(r.clients, &cr)
 		r.mu.Unlock()
+		first[cr.Name] = p.first
+	}
+	if err := lateStarts(r.clients, first); err != nil {
+		return nil, err
 	}
 	return r.finish(ctx, res)
 }
@@ -579,7 +594,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 // goes on with the same --start-at and --end-at to the workload's end.
 func (s *Scenario) probePod(p podPlan, namespace, node, image string) *corev1.Pod {
 	pod := probepod.Pod(probepod.Spec{Name: p.pod, Namespace: namespace, Node: node, Image: image, Args: p.args, Env: p.env,
-		Labels: podLabels(p.labels, s.ID)})
+		Labels: podLabels(p.labels, s.ID), Gated: true})
 	if s.restartsNode() {
 		pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	}
@@ -879,37 +894,37 @@ func (r *runner) configureNode(ctx context.Context, node string) error {
 	return nil
 }
 
-// waitRunning waits until every probe pod runs, which must happen
-// before t0: a pod starting late would miss the workload's start.
-func (c *clusterRun) waitRunning(ctx context.Context, n int, t0 time.Time) error {
+// waitReady waits until every probe pod is ready (its clients built:
+// probepod.Spec.Gated), which must happen by deadline.
+func (c *clusterRun) waitReady(ctx context.Context, n int, deadline time.Time) error {
 	last := time.Time{}
 	for {
 		pods, err := c.probePods(ctx)
 		if err != nil {
 			return fmt.Errorf("list the probe pods in %s: %w", c.ns, err)
 		}
-		running, waiting := 0, map[string]int{}
+		ready, waiting := 0, map[string]int{}
 		for _, p := range pods.Items {
-			switch p.Status.Phase {
-			case corev1.PodRunning, corev1.PodSucceeded:
-				running++
-				continue
-			case corev1.PodFailed:
+			switch {
+			case p.Status.Phase == corev1.PodFailed:
 				// The probe exits early only on bad usage: its log says why.
 				log, _ := c.kube.CoreV1().Pods(c.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
 				return fmt.Errorf("probe pod %s/%s failed before the workload's start; its log:\n%s", c.ns, p.Name, tail(log, 2000))
+			case podReady(p):
+				ready++
+				continue
 			}
 			waiting[podWaitReason(p)]++
 		}
-		if running == n {
-			c.r.printf("%d/%d pods running, %.1fs before the start", running, n, time.Until(t0).Seconds())
+		if ready == n {
+			c.r.printf("%d/%d pods ready", ready, n)
 			return nil
 		}
-		if !time.Now().Before(t0) {
-			return fmt.Errorf("%d of %d probe pods in %s on %s were not running at the workload's start (%s); the node is slow or overloaded: try again, or give the pods more time with --lead", n-running, n, c.ns, c.node, reasons(waiting))
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%d of %d probe pods in %s on %s were not ready (clients built) in time (%s); the node is slow or overloaded: try again, or give the pods more time with --lead", n-ready, n, c.ns, c.node, reasons(waiting))
 		}
 		if time.Since(last) >= ProgressEvery {
-			c.r.printf("%d/%d pods running (%s)", running, n, reasons(waiting))
+			c.r.printf("%d/%d pods ready (%s)", ready, n, reasons(waiting))
 			last = time.Now()
 		}
 		select {
@@ -918,6 +933,52 @@ func (c *clusterRun) waitRunning(ctx context.Context, n int, t0 time.Time) error
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// StartMargin is the time between the runner's choice of the run's
+// start and the start: enough to write the start into every probe pod's
+// annotation and for the kubelet to project it into the pod's file
+// (0.5-1.0 s measured on a kind node, a second more under load). A pod
+// that learns it late starts late, which the run reports (lateStarts).
+func StartMargin(pods int) time.Duration {
+	return 3*time.Second + time.Duration(pods)*30*time.Millisecond
+}
+
+// setStart chooses the run's start, StartMargin from now, and writes it
+// into every probe pod (probepod.StartAnnotation), which starts them.
+func (c *clusterRun) setStart(ctx context.Context, plans []podPlan) (time.Time, error) {
+	t0 := time.Now().Add(StartMargin(len(plans))).Truncate(time.Millisecond)
+	patch := probepod.StartPatch(t0)
+	for _, p := range plans {
+		if _, err := c.kube.CoreV1().Pods(c.ns).Patch(ctx, p.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return t0, fmt.Errorf("set the start of probe pod %s/%s: %w", c.ns, p.pod, err)
+		}
+	}
+	return t0, nil
+}
+
+// StartTolerance is how much later than planned a client's first call
+// may start before the run reports that its pod learned the start late.
+const StartTolerance = time.Second
+
+// lateStarts returns an error naming the clients whose first call
+// started more than StartTolerance after their planned start (the run's
+// start plus the client's offset): their pod learned the start late, and
+// the run did not play what the scenario says.
+func lateStarts(clients []*ClientResult, first map[string]time.Duration) error {
+	var late []string
+	for _, cr := range clients {
+		if len(cr.Attempts) == 0 {
+			continue
+		}
+		if d := cr.Attempts[0].Start.D() - first[cr.Name]; d > StartTolerance {
+			late = append(late, fmt.Sprintf("%s %s late", cr.Name, d.Round(time.Millisecond)))
+		}
+	}
+	if len(late) == 0 {
+		return nil
+	}
+	return fmt.Errorf("probe pods began their first call after their start (%s): their node projected the start into them late; the node is slow or overloaded: try again", strings.Join(late, ", "))
 }
 
 // probePods lists the run's probe pods: its namespace also holds pods

@@ -1,7 +1,9 @@
 package scenario
 
 import (
+	"context"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/yamlfile"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // clusterScenario has one group of every kind and every way of naming
@@ -62,24 +66,23 @@ func TestPlanPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &runner{s: s, cfg: cfg, nonce: "n1", system: system}
-	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
-	plans := r.planPods(t0)
+	plans := r.planPods()
 	webRID := "/subscriptions/00000000-0000-4000-8000-00000000c1a5/resourceGroups/rg-kind/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web"
 	cases := []struct {
 		pod, client, identity, resource, interval, duration, timeout, startAt, expect string
 		env                                                                           map[string]string
 	}{
 		{"probe-mi-1", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-1",
-			"2s", "19s", "20s", "2026-01-02T15:04:06Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+			"2s", "19s", "20s", "1s", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 		// spread 4s over 2 clients: the second starts 2 s after the first.
 		{"probe-mi-2", "azidentity-mi", "client_id=3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", "https://management.azure.com/idharness/n1/mi-2",
-			"2s", "17s", "20s", "2026-01-02T15:04:08Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+			"2s", "17s", "20s", "3s", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 		{"probe-dac-1", "azidentity-default", "system", "https://management.azure.com/idharness/n1/dac-1",
-			"5s", "20s", "20s", "2026-01-02T15:04:05Z", "5b1c3f1a-0000-4000-8000-000000000001", nil},
+			"5s", "20s", "20s", "0s", "5b1c3f1a-0000-4000-8000-000000000001", nil},
 		{"probe-msal-1", "msal-mi", "object_id=4d2a0b8f-3c5e-4f70-9b2c-0d1e2f3a4b02", "https://management.azure.com/idharness/n1/msal-1",
-			"3s", "20s", "10s", "2026-01-02T15:04:05Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+			"3s", "20s", "10s", "0s", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 		{"probe-raw-1", "raw", "resource_id=" + webRID, "https://vault.azure.net/idharness/n1/raw-1",
-			"1s", "20s", "20s", "2026-01-02T15:04:05Z", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
+			"1s", "20s", "20s", "0s", "3c1f9a7e-2b4d-4e6f-8a1b-9c0d1e2f3a01", nil},
 	}
 	if len(plans) != len(cases) {
 		t.Fatalf("%d pods, want %d: %+v", len(plans), len(cases), plans)
@@ -89,10 +92,13 @@ func TestPlanPods(t *testing.T) {
 		name := strings.TrimPrefix(c.pod, "probe-")
 		t.Run(name, func(t *testing.T) {
 			want := []string{"--client=" + c.client, "--identity=" + c.identity, "--resource=" + c.resource, "--interval=" + c.interval,
-				"--duration=" + c.duration, "--timeout=" + c.timeout, "--start-at=" + c.startAt, "--end-at=2026-01-02T15:04:25Z",
+				"--duration=" + c.duration, "--timeout=" + c.timeout, "--start-offset=" + c.startAt, "--end-offset=20s",
 				"--tag=idharness-client/" + name}
 			if p.pod != c.pod || !reflect.DeepEqual(p.args, want) || !reflect.DeepEqual(p.env, c.env) {
 				t.Errorf("pod %s args %q env %v\nwant %s args %q env %v", p.pod, p.args, p.env, c.pod, want, c.env)
+			}
+			if first, _ := time.ParseDuration(c.startAt); p.first != first {
+				t.Errorf("first call at %s, want %s", p.first, first)
 			}
 			if p.client.Name != name || p.client.Identity != c.expect || p.client.Resource != c.resource {
 				t.Errorf("client %+v", p.client)
@@ -293,7 +299,7 @@ expect:
 		t.Fatalf("CheckCluster: %v", err)
 	}
 	r := &runner{s: s, nonce: "n1", source: map[string]string{}}
-	plans := r.planPods(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
+	plans := r.planPods()
 	if len(plans) != 2 || plans[0].program != "python-azure-identity" || plans[0].client.Language != "python" || plans[1].program != "" || plans[1].client.Language != "go" {
 		t.Fatalf("plans %+v", plans)
 	}
@@ -303,5 +309,54 @@ expect:
 	err = checkClientImages(s, nil)
 	if err == nil || !strings.Contains(err.Error(), "--client-images python-azure-identity") {
 		t.Errorf("without the image: %v, want the command that deploys it", err)
+	}
+}
+
+// TestLateStarts: a client whose first call began more than
+// StartTolerance after its planned start (the run's start plus its
+// offset) makes the run fail; one on time, one offset by its spread and
+// one that made no call do not.
+func TestLateStarts(t *testing.T) {
+	cr := func(name string, first ...time.Duration) *ClientResult {
+		c := &ClientResult{Name: name}
+		for _, f := range first {
+			c.Attempts = append(c.Attempts, Attempt{Start: Millis(f)})
+		}
+		return c
+	}
+	offsets := map[string]time.Duration{"a-1": 0, "a-2": 2 * time.Second, "none-1": 0, "late-1": 0}
+	ok := []*ClientResult{cr("a-1", 40*time.Millisecond), cr("a-2", 2900*time.Millisecond), cr("none-1")}
+	if err := lateStarts(ok, offsets); err != nil {
+		t.Errorf("on time: %v", err)
+	}
+	err := lateStarts(append(ok, cr("late-1", 1500*time.Millisecond, 2*time.Second)), offsets)
+	if err == nil || !strings.Contains(err.Error(), "late-1 1.5s late") || strings.Contains(err.Error(), "a-2") {
+		t.Errorf("late: %v", err)
+	}
+}
+
+// TestWaitReady: running is not enough, the probe must have said it is
+// ready (its startupProbe passed); a pod not ready by the deadline fails
+// the wait with its reason and the flag that gives more time.
+func TestWaitReady(t *testing.T) {
+	s := mustParse(t, clusterScenario)
+	pod := func(name string, ready bool) *corev1.Pod {
+		p := s.probePod(podPlan{pod: name}, "run", "w", "img")
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+		if ready {
+			p.Status.Conditions[0].Status = corev1.ConditionTrue
+		}
+		return p
+	}
+	ctx := context.Background()
+	c := &clusterRun{r: &runner{progress: io.Discard}, kube: fake.NewClientset(pod("probe-a-1", true), pod("probe-a-2", true)), ns: "run", node: "w"}
+	if err := c.waitReady(ctx, 2, time.Now()); err != nil {
+		t.Errorf("both ready: %v", err)
+	}
+	c.kube = fake.NewClientset(pod("probe-a-1", true), pod("probe-a-2", false))
+	err := c.waitReady(ctx, 2, time.Now().Add(600*time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 probe pods") || !strings.Contains(err.Error(), "--lead") {
+		t.Errorf("one running, not ready: %v", err)
 	}
 }

@@ -178,22 +178,26 @@ func TestDNSRunPoint(t *testing.T) {
 // TestProbePodsLeaveTheResolverOut: the run's DNS resolver shares the
 // namespace with the probe pods, and must not count as one. Counted, a
 // run of 2 probes with the resolver running saw 3 running pods and
-// failed with "-1 of 2 probe pods were not running".
+// failed with "-1 of 2 probe pods were not running" (now: not ready).
 func TestProbePodsLeaveTheResolverOut(t *testing.T) {
 	ctx := context.Background()
 	s, err := LoadFile("../../scenarios/authority-dns-nxdomain.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	running := func(p *corev1.Pod) *corev1.Pod { p.Status.Phase = corev1.PodRunning; return p }
+	running := func(p *corev1.Pod) *corev1.Pod {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		return p
+	}
 	kube := fake.NewClientset(
 		running(s.probePod(podPlan{pod: "probe-go-1"}, "run", "w", "img")),
 		running(s.probePod(podPlan{pod: "probe-py-1"}, "run", "w", "img")),
 		running(dnsfault.Pod(dnsfault.PodSpec{Name: dnsResolverPod, Namespace: "run", Node: "w", Image: "fakeimds"})))
 	var out strings.Builder
 	c := &clusterRun{r: &runner{progress: &out}, kube: kube, ns: "run", node: "w"}
-	if err := c.waitRunning(ctx, 2, time.Now()); err != nil {
-		t.Errorf("waitRunning: %v", err)
+	if err := c.waitReady(ctx, 2, time.Now()); err != nil {
+		t.Errorf("waitReady: %v", err)
 	}
 	if got := c.podStatus(ctx); got != "pods running: 2" {
 		t.Errorf("podStatus = %q, want the 2 probes alone", got)

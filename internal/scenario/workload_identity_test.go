@@ -156,7 +156,7 @@ func TestWIProbeArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &runner{s: s, nonce: "n1", source: map[string]string{}}
-	for _, p := range r.planPods(time.Now()) {
+	for _, p := range r.planPods() {
 		if !p.wi || !slices.Contains(p.args, "--mode=workload-identity") || !slices.Contains(p.args, "--ca-file="+wiCADir+"/ca.crt") {
 			t.Errorf("pod %s: wi %v, args %v", p.pod, p.wi, p.args)
 		}
@@ -166,7 +166,7 @@ func TestWIProbeArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = &runner{s: imds, nonce: "n1", source: map[string]string{}}
-	for _, p := range r.planPods(time.Now()) {
+	for _, p := range r.planPods() {
 		if p.wi || slices.ContainsFunc(p.args, func(a string) bool { return strings.HasPrefix(a, "--mode=") }) {
 			t.Errorf("IMDS pod %s: wi %v, args %v", p.pod, p.wi, p.args)
 		}

@@ -134,7 +134,7 @@ expect:
 		t.Fatal(err)
 	}
 	r := &runner{s: s, cfg: cfg, nonce: "n1", system: system, kube: &kubeEnv{vaultURL: "http://vault.idharness.svc"}}
-	plans := r.planPods(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
+	plans := r.planPods()
 	for _, tc := range []struct {
 		i                 int
 		has, lacks        []string
