@@ -69,6 +69,14 @@ const ReadyPort = 17070
 // cold JVM on a loaded node; the runner's own bound (--lead) is shorter.
 const ReadyBound = 10 * time.Minute
 
+// NudgePatch is a merge patch that changes nothing the probe reads (the
+// n-th value of another annotation) yet is an update of the pod, which
+// makes its kubelet sync it and project StartAnnotation again.
+func NudgePatch(n int) []byte {
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{StartAnnotation + "-nudge": fmt.Sprint(n)}}})
+	return b
+}
+
 // StartPatch is the merge patch that sets a gated probe pod's start.
 func StartPatch(start time.Time) []byte {
 	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{StartAnnotation: start.UTC().Format(time.RFC3339Nano)}}})

@@ -582,7 +582,7 @@ func (c *clusterRun) run(ctx context.Context) (*Result, error) {
 		r.mu.Unlock()
 		first[cr.Name] = p.first
 	}
-	if err := lateStarts(r.clients, first); err != nil {
+	if err := lateStarts(r.clients, first, r.s.Duration()); err != nil {
 		return nil, err
 	}
 	return r.finish(ctx, res)
@@ -941,20 +941,67 @@ func (c *clusterRun) waitReady(ctx context.Context, n int, deadline time.Time) e
 // (0.5-1.0 s measured on a kind node, a second more under load). A pod
 // that learns it late starts late, which the run reports (lateStarts).
 func StartMargin(pods int) time.Duration {
-	return 3*time.Second + time.Duration(pods)*30*time.Millisecond
+	return 3500*time.Millisecond + time.Duration(pods)*30*time.Millisecond
 }
 
 // setStart chooses the run's start, StartMargin from now, and writes it
 // into every probe pod (probepod.StartAnnotation), which starts them.
+// The kubelet projects an annotation into a downward API file on the
+// pod's next sync, and that sync can miss the change (kubernetes#29633,
+// #59813: the volume manager may remount with the pod it had), leaving
+// the file stale until the periodic sync a minute later: one of 50 pods
+// of IDH-CHAOS-0004 learned its start after the workload's end. So the
+// runner then updates every pod again (startNudges times, a second
+// apart, while the start is still StartNudgeSlack away), each update a
+// sync that projects the start again.
 func (c *clusterRun) setStart(ctx context.Context, plans []podPlan) (time.Time, error) {
 	t0 := time.Now().Add(StartMargin(len(plans))).Truncate(time.Millisecond)
-	patch := probepod.StartPatch(t0)
-	for _, p := range plans {
-		if _, err := c.kube.CoreV1().Pods(c.ns).Patch(ctx, p.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			return t0, fmt.Errorf("set the start of probe pod %s/%s: %w", c.ns, p.pod, err)
+	if err := c.patchPods(ctx, plans, probepod.StartPatch(t0)); err != nil {
+		return t0, fmt.Errorf("set the start of the probe pods: %w", err)
+	}
+	for i := 1; i <= startNudges; i++ {
+		at := t0.Add(-StartMargin(len(plans)) + time.Duration(i)*time.Second)
+		if at.After(t0.Add(-StartNudgeSlack)) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return t0, fmt.Errorf("run interrupted: %w", ctx.Err())
+		case <-time.After(time.Until(at)):
+		}
+		if err := c.patchPods(ctx, plans, probepod.NudgePatch(i)); err != nil {
+			return t0, fmt.Errorf("update the probe pods again: %w", err)
 		}
 	}
 	return t0, nil
+}
+
+// startNudges is how many times setStart updates the pods again.
+const startNudges = 2
+
+// StartNudgeSlack is how long before the start the last update must be
+// sent: the kubelet's projection takes 0.5-1.0 s.
+const StartNudgeSlack = 1500 * time.Millisecond
+
+// patchPods applies patch to every probe pod, a few at a time: 50 pods
+// one by one took 3.6 s on a loaded node, most of StartMargin.
+func (c *clusterRun) patchPods(ctx context.Context, plans []podPlan, patch []byte) error {
+	errs := make([]error, len(plans))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, p := range plans {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := c.kube.CoreV1().Pods(c.ns).Patch(ctx, p.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				errs[i] = fmt.Errorf("probe pod %s/%s: %w", c.ns, p.pod, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // StartTolerance is how much later than planned a client's first call
@@ -963,16 +1010,19 @@ const StartTolerance = time.Second
 
 // lateStarts returns an error naming the clients whose first call
 // started more than StartTolerance after their planned start (the run's
-// start plus the client's offset): their pod learned the start late, and
-// the run did not play what the scenario says.
-func lateStarts(clients []*ClientResult, first map[string]time.Duration) error {
+// start plus the client's offset), or that made none though planned to
+// start within the workload: their pod learned the start late (or never),
+// and the run did not play what the scenario says.
+func lateStarts(clients []*ClientResult, first map[string]time.Duration, workload time.Duration) error {
 	var late []string
 	for _, cr := range clients {
-		if len(cr.Attempts) == 0 {
-			continue
-		}
-		if d := cr.Attempts[0].Start.D() - first[cr.Name]; d > StartTolerance {
-			late = append(late, fmt.Sprintf("%s %s late", cr.Name, d.Round(time.Millisecond)))
+		f := first[cr.Name]
+		switch {
+		case len(cr.Attempts) == 0 && f < workload:
+			late = append(late, cr.Name+" never")
+		case len(cr.Attempts) == 0:
+		case cr.Attempts[0].Start.D()-f > StartTolerance:
+			late = append(late, fmt.Sprintf("%s %s late", cr.Name, (cr.Attempts[0].Start.D()-f).Round(time.Millisecond)))
 		}
 	}
 	if len(late) == 0 {

@@ -12,9 +12,12 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/yamlfile"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -315,7 +318,8 @@ expect:
 // TestLateStarts: a client whose first call began more than
 // StartTolerance after its planned start (the run's start plus its
 // offset) makes the run fail; one on time, one offset by its spread and
-// one that made no call do not.
+// one planned to start at the workload's end that made no call do not;
+// one planned within it that made none does.
 func TestLateStarts(t *testing.T) {
 	cr := func(name string, first ...time.Duration) *ClientResult {
 		c := &ClientResult{Name: name}
@@ -324,14 +328,20 @@ func TestLateStarts(t *testing.T) {
 		}
 		return c
 	}
-	offsets := map[string]time.Duration{"a-1": 0, "a-2": 2 * time.Second, "none-1": 0, "late-1": 0}
-	ok := []*ClientResult{cr("a-1", 40*time.Millisecond), cr("a-2", 2900*time.Millisecond), cr("none-1")}
-	if err := lateStarts(ok, offsets); err != nil {
+	offsets := map[string]time.Duration{"a-1": 0, "a-2": 2 * time.Second, "after-1": time.Minute, "late-1": 0, "never-1": 0}
+	ok := []*ClientResult{cr("a-1", 40*time.Millisecond), cr("a-2", 2900*time.Millisecond), cr("after-1")}
+	if err := lateStarts(ok, offsets, time.Minute); err != nil {
 		t.Errorf("on time: %v", err)
 	}
-	err := lateStarts(append(ok, cr("late-1", 1500*time.Millisecond, 2*time.Second)), offsets)
+	err := lateStarts(append(ok, cr("late-1", 1500*time.Millisecond, 2*time.Second)), offsets, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "late-1 1.5s late") || strings.Contains(err.Error(), "a-2") {
 		t.Errorf("late: %v", err)
+	}
+	// IDH-CHAOS-0004 once had a pod that learned its start after the
+	// workload's end: no call at all, which must not pass for a client
+	// that merely got no token.
+	if err := lateStarts(append(ok, cr("never-1")), offsets, time.Minute); err == nil || !strings.Contains(err.Error(), "never-1 never") {
+		t.Errorf("never started: %v", err)
 	}
 }
 
@@ -358,5 +368,40 @@ func TestWaitReady(t *testing.T) {
 	err := c.waitReady(ctx, 2, time.Now().Add(600*time.Millisecond))
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 probe pods") || !strings.Contains(err.Error(), "--lead") {
 		t.Errorf("one running, not ready: %v", err)
+	}
+}
+
+// TestSetStart: every probe pod gets the start, then the nudges while
+// the start is still StartNudgeSlack away (the kubelet's projection can
+// miss one update).
+func TestSetStart(t *testing.T) {
+	s := mustParse(t, clusterScenario)
+	var objs []runtime.Object
+	var plans []podPlan
+	for _, n := range []string{"probe-a-1", "probe-a-2", "probe-b-1"} {
+		plans = append(plans, podPlan{pod: n})
+		objs = append(objs, s.probePod(podPlan{pod: n}, "run", "w", "img"))
+	}
+	kube := fake.NewClientset(objs...)
+	c := &clusterRun{r: &runner{progress: io.Discard}, kube: kube, ns: "run", node: "w"}
+	before := time.Now()
+	t0, err := c.setStart(context.Background(), plans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := StartMargin(3); t0.Before(before.Add(m-10*time.Millisecond)) || time.Until(t0) < StartNudgeSlack-200*time.Millisecond {
+		t.Errorf("start %v from %v: want %s ahead, returned at least %s before it", t0, before, m, StartNudgeSlack)
+	}
+	for _, p := range plans {
+		pod, err := kube.CoreV1().Pods("run").Get(context.Background(), p.pod, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pod.Annotations[probepod.StartAnnotation]; got != t0.UTC().Format(time.RFC3339Nano) {
+			t.Errorf("%s start %q, want %v", p.pod, got, t0)
+		}
+		if got := pod.Annotations[probepod.StartAnnotation+"-nudge"]; got != "2" {
+			t.Errorf("%s nudged %q times, want 2", p.pod, got)
+		}
 	}
 }
