@@ -237,6 +237,7 @@ func TestExpectationJSONRoundTrip(t *testing.T) {
 		"{kind: retry-budget, max: 4}",
 		"{kind: statuses, status: 0, max: 0}",
 		"{kind: honours-retry-after, tolerance: 50ms}",
+		"{kind: fault-reached, step: outage, min: 3}",
 	} {
 		s := expectScenario(t, e)
 		b, err := json.Marshal(s.Expect[0])

@@ -179,6 +179,9 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if st == nil {
 		return nil, errors.New("in-cluster run without a stack")
 	}
+	if why := s.NotApplicable(st.WIWebhook); why != "" {
+		return nil, errors.New(why)
+	}
 	node, err := pickNode(st, o.Node)
 	if err != nil {
 		return nil, err

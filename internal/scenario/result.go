@@ -31,6 +31,12 @@ type Result struct {
 	// Requests is the fake's journal of the run, each entry with the
 	// client that sent it when known.
 	Requests []Request `json:"requests"`
+	// Authority is the stack's workload identity authority's journal of
+	// an in-cluster run whose fault steps went there: the run's pods'
+	// token exchanges and the requests its rules faulted. It is evidence
+	// for fault-reached; the kinds counted on requests judge Requests
+	// alone.
+	Authority []Request `json:"authorityRequests,omitempty"`
 	// InCluster says where an in-cluster run ran; nil for a local run.
 	InCluster *InCluster `json:"inCluster,omitempty"`
 }
@@ -66,6 +72,14 @@ type StepRecord struct {
 	End Millis `json:"endMs,omitempty"`
 	// Error is why the step could not be applied or undone, if it could not.
 	Error string `json:"error,omitempty"`
+	// Rule is the name a fault step's rule was added under (at the
+	// stack's authority, NAMESPACE.RULE), by which the journal names the
+	// requests it faulted.
+	Rule string `json:"rule,omitempty"`
+	// Hits is how many requests (connections, handshakes) the fault
+	// step's rule faulted by the fake's own counter, read as the step
+	// ended (or at the end of the run); nil when it could not be read.
+	Hits *int `json:"hits,omitempty"`
 }
 
 // ClientResult is one simulated client and its attempts.

@@ -166,7 +166,10 @@ type runner struct {
 	// authorityRules are the rules the run added to the authority, which
 	// its cleanup removes if their steps did not.
 	authorityRules []string
-	printMu        sync.Mutex // serializes progress lines
+	// rules are the fault steps' rules as added, by their names in the
+	// scenario (unique there), with their hit counters once read.
+	rules   map[string]*addedRule
+	printMu sync.Mutex // serializes progress lines
 }
 
 func (r *runner) printf(format string, a ...any) {
@@ -264,7 +267,11 @@ func (r *runner) finish(ctx context.Context, res *Result) (*Result, error) {
 	}
 	r.mu.Lock()
 	res.Steps = append([]StepRecord(nil), r.steps...)
+	r.mu.Unlock()
 	sort.Slice(res.Steps, func(i, j int) bool { return res.Steps[i].Index < res.Steps[j].Index })
+	r.recordRules(ctx, res.Steps)
+	res.Authority = r.authorityJournal(ctx)
+	r.mu.Lock()
 	res.Requests = r.requests
 	for _, c := range r.clients {
 		res.Clients = append(res.Clients, *c)

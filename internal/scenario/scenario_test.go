@@ -132,7 +132,7 @@ func TestParseErrors(t *testing.T) {
 		{"no expectations", "expect:\n  - {kind: recovers, step: outage, within: 2s}\n", "expect: []\n", "t.yaml:17: expect: required"},
 		{"unknown expectation", "kind: recovers", "kind: works", "t.yaml:18: expect[0].kind: want one of"},
 		{"unknown expectation field", "within: 2s}", "within: 2s, soon: true}", "t.yaml:18: expect[0].soon: unknown parameter of recovers expectations; they take step, after, within"},
-		{"unknown expectation kind on its own line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: retries\n    within: 2s", "t.yaml:18: expect[0].kind: want one of cached, honours-retry-after,"},
+		{"unknown expectation kind on its own line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: retries\n    within: 2s", "t.yaml:18: expect[0].kind: want one of cached, fault-reached, honours-retry-after,"},
 		{"no expectation kind", "{kind: recovers, step: outage, within: 2s}", "{step: outage, within: 2s}", "t.yaml:18: expect[0].kind: required: one of cached,"},
 		{"unknown parameter on a later line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: recovers\n    step: outage\n    within: 2s\n    retries: 3", "t.yaml:21: expect[0].retries: unknown parameter of recovers expectations; they take step, after, within (and description, clients, finding, findingOnlyWhen)"},
 		{"parameter of another kind on a later line", "  - {kind: recovers, step: outage, within: 2s}", "  - kind: statuses\n    status: 429\n    min: 1\n    within: 2s", "t.yaml:21: expect[0].within: does not apply to statuses expectations (they take step, from, to, min, max, status, total)"},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // Step is one timeline entry: at a time, one action of a registered kind,
@@ -70,6 +71,14 @@ type needsCluster interface{ needsCluster() string }
 // role does not grant (cluster-wide webhook configurations). It returns
 // why, or empty when this step's options need neither.
 type needsHost interface{ needsHost() string }
+
+// referenceOnly is implemented by step kinds that only idharness's
+// reference implementation can serve: they reach a test path of the
+// reference workload identity webhook (a slow answer, an added
+// container), which another implementation's webhook does not have. It
+// returns what the step needs of it, or empty when this step's options
+// need nothing of the kind.
+type referenceOnly interface{ referenceWebhook() string }
 
 // clusterChecker is implemented by step kinds that a cluster run cannot
 // honour in some form; the error says why and what to do instead.
@@ -315,6 +324,39 @@ func (s *Scenario) NeedsHost() string {
 		if nh, ok := st.Action.(needsHost); ok {
 			if why := nh.needsHost(); why != "" {
 				return fmt.Sprintf("timeline[%d].%s %s", i, st.Kind, why)
+			}
+		}
+	}
+	return ""
+}
+
+// NotApplicablePrefix begins every reason NotApplicable gives, as the
+// report shows it among the specs that did not run.
+const NotApplicablePrefix = "not applicable to this implementation: "
+
+// NotApplicable returns why s does not apply to a stack whose workload
+// identity webhook under test is webhook (stack.Stack.WIWebhook), as
+// NotApplicablePrefix, the file and its first step that needs the
+// reference webhook's test paths, when the webhook under test is another
+// implementation's or there is none; empty
+// when it applies, or when the stack does not say (webhook empty: a stack
+// deployed before it was recorded, which the step itself then checks).
+// Such a scenario judges nothing of the implementation, so the chaos
+// suite skips it with this reason (the verdict is then Partial, not a
+// failure of the implementation nor Conformant) and an in-cluster run
+// refuses it before it starts.
+func (s *Scenario) NotApplicable(webhook string) string {
+	if webhook == "" || webhook == stack.WIWebhookReference {
+		return ""
+	}
+	deployed := "the workload identity webhook under test is " + webhook + "'s, not idharness's reference webhook"
+	if webhook == stack.WIWebhookNone {
+		deployed = "the stack deploys no workload identity webhook"
+	}
+	for i, st := range s.Timeline {
+		if ro, ok := st.Action.(referenceOnly); ok {
+			if why := ro.referenceWebhook(); why != "" {
+				return fmt.Sprintf("%s%s: timeline[%d].%s %s, and %s", NotApplicablePrefix, s.File(), i, st.Kind, why, deployed)
 			}
 		}
 	}

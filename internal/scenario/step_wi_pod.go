@@ -101,6 +101,18 @@ func (s *wiPodStep) needsHost() string {
 	return ""
 }
 
+// referenceWebhook: a slow webhook and a reinvocation reach test paths
+// only the reference webhook serves (wiwebhook serve --test-paths).
+func (s *wiPodStep) referenceWebhook() string {
+	switch {
+	case s.Webhook != nil:
+		return "puts the run's namespace behind the reference webhook's slow test path (/slow/DELAY/mutate-v1-pod)"
+	case s.shape() == WIShapeReinvoked:
+		return "adds a container through the reference webhook's /add-container test path"
+	}
+	return ""
+}
+
 func (s *wiPodStep) validate(sc *Scenario, ids identities, field string) error {
 	if s.Identity == "" || s.Identity == "system" {
 		return bad(field+".identity", "required: one of setup.identities (workload identity federates a user-assigned identity)")

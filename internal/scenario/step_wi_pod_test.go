@@ -337,3 +337,44 @@ func TestWIPodNeedsOnlyTheStack(t *testing.T) {
 		})
 	}
 }
+
+// TestNotApplicable: a wiPod step that reaches the reference webhook's
+// test paths (a slow webhook, a reinvocation) does not apply when the
+// webhook under test is another implementation's, or there is none; any
+// other shape applies to every webhook, and a stack that does not say
+// which webhook it runs is left to the step itself. A vendor's webhook
+// is the input that must make the scenario not applicable.
+func TestNotApplicable(t *testing.T) {
+	const slow = "{identity: web, webhook: {delay: 3s, timeoutSeconds: 2, failurePolicy: Ignore}}"
+	for _, tc := range []struct {
+		name, params, webhook, want string
+	}{
+		{"slow webhook, vendor's", slow, "acme-wi", "not applicable to this implementation: t.yaml: timeline[0].wiPod puts the run's namespace behind the reference webhook's slow test path (/slow/DELAY/mutate-v1-pod), and the workload identity webhook under test is acme-wi's, not idharness's reference webhook"},
+		{"reinvoked, vendor's", "{identity: web, shape: reinvoked}", "acme-wi", "not applicable to this implementation: t.yaml: timeline[0].wiPod adds a container through the reference webhook's /add-container test path, and the workload identity webhook under test is acme-wi's"},
+		{"reinvoked, no webhook", "{identity: web, shape: reinvoked}", stack.WIWebhookNone, "/add-container test path, and the stack deploys no workload identity webhook"},
+		{"slow webhook, reference", slow, stack.WIWebhookReference, ""},
+		{"reinvoked, reference", "{identity: web, shape: reinvoked}", stack.WIWebhookReference, ""},
+		{"slow webhook, not recorded", slow, "", ""},
+		{"plain, vendor's", "{identity: web}", "acme-wi", ""},
+		{"sidecar, vendor's", "{identity: web, shape: sidecar}", "acme-wi", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse("t.yaml", []byte(wiStep(tc.params)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := s.NotApplicable(tc.webhook)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("NotApplicable(%q) = %q, want %q", tc.webhook, got, tc.want)
+			}
+		})
+	}
+	// A fault step needs no webhook at all.
+	s, err := Parse("t.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.NotApplicable("acme-wi"); got != "" {
+		t.Errorf("a scenario without a wiPod step: %q", got)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -54,6 +55,36 @@ const (
 	// namespaces.
 	WIOwnWebhookLabel = "idharness.io/wi-webhook"
 )
+
+// Values of Stack.WIWebhook besides an implementation's name.
+const (
+	// WIWebhookReference: the workload identity webhook under test is
+	// the reference one (cmd/wiwebhook, WorkloadIdentityComponent).
+	WIWebhookReference = "reference"
+	// WIWebhookNone: the stack deploys no workload identity webhook.
+	WIWebhookNone = "none"
+	// claimWorkloadIdentity is the mode an implementation claims for its
+	// webhook (sut.Modes, Profile.Modes).
+	claimWorkloadIdentity = "workload-identity"
+)
+
+// wiWebhookOf names the workload identity webhook under test in a stack
+// deployed with opts: an implementation declared as data that claims
+// workload identity brings its own, which is then the one judged even
+// if the reference webhook is deployed beside it; otherwise the
+// reference webhook, if its component is deployed. Steps that reach the
+// reference webhook's test paths apply to it alone.
+func wiWebhookOf(opts Options) string {
+	if opts.SUT != "" && slices.Contains(opts.Claims, claimWorkloadIdentity) {
+		return opts.SUT
+	}
+	for _, c := range opts.Components {
+		if c.Name == WorkloadIdentityComponent {
+			return WIWebhookReference
+		}
+	}
+	return WIWebhookNone
+}
 
 //go:embed wiwebhook.yaml
 var wiManifest string

@@ -150,3 +150,38 @@ func TestWIPartsSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestWIWebhookOf names the workload identity webhook under test from
+// what a stack deploys: a vendor's implementation claiming workload
+// identity is the one judged even beside the reference webhook; the
+// reference webhook otherwise, or none.
+func TestWIWebhookOf(t *testing.T) {
+	selected := func(t *testing.T, profile string) []Component {
+		names, err := ProfileComponents(profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		comps, err := Selected(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return comps
+	}
+	profiles["vendor-test"] = Profile{Name: "vendor-test", Without: []string{WorkloadIdentityComponent}, Modes: []string{"workload-identity"}}
+	defer delete(profiles, "vendor-test")
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"profile imds", Options{Components: selected(t, "imds"), Claims: []string{"imds", "workload-identity", "app-service"}}, WIWebhookReference},
+		{"profile reference", Options{Components: selected(t, "reference"), Claims: []string{"imds", "pod-identity", "workload-identity"}}, WIWebhookReference},
+		{"a pod identity agent as data leaves the reference webhook under test", Options{Components: selected(t, "imds"), SUT: "aad-pod-identity", Claims: []string{"pod-identity"}}, WIWebhookReference},
+		{"a vendor's webhook as data, beside the reference one", Options{Components: selected(t, "imds"), SUT: "acme-wi", Claims: []string{"workload-identity"}}, "acme-wi"},
+		{"a profile without the reference webhook", Options{Components: selected(t, "vendor-test"), Claims: []string{"workload-identity"}}, WIWebhookNone},
+	} {
+		if got := wiWebhookOf(tc.opts); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -80,6 +80,11 @@ type Stack struct {
 	// Agents are the DaemonSets of the deployed implementation's pod
 	// identity agents beyond the known ones (Options.Agents).
 	Agents []string
+	// WIWebhook names the workload identity webhook under test:
+	// WIWebhookReference, the name of an implementation declared as data
+	// that claims workload identity, or WIWebhookNone; empty when the
+	// stack does not say (deployed before this was recorded).
+	WIWebhook string
 
 	rest   *rest.Config
 	deploy *deploy.Client
@@ -97,6 +102,7 @@ type runInfo struct {
 	AppServiceSecret string              `json:"appServiceSecret"`
 	Claims           []string            `json:"claims,omitempty"`
 	Agents           []string            `json:"agents,omitempty"`
+	WIWebhook        string              `json:"wiWebhook,omitempty"`
 }
 
 const runInfoName = "idharness-run"
@@ -149,7 +155,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims, Agents: opts.Agents})
+	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims, Agents: opts.Agents, WIWebhook: wiWebhookOf(opts)})
 	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
 	manifests := []string{"fakeimds"}
 	if opts.Images.Vault != "" {
@@ -315,7 +321,7 @@ func Connect(ctx context.Context, cfg *rest.Config, ns string, log *slog.Logger)
 		nodes[c.Host.Name] = c
 	}
 	return &Stack{Namespace: ns, Nodes: nodes, Images: ri.Images, Identities: ri.Identities, Seed: ri.Seed,
-		AppServiceSecret: ri.AppServiceSecret, Claims: ri.Claims, Agents: ri.Agents, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
+		AppServiceSecret: ri.AppServiceSecret, Claims: ri.Claims, Agents: ri.Agents, WIWebhook: ri.WIWebhook, rest: cfg, deploy: dc, log: log, controlToken: string(sec.Data["token"])}, nil
 }
 
 // Deployer returns the stack's Kubernetes client.

@@ -38,14 +38,14 @@ var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
 		// After the container's last spec, and on an interrupt: running
 		// plays are cancelled and clean their node and namespace up.
 		DeferCleanup(pool.Close)
-		ahead := selected(specs)
+		ahead := selected(specs, f.Stack().WIWebhook)
 		pool.Start(ahead...)
 		GinkgoWriter.Printf("playing %d chaos scenarios on %d nodes (%s), longest first\n", len(ahead), len(nodes), strings.Join(nodes, ", "))
 	})
 
 	for _, s := range specs {
 		Chaos(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement, s.Spec.Labels, func(ctx SpecContext) {
-			if why := hostless(NoHost(), s); why != "" {
+			if why := unplayable(NoHost(), f.Stack().WIWebhook, s); why != "" {
 				Skip(why)
 			}
 			pl, err := pool.Wait(ctx, s)
@@ -63,18 +63,33 @@ var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
 // scenariosContainer is the text of the specs' container.
 const scenariosContainer = "chaos: scenarios"
 
-// selected returns the specs the suite's filters select, longest first,
-// to be played ahead of their turn.
-func selected(specs []*scenario.Scenario) []*scenario.Scenario {
+// selected returns the specs the suite's filters select and the run can
+// play (webhook: the stack's workload identity webhook under test),
+// longest first, to be played ahead of their turn.
+func selected(specs []*scenario.Scenario, webhook string) []*scenario.Scenario {
 	var out []*scenario.Scenario
 	for _, s := range specs {
 		text := scenariosContainer + " " + ChaosText(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement)
-		if Selected(text, ChaosLabels(Level(s.Spec.Level), s.Spec.Labels)) && hostless(NoHost(), s) == "" {
+		if Selected(text, ChaosLabels(Level(s.Spec.Level), s.Spec.Labels)) && unplayable(NoHost(), webhook, s) == "" {
 			out = append(out, s)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ClusterDuration() > out[j].ClusterDuration() })
 	return out
+}
+
+// unplayable is why s is skipped rather than played: it does not apply
+// to the implementation under test (it needs the reference webhook's
+// test paths, and the stack's workload identity webhook, webhook, is
+// another's), or a run inside the cluster cannot play it (hostless).
+// Either way the report lists it among the specs that did not run, so
+// the verdict is Partial: never a failure of an implementation for a
+// test path it does not have, and never Conformant without the spec.
+func unplayable(noHost, webhook string, s *scenario.Scenario) string {
+	if why := s.NotApplicable(webhook); why != "" {
+		return why
+	}
+	return hostless(noHost, s)
 }
 
 // hostless is why s cannot be played by a run inside the cluster, which
