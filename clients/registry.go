@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // Spec is one client: a credential of one SDK in one program.

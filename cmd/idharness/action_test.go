@@ -13,7 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // actionFile is the part of a composite action.yml the test reads.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/registry"
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 func newRegistryCommand() *cobra.Command {

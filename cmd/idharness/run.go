@@ -17,10 +17,10 @@ import (
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/incluster"
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/sut"
+	"github.com/idharness/idharness/pkg/report"
 	_ "github.com/idharness/idharness/suites/chaos"     // registers the chaos specs
 	"github.com/idharness/idharness/suites/conformance" // registers the conformance specs
 	"github.com/idharness/idharness/suites/framework"

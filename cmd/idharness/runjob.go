@@ -19,8 +19,8 @@ import (
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/incluster"
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/pkg/report"
 	"github.com/idharness/idharness/suites/framework"
 )
 

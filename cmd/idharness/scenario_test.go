@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // shortScenario is a 2 s run of one plain HTTP client; action is the

@@ -10,8 +10,8 @@ import (
 
 	"github.com/onsi/ginkgo/v2/types"
 
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/scenario"
+	"github.com/idharness/idharness/pkg/report"
 	"github.com/idharness/idharness/scenarios"
 )
 

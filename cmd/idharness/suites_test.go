@@ -4,8 +4,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/sut"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 func TestSuiteLabelFilter(t *testing.T) {

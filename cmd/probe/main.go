@@ -24,9 +24,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/flagenv"
 	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/pkg/escape"
 )
 
 // errFailed is returned when an attempt failed; main exits 1 on it.
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		endOff     = fs.Duration("end-offset", 0, "with --start-file: stop this long after the run's start (as --end-at); 0: no end")
 		readyPort  = fs.Int("ready-port", 0, "once the clients are built, accept and close TCP connections on this port until the first round, so that a startupProbe knows the probe is ready; 0: none")
 		tag        = fs.String("tag", "", "extra User-Agent token for every request, e.g. idharness-client/mi-1, so that the fake's journal attributes requests to this probe")
-		escapes    = fs.String("escape", "", "instead of the clients, send every escape attempt of this plan (internal/escape, base64url JSON) as raw HTTP and write one JSON line each")
+		escapes    = fs.String("escape", "", "instead of the clients, send every escape attempt of this plan (pkg/escape, base64url JSON) as raw HTTP and write one JSON line each")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err

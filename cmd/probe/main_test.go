@@ -20,6 +20,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/vault"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 var probeBin string
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 
 // runBinary runs the probe with a clean environment plus env, and
 // returns its parsed lines and exit code.
-func runBinary(t *testing.T, env []string, args ...string) ([]probe.Result, *probe.Summary, int, string) {
+func runBinary(t *testing.T, env []string, args ...string) ([]proberesult.Result, *proberesult.Summary, int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -60,12 +61,12 @@ func runBinary(t *testing.T, env []string, args ...string) ([]probe.Result, *pro
 	} else if err != nil {
 		t.Fatalf("run probe: %v", err)
 	}
-	var results []probe.Result
-	var sum *probe.Summary
+	var results []proberesult.Result
+	var sum *proberesult.Summary
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		l, err := probe.ParseLine(sc.Bytes())
+		l, err := proberesult.ParseLine(sc.Bytes())
 		if err != nil {
 			t.Fatalf("stdout line %q: %v", sc.Text(), err)
 		}
@@ -149,8 +150,8 @@ func TestProbeStartFile(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	type out struct {
-		res  []probe.Result
-		sum  *probe.Summary
+		res  []proberesult.Result
+		sum  *proberesult.Summary
 		code int
 		err  string
 	}

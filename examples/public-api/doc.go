@@ -7,5 +7,8 @@
 // fakeimds_test.go runs fakeimds in-process on loopback and drives it with
 // its control client; cluster_test.go plugs pkg/cluster into
 // sigs.k8s.io/e2e-framework as docs/cluster.md shows, and creates a kind
-// cluster only when IDH_EXAMPLE_CLUSTER=1 asks for one.
+// cluster only when IDH_EXAMPLE_CLUSTER=1 asks for one; report_test.go
+// reads a run's report.json back with pkg/report's types, and
+// probe_test.go judges probe output lines with pkg/proberesult and
+// pkg/escape.
 package publicapi

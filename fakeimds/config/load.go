@@ -13,7 +13,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/identity"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // EnvPrefix prefixes every environment variable fakeimds reads.
@@ -116,9 +116,10 @@ var Settings = []Setting{
 // known ("fakeimds.yaml:12: tokens.lifetime: must be positive"). LoadFile
 // returns it for syntax errors, unknown or mistyped fields and invalid
 // values, so that a program embedding fakeimds can point at the line.
-// Its fields are those of the module's strict YAML decoder's error, in
-// the same order, so that one converts into the other and the message is
-// written once.
+// Its fields are those of the module's strict YAML decoder's error
+// (pkg/yamlfile.Error), in the same order, so that one converts into the
+// other and the message is written once; it stays a type of this package
+// so that a caller of LoadFile needs no second import to errors.As it.
 type FileError struct {
 	// File is the file's path as given to LoadFile.
 	File string

@@ -39,11 +39,17 @@ func APIRules() []API {
 		{From: "fakeimds", Forbid: []string{"internal"}, Why: why},
 		{
 			From: "suites/framework", Forbid: []string{"internal"},
-			// Debts: the handle still hands out the stack
-			// (Framework.Stack, RunInProcess), probe and escape results
-			// (ProbeRun, ByClient) and the report (ToReport). Each goes
-			// once a public type (or a narrower handle method) replaces it.
-			Allow: []string{"internal/stack", "internal/probe", "internal/escape", "internal/report"},
+			// Debt: the handle still hands out the stack
+			// (Framework.Stack, RunInProcess). Handle methods of public
+			// types could give the conformance specs what they take from
+			// it (a Kubernetes client, fakeimds clients, identities,
+			// images, nodes), but suites/chaos hands the *stack.Stack
+			// itself to internal/scenario's Pool and cmd/idharness hands
+			// the stack it deployed to RunInProcess: neither has a public
+			// form short of connecting again or an untyped value, so the
+			// exception stays until the suites' engine sits behind the
+			// public handle, as kind's providers sit behind its Provider.
+			Allow: []string{"internal/stack"},
 			Why:   why,
 		},
 	}

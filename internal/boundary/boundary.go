@@ -105,12 +105,8 @@ func Rules() []Rule {
 			From:   "fakeimds",
 			Forbid: []string{"suites", "internal", "cmd"},
 			// fakeimds/config decodes with the module's strict YAML
-			// decoder; its errors reach callers as config.FileError, so
-			// no internal type shows (APIRules). The debt left: move
-			// internal/yamlfile under fakeimds/, which means editing its
-			// other users (internal/scenario, internal/sut,
-			// internal/vault, clients).
-			Allow: []string{"internal/yamlfile"},
+			// decoder, which is public (pkg/yamlfile) because the fake
+			// is: a program built on fakeimds imports nothing internal.
 			Why: "fakeimds is a public, standalone fake (its client and config are for other modules too); " +
 				"it serves the suites and must not depend on them or on the harness's internals",
 		},

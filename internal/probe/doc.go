@@ -2,6 +2,8 @@
 // real Azure identity clients (azidentity, MSAL Go and a raw HTTP client),
 // once or in a loop, uses each token at a protected resource, and records
 // every attempt as a Result, written by cmd/probe as one JSON line.
+// That output format (Result, Summary, ParseLine) is pkg/proberesult's,
+// public because suites/framework hands the results to other modules.
 //
 // Each client is a small file implementing Client. All of them send their
 // requests through a Counter, a counting http.RoundTripper wrapped around

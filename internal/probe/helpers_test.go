@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // unknownID is a client ID the test host has no identity for.
@@ -43,7 +45,7 @@ func uniqueResource(t testing.TB, suffix string) string {
 
 // runProbe runs cfg and returns the result lines and the summary, parsed
 // back from the output as a suite would.
-func runProbe(t *testing.T, cfg Config) ([]Result, Summary) {
+func runProbe(t *testing.T, cfg Config) ([]proberesult.Result, proberesult.Summary) {
 	t.Helper()
 	var out bytes.Buffer
 	r, err := NewRunner(cfg, &out)
@@ -59,12 +61,12 @@ func runProbe(t *testing.T, cfg Config) ([]Result, Summary) {
 	return parseOutput(t, out.Bytes())
 }
 
-func parseOutput(t *testing.T, b []byte) ([]Result, Summary) {
+func parseOutput(t *testing.T, b []byte) ([]proberesult.Result, proberesult.Summary) {
 	t.Helper()
-	var results []Result
-	var sum *Summary
+	var results []proberesult.Result
+	var sum *proberesult.Summary
 	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		l, err := ParseLine(line)
+		l, err := proberesult.ParseLine(line)
 		if err != nil {
 			t.Fatalf("line %s: %v", line, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 var imdsClients = []string{ClientAzidentityMI, ClientAzidentityDefault, ClientMSALMI, ClientRaw}
@@ -109,7 +110,7 @@ func TestClientsUnknownIdentity(t *testing.T) {
 				Clients: []string{client}, Resource: uniqueResource(t, ""),
 			})
 			r := res[0]
-			if r.OK() || r.Stage != StageToken || r.IdentityGot != "" || r.HTTPStatus != 400 || r.Error == "" || sum.Errors != 1 {
+			if r.OK() || r.Stage != proberesult.StageToken || r.IdentityGot != "" || r.HTTPStatus != 400 || r.Error == "" || sum.Errors != 1 {
 				t.Fatalf("%+v", r)
 			}
 			if client == ClientRaw && !strings.Contains(r.Body, "Identity not found") {
@@ -258,7 +259,7 @@ func TestModeEnvironment(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			res, sum := runProbe(t, Config{Options: Options{Mode: tc.mode, Identity: tc.id}, Clients: []string{tc.client}, Count: 2, Interval: time.Millisecond})
-			if len(res) != 2 || sum.Errors != 2 || !strings.Contains(res[1].Error, tc.want) || res[1].Requests != 0 || res[1].Stage != StageToken {
+			if len(res) != 2 || sum.Errors != 2 || !strings.Contains(res[1].Error, tc.want) || res[1].Requests != 0 || res[1].Stage != proberesult.StageToken {
 				t.Fatalf("want every attempt to fail with %q: %+v", tc.want, res)
 			}
 		})
@@ -313,7 +314,7 @@ func TestParallel(t *testing.T) {
 				if r.Call != wantCall || r.Attempt != wantRound {
 					t.Errorf("result %d: call %d attempt %d, want call %d attempt %d", i, r.Call, r.Attempt, wantCall, wantRound)
 				}
-				if tc.parallel > 1 && (r.Requests != RequestsUnmeasured || r.FromCache) {
+				if tc.parallel > 1 && (r.Requests != proberesult.RequestsUnmeasured || r.FromCache) {
 					t.Errorf("result %d of a fan-out: requests %d fromCache %v, want unmeasured", i, r.Requests, r.FromCache)
 				}
 			}

@@ -8,11 +8,6 @@ import (
 	"github.com/idharness/idharness/clients"
 )
 
-// RequestsUnmeasured is Result.Requests for a client program: its
-// requests leave another process, so the probe cannot count them; the
-// fake's journal does, by the pod's address.
-const RequestsUnmeasured = -1
-
 // DefaultProgramDir is where a client image holds its program.
 const DefaultProgramDir = "/client"
 

@@ -8,6 +8,7 @@ import (
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/internal/nodeimage"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // TestProgramClient runs a client program (Python's
@@ -44,7 +45,7 @@ func TestProgramClient(t *testing.T) {
 		t.Fatalf("results %+v", res)
 	}
 	for _, r := range res {
-		if r.ClientIDGot != fakeimdstest.UserAClientID || r.Requests != RequestsUnmeasured || r.FromCache {
+		if r.ClientIDGot != fakeimdstest.UserAClientID || r.Requests != proberesult.RequestsUnmeasured || r.FromCache {
 			t.Errorf("result %+v: want id-a's token, requests -1, not marked from cache", r)
 		}
 		if d := r.ExpiresOn.Sub(r.TokenExp); r.ExpiresOn.IsZero() || d > 2*time.Second || d < -2*time.Second {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/token"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // DefaultResource is the resource tokens are asked for when none is given.
@@ -183,9 +184,9 @@ func (r *Runner) Config() Config { return r.cfg }
 // Run runs the rounds, writing one line per attempt and the summary line
 // last, and returns the summary. It stops early, still writing the
 // summary, when ctx ends.
-func (r *Runner) Run(ctx context.Context) (Summary, error) {
+func (r *Runner) Run(ctx context.Context) (proberesult.Summary, error) {
 	start := r.now()
-	sum := Summary{Summary: true, Mode: r.cfg.Mode, Clients: map[string]ClientSummary{}}
+	sum := proberesult.Summary{Summary: true, Mode: r.cfg.Mode, Clients: map[string]proberesult.ClientSummary{}}
 	var deadline time.Time
 	if r.cfg.Duration > 0 {
 		deadline = start.Add(r.cfg.Duration)
@@ -197,7 +198,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 				break
 			}
 			for _, res := range r.fanOut(ctx, c, round) {
-				sum.add(res)
+				sum.Add(res)
 				if err := r.write(res); err != nil {
 					return sum, err
 				}
@@ -227,7 +228,7 @@ func (r *Runner) Run(ctx context.Context) (Summary, error) {
 		}
 	}
 	sum.Time = r.now().UTC()
-	sum.DurationMs = Millis(r.now().Sub(start))
+	sum.DurationMs = proberesult.Millis(r.now().Sub(start))
 	return sum, r.write(sum)
 }
 
@@ -255,12 +256,12 @@ func (r *Runner) identityAsked() string {
 
 // fanOut runs the client's calls of one round: one attempt, or with
 // Parallel N attempts at once, returned in call order when all ended.
-func (r *Runner) fanOut(ctx context.Context, c runClient, round int) []Result {
+func (r *Runner) fanOut(ctx context.Context, c runClient, round int) []proberesult.Result {
 	n := r.cfg.Parallel
 	if n <= 1 {
-		return []Result{r.attempt(ctx, c, round)}
+		return []proberesult.Result{r.attempt(ctx, c, round)}
 	}
-	out := make([]Result, n)
+	out := make([]proberesult.Result, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -271,7 +272,7 @@ func (r *Runner) fanOut(ctx context.Context, c runClient, round int) []Result {
 			// The calls share the client's transport: its counter cannot
 			// tell whose request is whose, so none is counted.
 			if c.counter != nil {
-				res.Requests, res.FromCache, res.HTTPStatus = RequestsUnmeasured, false, 0
+				res.Requests, res.FromCache, res.HTTPStatus = proberesult.RequestsUnmeasured, false, 0
 			}
 			out[i] = res
 		}()
@@ -282,18 +283,18 @@ func (r *Runner) fanOut(ctx context.Context, c runClient, round int) []Result {
 
 // attempt runs one client once: the token call, the claims, and the use
 // of the token at the protected resource.
-func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
-	res := Result{
+func (r *Runner) attempt(ctx context.Context, c runClient, round int) proberesult.Result {
+	res := proberesult.Result{
 		Time:          r.now().UTC(),
 		Client:        c.name,
 		Mode:          r.cfg.Mode,
 		Attempt:       round,
 		IdentityAsked: r.identityAsked(),
 		Resource:      r.cfg.Resource,
-		Status:        StatusOK,
+		Status:        proberesult.StatusOK,
 	}
 	if c.client == nil {
-		res.Status, res.Stage, res.Error = StatusError, StageToken, c.err.Error()
+		res.Status, res.Stage, res.Error = proberesult.StatusError, proberesult.StageToken, c.err.Error()
 		return res
 	}
 	var before int
@@ -303,7 +304,7 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 	tctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	t0 := r.now()
 	tok, err := c.client.GetToken(tctx, r.cfg.Resource)
-	res.LatencyMs = Millis(r.now().Sub(t0))
+	res.LatencyMs = proberesult.Millis(r.now().Sub(t0))
 	cancel()
 	if c.counter != nil {
 		after, last := c.counter.Snapshot()
@@ -312,14 +313,14 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 			res.HTTPStatus = last
 		}
 	} else {
-		res.Requests = RequestsUnmeasured
+		res.Requests = proberesult.RequestsUnmeasured
 	}
 	if tok.Wire != nil {
 		res.FieldTypes = tok.Wire.FieldTypes
 		res.ResourceEcho = tok.Wire.ResourceEcho
 	}
 	if err != nil {
-		res.Status, res.Stage, res.Error = StatusError, StageToken, err.Error()
+		res.Status, res.Stage, res.Error = proberesult.StatusError, proberesult.StageToken, err.Error()
 		var he *HTTPError
 		if errors.As(err, &he) {
 			res.Body = he.Body
@@ -345,12 +346,12 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) Result {
 }
 
 // useToken reads the secret with the token and records the answer.
-func (r *Runner) useToken(ctx context.Context, tok string, res *Result) {
+func (r *Runner) useToken(ctx context.Context, tok string, res *proberesult.Result) {
 	res.TokenExpired = !res.TokenExp.IsZero() && !res.TokenExp.After(r.now())
 	status, value, err := ReadSecret(ctx, r.vault, r.cfg.VaultURL, r.cfg.Secret, r.cfg.VaultAPIVersion, tok, r.cfg.Timeout)
 	res.ResourceStatus = status
 	if err != nil {
-		res.Status, res.Stage, res.Error = StatusError, StageResource, err.Error()
+		res.Status, res.Stage, res.Error = proberesult.StatusError, proberesult.StageResource, err.Error()
 		return
 	}
 	res.Secret = value

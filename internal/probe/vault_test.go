@@ -11,6 +11,7 @@ import (
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 	"github.com/idharness/idharness/internal/vault"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // TestUseAtVault runs the probe end to end in process: tokens from a
@@ -85,7 +86,7 @@ func TestUseAtVault(t *testing.T) {
 				if r.ResourceStatus != tc.status || r.Secret != tc.secret || r.TokenExpired != tc.expired || r.OK() != (tc.status == 200) {
 					t.Errorf("%s: %+v", c, r)
 				}
-				if tc.status != 200 && (r.Stage != StageResource || !strings.Contains(r.Error, "protected resource answered")) {
+				if tc.status != 200 && (r.Stage != proberesult.StageResource || !strings.Contains(r.Error, "protected resource answered")) {
 					t.Errorf("%s: stage %q error %q", c, r.Stage, r.Error)
 				}
 			}

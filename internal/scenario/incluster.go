@@ -30,12 +30,12 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/podidentity"
-	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/vault"
-	"github.com/idharness/idharness/internal/yamlfile"
 	podidapi "github.com/idharness/idharness/pkg/api/podidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // MaxClusterPods bounds the clients of an in-cluster run, each a pod on
@@ -413,16 +413,16 @@ const cutOffSlack = 500 * time.Millisecond
 // client's attempts on the run's clock (t0): the same records a local
 // run's client makes. A call that --end-at cut off is Cancelled, as a
 // local attempt still running at the end is.
-func attemptsFromProbe(lines []probe.Result, t0 time.Time, workload time.Duration) []Attempt {
+func attemptsFromProbe(lines []proberesult.Result, t0 time.Time, workload time.Duration) []Attempt {
 	var out []Attempt
 	for _, l := range lines {
 		a := Attempt{Start: Millis(l.Time.Sub(t0)), Call: l.Call, ResourceStatus: l.ResourceStatus}
 		a.End = Millis(a.Start.D() + l.LatencyMs.D())
-		if l.Stage == probe.StageResource {
+		if l.Stage == proberesult.StageResource {
 			// The token came; its use at the resource failed, which is
 			// the resource's verdict, not the call's.
 			a.ResourceError = oneLine(l.Error)
-			l.Status, l.Error = probe.StatusOK, ""
+			l.Status, l.Error = proberesult.StatusOK, ""
 		}
 		switch {
 		case l.OK():
@@ -453,8 +453,8 @@ var errNoSummary = errors.New("no summary line: the probe did not finish")
 
 // readProbeLog returns a probe pod's result lines; a log without the
 // summary line means the probe did not finish, and is an error.
-func readProbeLog(log []byte) ([]probe.Result, error) {
-	var out []probe.Result
+func readProbeLog(log []byte) ([]proberesult.Result, error) {
+	var out []proberesult.Result
 	summary := false
 	sc := bufio.NewScanner(bytes.NewReader(log))
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -463,7 +463,7 @@ func readProbeLog(log []byte) ([]probe.Result, error) {
 		if len(b) == 0 || b[0] != '{' {
 			continue
 		}
-		l, err := probe.ParseLine(b)
+		l, err := proberesult.ParseLine(b)
 		if err != nil {
 			return nil, err
 		}
@@ -728,7 +728,7 @@ func (r *runner) attributePods(ctx context.Context) error {
 // summary (perhaps in the middle of a line), and the one that went on to
 // the end; the kubelet keeps the log of the last instance before the
 // current one.
-func (c *clusterRun) probeLines(ctx context.Context, p podPlan) ([]probe.Result, error) {
+func (c *clusterRun) probeLines(ctx context.Context, p podPlan) ([]proberesult.Result, error) {
 	logOf := func(previous bool) ([]byte, error) {
 		log, err := c.kube.CoreV1().Pods(c.ns).GetLogs(p.pod, &corev1.PodLogOptions{Container: probepod.Container, Previous: previous}).DoRaw(ctx)
 		if err != nil {
@@ -736,7 +736,7 @@ func (c *clusterRun) probeLines(ctx context.Context, p podPlan) ([]probe.Result,
 		}
 		return log, nil
 	}
-	var lines []probe.Result
+	var lines []proberesult.Result
 	pod, err := c.kube.CoreV1().Pods(c.ns).Get(ctx, p.pod, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read probe pod %s/%s: %w", c.ns, p.pod, err)
@@ -778,7 +778,7 @@ func (c *clusterRun) probeLines(ctx context.Context, p podPlan) ([]probe.Result,
 
 // readKilledProbeLog returns the result lines of a probe killed with its
 // node: no summary line, and its last line may be cut short.
-func readKilledProbeLog(log []byte) ([]probe.Result, error) {
+func readKilledProbeLog(log []byte) ([]proberesult.Result, error) {
 	if i := bytes.LastIndexByte(bytes.TrimRight(log, "\n"), '\n'); i >= 0 && !json.Valid(bytes.TrimSpace(log[i+1:])) {
 		log = log[:i+1]
 	} else if i < 0 && !json.Valid(bytes.TrimSpace(log)) {

@@ -14,7 +14,8 @@ import (
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/proberesult"
+	"github.com/idharness/idharness/pkg/yamlfile"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -210,27 +211,27 @@ func TestAttemptsFromProbe(t *testing.T) {
 	ms := func(d time.Duration) duration.Millis { return duration.Millis(d) }
 	cases := []struct {
 		name string
-		line probe.Result
+		line proberesult.Result
 		want Attempt
 	}{
-		{"token", probe.Result{Time: t0.Add(time.Second), Status: probe.StatusOK, LatencyMs: ms(20 * time.Millisecond), ClientIDGot: "app", TokenExp: exp, ExpiresOn: exp},
+		{"token", proberesult.Result{Time: t0.Add(time.Second), Status: proberesult.StatusOK, LatencyMs: ms(20 * time.Millisecond), ClientIDGot: "app", TokenExp: exp, ExpiresOn: exp},
 			Attempt{Start: ms(time.Second), End: ms(1020 * time.Millisecond), OK: true, TokenAppID: "app", TokenExp: exp, ExpiresOn: exp}},
-		{"failure on several lines", probe.Result{Time: t0.Add(2 * time.Second), Status: probe.StatusError, LatencyMs: ms(time.Second), Error: "ManagedIdentityCredential: failed\n---\nRESPONSE 410\n"},
+		{"failure on several lines", proberesult.Result{Time: t0.Add(2 * time.Second), Status: proberesult.StatusError, LatencyMs: ms(time.Second), Error: "ManagedIdentityCredential: failed\n---\nRESPONSE 410\n"},
 			Attempt{Start: ms(2 * time.Second), End: ms(3 * time.Second), Error: "ManagedIdentityCredential: failed | RESPONSE 410"}},
-		{"cut off by --end-at", probe.Result{Time: t0.Add(8 * time.Second), Status: probe.StatusError, LatencyMs: ms(2 * time.Second), Error: "Get …: context deadline exceeded"},
+		{"cut off by --end-at", proberesult.Result{Time: t0.Add(8 * time.Second), Status: proberesult.StatusError, LatencyMs: ms(2 * time.Second), Error: "Get …: context deadline exceeded"},
 			Attempt{Start: ms(8 * time.Second), End: ms(10 * time.Second), Cancelled: true, Error: "cut off by the end of the workload"}},
-		{"failure just before the end", probe.Result{Time: t0.Add(9 * time.Second), Status: probe.StatusError, LatencyMs: ms(700 * time.Millisecond), Error: "IMDS answered 503"},
+		{"failure just before the end", proberesult.Result{Time: t0.Add(9 * time.Second), Status: proberesult.StatusError, LatencyMs: ms(700 * time.Millisecond), Error: "IMDS answered 503"},
 			Attempt{Start: ms(9 * time.Second), End: ms(9700 * time.Millisecond), Error: "IMDS answered 503"}},
-		{"resource refused", probe.Result{Time: t0.Add(3 * time.Second), Status: probe.StatusError, Stage: probe.StageResource, LatencyMs: ms(30 * time.Millisecond), ClientIDGot: "app", ResourceStatus: 403, Error: "protected resource: 403"},
+		{"resource refused", proberesult.Result{Time: t0.Add(3 * time.Second), Status: proberesult.StatusError, Stage: proberesult.StageResource, LatencyMs: ms(30 * time.Millisecond), ClientIDGot: "app", ResourceStatus: 403, Error: "protected resource: 403"},
 			Attempt{Start: ms(3 * time.Second), End: ms(3030 * time.Millisecond), OK: true, TokenAppID: "app", ResourceStatus: 403, ResourceError: "protected resource: 403"}},
-		{"resource call cut off by --end-at", probe.Result{Time: t0.Add(9 * time.Second), Status: probe.StatusError, Stage: probe.StageResource, LatencyMs: ms(time.Second), ClientIDGot: "app", Error: "protected resource: Get …: context deadline exceeded"},
+		{"resource call cut off by --end-at", proberesult.Result{Time: t0.Add(9 * time.Second), Status: proberesult.StatusError, Stage: proberesult.StageResource, LatencyMs: ms(time.Second), ClientIDGot: "app", Error: "protected resource: Get …: context deadline exceeded"},
 			Attempt{Start: ms(9 * time.Second), End: ms(10 * time.Second), OK: true, TokenAppID: "app", ResourceError: "protected resource: Get …: context deadline exceeded", Cancelled: true, Error: "cut off by the end of the workload"}},
-		{"unreadable token", probe.Result{Time: t0, Status: probe.StatusOK, LatencyMs: ms(time.Millisecond), ClaimsError: "token is not a signed JWT"},
+		{"unreadable token", proberesult.Result{Time: t0, Status: proberesult.StatusOK, LatencyMs: ms(time.Millisecond), ClaimsError: "token is not a signed JWT"},
 			Attempt{End: ms(time.Millisecond), OK: true, Error: "token unreadable: token is not a signed JWT"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := attemptsFromProbe([]probe.Result{c.line}, t0, 10*time.Second)
+			got := attemptsFromProbe([]proberesult.Result{c.line}, t0, 10*time.Second)
 			if len(got) != 1 || !reflect.DeepEqual(got[0], c.want) {
 				t.Errorf("got %+v\nwant %+v", got, c.want)
 			}

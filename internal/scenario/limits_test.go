@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // parseCase is one change to base and the error it must cause.

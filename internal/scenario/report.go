@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // The per-client verdicts of the spec × client matrix besides the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/idharness/idharness/scenarios"
 
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // base is a valid scenario; the error cases each change one thing in it.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/internal/dnsfault"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // TestDNSStepValidate checks the dns step's errors against the shipped

@@ -23,6 +23,7 @@ import (
 	"github.com/idharness/idharness/internal/probepod"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 func init() {
@@ -278,7 +279,7 @@ func (s *wiPodStep) apply(ctx context.Context, r *runner, st Step) (func(context
 	if err != nil {
 		return nil, detail, err
 	}
-	results := map[string][]probe.Result{}
+	results := map[string][]proberesult.Result{}
 	for _, c := range append(slices.Clone(ended.Spec.InitContainers), ended.Spec.Containers...) {
 		log, err := kube.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
 		if err != nil {
@@ -496,7 +497,7 @@ func waitPodEnded(ctx context.Context, pods podClient, name string) (*corev1.Pod
 // container got at least one token, and every token is for clientID.
 // Not mutated: no container got any token (not this identity's, not any
 // other's: a pod the webhook never saw has no identity at all).
-func judgeTokens(byContainer map[string][]probe.Result, clientID string, mutated bool) (string, error) {
+func judgeTokens(byContainer map[string][]proberesult.Result, clientID string, mutated bool) (string, error) {
 	var names []string
 	for n := range byContainer {
 		names = append(names, n)

@@ -16,6 +16,7 @@ import (
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // wiStep is base with its fault step replaced by a wiPod step.
@@ -244,21 +245,23 @@ func TestCheckShape(t *testing.T) {
 // TestJudgeTokens: with workload identity every container needs a token
 // of its identity; without, no container may get any token.
 func TestJudgeTokens(t *testing.T) {
-	ok := func(id string) probe.Result { return probe.Result{Status: probe.StatusOK, ClientIDGot: id} }
-	fail := probe.Result{Status: probe.StatusError, Error: "mode workload-identity needs AZURE_TENANT_ID set"}
+	ok := func(id string) proberesult.Result {
+		return proberesult.Result{Status: proberesult.StatusOK, ClientIDGot: id}
+	}
+	fail := proberesult.Result{Status: proberesult.StatusError, Error: "mode workload-identity needs AZURE_TENANT_ID set"}
 	for _, tc := range []struct {
 		name    string
-		results map[string][]probe.Result
+		results map[string][]proberesult.Result
 		mutated bool
 		want    string // "" : passes
 	}{
-		{"every container its token", map[string][]probe.Result{"app": {ok("c")}, "sidecar": {ok("c"), ok("c")}}, true, ""},
-		{"a container without a result", map[string][]probe.Result{"app": {ok("c")}, "init": nil}, true, "container init got no token and wrote no result"},
-		{"a container failed", map[string][]probe.Result{"app": {ok("c")}, "added": {fail}}, true, "container added got no token: mode workload-identity needs AZURE_TENANT_ID"},
-		{"another identity", map[string][]probe.Result{"app": {ok("c"), ok("other")}}, true, "got a token for client ID other"},
-		{"unmutated, no token", map[string][]probe.Result{"app": {fail}}, false, ""},
-		{"unmutated but its identity's token", map[string][]probe.Result{"app": {ok("c")}}, false, "although the webhook did not mutate"},
-		{"unmutated but another identity", map[string][]probe.Result{"app": {ok("node")}}, false, "got a token for client ID node"},
+		{"every container its token", map[string][]proberesult.Result{"app": {ok("c")}, "sidecar": {ok("c"), ok("c")}}, true, ""},
+		{"a container without a result", map[string][]proberesult.Result{"app": {ok("c")}, "init": nil}, true, "container init got no token and wrote no result"},
+		{"a container failed", map[string][]proberesult.Result{"app": {ok("c")}, "added": {fail}}, true, "container added got no token: mode workload-identity needs AZURE_TENANT_ID"},
+		{"another identity", map[string][]proberesult.Result{"app": {ok("c"), ok("other")}}, true, "got a token for client ID other"},
+		{"unmutated, no token", map[string][]proberesult.Result{"app": {fail}}, false, ""},
+		{"unmutated but its identity's token", map[string][]proberesult.Result{"app": {ok("c")}}, false, "although the webhook did not mutate"},
+		{"unmutated but another identity", map[string][]proberesult.Result{"app": {ok("node")}}, false, "got a token for client ID node"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := judgeTokens(tc.results, "c", tc.mutated)

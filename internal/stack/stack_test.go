@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/pkg/report"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 

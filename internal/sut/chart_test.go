@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // chartSUT is a sut.yaml deploying the chart at %s (testdata/chart)

@@ -63,7 +63,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/idharness/idharness/internal/images"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // APIVersion and Kind head every file, so that a later format can be told

@@ -20,7 +20,7 @@ import (
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/images/imagestest"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 const goodSUT = `apiVersion: idharness.io/v1alpha1

@@ -11,7 +11,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/internal/yamlfile"
+	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
 // DefaultAudience is Key Vault's resource URI, the aud its tokens carry.

@@ -12,7 +12,7 @@ import (
 
 	fchaos "github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/internal/probe"
-	"github.com/idharness/idharness/internal/report"
+	"github.com/idharness/idharness/pkg/report"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // TestHostless: a run inside the cluster leaves out

@@ -10,8 +10,8 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega" //nolint:revive // gomega's matchers read best unqualified.
 
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/scenario"
+	"github.com/idharness/idharness/pkg/report"
 	"github.com/idharness/idharness/scenarios"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )

@@ -13,12 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/pkg/escape"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
-// Escape specs: a workload tries every request shape in internal/escape to
+// Escape specs: a workload tries every request shape in pkg/escape to
 // get a token it is not entitled to, or to reach the harness's control
 // APIs. They judge the responses and the fake's journal, so they hold any
 // implementation (the reference agent, NMI, a vendor's) to the same rules.

@@ -9,7 +9,7 @@ import (
 	. "github.com/onsi/gomega"    //nolint:revive // gomega's matchers read best unqualified.
 
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/pkg/proberesult"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -48,7 +48,7 @@ func expectTokens(run ProbeRun, wantOID, resource string) {
 		ok := true
 		for _, r := range rs {
 			switch {
-			case r.Status != probe.StatusOK:
+			case r.Status != proberesult.StatusOK:
 				problems = append(problems, fmt.Sprintf("%s: error: %s", c, r.Error))
 				ok = false
 			case r.IdentityGot != wantOID:
@@ -98,10 +98,10 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=client_id=99999999-9999-4999-8999-999999999999", "--client=azidentity-mi,msal-mi,raw"}})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
-				ok := r.Status == probe.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, "Identity not found")
+				ok := r.Status == proberesult.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, "Identity not found")
 				outcome[r.Client] = ok
 				Expect(r.IdentityGot).To(BeEmpty(), "%s got a token for %s", r.Client, r.IdentityGot)
-				Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)
+				Expect(r.Status).To(Equal(proberesult.StatusError), "%s", r.Client)
 				Expect(r.Error).To(ContainSubstring("Identity not found"), "%s surfaces IMDS's error", r.Client)
 			}
 			RecordClients(outcome)
@@ -121,7 +121,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--client=azidentity-mi,msal-mi,raw"}})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
-				outcome[r.Client] = r.Status == probe.StatusError && strings.Contains(r.Error, "Multiple user assigned identities exist")
+				outcome[r.Client] = r.Status == proberesult.StatusError && strings.Contains(r.Error, "Multiple user assigned identities exist")
 				Expect(r.IdentityGot).To(BeEmpty(), "%s got a token", r.Client)
 				Expect(r.Error).To(ContainSubstring("Multiple user assigned identities exist"), "%s", r.Client)
 			}
@@ -151,7 +151,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			const res = "https://management.core.windows.net/"
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + res, "--client=msal-mi,raw"}})
 			for _, r := range run.Results {
-				Expect(r.Status).To(Equal(probe.StatusOK), "%s: %s", r.Client, r.Error)
+				Expect(r.Status).To(Equal(proberesult.StatusOK), "%s: %s", r.Client, r.Error)
 				Expect(r.Audience).To(Equal(res), "%s", r.Client)
 				Expect(r.IdentityGot).To(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
 			}
@@ -172,7 +172,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			node, _ := nodes(f)
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--client=raw"}})
 			r := run.Results[0]
-			Expect(r.Status).To(Equal(probe.StatusOK), r.Error)
+			Expect(r.Status).To(Equal(proberesult.StatusOK), r.Error)
 			for _, field := range []string{"access_token", "expires_in", "expires_on", "ext_expires_in", "not_before", "resource", "token_type"} {
 				Expect(r.FieldTypes).To(HaveKeyWithValue(field, "string"), "field %s", field)
 			}

@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/idharness/idharness/fakeimds/config"
-	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/pkg/api/podidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -26,7 +26,7 @@ func expectRefused(run ProbeRun, want ...int) {
 	outcome := map[string]bool{}
 	var problems []string
 	for _, r := range run.Results {
-		ok := r.Status == probe.StatusError && r.IdentityGot == "" && (len(want) == 0 || containsInt(want, r.HTTPStatus))
+		ok := r.Status == proberesult.StatusError && r.IdentityGot == "" && (len(want) == 0 || containsInt(want, r.HTTPStatus))
 		outcome[r.Client] = ok
 		if !ok {
 			problems = append(problems, fmt.Sprintf("%s: status %s, HTTP %d, token for %q, error %q", r.Client, r.Status, r.HTTPStatus, r.IdentityGot, r.Error))
@@ -185,7 +185,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			ns := f.PodIdentityNamespace(ctx)
 			name := f.BindIdentity(ctx, ns, "id-a", "web")
 			before := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
-			Expect(before.Results).To(HaveEach(HaveField("Status", probe.StatusOK)), "bound pod before the binding is deleted")
+			Expect(before.Results).To(HaveEach(HaveField("Status", proberesult.StatusOK)), "bound pod before the binding is deleted")
 			Expect(f.PodIdentityClient().Resource(podidentity.AzureIdentityBindingGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
 			res := uniqueResource()
 			after := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--resource=" + res}})
@@ -221,7 +221,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 					p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 				}})
 			for _, r := range run.Results {
-				Expect(r.Status).To(Equal(probe.StatusOK), "%s: %s", r.Client, r.Error)
+				Expect(r.Status).To(Equal(proberesult.StatusOK), "%s: %s", r.Client, r.Error)
 				Expect(r.IdentityGot).To(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
 			}
 		})
@@ -256,7 +256,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			var before, after int
 			for _, r := range run.Results {
 				switch {
-				case r.Time.Before(changed) && r.Status == probe.StatusOK:
+				case r.Time.Before(changed) && r.Status == proberesult.StatusOK:
 					before++
 				case r.Time.After(changed.Add(time.Second)):
 					// A second for the watch event to reach the agent.
@@ -352,7 +352,7 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 			off := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: other, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
 			for _, r := range off.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s on %s got a token for %s", r.Client, other, r.IdentityGot)
-				Expect(r.Status).To(Equal(probe.StatusError), "%s on %s", r.Client, other)
+				Expect(r.Status).To(Equal(proberesult.StatusError), "%s on %s", r.Client, other)
 			}
 			neverServed(ctx, f, other, id.ClientID, res)
 			on := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: withID, Labels: Bound("pinned"), Args: []string{"--identity=system", "--resource=" + res, "--client=azidentity-mi,raw"}})
@@ -379,7 +379,7 @@ var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered
 			run := wait()
 			var first time.Time
 			for _, r := range run.Results {
-				if r.Status == probe.StatusOK && r.IdentityGot == f.Identity("id-a").ObjectID {
+				if r.Status == proberesult.StatusOK && r.IdentityGot == f.Identity("id-a").ObjectID {
 					first = r.Time.Add(r.LatencyMs.D())
 					break
 				}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/idharness/idharness/fakeimds/client"
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/probe"
+	"github.com/idharness/idharness/pkg/proberesult"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -34,7 +34,7 @@ var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func(
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: append([]string{"--identity=system"}, vaultArgs(f, fixtures.SecretNode)...)})
 			outcome := map[string]bool{}
 			for _, r := range run.Results {
-				outcome[r.Client] = r.Status == probe.StatusOK && r.ResourceStatus == 200
+				outcome[r.Client] = r.Status == proberesult.StatusOK && r.ResourceStatus == 200
 			}
 			RecordClients(outcome, run.NotApplicable)
 			for _, r := range run.Results {
@@ -80,7 +80,7 @@ var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered,
 				Env: map[string]string{"IDENTITY_ENDPOINT": f.Stack().AppServiceEndpoint(), "IDENTITY_HEADER": "wrong"}})
 			for _, r := range bad.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s got a token with a wrong header", r.Client)
-				Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)
+				Expect(r.Status).To(Equal(proberesult.StatusError), "%s", r.Client)
 			}
 		})
 })
@@ -113,7 +113,7 @@ var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 				ok := true
 				for _, r := range rs {
 					exps[r.TokenExp] = true
-					if r.TokenExpired || r.Status != probe.StatusOK || r.ResourceStatus != 200 {
+					if r.TokenExpired || r.Status != proberesult.StatusOK || r.ResourceStatus != 200 {
 						ok = false
 					}
 					Expect(r.TokenExpired).To(BeFalse(), "%s presented an expired token (attempt %d)", c, r.Attempt)

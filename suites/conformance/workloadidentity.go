@@ -20,6 +20,7 @@ import (
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
+	"github.com/idharness/idharness/pkg/proberesult"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
 
@@ -175,12 +176,12 @@ func expectAADError(run ProbeRun, code string) {
 	GinkgoHelper()
 	outcome := map[string]bool{}
 	for _, r := range run.Results {
-		outcome[r.Client] = r.Status == probe.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, code)
+		outcome[r.Client] = r.Status == proberesult.StatusError && r.IdentityGot == "" && strings.Contains(r.Error, code)
 	}
 	RecordClients(outcome, run.NotApplicable)
 	for _, r := range run.Results {
 		Expect(r.IdentityGot).To(BeEmpty(), "%s got a token", r.Client)
-		Expect(r.Status).To(Equal(probe.StatusError), "%s", r.Client)
+		Expect(r.Status).To(Equal(proberesult.StatusError), "%s", r.Client)
 		Expect(r.Error).To(ContainSubstring(code), "%s surfaces the authority's error", r.Client)
 	}
 }

@@ -22,9 +22,10 @@ import (
 
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/escape"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
+	"github.com/idharness/idharness/pkg/escape"
+	"github.com/idharness/idharness/pkg/proberesult"
 )
 
 // Probe describes one run of the probe as a pod.
@@ -63,7 +64,7 @@ type ProbeRun struct {
 	Pod     string
 	Node    string
 	PodIP   string
-	Results []probe.Result
+	Results []proberesult.Result
 	// Escapes are the results of a probe run with --escape.
 	Escapes []escape.Result
 	// NotApplicable names, with the reason, the clients a run of the
@@ -302,8 +303,8 @@ func nonEmpty(lines []string) []string {
 
 // parseResults reads the probe's JSON result lines, skipping its summary
 // line and anything else.
-func parseResults(logs []byte) []probe.Result {
-	var out []probe.Result
+func parseResults(logs []byte) []proberesult.Result {
+	var out []proberesult.Result
 	sc := bufio.NewScanner(bytes.NewReader(logs))
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
@@ -311,7 +312,7 @@ func parseResults(logs []byte) []probe.Result {
 		if len(line) == 0 || line[0] != '{' || bytes.Contains(line, []byte(`"summary":true`)) {
 			continue
 		}
-		var r probe.Result
+		var r proberesult.Result
 		if json.Unmarshal(line, &r) == nil && r.Client != "" {
 			out = append(out, r)
 		}
@@ -334,8 +335,8 @@ func parseEscapes(logs []byte) []escape.Result {
 }
 
 // ByClient groups results by client name.
-func ByClient(rs []probe.Result) map[string][]probe.Result {
-	m := map[string][]probe.Result{}
+func ByClient(rs []proberesult.Result) map[string][]proberesult.Result {
+	m := map[string][]proberesult.Result{}
 	for _, r := range rs {
 		m[r.Client] = append(m[r.Client], r)
 	}

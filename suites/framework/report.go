@@ -15,8 +15,8 @@ import (
 	"github.com/onsi/gomega"
 	"golang.org/x/term"
 
-	"github.com/idharness/idharness/internal/report"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // reportNodes registers, at the top of the tree, the run's per-spec

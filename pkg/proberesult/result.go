@@ -1,4 +1,13 @@
-package probe
+// Package proberesult is the format of the probe's output: one JSON line
+// per attempt (Result) and a last line of counts (Summary). cmd/probe
+// writes it; the suites, the scenario runner and the reports read it
+// back.
+//
+// It is public, and apart from the probe (internal/probe), because what
+// the probe measured reaches other modules: suites/framework hands them
+// ProbeRun.Results and ByClient's groups, which they must be able to name
+// and judge. The types here are the format's one definition.
+package proberesult
 
 import (
 	"encoding/json"
@@ -27,6 +36,11 @@ const (
 	StageResource = "resource"
 )
 
+// RequestsUnmeasured is Result.Requests for a client program: its
+// requests leave another process, so the probe cannot count them; the
+// fake's journal does, by the pod's address.
+const RequestsUnmeasured = -1
+
 // Result is one attempt of one client: one GetToken call and, when a
 // protected resource is configured, one use of the token there. The probe
 // writes each as a JSON line on stdout; suites, the scenario runner and
@@ -35,7 +49,8 @@ const (
 type Result struct {
 	// Time is when the attempt started (UTC, RFC 3339 with nanoseconds).
 	Time time.Time `json:"time"`
-	// Client is the client's name (see Clients), e.g. "azidentity-mi".
+	// Client is the client's name (the clients registry's, package
+	// clients), e.g. "azidentity-mi".
 	Client string `json:"client"`
 	// Mode is the identity mode the probe ran in: "imds", "appservice" or
 	// "workload-identity".
@@ -47,8 +62,9 @@ type Result struct {
 	// 0, and left out, when the probe makes one call per round.
 	Call int `json:"call,omitempty"`
 	// IdentityAsked is the identity the client was told to use: "system",
-	// "client_id=…", "object_id=…" or "resource_id=…" (Identity.String).
-	// In workload identity mode it is "client_id=" and the client ID used.
+	// "client_id=…", "object_id=…" or "resource_id=…" (the probe's
+	// Identity.String). In workload identity mode it is "client_id=" and
+	// the client ID used.
 	IdentityAsked string `json:"identityAsked"`
 	// IdentityGot is the oid claim of the token received: the object ID of
 	// the identity the token is for. Empty when no token was received.
@@ -93,8 +109,8 @@ type Result struct {
 	TokenExpired bool `json:"tokenExpired"`
 	// FromCache is true when the call returned a token without making any
 	// HTTP request: the client's cache answered. It is measured on the
-	// client's transport, never inferred; see the package documentation
-	// for why a first call can be served from cache.
+	// client's transport, never inferred; see internal/probe's package
+	// documentation for why a first call can be served from cache.
 	FromCache bool `json:"fromCache"`
 	// Requests is the number of HTTP requests the call made, retries and
 	// probes included, counted on a Go client's transport; -1
@@ -160,8 +176,8 @@ type Summary struct {
 	Interrupted bool `json:"interrupted,omitempty"`
 }
 
-// add counts r.
-func (s *Summary) add(r Result) {
+// Add counts r, as the probe does for every attempt it writes.
+func (s *Summary) Add(r Result) {
 	if s.Clients == nil {
 		s.Clients = map[string]ClientSummary{}
 	}

@@ -2,6 +2,12 @@
 // output formats: JSON (machine-readable, with evidence), JUnit XML (for
 // CI) and a Markdown summary with the spec × client matrix and the
 // conformance verdict.
+//
+// It is public because report.json is: a versioned format
+// (SchemaVersion) that other programs read, and suites/framework hands
+// other modules a *Report (ToReport). Its types are that format's
+// definition, so a reader decodes report.json into them rather than
+// into a copy of its own.
 package report
 
 import (

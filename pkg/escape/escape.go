@@ -5,6 +5,12 @@
 // TCP (so that no client library cleans the path or drops a header) and
 // reports what came back; conformance specs judge the results against the
 // identity the pod is bound to, whatever implementation answers.
+//
+// It is public, whole, because its results are: suites/framework hands
+// other modules ProbeRun.Escapes, and a module that receives them judges
+// them with Violation and reads them against the Plan that was sent. The
+// catalogue, the sending and the judging are one unit, so the package
+// moved rather than a copy of its Result.
 package escape
 
 import (

@@ -1,6 +1,12 @@
 // Package yamlfile decodes YAML files strictly into JSON-tagged Go types and
 // points errors at the line they concern, so that users of every idharness
 // configuration and scenario file get "file:line: field: problem".
+//
+// It is public because fakeimds is: fakeimds/config decodes its files
+// with it (its errors converting to config.FileError), and a public
+// package may not import internal/. The harness's other files (scenarios,
+// sut.yaml, client.yaml, the protected resource's configuration) use the
+// same decoder, so that every file of idharness reports errors alike.
 package yamlfile
 
 import (
@@ -19,14 +25,22 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Error is a decoding or validation error located in a file.
+// Error is a decoding or validation error located in a file. Its fields
+// are fakeimds/config.FileError's, in the same order, so that one
+// converts into the other and the message is written once.
 type Error struct {
-	File  string
-	Line  int // 0 when unknown
+	// File is the file's name as given to Decode.
+	File string
+	// Line is the 1-based line of the problem; 0 when unknown.
+	Line int
+	// Field is the field's path ("tokens.lifetime"); "" for a syntax
+	// error or a problem with the whole file.
 	Field string
-	Err   error
+	// Err is the problem.
+	Err error
 }
 
+// Error reads "file:line: field: problem", leaving out what is unknown.
 func (e *Error) Error() string {
 	loc := e.File
 	if e.Line > 0 {
@@ -38,6 +52,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", loc, e.Err)
 }
 
+// Unwrap returns the problem.
 func (e *Error) Unwrap() error { return e.Err }
 
 var (
