@@ -120,6 +120,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 					return err
 				}
 				f.opts.Claims = f.opts.SUT.Claims
+				f.opts.Components = stack.SUTComponents(f.opts.SUT.Claims)
 				if labelFilter, err = sutLabelFilter(f.suite, f.labelFilter, f.opts.SUT); err != nil {
 					return err
 				}

@@ -102,6 +102,25 @@ func ProfileComponents(name string) ([]string, error) {
 	return out, nil
 }
 
+// SUTComponents returns the components a run of an implementation
+// declared in a file (--sut) deploys beside it, given the modes it
+// claims: the default ones (nil), less the reference workload identity
+// webhook when it claims workload-identity. It brings its own webhook;
+// ours beside it would mutate the same pods, and the specs would judge
+// both. The authority, fakeimds's stand-in for Entra ID, stays.
+func SUTComponents(claims []string) []string {
+	if !contains(claims, "workload-identity") {
+		return nil
+	}
+	out := []string{}
+	for _, c := range Components() {
+		if c.Default && c.Name != WorkloadIdentityComponent {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -79,3 +79,20 @@ func TestProfileSUT(t *testing.T) {
 		}
 	}
 }
+
+// TestSUTComponents: an implementation that claims workload identity
+// brings its own webhook, so the reference one is not deployed beside it
+// (both would mutate the specs' pods); the authority stays. Others get
+// the defaults.
+func TestSUTComponents(t *testing.T) {
+	if got := SUTComponents([]string{"pod-identity"}); got != nil {
+		t.Errorf("pod-identity: %v, want the defaults (nil)", got)
+	}
+	got := SUTComponents([]string{"pod-identity", "workload-identity"})
+	if got == nil || slices.Contains(got, WorkloadIdentityComponent) || !slices.Contains(got, WIAuthorityComponent) {
+		t.Errorf("workload-identity: %v, want the defaults without %s, with %s", got, WorkloadIdentityComponent, WIAuthorityComponent)
+	}
+	if _, err := Selected(got); err != nil {
+		t.Errorf("the run cannot select them: %v", err)
+	}
+}
