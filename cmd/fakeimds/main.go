@@ -71,7 +71,7 @@ func load(args []string, stderr io.Writer, lookup func(string) (string, bool)) (
 
 func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	if len(args) > 0 && args[0] == dnsfault.Command {
-		return runResolver(args[1:], stderr)
+		return runResolver(args[1:], stdout, stderr)
 	}
 	cfg, printOnly, err := load(args, stderr, lookup)
 	if err != nil {
@@ -121,29 +121,29 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 
 // runResolver runs the DNS resolver with faults of a scenario's dns
 // step (internal/dnsfault): the fakeimds image carries it, so that runs
-// need no image of its own.
-func runResolver(args []string, stderr io.Writer) error {
+// need no image of its own. Its events go to stdout, a JSON line each:
+// the run reads them from the pod's log.
+func runResolver(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fakeimds "+dnsfault.Command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg dnsfault.Config
+	cfg := dnsfault.Config{Events: stdout}
 	fs.StringVar(&cfg.DNS, "dns", ":53", "address to answer DNS on, over UDP and TCP")
-	fs.StringVar(&cfg.Control, "control", "127.0.0.1:8053", "control API address; loopback only")
+	fs.StringVar(&cfg.FaultsFile, "faults-file", dnsfault.FaultsFile, "file that holds the faults in force (in its pod, the downward API file of its "+dnsfault.FaultsAnnotation+" annotation)")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "DNS server to forward to, HOST:PORT (default: the first nameserver of --resolv-conf)")
-	fs.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration to read the upstream from and to serve the search list of")
+	fs.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration to read the upstream from and to report the search list of")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected argument %q; every option is a flag (see -h)", dnsfault.Command, fs.Arg(0))
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	srv, err := dnsfault.New(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return srv.Run(ctx, func(a dnsfault.Addrs) { cfg.Logger.Info("ready", "dns", a.DNS, "control", a.Control) })
+	return srv.Run(ctx)
 }
 
 // linkLocalLifetime is how long the metadata address outlives a fakeimds

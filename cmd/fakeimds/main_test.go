@@ -55,9 +55,11 @@ func TestBadConfigStopsStart(t *testing.T) {
 		{"file field", []string{"--config", file}, file + ":3: host.subscriptionId: want a GUID"},
 		{"flag", []string{"--log-level=loud"}, "log.level"},
 		{"stray argument", []string{"serve"}, `unexpected argument "serve"`},
-		{"resolver control off loopback", []string{"dns-resolver", "--control=0.0.0.0:0", "--upstream=127.0.0.1:53", "--resolv-conf=/dev/null"}, "want a loopback address"},
+		// The resolver takes its faults from a file, and has no control API to listen on.
+		{"resolver control API", []string{"dns-resolver", "--control=127.0.0.1:8053", "--upstream=127.0.0.1:53", "--resolv-conf=/dev/null"}, "flag provided but not defined: -control"},
+		{"resolver without faults file", []string{"dns-resolver", "--faults-file=", "--upstream=127.0.0.1:53", "--resolv-conf=/dev/null"}, "no faults file"},
 		{"resolver stray argument", []string{"dns-resolver", "serve"}, `dns-resolver: unexpected argument "serve"`},
-		{"resolver without upstream", []string{"dns-resolver", "--control=127.0.0.1:0", "--resolv-conf=/dev/null"}, "names no nameserver"},
+		{"resolver without upstream", []string{"dns-resolver", "--resolv-conf=/dev/null"}, "names no nameserver"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(tc.args, &bytes.Buffer{}, &bytes.Buffer{}, env(nil))

@@ -12,10 +12,17 @@
 // spec on the cluster, keep the cluster's DNS: the fault reaches only the
 // run's pods.
 //
-// The control API (set and remove faults) listens on the resolver pod's
-// loopback only, which the pods under test cannot reach: the run reaches
-// it through a Kubernetes port-forward (Forward), which takes the
-// pods/portforward right that workloads do not have. Every fault carries
-// an end (Until) that the resolver enforces itself, so a fault ends even
-// if the run that set it dies.
+// The resolver listens on nothing but DNS. The run sets its faults
+// through the API server (Control): it writes the whole set, a State
+// with a sequence number, into the resolver pod's FaultsAnnotation; the
+// kubelet projects the annotation into a downward API file (FaultsFile:
+// the fault was in force 55-146 ms after the run wrote it, on a kind
+// node of a loaded 2-core machine), which the resolver reads every
+// FaultsPoll; the resolver reports what it did, a JSON line (Event) for
+// each fault applied, rejected, removed or expired, with the queries it
+// hit, and one for each State read, on its log, which the run reads. That
+// takes the rights to patch a pod and read its log, which the in-cluster
+// runner has and the pods under test do not: they are bound to no role.
+// Every fault carries an end (Until) that the resolver enforces itself,
+// so a fault ends even if the run that set it dies.
 package dnsfault

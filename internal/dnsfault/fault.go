@@ -3,6 +3,7 @@ package dnsfault
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,4 +75,9 @@ func (f Fault) matches(name string) bool {
 type effect struct {
 	nxdomain bool
 	delay    time.Duration
+}
+
+// equal reports whether f and g are the same fault.
+func (f Fault) equal(g Fault) bool {
+	return slices.Equal(f.Names, g.Names) && f.NXDomain == g.NXDomain && f.Delay == g.Delay && f.Until.Equal(g.Until)
 }

@@ -2,26 +2,36 @@ package dnsfault
 
 import (
 	"slices"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 )
 
 // TestPod: the resolver's pod runs the fakeimds image's dns-resolver
-// command with its control API on loopback, unprivileged but for port
-// 53, with no service account token, pinned to the run's node.
+// command, reading its faults from the downward API file of its own
+// annotation (read-only), with no port but DNS, unprivileged but for
+// port 53, with no service account token, pinned to the run's node.
 func TestPod(t *testing.T) {
 	p := Pod(PodSpec{Name: "idh-dns-resolver", Namespace: "run", Node: "w2", Image: "idharness.local/fakeimds:dev", Labels: map[string]string{"x": "y"}})
 	c := p.Spec.Containers[0]
-	if c.Image != "idharness.local/fakeimds:dev" || c.Args[0] != Command || !slices.Contains(c.Args, "--control=127.0.0.1:8053") || !slices.Contains(c.Args, "--dns=:53") {
-		t.Errorf("container %s %v: want the dns-resolver command, control on loopback", c.Image, c.Args)
+	if c.Name != Container || c.Image != "idharness.local/fakeimds:dev" || !slices.Equal(c.Args, []string{Command, "--dns=:53", "--faults-file=" + FaultsFile}) {
+		t.Errorf("container %s %s %v: want the dns-resolver command, its faults from %s", c.Name, c.Image, c.Args, FaultsFile)
 	}
-	for _, a := range c.Args {
-		if v, ok := strings.CutPrefix(a, "--control="); ok {
-			if err := checkControl(v); err != nil {
-				t.Errorf("the pod's control address: %v", err)
-			}
+	if v, ok := p.Annotations[FaultsAnnotation]; !ok || v != "" {
+		t.Errorf("annotations %v: want %s, empty (no fault yet)", p.Annotations, FaultsAnnotation)
+	}
+	if len(p.Spec.Volumes) != 1 || len(c.VolumeMounts) != 1 {
+		t.Fatalf("volumes %+v, mounts %+v: want the faults' volume alone", p.Spec.Volumes, c.VolumeMounts)
+	}
+	v, m := p.Spec.Volumes[0], c.VolumeMounts[0]
+	if d := v.DownwardAPI; d == nil || len(d.Items) != 1 || d.Items[0].FieldRef == nil ||
+		d.Items[0].FieldRef.FieldPath != "metadata.annotations['"+FaultsAnnotation+"']" ||
+		m.Name != v.Name || !m.ReadOnly || m.MountPath+"/"+d.Items[0].Path != FaultsFile {
+		t.Errorf("volume %+v mounted %+v: want %s, read-only, the projection of the %s annotation", v, m, FaultsFile, FaultsAnnotation)
+	}
+	for _, port := range c.Ports {
+		if port.ContainerPort != DNSPort {
+			t.Errorf("port %+v: want DNS's alone", port)
 		}
 	}
 	sc, psc := c.SecurityContext, p.Spec.SecurityContext

@@ -8,34 +8,37 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"io/fs"
+	"maps"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Config is where the resolver listens and whom it asks.
+// Config is where the resolver listens, whom it asks and where it reads
+// its faults.
 type Config struct {
 	// DNS is the address it answers DNS on, over UDP and TCP (":53" in
-	// a pod: resolv.conf cannot name another port).
+	// a pod: resolv.conf cannot name another port). It listens on
+	// nothing else.
 	DNS string
-	// Control is the control API's address. It must be a loopback
-	// address: the pods under test reach every other address of the
-	// resolver's pod, and must not be able to switch a fault.
-	Control string
 	// Upstream is the DNS server it forwards to (host:port); empty: the
 	// first nameserver of ResolvConf, port 53 (in a pod of the default
 	// DNS policy, the cluster's DNS Service).
 	Upstream string
 	// ResolvConf is the resolver configuration it reads for Upstream and
-	// serves at /v1/resolv; empty: /etc/resolv.conf.
+	// reports in its ready event; empty: /etc/resolv.conf.
 	ResolvConf string
-	// Logger receives a line per fault set or removed; nil: discarded.
-	Logger *slog.Logger
+	// FaultsFile holds the faults in force, a State in JSON (in its pod,
+	// FaultsFile: the downward API file of FaultsAnnotation); missing or
+	// empty: none. The resolver reads it every FaultsPoll.
+	FaultsFile string
+	// Events receives the resolver's events, a JSON line each (Event);
+	// nil: discarded.
+	Events io.Writer
 }
 
 // upstreamTimeout bounds one forwarded exchange: the cluster's DNS
@@ -46,22 +49,23 @@ const upstreamTimeout = 4 * time.Second
 const tcpIdle = 30 * time.Second
 
 // Server is the resolver: a DNS forwarder that answers the names of its
-// active faults as they say, and a control API on loopback that sets and
-// removes the faults.
+// active faults as they say, and takes its faults from a file.
 type Server struct {
 	cfg      Config
 	upstream string
 	resolv   Resolv
-	log      *slog.Logger
 
 	mu     sync.Mutex
 	faults map[string]*active
 	conns  map[net.Conn]struct{}
+	// read is the faults file's content last read.
+	read string
+
+	evMu   sync.Mutex
+	events *json.Encoder
 
 	udp     net.PacketConn
 	tcp     net.Listener
-	control net.Listener
-	http    *http.Server
 	closing chan struct{}
 	wg      sync.WaitGroup
 }
@@ -73,15 +77,10 @@ type active struct {
 	hits int
 }
 
-// Addrs are the addresses a started server listens on.
-type Addrs struct {
-	DNS, Control string
-}
-
 // New checks cfg and reads the resolver configuration.
 func New(cfg Config) (*Server, error) {
-	if err := checkControl(cfg.Control); err != nil {
-		return nil, err
+	if cfg.FaultsFile == "" {
+		return nil, errors.New("no faults file: give the file that holds the faults (--faults-file)")
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
@@ -100,60 +99,42 @@ func New(cfg Config) (*Server, error) {
 	if _, _, err := net.SplitHostPort(up); err != nil {
 		return nil, fmt.Errorf("upstream %q: want HOST:PORT: %w", up, err)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	w := cfg.Events
+	if w == nil {
+		w = io.Discard
 	}
-	return &Server{cfg: cfg, upstream: up, resolv: rc, log: log, faults: map[string]*active{}, conns: map[net.Conn]struct{}{}, closing: make(chan struct{})}, nil
+	return &Server{cfg: cfg, upstream: up, resolv: rc, events: json.NewEncoder(w), faults: map[string]*active{}, conns: map[net.Conn]struct{}{}, closing: make(chan struct{})}, nil
 }
 
-// checkControl refuses a control address other than a loopback one.
-func checkControl(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("control address %q: want 127.0.0.1:PORT: %w", addr, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("control address %q: want a loopback address such as 127.0.0.1:8053: the pods under test reach the resolver's other addresses and must not be able to switch its faults", addr)
-	}
-	return nil
-}
-
-// Start opens the DNS (UDP and TCP) and control listeners and serves in
-// the background; it returns once all are open.
-func (s *Server) Start() (Addrs, error) {
+// Start opens the DNS listeners (UDP and TCP), serves in the background
+// and reads the faults file; it returns once both listen, with their
+// address, and writes the ready event.
+func (s *Server) Start() (string, error) {
 	var err error
 	if s.udp, err = net.ListenPacket("udp", s.cfg.DNS); err != nil {
-		return Addrs{}, fmt.Errorf("DNS over UDP on %s: %w", s.cfg.DNS, err)
+		return "", fmt.Errorf("DNS over UDP on %s: %w", s.cfg.DNS, err)
 	}
 	// TCP on the port UDP got, so that ":0" gives one port for both.
-	tcpAddr := s.udp.LocalAddr().String()
-	if s.tcp, err = net.Listen("tcp", tcpAddr); err != nil {
+	addr := s.udp.LocalAddr().String()
+	if s.tcp, err = net.Listen("tcp", addr); err != nil {
 		s.udp.Close()
-		return Addrs{}, fmt.Errorf("DNS over TCP on %s: %w", tcpAddr, err)
+		return "", fmt.Errorf("DNS over TCP on %s: %w", addr, err)
 	}
-	if s.control, err = net.Listen("tcp", s.cfg.Control); err != nil {
-		s.udp.Close()
-		s.tcp.Close()
-		return Addrs{}, fmt.Errorf("control API on %s: %w", s.cfg.Control, err)
-	}
-	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.serveUDP() }()
 	go func() { defer s.wg.Done(); s.serveTCP() }()
-	go func() { defer s.wg.Done(); _ = s.http.Serve(s.control) }()
-	return Addrs{DNS: s.udp.LocalAddr().String(), Control: s.control.Addr().String()}, nil
+	go func() { defer s.wg.Done(); s.watch() }()
+	s.emit(Event{Event: EventReady, DNS: addr, Resolv: &s.resolv})
+	return addr, nil
 }
 
-// Close stops serving: queries held by a delay are dropped, the control
-// API's requests get until ctx ends. Call it once, after Start.
-func (s *Server) Close(ctx context.Context) error {
-	if s.http == nil {
+// Close stops serving: queries held by a delay are dropped. Call it
+// once, after Start.
+func (s *Server) Close() error {
+	if s.udp == nil {
 		return errors.New("dnsfault: Close before Start")
 	}
 	close(s.closing)
-	err := s.http.Shutdown(ctx)
 	s.udp.Close()
 	s.tcp.Close()
 	s.mu.Lock()
@@ -162,22 +143,140 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	return err
+	return nil
 }
 
 // Run is Start, then serving until ctx ends, then Close.
-func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
-	a, err := s.Start()
-	if err != nil {
+func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.Start(); err != nil {
 		return err
 	}
-	if ready != nil {
-		ready(a)
-	}
 	<-ctx.Done()
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return s.Close(c)
+	return s.Close()
+}
+
+// emit writes one event, stamped now unless it has a time.
+func (s *Server) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	_ = s.events.Encode(e)
+}
+
+// watch reads the faults file every FaultsPoll, applies what changed
+// and ends the faults past their Until, until the server closes.
+func (s *Server) watch() {
+	t := time.NewTicker(FaultsPoll)
+	defer t.Stop()
+	for {
+		s.expire(time.Now())
+		s.readFaults(time.Now())
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// readFaults reads the faults file and, when it changed, applies it.
+func (s *Server) readFaults(now time.Time) {
+	b, err := os.ReadFile(s.cfg.FaultsFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.mu.Lock()
+		changed := s.read != "\x00"+err.Error()
+		s.read = "\x00" + err.Error()
+		s.mu.Unlock()
+		if changed {
+			s.emit(Event{Event: EventRejected, Error: "read the faults file: " + err.Error()})
+		}
+		return
+	}
+	text := strings.TrimSpace(string(b))
+	s.mu.Lock()
+	if text == s.read {
+		s.mu.Unlock()
+		return
+	}
+	s.read = text
+	s.mu.Unlock()
+	var st State
+	if text != "" {
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&st); err != nil {
+			s.emit(Event{Event: EventRejected, Seq: seqOf(text), Error: "the faults file: " + err.Error()})
+			return
+		}
+	}
+	s.apply(st, now)
+}
+
+// seqOf is a State's sequence number as far as it can be read.
+func seqOf(text string) int {
+	var v struct {
+		Seq int `json:"seq"`
+	}
+	_ = json.Unmarshal([]byte(text), &v)
+	return v.Seq
+}
+
+// apply makes st's faults the active ones: it removes the faults st
+// lacks, applies the new or changed ones that are valid, and reports
+// each change and then the state.
+func (s *Server) apply(st State, now time.Time) {
+	s.mu.Lock()
+	var evs []Event
+	for _, id := range slices.Sorted(maps.Keys(s.faults)) {
+		f := s.faults[id]
+		if g, ok := st.Faults[id]; ok && g.equal(f.Fault) {
+			continue
+		}
+		if _, ok := st.Faults[id]; !ok {
+			delete(s.faults, id)
+			evs = append(evs, Event{Event: EventRemoved, Seq: st.Seq, Fault: id, Hits: f.hits})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.Faults)) {
+		f := st.Faults[id]
+		if a, ok := s.faults[id]; ok && a.equal(f) {
+			continue
+		}
+		if err := f.Validate(now); err != nil {
+			evs = append(evs, Event{Event: EventRejected, Seq: st.Seq, Fault: id, Error: err.Error()})
+			continue
+		}
+		if a, ok := s.faults[id]; ok {
+			evs = append(evs, Event{Event: EventRemoved, Seq: st.Seq, Fault: id, Hits: a.hits})
+		}
+		s.faults[id] = &active{Fault: f}
+		evs = append(evs, Event{Event: EventApplied, Seq: st.Seq, Fault: id, Spec: &f})
+	}
+	evs = append(evs, Event{Event: EventState, Seq: st.Seq, Active: slices.Sorted(maps.Keys(s.faults))})
+	s.mu.Unlock()
+	for _, e := range evs {
+		e.Time = now
+		s.emit(e)
+	}
+}
+
+// expire ends the faults past their Until.
+func (s *Server) expire(now time.Time) {
+	s.mu.Lock()
+	var evs []Event
+	for _, id := range slices.Sorted(maps.Keys(s.faults)) {
+		if f := s.faults[id]; !now.Before(f.Until) {
+			delete(s.faults, id)
+			evs = append(evs, Event{Event: EventExpired, Fault: id, Hits: f.hits})
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range evs {
+		s.emit(e)
+	}
 }
 
 func (s *Server) serveUDP() {
@@ -270,7 +369,7 @@ func (s *Server) answer(q []byte, network string) []byte {
 	}
 	a, err := s.forward(q, network)
 	if err != nil {
-		s.log.Warn("forward", "name", name, "upstream", s.upstream, "err", err)
+		s.emit(Event{Event: EventForwardFailed, Name: name, Error: err.Error()})
 		// What a forwarder whose upstream fails answers.
 		a, _ = reply(q, rcodeServFail)
 	}
@@ -278,16 +377,14 @@ func (s *Server) answer(q []byte, network string) []byte {
 }
 
 // hit returns what the active faults do to a query for name, counting
-// it for each fault it matches; faults past their Until are forgotten.
+// it for each fault it matches; faults past their Until do nothing.
 func (s *Server) hit(name string, now time.Time) effect {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var e effect
-	for id, f := range s.faults {
+	for _, f := range s.faults {
 		if !now.Before(f.Until) {
-			s.log.Info("fault expired", "fault", id, "hits", f.hits)
-			delete(s.faults, id)
-			continue
+			continue // expire reports it
 		}
 		if f.matches(name) {
 			f.hits++
@@ -348,7 +445,7 @@ func writeTCP(w io.Writer, msg []byte) error {
 	return err
 }
 
-// Resolv is what a resolv.conf says: the resolver serves its own, which
+// Resolv is what a resolv.conf says: the resolver reports its own, which
 // in its pod is what the cluster gives every pod of the namespace, so
 // that the pods pointed at it keep the cluster's search list and ndots.
 type Resolv struct {
@@ -380,61 +477,4 @@ func ReadResolv(path string) (Resolv, error) {
 		}
 	}
 	return r, nil
-}
-
-// The control API. Faults are keyed by a name of the caller's (a
-// scenario step's), so that two can overlap.
-const (
-	pathHealth = "/healthz"
-	pathResolv = "/v1/resolv"
-	pathFaults = "/v1/faults/"
-)
-
-// Removed is the answer to a fault's removal: how many queries it hit.
-type Removed struct {
-	Hits int `json:"hits"`
-}
-
-func (s *Server) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+pathHealth, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET "+pathResolv, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.resolv) })
-	mux.HandleFunc("PUT "+pathFaults+"{id}", func(w http.ResponseWriter, r *http.Request) {
-		var f Fault
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&f); err != nil {
-			http.Error(w, "fault: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := f.Validate(time.Now()); err != nil {
-			http.Error(w, "fault: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		id := r.PathValue("id")
-		s.mu.Lock()
-		s.faults[id] = &active{Fault: f}
-		s.mu.Unlock()
-		s.log.Info("fault set", "fault", id, "names", f.Names, "nxdomain", f.NXDomain, "delay", f.Delay.Duration, "until", f.Until)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("DELETE "+pathFaults+"{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		s.mu.Lock()
-		f, ok := s.faults[id]
-		delete(s.faults, id)
-		s.mu.Unlock()
-		if !ok {
-			http.Error(w, "no fault "+id+" (it may have expired)", http.StatusNotFound)
-			return
-		}
-		s.log.Info("fault removed", "fault", id, "hits", f.hits)
-		writeJSON(w, Removed{Hits: f.hits})
-	})
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
 }

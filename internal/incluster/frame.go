@@ -76,13 +76,35 @@ func (f *frameReader) line(l string) {
 		f.inFrame = false
 		r, err := decodeFrame(f.enc.String())
 		f.report, f.err = r, err
-	case f.inFrame:
+	case f.inFrame && isBase64(strings.TrimSpace(l)):
 		f.enc.WriteString(strings.TrimSpace(l))
+	case f.inFrame:
+		// The runner's standard error shares the log with its standard
+		// output, and the runtime may cut the frame's one write in
+		// pieces: a line of the other stream (its exit error) can land
+		// inside the frame, where decoding it lost the whole report.
+		if f.pass != nil {
+			f.pass(l)
+		}
 	default:
 		if f.pass != nil {
 			f.pass(l)
 		}
 	}
+}
+
+// isBase64 reports whether l is made of the standard base64 alphabet
+// only, as every line of a frame is.
+func isBase64(l string) bool {
+	if l == "" {
+		return false
+	}
+	for _, c := range l {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
 }
 
 // result is the decoded report, or why there is none.

@@ -3,6 +3,7 @@ package incluster
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,7 +34,11 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"progress around", "• passed IDH-CONF-0001\n" + frame + "done\n", nil, []string{"• passed IDH-CONF-0001", "", "done"}},
 		{"no frame", "• passed IDH-CONF-0001\n", errNoFrame, []string{"• passed IDH-CONF-0001"}},
 		{"cut short", frame[:len(frame)/2], errNoFrame, nil},
-		{"damaged", strings.Replace(frame, "\n", "\n!!!!\n", 3), errors.New("the runner's report"), nil},
+		{"damaged", strings.Replace(frame, "\n", "\nAB\n", 3), errors.New("the runner's report"), nil},
+		// The runner's exit error (standard error) landed inside the
+		// frame in a failed in-cluster run, and the report was lost.
+		{"a line of the other stream inside", strings.Replace(frame, "\n", "\nidharness: specs failed: the report is in the log above\n", 4), nil,
+			append([]string{""}, slices.Repeat([]string{"idharness: specs failed: the report is in the log above"}, 4)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var passed []string

@@ -100,9 +100,14 @@ func ClusterRules(ns string) []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}},
 		// Probe pods (framework/probe.go, scenario/incluster.go); the pod
 		// identity specs relabel one (patch); the workload identity specs
-		// create one with dry-run.
+		// create one with dry-run; a scenario run starts its probes and
+		// the dns step sets its faults by writing an annotation of the
+		// run's pods (patch: scenario/incluster.go setStart,
+		// scenario/dns.go resolverPod).
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "create", "patch"}},
-		// The probes' verdicts are their logs.
+		// The probes' verdicts are their logs, and the run's DNS resolver
+		// reports the faults it applied and their hits on its log
+		// (scenario/dns.go).
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		// The workload identity specs' client configuration and service
 		// accounts (conformance/workloadidentity.go).

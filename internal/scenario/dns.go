@@ -3,9 +3,12 @@ package scenario
 // A cluster run whose scenario has a dns step starts a DNS resolver of
 // its own (internal/dnsfault) in its namespace, on its node, and points
 // its pods at it: the dns steps' faults then reach the run's pods and
-// no other. The resolver's control API listens on its pod's loopback,
-// which the pods under test cannot reach; the run reaches it by a
-// port-forward.
+// no other. The run sets the faults in an annotation of the resolver's
+// pod, which the resolver reads from a downward API file, and reads what
+// the resolver did from its log (dnsfault.Control): it takes the rights
+// to patch a pod and read its log, which the in-cluster runner has and
+// the pods under test do not, and the resolver listens on nothing but
+// DNS.
 
 import (
 	"context"
@@ -16,6 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/dnsfault"
@@ -30,13 +35,11 @@ const dnsReady = time.Minute
 
 // dnsRun is a cluster run's resolver, once started.
 type dnsRun struct {
-	ctl *dnsfault.Client
+	ctl *dnsfault.Control
 	// host is the name the dns steps fault: the authority's host.
 	host string
 	// pod is the resolver's pod, ns/name, for the report's details.
-	pod string
-	// stop closes the port-forward to the control API.
-	stop   func()
+	pod    string
 	policy corev1.DNSPolicy
 	config *corev1.PodDNSConfig
 }
@@ -72,13 +75,9 @@ func (c *clusterRun) setupDNS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addr, stop, err := dnsfault.Forward(ctx, c.stack.REST(), c.ns, dnsResolverPod, dnsfault.ControlPort)
-	if err != nil {
-		return err
-	}
-	d := &dnsRun{ctl: dnsfault.NewClient(addr), host: strings.ToLower(u.Hostname()), pod: c.ns + "/" + dnsResolverPod, stop: stop}
+	d := &dnsRun{ctl: dnsfault.NewControl(resolverPod{kube: c.kube, ns: c.ns, name: dnsResolverPod}), host: strings.ToLower(u.Hostname()), pod: c.ns + "/" + dnsResolverPod}
 	c.r.kube.dns = d
-	rc, err := d.ctl.Resolv(ctx)
+	rc, err := d.ctl.Ready(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,10 +120,19 @@ func (c *clusterRun) waitResolver(ctx context.Context) (string, error) {
 	}
 }
 
-// cleanupDNS closes the port-forward; the namespace's deletion takes the
-// resolver's pod.
-func (c *clusterRun) cleanupDNS() {
-	if d := c.r.kube.dns; d != nil && d.stop != nil {
-		d.stop()
-	}
+// resolverPod is the resolver's pod through the API server: the run
+// writes its faults by patching the pod (pods patch) and reads the
+// resolver's events from its log (pods/log get).
+type resolverPod struct {
+	kube     kubernetes.Interface
+	ns, name string
+}
+
+func (p resolverPod) Patch(ctx context.Context, patch []byte) error {
+	_, err := p.kube.CoreV1().Pods(p.ns).Patch(ctx, p.name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+func (p resolverPod) Log(ctx context.Context) ([]byte, error) {
+	return p.kube.CoreV1().Pods(p.ns).GetLogs(p.name, &corev1.PodLogOptions{Container: dnsfault.Container}).DoRaw(ctx)
 }

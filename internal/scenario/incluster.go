@@ -1120,7 +1120,6 @@ func (c *clusterRun) cleanup() {
 	// Before the namespace goes: the authority is shared, and the run's
 	// identity there trusts the namespace's service account.
 	c.cleanupWorkloadIdentity(ctx)
-	c.cleanupDNS()
 	var wg sync.WaitGroup
 	if c.nodeTouched {
 		wg.Add(1)

@@ -17,9 +17,11 @@ func init() {
 
 // dnsStep is a DNS fault for a host the run's pods resolve. The run's
 // own resolver (internal/dnsfault, started when a scenario has a dns
-// step) serves the run's pods alone and carries the fault out; the
-// resolver ends it by itself shortly after the step's end, should the
-// run be gone by then.
+// step) serves the run's pods alone and carries the fault out. The
+// fault carries its end, dnsEndMargin after the step's, at which the
+// resolver ends it by itself: its end waits neither for the undo's round
+// trip through the pod's annotation (46-700 ms measured on kind) nor for
+// a run that may be gone by then.
 type dnsStep struct {
 	// Host is whose name the fault hits: authority, the stack's
 	// authority that workload identity clients exchange their tokens at.
@@ -34,9 +36,14 @@ type dnsStep struct {
 // DNSHostAuthority is the host a dns step can fault so far.
 const DNSHostAuthority = "authority"
 
-// dnsGrace is how much longer than the step the resolver keeps a fault
-// by itself: the step's undo removes it before.
-const dnsGrace = 10 * time.Second
+// dnsEndMargin is how long after the step's end the resolver ends its
+// fault. The step's window ends when the run reaches the step's end; the
+// fault's end is taken when the step fires and kept by the resolver's
+// clock (the host's, on kind; NTP-close elsewhere), and must not come a
+// few milliseconds before the window's, letting a call that ends in the
+// window resolve the name. Recovery is still measured from the window's
+// end.
+const dnsEndMargin = 500 * time.Millisecond
 
 func (d *dnsStep) undoable() bool { return true }
 
@@ -46,10 +53,6 @@ func (d *dnsStep) mustEnd() bool { return true }
 
 func (d *dnsStep) needsCluster() string {
 	return "the run's pods resolve the authority's name through a resolver of the run's own in the cluster"
-}
-
-func (d *dnsStep) needsHost() string {
-	return "reaches the run's DNS resolver's control API (on its pod's loopback) by a port-forward, a right the in-cluster runner's role does not grant"
 }
 
 func (d *dnsStep) validate(s *Scenario, _ identities, field string) error {
@@ -89,17 +92,19 @@ func (d *dnsStep) apply(ctx context.Context, r *runner, st Step) (func(context.C
 		id = fmt.Sprintf("at-%v", st.At.Duration)
 	}
 	detail := fmt.Sprintf("DNS for %s answers %s to the run's pods (resolver %s)", res.host, d.what(), res.pod)
-	f := dnsfault.Fault{Names: []string{res.host}, NXDomain: d.NXDomain, Delay: d.Delay, Until: time.Now().Add(st.For.Duration + dnsGrace)}
-	if err := res.ctl.SetFault(ctx, id, f); err != nil {
+	f := dnsfault.Fault{Names: []string{res.host}, NXDomain: d.NXDomain, Delay: d.Delay, Until: time.Now().Add(st.For.Duration + dnsEndMargin)}
+	// Set returns once the resolver reports the fault applied: the
+	// step's window starts then (StepRecord.Applied).
+	if err := res.ctl.Set(ctx, id, f); err != nil {
 		return nil, detail, err
 	}
 	return func(ctx context.Context) error {
-		rm, err := res.ctl.RemoveFault(ctx, id)
+		hits, err := res.ctl.Remove(ctx, id)
 		if err != nil {
 			return err
 		}
-		r.printf("dns fault %s removed: it hit %d queries for %s", id, rm.Hits, res.host)
-		if rm.Hits == 0 {
+		r.printf("dns fault %s ended: it hit %d queries for %s", id, hits, res.host)
+		if hits == 0 {
 			// Like an expectation with nothing to judge: the verdicts
 			// of the step's window would hold without the fault.
 			return fmt.Errorf("the fault hit no query: the run's pods did not resolve %s while it lasted, so the step tested nothing (start the clients within the step)", res.host)

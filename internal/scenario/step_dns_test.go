@@ -2,19 +2,21 @@ package scenario
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/idharness/idharness/fakeimds/duration"
 	"github.com/idharness/idharness/internal/dnsfault"
+	"github.com/idharness/idharness/internal/dnsfault/dnsfaulttest"
 	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
@@ -78,10 +80,12 @@ func TestDNSStepValidate(t *testing.T) {
 	}
 }
 
-// TestDNSStepApply plays the step against a real resolver on loopback:
-// while it lasts the authority's name answers NXDOMAIN to a real DNS
-// client, other names resolve, and its undo removes it; an undo after a
-// fault no query hit fails the step, since it tested nothing.
+// TestDNSStepApply plays the step against a real resolver on loopback,
+// its faults written as the run writes them into its pod's annotation:
+// the step returns once the resolver reports the fault applied; while it
+// lasts the authority's name answers NXDOMAIN to a real DNS client,
+// other names resolve, and its undo removes it; an undo after a fault no
+// query hit fails the step, since it tested nothing.
 func TestDNSStepApply(t *testing.T) {
 	// The upstream: a port with nothing behind it, so that a forwarded
 	// query gets SERVFAIL, never NXDOMAIN.
@@ -91,24 +95,12 @@ func TestDNSStepApply(t *testing.T) {
 	}
 	up := pc.LocalAddr().String()
 	pc.Close()
-	rc := filepath.Join(t.TempDir(), "resolv.conf")
-	if err := os.WriteFile(rc, []byte("nameserver 10.96.0.10\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := dnsfault.New(dnsfault.Config{DNS: "127.0.0.1:0", Control: "127.0.0.1:0", Upstream: up, ResolvConf: rc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := srv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	dns, pod := dnsfaulttest.Start(t, up)
 	var printed strings.Builder
-	r := &runner{progress: &printed, kube: &kubeEnv{dns: &dnsRun{ctl: dnsfault.NewClient(a.Control), host: "wi-authority.idharness.svc", pod: "ns/idh-dns-resolver"}}}
+	r := &runner{progress: &printed, kube: &kubeEnv{dns: &dnsRun{ctl: dnsfault.NewControl(pod), host: "wi-authority.idharness.svc", pod: "ns/idh-dns-resolver"}}}
 	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "udp", a.DNS)
+		return d.DialContext(ctx, "udp", dns)
 	}}
 	lookup := func(name string) error { _, err := res.LookupHost(context.Background(), name); return err }
 	notFound := func(err error) bool {
@@ -118,12 +110,26 @@ func TestDNSStepApply(t *testing.T) {
 	ctx := context.Background()
 
 	step := Step{Name: "nxdomain", For: duration.Of(30 * time.Second), Kind: "dns", Action: &dnsStep{Host: DNSHostAuthority, NXDomain: true}}
+	t0 := time.Now()
 	undo, detail, err := step.Action.apply(ctx, r, step)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(detail, "wi-authority.idharness.svc answers NXDOMAIN") {
 		t.Errorf("detail %q", detail)
+	}
+	log, _ := pod.Log(ctx)
+	var applied *dnsfault.Event
+	for _, e := range dnsfault.ParseEvents(log) {
+		if e.Event == dnsfault.EventApplied {
+			applied = &e
+		}
+	}
+	// The step's window starts when apply returns: the fault must be in
+	// force by then, and must end by itself at the step's end.
+	if applied == nil || applied.Time.After(time.Now()) || applied.Spec == nil || applied.Fault != "nxdomain" ||
+		applied.Spec.Until.Before(t0.Add(30*time.Second+dnsEndMargin)) || applied.Spec.Until.After(time.Now().Add(30*time.Second+dnsEndMargin)) {
+		t.Errorf("applied event %+v: want nxdomain in force when apply returned, until %v after the step's end", applied, dnsEndMargin)
 	}
 	if err := lookup("wi-authority.idharness.svc.cluster.local."); !notFound(err) {
 		t.Errorf("the authority during the step: %v, want NXDOMAIN", err)
@@ -148,6 +154,12 @@ func TestDNSStepApply(t *testing.T) {
 	}
 	if err := undo(ctx); err == nil || !strings.Contains(err.Error(), "tested nothing") {
 		t.Errorf("undo of a fault no query hit: %v, want the step failed", err)
+	}
+
+	// A resolver that does not take the fault: the step fails with why.
+	pod.Annotation = func(string) string { return `{"seq":9,"faults":{}}` }
+	if _, _, err := step.Action.apply(ctx, r, step); err == nil || !strings.Contains(err.Error(), "neither applied nor rejected") {
+		t.Errorf("a resolver that drops the fault: %v", err)
 	}
 
 	r.kube.dns = nil
@@ -201,5 +213,46 @@ func TestProbePodsLeaveTheResolverOut(t *testing.T) {
 	}
 	if got := c.podStatus(ctx); got != "pods running: 2" {
 		t.Errorf("podStatus = %q, want the 2 probes alone", got)
+	}
+}
+
+// TestResolverPodPatch: the run writes the faults into the resolver
+// pod's annotation, which its downward API volume projects, and nothing
+// else of the pod; a pod that is not there is an error.
+func TestResolverPodPatch(t *testing.T) {
+	ctx := context.Background()
+	kube := fake.NewClientset(dnsfault.Pod(dnsfault.PodSpec{Name: dnsResolverPod, Namespace: "run", Node: "w", Image: "fakeimds"}))
+	st := dnsfault.State{Seq: 3, Faults: map[string]dnsfault.Fault{"nx": {Names: []string{"a.example"}, NXDomain: true, Until: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}}}
+	patch, err := dnsfault.FaultsPatch(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, pod, want string
+	}{
+		{"the resolver's pod", dnsResolverPod, ""},
+		{"no such pod", "idh-other", "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := resolverPod{kube: kube, ns: "run", name: tc.pod}.Patch(ctx, patch)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("Patch: %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := kube.CoreV1().Pods("run").Get(ctx, tc.pod, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got dnsfault.State
+			if err := json.Unmarshal([]byte(p.Annotations[dnsfault.FaultsAnnotation]), &got); err != nil || got.Seq != 3 || !got.Faults["nx"].NXDomain ||
+				p.Labels["app.kubernetes.io/name"] != "dns-resolver" || len(p.Spec.Volumes) != 1 {
+				t.Errorf("pod after the patch: annotations %v (%v), labels %v", p.Annotations, err, p.Labels)
+			}
+		})
 	}
 }

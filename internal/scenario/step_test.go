@@ -245,8 +245,6 @@ func TestNeedsHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"authority-dns-nxdomain":          ".dns reaches the run's DNS resolver's control API (on its pod's loopback) by a port-forward",
-		"authority-dns-slow":              ".dns reaches the run's DNS resolver's control API (on its pod's loopback) by a port-forward",
 		"podidentity-apiserver-partition": ".partition enters the node's network namespace",
 		"podidentity-node-restart":        ".restartNode restarts the kind node's container",
 		"wi-reinvocation":                 ".wiPod creates mutating webhook configurations",

@@ -14,7 +14,7 @@ import (
 func TestHostless(t *testing.T) {
 	// As internal/scenario's TestNeedsHost: the machine behind a node, or
 	// rights the in-cluster runner's role does not grant.
-	needs := map[string]bool{"authority-dns-nxdomain": true, "authority-dns-slow": true, "podidentity-apiserver-partition": true, "podidentity-node-restart": true,
+	needs := map[string]bool{"podidentity-apiserver-partition": true, "podidentity-node-restart": true,
 		"wi-reinvocation": true, "wi-slow-webhook-fail": true, "wi-slow-webhook-ignore": true, "wi-token-rotation-fast": true}
 	specs := shippedSpecs()
 	for _, tc := range []struct {
