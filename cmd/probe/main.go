@@ -135,17 +135,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	defer r.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var ready io.Closer = io.NopCloser(nil)
 	if *readyPort > 0 {
-		ready, lerr := probe.ListenReady(*readyPort)
-		if lerr != nil {
-			return lerr
+		if ready, err = probe.ListenReady(*readyPort); err != nil {
+			return err
 		}
-		start, end, err = waitStartFile(ctx, *startFile, *startOff, *endOff, start, end)
-		// The port is for start-up only: closed before the first round.
-		_ = ready.Close()
-	} else {
-		start, end, err = waitStartFile(ctx, *startFile, *startOff, *endOff, start, end)
 	}
+	start, end, err = waitStartFile(ctx, *startFile, *startOff, *endOff, start, end)
+	// The port is for start-up only: closed before the first round.
+	_ = ready.Close()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/idharness/idharness/internal/kubepatch"
 )
 
 // The control channel. The run writes the faults it wants in force, the
@@ -51,7 +53,7 @@ func FaultsPatch(s State) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{FaultsAnnotation: string(b)}}})
+	return kubepatch.Annotation(FaultsAnnotation, string(b)), nil
 }
 
 // The events the resolver writes on its log, one JSON object a line.
@@ -274,8 +276,7 @@ const nudgeEvery = 1500 * time.Millisecond
 // nudgePatch is the n-th update of the pod while seq is unanswered: an
 // annotation the resolver does not read.
 func nudgePatch(seq, n int) []byte {
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{FaultsAnnotation + "-nudge": fmt.Sprintf("%d.%d", seq, n)}}})
-	return b
+	return kubepatch.Annotation(FaultsAnnotation+"-nudge", fmt.Sprintf("%d.%d", seq, n))
 }
 
 // wait reads the resolver's log until done holds for its events, calling

@@ -7,8 +7,8 @@
 package probepod
 
 import (
-	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"sort"
 	"time"
@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/idharness/idharness/internal/kubepatch"
 )
 
 // Container is the name of the probe's container, whose log holds the
@@ -42,11 +44,11 @@ type Spec struct {
 	// Labels and Annotations are added to the pod's own.
 	Labels      map[string]string
 	Annotations map[string]string
-	// Gated holds the probe, once its clients are built, until the
-	// pod's StartAnnotation holds the run's start: the pod answers its
-	// startupProbe (so that it shows Ready) only then, and the runner
-	// sets the annotation once every pod of the run is Ready (SetStart).
-	// Args then give --start-offset and --end-offset, not --start-at.
+	// Gated makes the probe, once its clients are built, answer its
+	// pod's startupProbe (so that the pod shows Ready) and wait until
+	// the pod's StartAnnotation holds the run's start, which the runner
+	// sets once every pod of the run is Ready (StartPatch). Args then
+	// give --start-offset and --end-offset, not --start-at.
 	Gated bool
 }
 
@@ -73,14 +75,12 @@ const ReadyBound = 10 * time.Minute
 // n-th value of another annotation) yet is an update of the pod, which
 // makes its kubelet sync it and project StartAnnotation again.
 func NudgePatch(n int) []byte {
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{StartAnnotation + "-nudge": fmt.Sprint(n)}}})
-	return b
+	return kubepatch.Annotation(StartAnnotation+"-nudge", fmt.Sprint(n))
 }
 
 // StartPatch is the merge patch that sets a gated probe pod's start.
 func StartPatch(start time.Time) []byte {
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{StartAnnotation: start.UTC().Format(time.RFC3339Nano)}}})
-	return b
+	return kubepatch.Annotation(StartAnnotation, start.UTC().Format(time.RFC3339Nano))
 }
 
 // Pod returns the pod for s.
@@ -110,7 +110,7 @@ func Pod(s Spec) *corev1.Pod {
 	for k, v := range s.Labels {
 		pod.Labels[k] = v
 	}
-	pod.Annotations = s.Annotations
+	pod.Annotations = maps.Clone(s.Annotations)
 	if s.Gated {
 		gate(pod)
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -958,12 +959,17 @@ func StartMargin(pods int) time.Duration {
 // apart, while the start is still StartNudgeSlack away), each update a
 // sync that projects the start again.
 func (c *clusterRun) setStart(ctx context.Context, plans []podPlan) (time.Time, error) {
-	t0 := time.Now().Add(StartMargin(len(plans))).Truncate(time.Millisecond)
-	if err := c.patchPods(ctx, plans, probepod.StartPatch(t0)); err != nil {
+	names := make([]string, len(plans))
+	for i, p := range plans {
+		names[i] = p.pod
+	}
+	chosen := time.Now()
+	t0 := chosen.Add(StartMargin(len(plans))).Truncate(time.Millisecond)
+	if err := patchPods(ctx, c.kube, c.ns, names, probepod.StartPatch(t0)); err != nil {
 		return t0, fmt.Errorf("set the start of the probe pods: %w", err)
 	}
 	for i := 1; i <= startNudges; i++ {
-		at := t0.Add(-StartMargin(len(plans)) + time.Duration(i)*time.Second)
+		at := chosen.Add(time.Duration(i) * time.Second)
 		if at.After(t0.Add(-StartNudgeSlack)) {
 			break
 		}
@@ -972,7 +978,7 @@ func (c *clusterRun) setStart(ctx context.Context, plans []podPlan) (time.Time, 
 			return t0, fmt.Errorf("run interrupted: %w", ctx.Err())
 		case <-time.After(time.Until(at)):
 		}
-		if err := c.patchPods(ctx, plans, probepod.NudgePatch(i)); err != nil {
+		if err := patchPods(ctx, c.kube, c.ns, names, probepod.NudgePatch(i)); err != nil {
 			return t0, fmt.Errorf("update the probe pods again: %w", err)
 		}
 	}
@@ -986,25 +992,21 @@ const startNudges = 2
 // sent: the kubelet's projection takes 0.5-1.0 s.
 const StartNudgeSlack = 1500 * time.Millisecond
 
-// patchPods applies patch to every probe pod, a few at a time: 50 pods
-// one by one took 3.6 s on a loaded node, most of StartMargin.
-func (c *clusterRun) patchPods(ctx context.Context, plans []podPlan, patch []byte) error {
-	errs := make([]error, len(plans))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, p := range plans {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := c.kube.CoreV1().Pods(c.ns).Patch(ctx, p.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				errs[i] = fmt.Errorf("probe pod %s/%s: %w", c.ns, p.pod, err)
+// patchPods applies patch to the named pods of namespace ns, a few at a
+// time: 50 pods one by one took 3.6 s on a loaded node, most of
+// StartMargin.
+func patchPods(ctx context.Context, kube kubernetes.Interface, ns string, pods []string, patch []byte) error {
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, name := range pods {
+		g.Go(func() error {
+			if _, err := kube.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				return fmt.Errorf("pod %s/%s: %w", ns, name, err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // StartTolerance is how much later than planned a client's first call

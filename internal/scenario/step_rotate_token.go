@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-
 	"github.com/idharness/idharness/fakeimds/chaos"
 	"github.com/idharness/idharness/fakeimds/duration"
+	"github.com/idharness/idharness/internal/kubepatch"
 	"github.com/idharness/idharness/internal/stack"
 )
 
@@ -112,11 +110,13 @@ func (k *rotateTokenStep) apply(ctx context.Context, r *runner, st Step) (func(c
 		return nil, "rotateToken", err
 	}
 	rotated := time.Since(r.start)
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, rotatedAnnotation, time.Now().UTC().Format(time.RFC3339Nano))
-	for _, pod := range sortedKeys(kube.pods) {
-		if _, err := kube.kube.CoreV1().Pods(kube.runNamespace).Patch(ctx, kube.pods[pod], types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return nil, "rotateToken", fmt.Errorf("annotate pod %s/%s so that its kubelet rewrites the token file: %w", kube.runNamespace, kube.pods[pod], err)
-		}
+	var pods []string
+	for _, client := range sortedKeys(kube.pods) {
+		pods = append(pods, kube.pods[client])
+	}
+	patch := kubepatch.Annotation(rotatedAnnotation, time.Now().UTC().Format(time.RFC3339Nano))
+	if err := patchPods(ctx, kube.kube, kube.runNamespace, pods, patch); err != nil {
+		return nil, "rotateToken", fmt.Errorf("annotate the pods so that their kubelet rewrites the token file: %w", err)
 	}
 	select {
 	case <-ctx.Done():
