@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/idharness/idharness/internal/cluster"
 	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/incluster"
+	"github.com/idharness/idharness/internal/nodeimage"
 	"github.com/idharness/idharness/internal/run"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/sut"
@@ -104,23 +104,16 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			if sutFile != "" && cmd.Flags().Changed("profile") {
 				return errors.New("give --sut or --profile, not both: an implementation declared in a file is deployed beside fakeimds and the default components, as --profile imds deploys them")
 			}
-			if sutFile == "" {
-				// A profile may itself be a declaration shipped with the
-				// source tree (aad-pod-identity).
-				pf, err := stack.ProfileSUT(f.profile)
-				if err != nil {
-					return err
-				}
-				if pf != "" {
-					sutFile = filepath.Join(f.opts.ModuleDir, pf)
-				}
-			}
 			if sutFile != "" {
 				if f.opts.SUT, err = sut.Load(sutFile); err != nil {
 					return err
 				}
 				f.opts.Claims = f.opts.SUT.Claims
 				f.opts.Components = stack.SUTComponents(f.opts.SUT.Claims)
+			} else if f.opts.SUT, err = profileSUT(f.profile, f.opts.CacheDir); err != nil {
+				return err
+			}
+			if f.opts.SUT != nil {
 				if labelFilter, err = sutLabelFilter(f.suite, f.labelFilter, f.opts.SUT); err != nil {
 					return err
 				}
@@ -229,7 +222,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl := cmd.Flags()
 	fl.StringVar(&f.suite, "suite", "conformance", "suite to run: conformance or chaos")
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
-	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds only) or reference (adds the pod identity node agent)")
+	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds and the reference workload identity webhook), reference (adds the reference pod identity node agent) or aad-pod-identity (its NMI instead of the agent)")
 	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile")
 	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many groups of specs (a top-level container each) at once, in processes of this binary; the chaos suite plays its specs side by side anyway")
 	fl.BoolVar(&f.inCluster, "in-cluster", false, "run the suites as a Job inside the cluster, with least-privilege RBAC, and copy its report out (docs/in-cluster.md); the specs that need the machine behind the nodes are left out, and the verdict says so")
@@ -254,6 +247,21 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 
 // suiteReport is the report of a run of suite from ginkgo's report r, as
 // a local run and the in-cluster runner (run-job) both write it.
+// profileSUT loads the declaration a profile ships for its implementation
+// (reference, aad-pod-identity; fixtures/sut, embedded in this binary),
+// or nil for a profile of components only. The profile's components and
+// claims stay the run's: they cover the declaration's.
+func profileSUT(profile, cacheDir string) (*sut.SUT, error) {
+	name, err := stack.ProfileSUT(profile)
+	if err != nil || name == "" {
+		return nil, err
+	}
+	if cacheDir == "" {
+		cacheDir = nodeimage.DefaultCacheDir()
+	}
+	return sut.LoadShipped(name, cacheDir)
+}
+
 func suiteReport(r types.Report, suite, profile string, claims []string) *report.Report {
 	rep := framework.ToReport(r, suite)
 	onlySuite(rep, suite)

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // TestRunChecksFlagsUpFront: flags that would fail only after the
@@ -49,5 +52,32 @@ func TestRunChecksFlagsUpFront(t *testing.T) {
 				t.Errorf("took %v", d)
 			}
 		})
+	}
+}
+
+// TestProfileSUTClaims: a profile that deploys a shipped declaration
+// claims at least what the declaration claims (the verdict covers the
+// profile's modes), and a profile of components has none.
+func TestProfileSUTClaims(t *testing.T) {
+	cache := t.TempDir()
+	for _, p := range stack.Profiles() {
+		s, err := profileSUT(p.Name, cache)
+		if err != nil {
+			t.Fatalf("profile %s: %v", p.Name, err)
+		}
+		if (s == nil) != (p.SUT == "") {
+			t.Fatalf("profile %s: declaration %v, want one exactly when SUT (%q) is set", p.Name, s, p.SUT)
+		}
+		if s == nil {
+			continue
+		}
+		for _, c := range s.Claims {
+			if !slices.Contains(p.Modes, c) {
+				t.Errorf("profile %s: %s claims %s, which the profile's modes %v leave out", p.Name, s.File(), c, p.Modes)
+			}
+		}
+	}
+	if _, err := profileSUT("nope", cache); err == nil || !strings.Contains(err.Error(), "unknown profile") {
+		t.Errorf("unknown profile: %v", err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/internal/images"
 	"github.com/idharness/idharness/internal/release"
-	"github.com/idharness/idharness/internal/stack"
 )
 
 // imageSource is where a run takes idharness's own images from: built
@@ -178,18 +177,10 @@ func (s *imageSource) clients(ctx context.Context, built []images.Built) (map[st
 }
 
 // ReleasePrograms are the Go programs a release packages: every image any
-// run may deploy (Programs and every registered component's), plus
+// run may deploy (Programs, every registered component's and Declared), plus
 // which binaries ship beside idharness (fakeimds, for running it alone).
 func ReleasePrograms() []release.Program {
-	all := map[string]string{}
-	for k, v := range Programs {
-		all[k] = v
-	}
-	for _, c := range stack.Components() {
-		for k, v := range c.Programs {
-			all[k] = v
-		}
-	}
+	all := knownPrograms()
 	out := make([]release.Program, 0, len(all))
 	for name, pkg := range all {
 		out = append(out, release.Program{Name: name, Package: pkg, User: userFor(name), Binary: name == "fakeimds"})

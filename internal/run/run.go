@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -122,6 +123,36 @@ var Programs = map[string]string{
 	"vault":    "./cmd/vault",
 }
 
+// Declared are idharness's programs that only an implementation's
+// declaration brings (sut.Image.Program), by main package: the reference
+// pod identity node agent (fixtures/sut/reference).
+var Declared = map[string]string{
+	"nodeagent": "./cmd/nodeagent",
+}
+
+// knownPrograms are every program of idharness a run may build: Programs,
+// the components' and Declared, by name.
+func knownPrograms() map[string]string {
+	all := maps.Clone(Programs)
+	for _, c := range stack.Components() {
+		maps.Copy(all, c.Programs)
+	}
+	maps.Copy(all, Declared)
+	return all
+}
+
+// programImages are the implementation's images of idharness's own
+// programs (sut.Image.Program), as the images phase built and loaded (or
+// pushed) them with the run's others: their references and IDs.
+func programImages(s *sut.SUT, imgs fixtures.Images, ids map[string]string) []sut.Loaded {
+	var out []sut.Loaded
+	for _, image := range slices.Sorted(maps.Keys(s.Programs())) {
+		ref := imgs.Ref(s.Programs()[image])
+		out = append(out, sut.Loaded{Name: image, Ref: ref, ID: ids[ref]})
+	}
+	return out
+}
+
 // prepareSUTImages saves, builds or takes the implementation's images
 // into dir; node (nil when the run has no kind node) gives the node tools.
 func prepareSUTImages(ctx context.Context, o Options, dir string, node kindexec.Cmder) ([]sut.Loaded, error) {
@@ -167,6 +198,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			programs[k] = v
 		}
 	}
+	if o.SUT != nil {
+		known := knownPrograms()
+		for _, image := range slices.Sorted(maps.Keys(o.SUT.Programs())) {
+			name := o.SUT.Programs()[image]
+			pkg, ok := known[name]
+			if !ok {
+				return nil, fmt.Errorf("implementation %s (%s): image %s: program %q is not one of idharness's programs: use %s", o.SUT.Name, o.SUT.File(), image, name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+			}
+			programs[name] = pkg
+		}
+	}
 	names := make([]string, 0, len(programs))
 	for n := range programs {
 		names = append(names, n)
@@ -186,6 +228,96 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		cancelRoots()
 		<-rootsDone
 	}()
+	// loadImages builds (or takes from the release) every image the run
+	// deploys and loads it into the nodes, or pushes it (--image-registry).
+	loadImages := func(ctx context.Context) error {
+		var built []images.Built
+		for _, name := range names {
+			b, err := src.program(ctx, name)
+			if err != nil {
+				return err
+			}
+			img := b.Name
+			built = append(built, b)
+			switch name {
+			case "fakeimds":
+				imgs.FakeIMDS = img
+			case "probe":
+				imgs.Probe = img
+			case "vault":
+				imgs.Vault = img
+			default:
+				imgs.Extra[name] = img
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(o.ExtraImages)) {
+			b := o.ExtraImages[k]
+			built = append(built, b)
+			imgs.Extra[k] = b.Name
+		}
+		<-rootsDone
+		clientImgs, err := src.clients(ctx, built)
+		if err != nil {
+			return err
+		}
+		imgs.Clients = map[string]string{}
+		for prog, b := range clientImgs {
+			imgs.Clients[prog] = b.Name
+			built = append(built, b)
+		}
+		if o.ImageRegistry != "" {
+			return pushImages(ctx, o, cl, res, built, &imgs, imageIDs)
+		}
+		if cl.Existing() {
+			o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes, or push them with --image-registry (docs/registry.md)", "images", imgs)
+			if o.SUT != nil {
+				// The manifests still need the images' references.
+				dir, err := os.MkdirTemp("", "idharness-sut-images-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				res.SUTImages, err = prepareSUTImages(ctx, o, dir, nil)
+				return err
+			}
+			return nil
+		}
+		dir, err := os.MkdirTemp("", "idharness-images-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		archive := filepath.Join(dir, "images.tar")
+		if err := images.WriteBuiltArchive(archive, built...); err != nil {
+			return err
+		}
+		for _, b := range built {
+			if id, err := b.Image.ConfigName(); err == nil {
+				imageIDs[b.Name] = id.String()
+			}
+		}
+		if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
+			return err
+		}
+		if o.SUT == nil {
+			return nil
+		}
+		var node kindexec.Cmder
+		if nodes, err := cl.Nodes(); err == nil && len(nodes) > 0 {
+			node = nodes[0] // every node runs the same node image
+		}
+		if res.SUTImages, err = prepareSUTImages(ctx, o, dir, node); err != nil {
+			return err
+		}
+		for _, l := range res.SUTImages {
+			if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {
+				return fmt.Errorf("implementation %s, image %s: %w", o.SUT.Name, l.Name, err)
+			}
+			imageIDs[l.Ref] = l.ID
+			o.Log.Info("implementation image loaded", "name", l.Name, "ref", l.Ref, "id", l.ID)
+		}
+		return nil
+	}
 	phases := []struct {
 		name string
 		fn   func(context.Context) error
@@ -220,90 +352,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil
 		}},
 		{"images", func(ctx context.Context) error {
-			var built []images.Built
-			for _, name := range names {
-				b, err := src.program(ctx, name)
-				if err != nil {
-					return err
-				}
-				img := b.Name
-				built = append(built, b)
-				switch name {
-				case "fakeimds":
-					imgs.FakeIMDS = img
-				case "probe":
-					imgs.Probe = img
-				case "vault":
-					imgs.Vault = img
-				default:
-					imgs.Extra[name] = img
-				}
-			}
-			for _, k := range slices.Sorted(maps.Keys(o.ExtraImages)) {
-				b := o.ExtraImages[k]
-				built = append(built, b)
-				imgs.Extra[k] = b.Name
-			}
-			<-rootsDone
-			clientImgs, err := src.clients(ctx, built)
-			if err != nil {
+			if err := loadImages(ctx); err != nil {
 				return err
 			}
-			imgs.Clients = map[string]string{}
-			for prog, b := range clientImgs {
-				imgs.Clients[prog] = b.Name
-				built = append(built, b)
-			}
-			if o.ImageRegistry != "" {
-				return pushImages(ctx, o, cl, res, built, &imgs, imageIDs)
-			}
-			if cl.Existing() {
-				o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes, or push them with --image-registry (docs/registry.md)", "images", imgs)
-				if o.SUT != nil {
-					// The manifests still need the images' references.
-					dir, err := os.MkdirTemp("", "idharness-sut-images-")
-					if err != nil {
-						return err
-					}
-					defer os.RemoveAll(dir)
-					res.SUTImages, err = prepareSUTImages(ctx, o, dir, nil)
-					return err
-				}
-				return nil
-			}
-			dir, err := os.MkdirTemp("", "idharness-images-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			archive := filepath.Join(dir, "images.tar")
-			if err := images.WriteBuiltArchive(archive, built...); err != nil {
-				return err
-			}
-			for _, b := range built {
-				if id, err := b.Image.ConfigName(); err == nil {
-					imageIDs[b.Name] = id.String()
-				}
-			}
-			if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
-				return err
-			}
-			if o.SUT == nil {
-				return nil
-			}
-			var node kindexec.Cmder
-			if nodes, err := cl.Nodes(); err == nil && len(nodes) > 0 {
-				node = nodes[0] // every node runs the same node image
-			}
-			if res.SUTImages, err = prepareSUTImages(ctx, o, dir, node); err != nil {
-				return err
-			}
-			for _, l := range res.SUTImages {
-				if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {
-					return fmt.Errorf("implementation %s, image %s: %w", o.SUT.Name, l.Name, err)
-				}
-				imageIDs[l.Ref] = l.ID
-				o.Log.Info("implementation image loaded", "name", l.Name, "ref", l.Ref, "id", l.ID)
+			if o.SUT != nil {
+				res.SUTImages = append(res.SUTImages, programImages(o.SUT, imgs, imageIDs)...)
 			}
 			return nil
 		}},

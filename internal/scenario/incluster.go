@@ -666,7 +666,7 @@ func podIdentityAgent(ctx context.Context, st *stack.Stack) (dynamic.Interface, 
 		found = found || err == nil
 	}
 	if !found {
-		return nil, fmt.Errorf("the scenario runs its pods with pod identity, but the stack in %s has no pod identity agent (%s): deploy one with `idharness run --profile reference --keep-cluster` (or aad-pod-identity)", st.Namespace, strings.Join(st.PodIdentityAgents(), ", "))
+		return nil, fmt.Errorf("the scenario runs its pods with pod identity, but the stack in %s has no pod identity agent (DaemonSets recorded: %q): deploy one with `idharness run --profile reference --keep-cluster` (or aad-pod-identity)", st.Namespace, st.PodIdentityAgents())
 	}
 	dyn, err := dynamic.NewForConfig(st.REST())
 	if err != nil {

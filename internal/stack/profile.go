@@ -26,19 +26,21 @@ type Profile struct {
 	Modes []string
 	// Upstream is the metadata endpoint the implementation calls.
 	Upstream string
-	// SUT is the implementation's declaration as data (sut.yaml),
-	// relative to the source tree, for a profile that is one: the run
-	// deploys it as --sut does, and its claims are the profile's.
+	// SUT names the declaration (sut.yaml) idharness ships for the
+	// profile's implementation (fixtures/sut/NAME, embedded in the
+	// binary, so that no checkout is needed): the run deploys it as --sut
+	// does, beside the profile's components. The profile's Modes are the
+	// claims of the whole, and include the declaration's own.
 	SUT string
 }
 
 var profiles = map[string]Profile{
 	"imds": {Name: "imds", Description: "fakeimds on every node, no identity agent: pods talk to IMDS directly",
 		Modes: []string{"imds", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
-	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent) and aad-pod-identity's CRDs; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
-		Components: []string{NodeAgentComponent}, Modes: []string{"imds", "pod-identity", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254"},
+	"reference": {Name: "reference", Description: "idharness's reference pod identity node agent (cmd/nodeagent, declared in fixtures/sut/reference) with aad-pod-identity's CRDs, beside fakeimds and the reference workload identity webhook; pods in namespaces labelled idharness.io/pod-identity=true get pod identity, others are passed through",
+		Modes: []string{"imds", "pod-identity", "workload-identity", "app-service"}, Upstream: "http://169.254.169.254", SUT: "reference"},
 	"aad-pod-identity": {Name: "aad-pod-identity", Description: "aad-pod-identity's NMI v1.8.17 in managed mode, declared as data (its image built from the Go module proxy with the nodes' iptables); it intercepts every pod, so only the pod identity specs run unless --label-filter says otherwise",
-		Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254", SUT: "fixtures/sut/aad-pod-identity/sut.yaml"},
+		Modes: []string{"pod-identity"}, Upstream: "http://169.254.169.254", SUT: "aad-pod-identity"},
 }
 
 // Profiles returns the known profiles, by name.
@@ -130,8 +132,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// ProfileSUT returns the declaration file of the named profile, relative
-// to the source tree, or "" when the profile is made of components.
+// ProfileSUT returns the name of the shipped declaration of the named
+// profile (fixtures.ShippedSUT), or "" when it is made of components only.
 func ProfileSUT(name string) (string, error) {
 	p, err := profileNamed(name)
 	if err != nil {

@@ -1,11 +1,11 @@
 package stack
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/idharness/idharness/fixtures"
 )
 
 func TestProfileComponents(t *testing.T) {
@@ -22,8 +22,8 @@ func TestProfileComponents(t *testing.T) {
 	}{
 		{profile: "", want: nil},
 		{profile: "imds", want: nil},
-		{profile: "reference", want: append(slices.Clone(defaults), NodeAgentComponent)},
-		{profile: "aad-pod-identity", want: nil}, // a sut.yaml beside the defaults
+		{profile: "reference", want: nil},        // a shipped sut.yaml beside the defaults
+		{profile: "aad-pod-identity", want: nil}, // likewise
 		{profile: "nope", wantErr: true},
 	}
 	for _, tt := range tests {
@@ -60,23 +60,21 @@ func TestProfileWithout(t *testing.T) {
 	}
 }
 
-// TestProfileSUT holds each profile declared as data to a file that
-// exists and claims the profile's modes.
+// TestProfileSUT holds each profile declared as data to a declaration
+// idharness ships (cmd/idharness's TestProfileSUTClaims loads each and
+// holds its claims to the profile's modes).
 func TestProfileSUT(t *testing.T) {
 	for _, p := range Profiles() {
-		if p.SUT == "" {
-			continue
+		got, err := ProfileSUT(p.Name)
+		if err != nil || got != p.SUT {
+			t.Errorf("ProfileSUT(%s) = %q, %v; want %q", p.Name, got, err, p.SUT)
 		}
-		b, err := os.ReadFile(filepath.Join("..", "..", p.SUT))
-		if err != nil {
-			t.Errorf("profile %s: %v", p.Name, err)
-			continue
+		if p.SUT != "" && !slices.Contains(fixtures.ShippedSUTs(), p.SUT) {
+			t.Errorf("profile %s: %q is not a shipped declaration (%v)", p.Name, p.SUT, fixtures.ShippedSUTs())
 		}
-		for _, m := range p.Modes {
-			if !strings.Contains(string(b), m) {
-				t.Errorf("profile %s claims %s, which %s does not mention", p.Name, m, p.SUT)
-			}
-		}
+	}
+	if _, err := ProfileSUT("nope"); err == nil || !strings.Contains(err.Error(), "unknown profile") {
+		t.Errorf("unknown profile: %v", err)
 	}
 }
 

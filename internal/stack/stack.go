@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,8 +56,8 @@ type Options struct {
 	// annotation, so its pods are replaced instead of running the old
 	// image until they happen to restart.
 	ImageIDs map[string]string
-	// Agents are the pod identity agents' DaemonSets of an implementation
-	// declared as data (--sut), beyond the known ones (PodIdentityAgents).
+	// Agents are the pod identity agents' DaemonSets of the implementation
+	// declared as data (--sut, or a profile's shipped declaration).
 	Agents []string
 	// SUT names the implementation declared as data that Components
 	// include, if any: those of others are removed (SUTLabel).
@@ -78,7 +79,7 @@ type Stack struct {
 	// nil when the stack does not say (deployed before claims existed).
 	Claims []string
 	// Agents are the DaemonSets of the deployed implementation's pod
-	// identity agents beyond the known ones (Options.Agents).
+	// identity agents (Options.Agents).
 	Agents []string
 	// WIWebhook names the workload identity webhook under test:
 	// WIWebhookReference, the name of an implementation declared as data
@@ -421,9 +422,10 @@ func (s *Stack) controlClient(pod string) (*client.Client, error) {
 }
 
 // PodIdentityAgents are the DaemonSets of the pod identity agents the
-// stack may run, in its namespace: the reference node agent and those of
-// an implementation declared as data (aad-pod-identity's NMI is one).
-// Specs and scenario steps that act on "the agent" look for these.
+// stack runs, in its namespace: those of the implementation declared as
+// data (the reference node agent, aad-pod-identity's NMI, a vendor's),
+// none when it claims no pod identity. Specs and scenario steps that act
+// on "the agent" look for these.
 func (s *Stack) PodIdentityAgents() []string {
-	return append([]string{"nodeagent"}, s.Agents...)
+	return slices.Clone(s.Agents)
 }

@@ -49,12 +49,17 @@ type ImageOptions struct {
 // PrepareImages returns the implementation's images as archives to load
 // into the nodes, with their references and IDs: an archive as it is, a
 // ref saved from the local Docker engine, a build built, each into o.Dir.
+// Images of idharness's own programs (Image.Program) are not among them:
+// the run builds, loads and records those with its own (ProgramImage).
 func (s *SUT) PrepareImages(ctx context.Context, o ImageOptions) ([]Loaded, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	var out []Loaded
 	for i, im := range s.Images {
+		if im.Program != "" {
+			continue
+		}
 		l := Loaded{Name: im.Name, Archive: s.Path(im.Archive)}
 		switch {
 		case im.Ref != "":

@@ -119,13 +119,18 @@ type SUT struct {
 
 // Image is an image the implementation brings: exactly one of Archive
 // (a Docker or OCI image archive file), Ref (an image in the local
-// Docker engine, saved and loaded into the nodes) or Build (built by the
-// run).
+// Docker engine, saved and loaded into the nodes), Build (built by the
+// run) or Program (one of idharness's own programs).
 type Image struct {
 	Name    string `json:"name"`
 	Archive string `json:"archive,omitempty"`
 	Ref     string `json:"ref,omitempty"`
 	Build   *Build `json:"build,omitempty"`
+	// Program names one of idharness's own program images (cmd/NAME:
+	// nodeagent, for the reference agent): the run builds it from its
+	// checkout, or takes it from its release, and loads or pushes it with
+	// its other images. The run says which names it knows.
+	Program string `json:"program,omitempty"`
 }
 
 // Build is an image the images phase builds from a main package of a
@@ -218,13 +223,16 @@ func (s *SUT) validate() error {
 		}
 		names[im.Name] = true
 		given := 0
-		for _, set := range []bool{im.Archive != "", im.Ref != "", im.Build != nil} {
+		for _, set := range []bool{im.Archive != "", im.Ref != "", im.Build != nil, im.Program != ""} {
 			if set {
 				given++
 			}
 		}
 		if given != 1 {
-			return s.fail(f, "give exactly one of archive (an image archive file), ref (an image in the local Docker engine) or build (a Go module's main package)")
+			return s.fail(f, "give exactly one of archive (an image archive file), ref (an image in the local Docker engine), build (a Go module's main package) or program (one of idharness's own programs)")
+		}
+		if im.Program != "" && !dnsLabel.MatchString(im.Program) {
+			return s.fail(f+".program", "%q is not a program name (cmd/NAME of idharness, such as nodeagent)", im.Program)
 		}
 		if im.Archive != "" {
 			if _, err := os.Stat(s.Path(im.Archive)); err != nil {
@@ -413,6 +421,18 @@ func decodeObjects(name string, r io.Reader) ([]*unstructured.Unstructured, erro
 		}
 		out = append(out, o)
 	}
+}
+
+// Programs returns the idharness programs the implementation's images
+// name (Image.Program), by image name.
+func (s *SUT) Programs() map[string]string {
+	out := map[string]string{}
+	for _, im := range s.Images {
+		if im.Program != "" {
+			out[im.Name] = im.Program
+		}
+	}
+	return out
 }
 
 func (s *SUT) imageNames() []string {

@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,6 +22,7 @@ import (
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/images/imagestest"
+	"github.com/idharness/idharness/pkg/api/podidentity"
 	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
@@ -124,6 +127,9 @@ func TestLoad(t *testing.T) {
 		{name: "build package", sut: strings.Replace(buildSUT, "./cmd/agent", "cmd/agent", 1), manifest: goodManifest, line: 12, want: "images[0].build.package: \"cmd/agent\" is not a package of the module"},
 		{name: "build without package", sut: strings.Replace(buildSUT, "      package: ./cmd/agent\n", "", 1), manifest: goodManifest, line: 9, want: "images[0].build.package: "},
 		{name: "build node tool", sut: strings.Replace(buildSUT, "[iptables]", "[iptables, nft]", 1), manifest: goodManifest, line: 13, want: `images[0].build.nodeTools[1]: "nft" is not a node tool: use iptables`},
+		{name: "program", sut: strings.Replace(goodSUT, "ref: vendor.example/agent:1.0", "program: nodeagent", 1), manifest: goodManifest},
+		{name: "program and ref", sut: strings.Replace(goodSUT, "    ref: vendor.example/agent:1.0\n", "    ref: vendor.example/agent:1.0\n    program: nodeagent\n", 1), manifest: goodManifest, line: 8, want: "or program (one of idharness's own programs)"},
+		{name: "program name", sut: strings.Replace(goodSUT, "ref: vendor.example/agent:1.0", "program: ./cmd/nodeagent", 1), manifest: goodManifest, line: 9, want: `images[0].program: "./cmd/nodeagent" is not a program name`},
 		{name: "build unknown field", sut: strings.Replace(buildSUT, "      package:", "      pkg: x\n      package:", 1), manifest: goodManifest, line: 12, want: "pkg"},
 	}
 	for _, tt := range tests {
@@ -177,29 +183,100 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// TestShipped loads and renders the implementations shipped as files.
+// TestShipped loads and renders the implementations idharness ships as
+// declarations, from the copies embedded in the binary.
 func TestShipped(t *testing.T) {
-	s, err := Load("../../fixtures/sut/aad-pod-identity/sut.yaml")
+	cache := t.TempDir()
+	tests := []struct {
+		name   string
+		images []Loaded
+		kinds  map[string]int
+		filter string
+		check  func(t *testing.T, s *SUT)
+	}{
+		{name: "aad-pod-identity", images: []Loaded{{Name: "nmi", Ref: "idharness.local/aad-pod-identity-nmi:v1.8.17"}},
+			kinds: map[string]int{"CustomResourceDefinition": 3, "DaemonSet": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "ServiceAccount": 1}, filter: "pod-identity",
+			check: func(t *testing.T, s *SUT) {
+				// NMI's image is built by the run, with the nodes' iptables.
+				if b := s.Images[0].Build; b == nil || s.BuildRef(s.Images[0]) != "idharness.local/aad-pod-identity-nmi:v1.8.17" || len(b.NodeTools) != 1 {
+					t.Errorf("NMI's image %+v: want a build with nodeTools [iptables], referenced as idharness.local/aad-pod-identity-nmi:v1.8.17", s.Images[0])
+				}
+			}},
+		{name: "reference", images: []Loaded{{Name: "nodeagent", Ref: "idharness.local/nodeagent:dev"}},
+			kinds: map[string]int{"CustomResourceDefinition": 3, "DaemonSet": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "ServiceAccount": 1},
+			check: func(t *testing.T, s *SUT) {
+				// The agent is idharness's own program: the run builds it.
+				if got := s.Programs(); len(got) != 1 || got["nodeagent"] != "nodeagent" {
+					t.Errorf("programs %v, want nodeagent", got)
+				}
+				if l, err := s.PrepareImages(context.Background(), ImageOptions{Dir: t.TempDir()}); err != nil || len(l) != 0 {
+					t.Errorf("PrepareImages: %v, %v; want nothing to prepare (the run builds programs)", l, err)
+				}
+				if got := s.Agents(); len(got) != 1 || got[0] != "nodeagent" {
+					t.Errorf("agents %v, want [nodeagent]", got)
+				}
+			}},
+	}
+	crds := map[string][]string{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := LoadShipped(tt.name, cache)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := s.Component(tt.images).Objects(fixtures.Params{Namespace: "idharness-system"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := map[string]int{}
+			for _, o := range objs {
+				kinds[o.GetKind()]++
+				if o.GetKind() == "CustomResourceDefinition" {
+					crds[tt.name] = append(crds[tt.name], o.GetName())
+				}
+				if o.GetLabels()[Label] != tt.name || o.GetLabels()["app.kubernetes.io/part-of"] != "idharness" {
+					t.Errorf("%s %s: labels %v, want idharness's and %s=%s", o.GetKind(), o.GetName(), o.GetLabels(), Label, tt.name)
+				}
+			}
+			if !maps.Equal(kinds, tt.kinds) {
+				t.Errorf("objects by kind %v, want %v", kinds, tt.kinds)
+			}
+			if s.LabelFilter() != tt.filter {
+				t.Errorf("label filter %q, want %q", s.LabelFilter(), tt.filter)
+			}
+			tt.check(t, s)
+		})
+	}
+	// Both agents read the contract's CRDs (pkg/api/podidentity): each
+	// ships the same three.
+	want := []string{podidentity.AzureIdentityGVR.GroupResource().String(), podidentity.AzureIdentityBindingGVR.GroupResource().String(), podidentity.AzurePodIdentityExceptionGVR.GroupResource().String()}
+	for name, got := range crds {
+		if !slices.Equal(got, want) {
+			t.Errorf("%s ships CRDs %v, want %v (pkg/api/podidentity)", name, got, want)
+		}
+	}
+}
+
+// TestLoadShipped: the files are written once per content, under the
+// cache, and an unknown name lists the shipped ones.
+func TestLoadShipped(t *testing.T) {
+	cache := t.TempDir()
+	a, err := LoadShipped("reference", cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// NMI's image is built by the run, with the nodes' iptables.
-	if b := s.Images[0].Build; b == nil || s.BuildRef(s.Images[0]) != "idharness.local/aad-pod-identity-nmi:v1.8.17" || len(b.NodeTools) != 1 {
-		t.Errorf("NMI's image %+v: want a build with nodeTools [iptables], referenced as idharness.local/aad-pod-identity-nmi:v1.8.17", s.Images[0])
+	b, err := LoadShipped("reference", cache)
+	if err != nil || a.File() != b.File() || !strings.HasPrefix(a.File(), filepath.Join(cache, "sut", "reference-")) {
+		t.Fatalf("files %s and %v (%v): want the same copy under %s/sut", a.File(), b, err, cache)
 	}
-	objs, err := s.Component([]Loaded{{Name: "nmi", Ref: s.BuildRef(s.Images[0])}}).Objects(fixtures.Params{Namespace: "idharness-system"})
-	if err != nil {
-		t.Fatal(err)
+	if entries, _ := os.ReadDir(filepath.Join(cache, "sut")); len(entries) != 1 {
+		t.Errorf("%d entries under the cache, want the one copy", len(entries))
 	}
-	kinds := map[string]int{}
-	for _, o := range objs {
-		kinds[o.GetKind()]++
+	if _, err := LoadShipped("nope", cache); err == nil || !strings.Contains(err.Error(), "use one of aad-pod-identity, reference") {
+		t.Errorf("unknown name: %v", err)
 	}
-	if kinds["CustomResourceDefinition"] != 3 || kinds["DaemonSet"] != 1 {
-		t.Errorf("objects by kind %v: want the 3 CRDs and NMI's DaemonSet", kinds)
-	}
-	if s.LabelFilter() != "pod-identity" {
-		t.Errorf("label filter %q: NMI intercepts every pod, so only its claimed mode runs", s.LabelFilter())
+	if _, err := LoadShipped("reference", "/proc/no-such-cache"); err == nil || !strings.Contains(err.Error(), "--cache-dir") {
+		t.Errorf("unwritable cache: %v", err)
 	}
 }
 

@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads best unqualified.
@@ -43,7 +42,7 @@ func (f *Framework) RequirePodIdentityAgent(ctx context.Context) string {
 		if st.Claimed("pod-identity") {
 			// The implementation claims the mode: its agent missing is
 			// its failure, not a reason to leave the specs unrun.
-			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (DaemonSets %s): is its component deployed and ready?", st.Namespace, strings.Join(st.PodIdentityAgents(), ", ")))
+			Fail(fmt.Sprintf("the deployed profile claims pod-identity, but no pod identity agent runs in %s (its DaemonSets: %q): is it deployed and ready?", st.Namespace, st.PodIdentityAgents()))
 		}
 		Skip("no pod identity agent deployed: run `idharness run --profile reference` (or aad-pod-identity)")
 	}
