@@ -81,6 +81,10 @@ func BuildModule(ctx context.Context, p ModuleProgram) (bin string, cached bool,
 		goCmd = "go"
 	}
 	what := p.Module + "@" + p.Version + " " + p.Package
+	if _, err := exec.LookPath(goCmd); err != nil {
+		// A release run (no checkout) on a machine without Go lands here.
+		return "", false, fmt.Errorf("build %s: this image is built from its Go module, which needs the Go toolchain (%s: %v): install Go (https://go.dev/dl), or build the image yourself and declare it by archive or ref", what, goCmd, err)
+	}
 	// The toolchain and target are part of the key: a newer Go or another
 	// architecture is another program.
 	goEnv, err := p.run(ctx, goCmd, os.TempDir(), "env", "GOVERSION", "GOARCH")

@@ -111,3 +111,13 @@ func TestBuildModule(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildModuleWithoutGo: a machine without the Go toolchain (a
+// release run, no checkout) is told what the build needs and the other
+// ways to bring the image.
+func TestBuildModuleWithoutGo(t *testing.T) {
+	_, _, err := BuildModule(context.Background(), ModuleProgram{Module: "example.test/agent", Version: "v1.2.3", Package: "./cmd/agent", CacheDir: t.TempDir(), Go: "/nonexistent/go"})
+	if err == nil || !strings.Contains(err.Error(), "needs the Go toolchain") || !strings.Contains(err.Error(), "declare it by archive or ref") {
+		t.Fatalf("error %v", err)
+	}
+}
