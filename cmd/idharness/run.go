@@ -158,7 +158,9 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 					}
 					ginkgoReport, suitesOK = &r, r.SuiteSucceeded
 				} else {
-					r, ok := framework.RunInProcess(desc, s, ro)
+					// The specs connect to the stack just deployed, as
+					// every other way of running them does.
+					r, ok := framework.RunConnected(desc, framework.Flags{Kubeconfig: kubeconfig, Namespace: s.Namespace}, ro)
 					ginkgoReport, suitesOK = &r, ok
 				}
 				if !suitesOK {

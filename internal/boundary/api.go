@@ -40,15 +40,15 @@ func APIRules() []API {
 		{
 			From: "suites/framework", Forbid: []string{"internal"},
 			// Debt: the handle still hands out the stack
-			// (Framework.Stack, RunInProcess). Handle methods of public
-			// types could give the conformance specs what they take from
-			// it (a Kubernetes client, fakeimds clients, identities,
-			// images, nodes), but suites/chaos hands the *stack.Stack
-			// itself to internal/scenario's Pool and cmd/idharness hands
-			// the stack it deployed to RunInProcess: neither has a public
-			// form short of connecting again or an untyped value, so the
-			// exception stays until the suites' engine sits behind the
-			// public handle, as kind's providers sit behind its Provider.
+			// (Framework.Stack). Handle methods of public types could
+			// give the conformance specs what they take from it (a
+			// Kubernetes client, fakeimds clients, identities, images,
+			// nodes), but suites/chaos hands the *stack.Stack itself to
+			// internal/scenario's Pool, which has no public form short of
+			// an untyped value, so the exception stays until the suites'
+			// engine sits behind the public handle, as kind's providers
+			// sit behind its Provider. (Runs no longer hand a deployed
+			// stack in: every run connects, RunConnected.)
 			Allow: []string{"internal/stack"},
 			Why:   why,
 		},

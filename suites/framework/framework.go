@@ -15,11 +15,11 @@
 //	})
 //
 // The run's options — the stack, the progress writer, the report — are
-// passed to RunInProcess (or, for `go test`, to RunSuite from the flags
+// passed to RunConnected (or, for `go test`, to RunSuite from the flags
 // RegisterFlags defines) and reach the handles through the run itself.
 // Ginkgo's spec tree is built once per process and its nodes take no
 // arguments, so the run being executed is the one piece of process state
-// here: set only by RunInProcess and RunSuite from their arguments, for
+// here: set only by RunConnected and RunSuite from their arguments, for
 // the duration of the run, and read only by the handles' BeforeEach.
 package framework
 
@@ -68,9 +68,9 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	return f
 }
 
-// source is where one run's specs get their stack: the one RunInProcess
-// was given, or one connected to from the flags at the first spec that
-// needs it (and then kept, so that a run connects once).
+// source is where one run's specs get their stack: one connected to from
+// the flags at the first spec that needs it (and then kept, so that a run
+// connects once), or, in this package's own tests, a preset one.
 type source struct {
 	preset *stack.Stack
 	flags  Flags
@@ -181,7 +181,7 @@ func (f *Framework) Setup(ctx context.Context) {
 	}
 	src := running.Load()
 	if src == nil {
-		Fail("framework: no run: run the specs with framework.RunInProcess or framework.RunSuite")
+		Fail("framework: no run: run the specs with framework.RunConnected or framework.RunSuite")
 	}
 	f.stack = src.stack(ctx)
 }

@@ -32,7 +32,7 @@ var _ = Describe("a run from flags", func() {
 })
 
 // TestRun runs this package's specs, once, as ginkgo allows per process,
-// with the run's options passed as RunInProcess passes them; each check
+// with the run's options passed as RunConnected passes them; each check
 // then reads what the specs recorded.
 func TestRun(t *testing.T) {
 	var progress bytes.Buffer

@@ -15,7 +15,6 @@ import (
 	"github.com/onsi/gomega"
 	"golang.org/x/term"
 
-	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/report"
 )
 
@@ -117,18 +116,13 @@ type RunOptions struct {
 	NoHost string
 }
 
-// RunInProcess runs the specs registered in this process (import the
-// suite package for its side effects) against st and returns ginkgo's
-// report. It can run once per process, as ginkgo allows.
-func RunInProcess(description string, st *stack.Stack, o RunOptions) (types.Report, bool) {
-	return runWith(description, &source{preset: st, noHost: o.NoHost}, o)
-}
-
-// RunConnected runs the specs o selects against the stack deployed on
-// the cluster flags name, connected to as RunSuite connects for `go
-// test`: how each process of a parallel run (internal/parallel) runs its
-// share of a run whose parent deployed the stack. It can run once per
-// process, as ginkgo allows.
+// RunConnected runs the specs registered in this process (import the
+// suite package for its side effects) that o selects, against the stack
+// deployed on the cluster flags name, connected to as RunSuite connects
+// for `go test`, and returns ginkgo's report. Every run connects so: an
+// `idharness run` after deploying, each process of a parallel run
+// (internal/parallel) for its share, the in-cluster runner. It can run
+// once per process, as ginkgo allows.
 func RunConnected(description string, flags Flags, o RunOptions) (types.Report, bool) {
 	return runWith(description, &source{flags: flags, noHost: o.NoHost}, o)
 }
