@@ -97,10 +97,20 @@ var queryCases = []string{
 	strings.Repeat("&", 40) + "resource=r", "x=%", "resource=é&mi_res_id=%2Fsubscriptions%2F1",
 }
 
+// checkQuery checks raw parsed without a cache, then with one twice: the
+// second parse is the cache's copy of the first.
 func checkQuery(t *testing.T, raw string) {
 	t.Helper()
+	c := newUnescapeCache()
+	for _, cache := range []*unescapeCache{nil, c, c} {
+		checkQueryWith(t, raw, cache)
+	}
+}
+
+func checkQueryWith(t *testing.T, raw string, cache *unescapeCache) {
+	t.Helper()
 	want, werr := url.ParseQuery(raw)
-	var q query
+	q := query{unescaped: cache}
 	gerr := q.parse(raw)
 	if (gerr != nil) != (werr != nil) {
 		t.Fatalf("%q: error %v, url.ParseQuery's %v", raw, gerr, werr)
@@ -121,6 +131,26 @@ func checkQuery(t *testing.T, raw string) {
 	for i := 0; i < q.n; i++ {
 		if _, ok := want[q.pairs[i].k]; !ok {
 			t.Fatalf("%q: key %q that url.ParseQuery lacks", raw, q.pairs[i].k)
+		}
+	}
+}
+
+// TestQueryCacheAlternates checks the parsed-query cache with queries
+// that come and go in turn, more of them than it has slots, so that
+// slots are shared and replaced: every parse must still be its own
+// query's.
+func TestQueryCacheAlternates(t *testing.T) {
+	c := newUnescapeCache()
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 2*unescapeSlots; i++ {
+			raw := "api-version=2018-02-01&resource=https%3A%2F%2Fr" + strconv.Itoa(i) + ".example&client_id=" + strconv.Itoa(i%7)
+			q := query{unescaped: c}
+			if err := q.parse(raw); err != nil {
+				t.Fatal(err)
+			}
+			if r, id := q.Get("resource"), q.Get("client_id"); r != "https://r"+strconv.Itoa(i)+".example" || id != strconv.Itoa(i%7) {
+				t.Fatalf("round %d, query %d: resource %q, client_id %q", round, i, r, id)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package fakeimds
 import (
 	"hash/maphash"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -28,9 +29,43 @@ type query struct {
 	unescaped *unescapeCache
 }
 
-// parseQuery parses raw into q, with url.ParseQuery's result and errors.
+// parse parses raw into q, with url.ParseQuery's result and errors. With
+// a cache, a raw query parsed before is copied from it: clients send the
+// same query request after request, and splitting and unescaping it
+// again was most of what the token handler's own work cost.
 func (q *query) parse(raw string) error {
 	q.n, q.full = 0, nil
+	c := q.unescaped
+	if c == nil || len(raw) > maxUnescapeCached {
+		return q.parseRaw(raw)
+	}
+	slot := &c.queries[maphash.String(c.seed, raw)%unescapeSlots]
+	if p := slot.Load(); p != nil && p.raw == raw {
+		q.n = copy(q.pairs[:], p.pairs)
+		return nil
+	}
+	if err := q.parseRaw(raw); err != nil || q.full != nil {
+		return err
+	}
+	// Kept with a copy of raw and the pairs parsed from that copy: raw
+	// points into the request, which the cache must not keep alive.
+	p := &parsedQuery{raw: strings.Clone(raw)}
+	k := query{unescaped: c}
+	if k.parseRaw(p.raw) == nil && k.full == nil {
+		p.pairs = slices.Clone(k.pairs[:k.n])
+		slot.Store(p)
+	}
+	return nil
+}
+
+// parsedQuery is a raw query as parseRaw split and unescaped it.
+type parsedQuery struct {
+	raw   string
+	pairs []struct{ k, v string }
+}
+
+// parseRaw is parse without the cache.
+func (q *query) parseRaw(raw string) error {
 	// Counted as url.ParseQuery counts against its own limit: empty
 	// segments too.
 	if strings.Count(raw, "&") >= maxSmallQuery || strings.IndexByte(raw, ';') >= 0 {
@@ -81,6 +116,9 @@ const maxUnescapeCached = 512
 type unescapeCache struct {
 	seed  maphash.Seed
 	slots [unescapeSlots]atomic.Pointer[unescapedString]
+	// queries keeps whole raw queries parsed (query.parse), in the same
+	// way: direct-mapped, raw queries up to maxUnescapeCached bytes.
+	queries [unescapeSlots]atomic.Pointer[parsedQuery]
 }
 
 type unescapedString struct{ escaped, s string }

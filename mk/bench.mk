@@ -7,7 +7,10 @@ BENCH_BIN       ?= _output/bench
 BENCH_HTTP_FLAGS  ?= -rounds 3 -duration 4s -conns 8 -goal 0.9
 BENCH_SCALE_FLAGS ?= -n 1000000 -conns 8
 
-.PHONY: bench-http bench-scale bench-http-bin
+BENCH_INSTR_BIN ?= _output/bench-instr
+BENCH_INSTR_N   ?= 20000
+
+.PHONY: bench-http bench-scale bench-http-bin bench-instr
 
 bench-http-bin:
 	@mkdir -p $(BENCH_BIN)
@@ -18,3 +21,8 @@ bench-http: bench-http-bin ## fakeimds's cached token path out of process vs a b
 
 bench-scale: bench-http-bin ## 1M token requests at full speed, throttling off: fakeimds's RSS at 100k/500k/1M and p99
 	$(BENCH_BIN)/benchhttp scale -fakeimds $(BENCH_BIN)/fakeimds $(BENCH_SCALE_FLAGS)
+
+bench-instr: ## instructions per cached token request, fakeimds and the bare net/http ceiling, under callgrind (needs valgrind): the load-independent figure
+	@mkdir -p $(BENCH_INSTR_BIN)
+	CGO_ENABLED=0 $(GO) build -ldflags=-w -o $(BENCH_INSTR_BIN)/ ./cmd/fakeimds ./hack/benchhttp
+	hack/instructions.sh $(BENCH_INSTR_BIN) $(BENCH_INSTR_N)

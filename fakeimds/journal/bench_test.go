@@ -61,3 +61,24 @@ func TestFitsMatchesBound(t *testing.T) {
 		t.Error("an entry within the bounds does not fit")
 	}
 }
+
+// BenchmarkSince measures reading a full journal back, as the control
+// API's /v1/journal does: every entry unpacked from its slot.
+//
+//	go test -run '^$' -bench Since -benchmem ./fakeimds/journal/
+func BenchmarkSince(b *testing.B) {
+	hdr := map[string]string{"Metadata": "true", "User-Agent": "azsdk-go-azidentity/v1.15.0 (go1.26; linux)"}
+	e := Entry{Time: time.Now(), Face: "imds", Remote: "127.0.0.1:40000", Method: "GET", Path: "/metadata/identity/oauth2/token",
+		Query: "api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", Headers: hdr, Selector: "default",
+		Identity: "5b1c3f1a-7d0e-4c26-9d0e-3f6a2b8c9d01", IdentityName: "system", Resource: "https://vault.azure.net", Status: 200, Cached: true}
+	j := New(DefaultCapacity)
+	for i := 0; i < DefaultCapacity; i++ {
+		j.Add(e)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if len(j.Since(0)) != DefaultCapacity {
+			b.Fatal("short read")
+		}
+	}
+}

@@ -5,12 +5,12 @@ package journal
 
 import (
 	"maps"
-	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Entry is one served request.
@@ -160,20 +160,26 @@ const DefaultCapacity = 10000
 
 // Journal is a bounded, concurrency-safe request log with subscribers.
 type Journal struct {
-	mu    sync.Mutex
-	ring  []Entry
+	mu   sync.Mutex
+	ring []slot // packed entries (slot.go), which the collector does not scan
+	// spill keeps the entries that do not fit a slot, by ring index.
+	spill map[int]Entry
 	next  int // index of the next write
 	full  bool
 	seq   uint64
 	subs  map[chan Entry]struct{}
 	drops uint64
 
-	// fitHeaders is the Headers map of the last entry added that was
-	// found within the bounds. A server hands the journal the same
-	// (interned) map request after request, and ranging over it again
-	// was a good part of Add's cost; a map added is never changed
+	// fitHeaders identifies (mapID) the Headers map of the last entry
+	// added that was found within the bounds. A server hands the journal
+	// the same (interned) map request after request, and ranging over it
+	// again was a good part of Add's cost; a map added is never changed
 	// afterwards (see Add), so one that fitted fits still.
-	fitHeaders atomic.Value // map[string]string
+	fitHeaders atomic.Pointer[byte]
+	// hdrMap identifies the map last encoded for a slot, hdr its
+	// encoding; under mu, and remembered for the same reason.
+	hdrMap unsafe.Pointer
+	hdr    []byte
 }
 
 // New returns a journal keeping the last capacity entries.
@@ -181,14 +187,14 @@ func New(capacity int) *Journal {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	return &Journal{ring: make([]Entry, capacity), subs: map[chan Entry]struct{}{}}
+	return &Journal{ring: make([]slot, capacity), spill: map[int]Entry{}, subs: map[chan Entry]struct{}{}}
 }
 
 // Add appends e, its strings bounded by MaxFieldBytes, assigning its
 // sequence number, and hands it to
 // subscribers; a subscriber that cannot keep up loses entries rather than
-// slowing the server (counted by Dropped). e.Headers is kept, not
-// copied, and handed to readers: it must not be changed after Add.
+// slowing the server (counted by Dropped). e.Headers is handed to
+// subscribers, not copied: it must not be changed after Add.
 func (j *Journal) Add(e Entry) {
 	if !j.fitsMemo(&e) {
 		e = bounded(e)
@@ -196,7 +202,7 @@ func (j *Journal) Add(e Entry) {
 	j.mu.Lock()
 	j.seq++
 	e.Seq = j.seq
-	j.ring[j.next] = e
+	j.put(j.next, &e)
 	j.next++
 	if j.next == len(j.ring) {
 		j.next, j.full = 0, true
@@ -213,34 +219,42 @@ func (j *Journal) Add(e Entry) {
 	j.mu.Unlock()
 }
 
+// put stores e in slot i, under mu.
+func (j *Journal) put(i int, e *Entry) {
+	s := &j.ring[i]
+	if s.flags&slotSpilled != 0 {
+		delete(j.spill, i)
+	}
+	if id := mapID(e.Headers); id != j.hdrMap || id == nil {
+		j.hdr, j.hdrMap = appendHeaders(j.hdr, e.Headers), id
+	}
+	if !s.pack(e, j.hdr) {
+		s.flags |= slotSpilled
+		j.spill[i] = *e
+	}
+}
+
 // fitsMemo is e.fits(), its headers checked only when they are not the
 // map last found to fit.
 func (j *Journal) fitsMemo(e *Entry) bool {
 	if !e.fitsButHeaders() {
 		return false
 	}
-	if len(e.Headers) == 0 || sameMap(e.Headers, j.fitHeaders.Load()) {
+	id := (*byte)(mapID(e.Headers))
+	if len(e.Headers) == 0 || id == j.fitHeaders.Load() {
 		return true
 	}
 	if !headersFit(e.Headers) {
 		return false
 	}
-	j.fitHeaders.Store(e.Headers)
+	j.fitHeaders.Store(id)
 	return true
-}
-
-// sameMap reports whether m and last (a map[string]string, or nil) are
-// the same map, not merely equal ones.
-func sameMap(m map[string]string, last any) bool {
-	l, ok := last.(map[string]string)
-	return ok && reflect.ValueOf(l).UnsafePointer() == reflect.ValueOf(m).UnsafePointer()
 }
 
 // Since returns the entries with Seq > after, oldest first.
 func (j *Journal) Since(after uint64) []Entry {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var out []Entry
 	n := j.next
 	if j.full {
 		n = len(j.ring)
@@ -249,10 +263,23 @@ func (j *Journal) Since(after uint64) []Entry {
 	if j.full {
 		start = j.next
 	}
+	// The ring's entries carry the last n sequence numbers (fewer after
+	// a Reset), so this many are newer than after: out is allocated
+	// once, not grown entry by entry.
+	var out []Entry
+	if after < j.seq && n > 0 {
+		out = make([]Entry, 0, min(uint64(n), j.seq-after))
+	}
+	var hm headerMemo
 	for i := 0; i < n; i++ {
-		e := j.ring[(start+i)%len(j.ring)]
-		if e.Seq > after {
-			out = append(out, e)
+		k := (start + i) % len(j.ring)
+		s := &j.ring[k]
+		switch {
+		case s.seq <= after:
+		case s.flags&slotSpilled != 0:
+			out = append(out, j.spill[k])
+		default:
+			out = append(out, s.entry(&hm))
 		}
 	}
 	return out
@@ -262,6 +289,7 @@ func (j *Journal) Since(after uint64) []Entry {
 func (j *Journal) Reset() {
 	j.mu.Lock()
 	clear(j.ring)
+	clear(j.spill)
 	j.next, j.full = 0, false
 	j.mu.Unlock()
 }

@@ -121,6 +121,25 @@ type Minter struct {
 	cache    map[cacheKey]*list.Element // of *cached
 	lru      *list.List
 	capacity int
+
+	// lastKey is the client ID a token was asked for last, with its
+	// identity.Key: lower-casing the client ID on every request cost more
+	// than the cache lookup it keys (docs/performance.md), and a client
+	// asks for one identity's tokens request after request.
+	lastKey atomic.Pointer[clientKey]
+}
+
+// clientKey is a client ID and its identity.Key.
+type clientKey struct{ clientID, key string }
+
+// keyOf returns id.Key(), remembered for the identity asked for last.
+func (m *Minter) keyOf(id identity.Identity) string {
+	if k := m.lastKey.Load(); k != nil && k.clientID == id.ClientID {
+		return k.key
+	}
+	k := &clientKey{clientID: id.ClientID, key: id.Key()}
+	m.lastKey.Store(k)
+	return k.key
 }
 
 // cached is a token in the cache, with its key for eviction.
@@ -239,7 +258,7 @@ func (m *Minter) IssueAt(id identity.Identity, resource string, now time.Time) (
 	if !m.cacheOn.Load() {
 		return m.mint(id, resource, now, lifetime, 0)
 	}
-	k := cacheKey{client: id.Key(), tenant: m.TenantOf(id), resource: resource, lifetime: lifetime}
+	k := cacheKey{client: m.keyOf(id), tenant: m.TenantOf(id), resource: resource, lifetime: lifetime}
 	if t, ok := m.cached(k, now); ok {
 		t.Cached = true
 		return t, nil

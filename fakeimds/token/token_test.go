@@ -121,6 +121,18 @@ func TestIssueCacheKeys(t *testing.T) {
 	if again, _ := m.Issue(identity.Identity{ClientID: "a"}, "r"); again.Raw != first.Raw || !again.Cached {
 		t.Error("client ID case changed the cache key")
 	}
+	// The key remembered for the identity asked for last (keyOf) must
+	// follow the identity: B, then A again, then B again.
+	b, _ := m.Issue(identity.Identity{ClientID: "B"}, "r")
+	if b.Raw == first.Raw || b.Cached {
+		t.Error("another identity got A's token")
+	}
+	if again, _ := m.Issue(a, "r"); again.Raw != first.Raw {
+		t.Error("A's token was not kept while B asked")
+	}
+	if bAgain, _ := m.Issue(identity.Identity{ClientID: "b"}, "r"); bAgain.Raw != b.Raw {
+		t.Error("B's token was not served from the cache")
+	}
 	a.TokenLifetime = time.Hour
 	if other, _ := m.Issue(a, "r"); other.Raw == first.Raw {
 		t.Error("a lifetime change reused the old token")

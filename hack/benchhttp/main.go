@@ -8,6 +8,7 @@
 //
 //	benchhttp ratio -fakeimds bin/fakeimds [-rounds 3] [-duration 4s] [-conns 8] [-goal 0.9] [-enforce] [-compare OLDBIN]
 //	benchhttp scale -fakeimds bin/fakeimds [-n 1000000] [-resources 2000] [-cold-every 100]
+//	benchhttp drive -addr HOST:PORT [-n 20000] [-conns 8]
 //
 // ratio alternates the two servers, rounds times each, and prints
 // requests/s and p50/p99 latency per round and the median of the
@@ -21,6 +22,10 @@
 // every cold-every requests, which the bounded cache must evict), and
 // reports fakeimds's resident memory at 100k, 500k and n requests and the
 // latency quantiles.
+//
+// drive sends exactly n cached token requests to a server already
+// running (hack/instructions.sh counts a server's instructions per request
+// under callgrind with it) and exits 1 if any answer was not a 200.
 //
 // Both servers are separate processes, so the generator's own CPU (it
 // runs with GOMAXPROCS 1, like wrk -t1) is not hidden inside theirs.
@@ -49,6 +54,8 @@ func main() {
 		err = scaleCmd(os.Args[2:])
 	case "ceiling":
 		err = ceilingCmd(os.Args[2:])
+	case "drive":
+		err = driveCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -64,7 +71,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchhttp ratio|scale -fakeimds PATH [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: benchhttp ratio|scale -fakeimds PATH [flags], benchhttp drive -addr HOST:PORT [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
@@ -275,6 +282,23 @@ func scaleCmd(args []string) error {
 		fmt.Printf("  fakeimds /metrics: %s\n", m)
 	}
 	return nil
+}
+
+func driveCmd(args []string) error {
+	fs := flag.NewFlagSet("drive", flag.ExitOnError)
+	addr := fs.String("addr", "", "server to drive (host:port)")
+	n := fs.Int64("n", 20000, "requests to send")
+	conns := fs.Int("conns", 8, "keep-alive connections, one request in flight on each")
+	_ = fs.Parse(args)
+	if *addr == "" {
+		return errors.New("drive: -addr is required")
+	}
+	req := request(*addr, tokenPath, benchResource)
+	r, err := load(*addr, *conns, 0, *n, func(int) []byte { return req }, nil)
+	if err == nil && r.errors > 0 {
+		err = fmt.Errorf("%d answers were not 200", r.errors)
+	}
+	return err
 }
 
 func line(r result) string {
