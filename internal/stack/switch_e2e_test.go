@@ -17,6 +17,7 @@ import (
 	"github.com/idharness/idharness/internal/nodeagent"
 	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/internal/stack/stacktest"
+	"github.com/idharness/idharness/internal/sut"
 )
 
 // TestProfileSwitchE2E redeploys the stack of the kind cluster
@@ -78,7 +79,23 @@ func TestProfileSwitchE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 		claims, _ := stack.ProfileModes(profile)
-		if _, err := stack.Deploy(ctx, cfg, stack.Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims, Components: comps}, log); err != nil {
+		opts := stack.Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims}
+		// The profile's declaration (the reference agent's), deployed as
+		// idharness run deploys it: its program images are the run's.
+		if name, _ := stack.ProfileSUT(profile); name != "" {
+			s, err := sut.LoadShipped(name, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var loaded []sut.Loaded
+			for image, program := range s.Programs() {
+				loaded = append(loaded, sut.Loaded{Name: image, Ref: st.Images.Ref(program)})
+			}
+			comps = append(comps, s.Component(loaded))
+			opts.Agents, opts.SUT = s.Agents(), s.Name
+		}
+		opts.Components = comps
+		if _, err := stack.Deploy(ctx, cfg, opts, log); err != nil {
 			t.Fatalf("deploy the %s profile: %v", profile, err)
 		}
 	}
