@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -104,7 +105,7 @@ ahead of time. A prepared program is reused until its files change.`,
 }
 
 func newClientsImageCommand() *cobra.Command {
-	var cacheDir, output, tag string
+	var cacheDir, output, tag, arch string
 	cmd := &cobra.Command{
 		Use:   "image [PROGRAM...]",
 		Short: "Build client programs' images (Debian root, runtime, prepared program, probe) into an archive",
@@ -113,14 +114,18 @@ a Debian root made by mmdebstrap with the program's runtime, the program in /cli
 pinned packages installed, and the probe at /usr/local/bin/probe, which drives the program in
 a pod. Roots are cached (the first build of each takes minutes; later ones seconds). The
 images are written to --output as one Docker image archive (docker load, kind load
-image-archive).`,
+image-archive). --arch arm64 on an amd64 machine builds arm64 images, running their
+programs under qemu-user (hack/binfmt.sh registers it, and is run when needed).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := clients.Builtin()
 			if err != nil {
 				return err
 			}
-			b := &clientimage.Builder{CacheDir: cacheDir, Log: slog.Default()}
-			probeBin, err := buildProbe(cmd.Context())
+			b := &clientimage.Builder{CacheDir: cacheDir, Log: slog.Default(), Arch: arch, Out: cmd.ErrOrStderr()}
+			if wd, err := os.Getwd(); err == nil {
+				b.SetupEmulation = clientimage.SetupScript(wd, cmd.ErrOrStderr())
+			}
+			probeBin, err := buildProbe(cmd.Context(), arch)
 			if err != nil {
 				return err
 			}
@@ -137,7 +142,7 @@ image-archive).`,
 				if err != nil {
 					return err
 				}
-				img, err := clientimage.Image(root, probeBin, p, clientimage.Name(p, tag))
+				img, err := clientimage.Image(root, probeBin, arch, p, clientimage.Name(p, tag))
 				if err != nil {
 					return err
 				}
@@ -150,12 +155,14 @@ image-archive).`,
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "cache directory (or IDHARNESS_CACHE_DIR)")
 	cmd.Flags().StringVarP(&output, "output", "o", "_output/images/clients.tar", "image archive to write")
 	cmd.Flags().StringVar(&tag, "tag", "dev", "image tag")
+	cmd.Flags().StringVar(&arch, "arch", "", "GOARCH of the images (amd64, arm64; default this machine's)")
 	return cmd
 }
 
-// buildProbe builds the probe binary (static, as in every image).
-func buildProbe(ctx context.Context) (string, error) {
-	b, err := images.BuildGo(ctx, images.GoProgram{Package: "./cmd/probe", Image: "idharness.local/probe:dev"})
+// buildProbe builds the probe binary for goarch (empty: this machine's;
+// static, as in every image).
+func buildProbe(ctx context.Context, goarch string) (string, error) {
+	b, err := images.BuildGo(ctx, images.GoProgram{Package: "./cmd/probe", Image: "idharness.local/probe:dev", Arch: goarch})
 	if err != nil {
 		return "", err
 	}

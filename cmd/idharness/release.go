@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idharness/idharness/internal/clientimage"
 	"github.com/idharness/idharness/internal/nodeimage"
 	"github.com/idharness/idharness/internal/release"
 	"github.com/idharness/idharness/internal/run"
@@ -55,7 +56,8 @@ With --verify it checks an existing release's SHA256SUMS instead.`,
 			o.Log = slog.Default()
 			o.Programs = run.ReleasePrograms()
 			var err error
-			o.Clients, o.ClientRoot, err = run.ReleaseClients(run.Options{ClientImages: clientImages, CacheDir: cacheDir, Log: o.Log})
+			o.Clients, o.ClientRoot, err = run.ReleaseClients(run.Options{ClientImages: clientImages, CacheDir: cacheDir, Log: o.Log},
+				clientimage.SetupScript(o.ModuleDir, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
@@ -88,7 +90,7 @@ With --verify it checks an existing release's SHA256SUMS instead.`,
 	fl.StringVar(&o.ModuleDir, "source", "", "idharness source tree (default: current directory)")
 	fl.StringVar(&o.Version, "version", "", "release version (default: git describe --tags --always --dirty)")
 	fl.StringVar(&o.Commit, "commit", "", "commit recorded in the manifest (default: git rev-parse HEAD)")
-	fl.StringSliceVar(&o.Platforms, "platform", []string{"linux/amd64", "linux/arm64"}, "platforms to build (GOOS/GOARCH); client images only for this machine's")
+	fl.StringSliceVar(&o.Platforms, "platform", []string{"linux/amd64", "linux/arm64"}, "platforms to build (GOOS/GOARCH); another architecture's client images are built under qemu-user (hack/binfmt.sh, run when needed)")
 	fl.StringSliceVar(&clientImages, "client-images", nil, "client programs to package (idharness clients list): none, all, or program names; default as idharness run's: every program not built only on request")
 	fl.StringVar(&cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "cache directory of the client images' roots (or IDHARNESS_CACHE_DIR)")
 	fl.BoolVar(&verify, "verify", false, "check the release in --output against its SHA256SUMS instead of building one")

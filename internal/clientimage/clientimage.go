@@ -7,6 +7,11 @@
 // The root file system is the slow part (apt downloads, pip, npm): it is
 // cached under the cache directory, keyed by everything it is made from,
 // so a warm build only adds the probe's layer (seconds).
+//
+// A root of another architecture (a release's linux/arm64 images on an
+// amd64 machine) is made by mmdebstrap --arch with the target's programs
+// (maintainer scripts, an image's prepare step) run under qemu-user,
+// registered with binfmt_misc (hack/binfmt.sh).
 package clientimage
 
 import (
@@ -54,7 +59,28 @@ type Builder struct {
 	Log *slog.Logger
 	// Out, when set, receives mmdebstrap's and prepare's output.
 	Out io.Writer
+	// Arch is the GOARCH of the roots (amd64 or arm64); empty means this
+	// machine's. Another one's runs its programs under qemu-user.
+	Arch string
+	// BinfmtDir is where binfmt_misc's handlers are listed; empty means
+	// BinfmtDir.
+	BinfmtDir string
+	// SetupEmulation, when set, is run once when Arch's programs cannot
+	// run here (SetupScript: hack/binfmt.sh).
+	SetupEmulation func(ctx context.Context, goarch string) error
 }
+
+// arch is the GOARCH of b's roots.
+func (b *Builder) arch() string {
+	if b.Arch == "" {
+		return runtime.GOARCH
+	}
+	return b.Arch
+}
+
+// foreign says whether b's roots are of another architecture than this
+// machine's.
+func (b *Builder) foreign() bool { return b.arch() != runtime.GOARCH }
 
 // mirrors are the Debian sources the roots are built from.
 var mirrors = []string{
@@ -74,24 +100,32 @@ func (b *Builder) Root(ctx context.Context, p *clients.Program) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	key := hash(recipe, runtime.GOARCH, Suite, strings.Join(packages(p), ","), strings.Join(mirrors, "|"), hostPkgs, p.Image.Prepare, progKey)
+	if err := checkArch(b.arch()); err != nil {
+		return "", err
+	}
+	key := rootKey(p, b.arch(), hostPkgs, progKey)
 	dir := filepath.Join(b.CacheDir, "client-images")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, p.Name+"-"+key[:12]+".tar")
 	if _, err := os.Stat(path); err == nil {
-		b.Log.Info("client image root cached", "program", p.Name, "root", path)
+		b.Log.Info("client image root cached", "program", p.Name, "arch", b.arch(), "root", path)
 		return path, nil
 	}
+	if b.foreign() {
+		if err := b.ensureEmulation(ctx); err != nil {
+			return "", fmt.Errorf("client image of %s: %w", p.Name, err)
+		}
+	}
 	start := time.Now()
-	b.Log.Info("building client image root (first time only: Debian packages and the program's own)", "program", p.Name, "packages", strings.Join(packages(p), ","))
+	b.Log.Info("building client image root (first time only: Debian packages and the program's own)", "program", p.Name, "arch", b.arch(), "packages", strings.Join(packages(p), ","))
 	work, err := os.MkdirTemp(b.CacheDir, "client-image-work-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(work)
-	hooks, err := b.hooks(ctx, p, work)
+	hooks, err := b.hooks(ctx, p, work, hostPkgs)
 	if err != nil {
 		return "", err
 	}
@@ -101,6 +135,9 @@ func (b *Builder) Root(ctx context.Context, p *clients.Program) (string, error) 
 		"--aptopt=Acquire::Retries \"3\"",
 		// Not /usr/share/man: update-alternatives (openjdk's) needs it.
 		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/locale/*"}
+	if b.foreign() {
+		args = append(args, "--arch="+b.arch())
+	}
 	for _, h := range hooks {
 		args = append(args, "--customize-hook="+h)
 	}
@@ -125,12 +162,24 @@ func (b *Builder) Root(ctx context.Context, p *clients.Program) (string, error) 
 		os.Remove(tmp)
 		return "", fmt.Errorf("client image of %s: mmdebstrap: %w (install it with make prereqs)\n%s", p.Name, err, tail(out.String(), 40))
 	}
+	// Every binary must be the target's: a host-prepared program's native
+	// module, or a host package copied in, would not run in its pods.
+	if err := CheckRootArch(tmp, b.arch()); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("client image of %s: %w", p.Name, err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
 	fi, _ := os.Stat(path)
-	b.Log.Info("client image root built", "program", p.Name, "elapsed", time.Since(start).Round(time.Second), "size_mb", fi.Size()>>20)
+	b.Log.Info("client image root built", "program", p.Name, "arch", b.arch(), "elapsed", time.Since(start).Round(time.Second), "size_mb", fi.Size()>>20)
 	return path, nil
+}
+
+// rootKey is the cache key of p's root for goarch: everything the root
+// is made from.
+func rootKey(p *clients.Program, goarch, hostPkgs, progKey string) string {
+	return hash(recipe, goarch, Suite, strings.Join(packages(p), ","), strings.Join(mirrors, "|"), hostPkgs, p.Image.Prepare, progKey)
 }
 
 // packages are the Debian packages of p's image.
@@ -145,12 +194,20 @@ func packages(p *clients.Program) []string {
 }
 
 // hooks returns mmdebstrap's customize hooks for p: the host packages'
-// files, the program in /client, its preparation, and clean-up.
-func (b *Builder) hooks(ctx context.Context, p *clients.Program, work string) ([]string, error) {
+// files (hostPkgs: "name=version" as hostPackageVersions gives; for
+// another architecture its build of them), the program in /client, its
+// preparation, and clean-up.
+func (b *Builder) hooks(ctx context.Context, p *clients.Program, work, hostPkgs string) ([]string, error) {
 	var hooks []string
 	if len(p.Image.HostPackages) > 0 {
 		t := filepath.Join(work, "host-packages.tar")
-		if err := hostPackagesTar(ctx, t, p.Image.HostPackages); err != nil {
+		var err error
+		if b.foreign() {
+			err = crossPackagesTar(ctx, t, work, b.arch(), strings.Split(hostPkgs, ","))
+		} else {
+			err = hostPackagesTar(ctx, t, p.Image.HostPackages)
+		}
+		if err != nil {
 			return nil, err
 		}
 		hooks = append(hooks, "tar-in "+t+" /")
@@ -222,8 +279,9 @@ func hostCABundle() string {
 	return ""
 }
 
-// Image assembles p's image from its root and the probe binary.
-func Image(root, probeBin string, p *clients.Program, name string) (images.Built, error) {
+// Image assembles p's image for goarch (empty: this machine's) from its
+// root and the probe binary, both of that architecture.
+func Image(root, probeBin, goarch string, p *clients.Program, name string) (images.Built, error) {
 	rootLayer, err := tarball.LayerFromFile(root)
 	if err != nil {
 		return images.Built{}, fmt.Errorf("client image %s: %w", name, err)
@@ -239,6 +297,7 @@ func Image(root, probeBin string, p *clients.Program, name string) (images.Built
 		User:       "65532:65532",
 		WorkingDir: "/tmp",
 		Labels:     map[string]string{images.LabelManaged: "true", images.LabelSource: "clients/" + p.Name},
+		Arch:       goarch,
 	})
 	if err != nil {
 		return images.Built{}, err

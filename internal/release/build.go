@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"time"
 
@@ -46,9 +45,10 @@ type Options struct {
 	Programs []Program
 	// Clients are the client programs to package as images, each with
 	// that platform's probe; ClientRoot returns a program's root file
-	// system (clientimage.Builder.Root).
+	// system for a GOARCH (clientimage.Builder.Root; another
+	// architecture's is built under qemu-user).
 	Clients    []*clients.Program
-	ClientRoot func(context.Context, *clients.Program) (string, error)
+	ClientRoot func(ctx context.Context, p *clients.Program, goarch string) (string, error)
 	// CLI is idharness's main package; empty means CLIPackage. (The
 	// tests give a small stand-in.)
 	CLI string
@@ -60,13 +60,6 @@ type Options struct {
 
 // CLIPackage is idharness's own main package.
 const CLIPackage = "./cmd/idharness"
-
-// clientArchNote is why a release's client images exist for the building
-// machine's architecture only (docs/release.md has the detail).
-func clientArchNote() string {
-	return "client images are built only for the architecture of the machine that builds the release (" + runtime.GOARCH +
-		"): making their roots runs the target's Debian maintainer scripts, Python, Java or Node.js, which needs its CPU or an emulator (docs/release.md)"
-}
 
 // Build writes a release to o.OutDir and returns its manifest.
 func Build(ctx context.Context, o Options) (*Manifest, error) {
@@ -239,19 +232,15 @@ func buildPlatform(ctx context.Context, o Options, stage, goos, goarch, tag stri
 		o.Log.Info("image built", "platform", p.Name(), "image", b.Name, "elapsed", time.Since(start).Round(time.Millisecond))
 	}
 	for _, c := range o.Clients {
-		switch {
-		case goarch != runtime.GOARCH:
-			p.Missing = append(p.Missing, Missing{Name: c.Name, Kind: KindClient, Why: clientArchNote()})
-			continue
-		case probeBin == "":
+		if probeBin == "" {
 			return nil, fmt.Errorf("release %s: client image %s needs the probe, which is not among the programs", p.Name(), c.Name)
 		}
 		start := time.Now()
-		root, err := o.ClientRoot(ctx, c)
+		root, err := o.ClientRoot(ctx, c, goarch)
 		if err != nil {
 			return nil, fmt.Errorf("release %s: client program %s: %w", p.Name(), c.Name, err)
 		}
-		b, err := clientimage.Image(root, probeBin, c, clientimage.Name(c, tag))
+		b, err := clientimage.Image(root, probeBin, goarch, c, clientimage.Name(c, tag))
 		if err != nil {
 			return nil, err
 		}

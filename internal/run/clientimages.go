@@ -69,7 +69,7 @@ func buildClientImages(ctx context.Context, o Options, built []images.Built) (ma
 		if err != nil {
 			return nil, fmt.Errorf("client program %s: %w", p.Name, err)
 		}
-		img, err := clientimage.Image(root, probeBin, p, clientimage.Name(p, o.ImageTag))
+		img, err := clientimage.Image(root, probeBin, "", p, clientimage.Name(p, o.ImageTag))
 		if err != nil {
 			return nil, err
 		}

@@ -191,11 +191,18 @@ func ReleasePrograms() []release.Program {
 
 // ReleaseClients are the client programs a release packages, chosen as
 // a run's --client-images chooses them (o.ClientImages, o.CacheDir,
-// o.Log), and the builder of their roots.
-func ReleaseClients(o Options) ([]*clients.Program, func(context.Context, *clients.Program) (string, error), error) {
+// o.Log), and the builder of their roots for a GOARCH. A root of
+// another architecture than this machine's runs setup (hack/binfmt.sh)
+// first when qemu-user is not registered.
+func ReleaseClients(o Options, setup func(context.Context, string) error) ([]*clients.Program, func(context.Context, *clients.Program, string) (string, error), error) {
 	build, _, b, err := clientPrograms(o)
 	if err != nil {
 		return nil, nil, err
 	}
-	return build, b.Root, nil
+	root := func(ctx context.Context, p *clients.Program, goarch string) (string, error) {
+		ab := *b
+		ab.Arch, ab.SetupEmulation = goarch, setup
+		return ab.Root(ctx, p)
+	}
+	return build, root, nil
 }
