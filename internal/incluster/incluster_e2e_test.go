@@ -3,19 +3,12 @@
 package incluster_test
 
 import (
-	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
-	"encoding/xml"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +17,7 @@ import (
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/pkg/report"
 )
 
 // TestInClusterE2E is issue 17's "the in-cluster runner and the Sonobuoy
@@ -40,6 +34,9 @@ import (
 //
 // IDHARNESS_E2E_INCLUSTER_CLUSTER names the kind cluster (default
 // ic-e2e; kept with IDHARNESS_E2E_INCLUSTER_KEEP=1, else deleted).
+// IDHARNESS_E2E_SONOBUOY is a static sonobuoy v0.57.3 (buildSonobuoy
+// says how to build it; a wrong one fails the test at its start). The
+// judging is e2ecompare_test.go's, tested there.
 func TestInClusterE2E(t *testing.T) {
 	if os.Getenv("IDHARNESS_E2E_INCLUSTER") == "" {
 		t.Skip("set IDHARNESS_E2E_INCLUSTER=1 to run (needs Docker and the offline node image)")
@@ -51,6 +48,20 @@ func TestInClusterE2E(t *testing.T) {
 	keep := os.Getenv("IDHARNESS_E2E_INCLUSTER_KEEP") != ""
 	ctx, cancel := context.WithTimeout(context.Background(), 58*time.Minute)
 	defer cancel()
+	// A wrong sonobuoy binary fails now, not after the two runs.
+	sonobuoy := os.Getenv("IDHARNESS_E2E_SONOBUOY")
+	if sonobuoy != "" {
+		version, err := checkSonobuoyBinary(ctx, sonobuoy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sonobuoy %s (%s)", version, sonobuoy)
+		if version != sonobuoyVersion {
+			t.Logf("sonobuoy %s is not %s, which this test was checked with", version, sonobuoyVersion)
+		}
+	} else {
+		t.Logf("IDHARNESS_E2E_SONOBUOY unset: the Sonobuoy plugin will not run (%s)", buildSonobuoy)
+	}
 	moduleDir, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -62,21 +73,23 @@ func TestInClusterE2E(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build idharness: %v\n%s", err, out)
 	}
-	run := func(name string, args ...string) string {
+	// run returns the command's standard output and error (progress
+	// lines, such as the in-cluster runner's, go to the latter).
+	run := func(name string, args ...string) (string, string) {
 		t.Helper()
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Dir = moduleDir
-		var out bytes.Buffer
+		var out, errOut bytes.Buffer
 		cmd.Stdout = io.MultiWriter(&out, os.Stderr)
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = io.MultiWriter(&errOut, os.Stderr)
 		err := cmd.Run()
 		t.Logf("FIGURE %s %s: %s", filepath.Base(name), strings.Join(args[:min(2, len(args))], " "), time.Since(start).Round(100*time.Millisecond))
 		// A failed spec is a non-zero exit too: the comparison judges.
 		if err != nil && !strings.Contains(out.String(), "passed,") {
 			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
 		}
-		return out.String()
+		return out.String(), errOut.String()
 	}
 	t.Cleanup(func() {
 		if keep {
@@ -91,22 +104,24 @@ func TestInClusterE2E(t *testing.T) {
 
 	localDir := filepath.Join(work, "local")
 	run(bin, append([]string{"run", "--report-dir", localDir}, common...)...)
-	local := readReport(t, filepath.Join(localDir, "report.json"))
+	local := mustReadReport(t, filepath.Join(localDir, "report.json"))
+	t.Logf("local: verdict %q, %d specs, %d passed, %d failed", local.Verdict, len(local.Specs), local.count(report.Passed), local.count(report.Failed))
+	if err := checkReference(local); err != nil {
+		t.Fatal(err)
+	}
 
 	inDir := filepath.Join(work, "incluster")
-	out := run(bin, append([]string{"run", "--in-cluster", "--report-dir", inDir}, common...)...)
-	in := readReport(t, filepath.Join(inDir, "report.json"))
-	if !strings.Contains(out, "in-cluster runner: Job idharness-system/idharness-runner-") {
-		t.Errorf("the in-cluster run did not say its Job:\n%s", out)
+	_, progress := run(bin, append([]string{"run", "--in-cluster", "--report-dir", inDir}, common...)...)
+	in := mustReadReport(t, filepath.Join(inDir, "report.json"))
+	if !strings.Contains(progress, "in-cluster runner: Job idharness-system/idharness-runner-") {
+		t.Errorf("the in-cluster run did not say its Job on standard error:\n%s", progress)
 	}
-	compare(t, "in-cluster", local, in)
+	checkSame(t, "in-cluster", local, in)
 	if _, err := os.Stat(filepath.Join(inDir, "runner.log")); err != nil {
 		t.Errorf("runner.log: %v", err)
 	}
 
-	sonobuoy := os.Getenv("IDHARNESS_E2E_SONOBUOY")
 	if sonobuoy == "" {
-		t.Log("IDHARNESS_E2E_SONOBUOY unset: the Sonobuoy plugin is not run")
 		return
 	}
 	kc, err := kindcluster.NewProvider().KubeConfig(clusterName, false)
@@ -121,9 +136,16 @@ func TestInClusterE2E(t *testing.T) {
 	plugin := filepath.Join(work, "idharness-plugin.yaml")
 	run(bin, "sonobuoy", "plugin", "--kubeconfig", kubeconfig, "--label-filter", "imds", "-o", plugin)
 	sb := func(args ...string) string {
-		return run(sonobuoy, append(args, "--kubeconfig", kubeconfig)...)
+		out, _ := run(sonobuoy, append(args, "--kubeconfig", kubeconfig)...)
+		return out
 	}
-	defer sb("delete", "--wait")
+	t.Cleanup(func() {
+		// Before the cluster's deletion (cleanups run last first), and
+		// also when kept: the next run starts without Sonobuoy's namespace.
+		if out, err := exec.Command(sonobuoy, "delete", "--wait", "--kubeconfig", kubeconfig).CombinedOutput(); err != nil {
+			t.Errorf("sonobuoy delete: %v\n%s", err, out)
+		}
+	})
 	// Sonobuoy v0.57.3 advertises its aggregator as https://[IPv4]:8080,
 	// which the url package of the Go it is built with here refuses
 	// ("invalid IP-literal"): its Service's name is advertised instead.
@@ -133,67 +155,39 @@ func TestInClusterE2E(t *testing.T) {
 	}
 	sb("run", "--config", config, "--plugin", plugin, "--sonobuoy-image", image, "--image-pull-policy", "IfNotPresent", "--wait", "--wait-output", "progress")
 	retrieved := strings.TrimSpace(sb("retrieve", work))
-	detailed := run(sonobuoy, "results", retrieved, "--plugin", "idharness", "--mode", "detailed")
-	summary := run(sonobuoy, "results", retrieved, "--plugin", "idharness")
-	sr := sonobuoyReport(t, detailed, retrieved)
-	compare(t, "sonobuoy", local, sr)
-	wantStatus := "passed"
-	if local.Verdict == "Not conformant" {
-		wantStatus = "failed"
-	}
-	if !strings.Contains(summary, "Status: "+wantStatus) {
-		t.Errorf("sonobuoy results: want Status: %s for a %s run:\n%s", wantStatus, local.Verdict, summary)
-	}
-}
-
-// result is what the comparison looks at: the verdict and each spec's
-// outcome, by ID.
-type result struct {
-	Verdict string
-	Specs   map[string]string
-}
-
-func readReport(t *testing.T, path string) result {
-	t.Helper()
-	b, err := os.ReadFile(path)
+	detailed, _ := run(sonobuoy, "results", retrieved, "--plugin", "idharness", "--mode", "detailed")
+	summary, _ := run(sonobuoy, "results", retrieved, "--plugin", "idharness")
+	archive, err := os.Open(retrieved)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep struct {
-		Verdict string
-		Specs   []struct{ ID, State string }
+	defer archive.Close()
+	sr, err := sonobuoyReport(detailed, archive)
+	if err != nil {
+		t.Error(err)
 	}
-	if err := json.Unmarshal(b, &rep); err != nil {
+	checkSame(t, "sonobuoy", local, sr)
+	for _, d := range checkSonobuoySummary(summary, local) {
+		t.Error(d)
+	}
+}
+
+func mustReadReport(t *testing.T, path string) result {
+	t.Helper()
+	r, err := readReport(path)
+	if err != nil {
 		t.Fatal(err)
-	}
-	r := result{Verdict: rep.Verdict, Specs: map[string]string{}}
-	for _, s := range rep.Specs {
-		r.Specs[s.ID] = s.State
 	}
 	return r
 }
 
-// compare fails unless got has local's verdict and spec outcomes.
-func compare(t *testing.T, what string, local, got result) {
+// checkSame fails unless got has local's verdict and spec outcomes.
+func checkSame(t *testing.T, what string, local, got result) {
 	t.Helper()
-	t.Logf("%s: verdict %q, %d specs; local: verdict %q, %d specs", what, got.Verdict, len(got.Specs), local.Verdict, len(local.Specs))
-	if got.Verdict != local.Verdict {
-		t.Errorf("%s verdict %q, local %q", what, got.Verdict, local.Verdict)
-	}
-	var ids []string
-	for id := range local.Specs {
-		ids = append(ids, id)
-	}
-	for id := range got.Specs {
-		if _, ok := local.Specs[id]; !ok {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if local.Specs[id] != got.Specs[id] {
-			t.Errorf("%s %s: %q, local %q", what, id, got.Specs[id], local.Specs[id])
-		}
+	t.Logf("%s: verdict %q, %d specs, %d passed, %d failed; local: verdict %q, %d specs", what, got.Verdict, len(got.Specs),
+		got.count(report.Passed), got.count(report.Failed), local.Verdict, len(local.Specs))
+	for _, d := range compare(what, local, got) {
+		t.Error(d)
 	}
 }
 
@@ -225,69 +219,4 @@ func sonobuoyImage(t *testing.T, binary, clusterName, work string) string {
 	}
 	t.Logf("FIGURE sonobuoy image built and loaded: %s", time.Since(start).Round(100*time.Millisecond))
 	return ref
-}
-
-var specID = regexp.MustCompile(`IDH-[A-Z]+-\d{4}`)
-
-// sonobuoyReport reads the spec outcomes from `sonobuoy results --mode
-// detailed` (a JSON object per test) and the verdict from the JUnit file
-// the plugin left in the retrieved archive.
-func sonobuoyReport(t *testing.T, detailed, archive string) result {
-	t.Helper()
-	r := result{Specs: map[string]string{}}
-	sc := bufio.NewScanner(strings.NewReader(detailed))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var item struct {
-			Name   string `json:"name"`
-			Status string `json:"status"`
-		}
-		if json.Unmarshal(sc.Bytes(), &item) != nil {
-			continue
-		}
-		if id := specID.FindString(item.Name); id != "" {
-			r.Specs[id] = item.Status
-		}
-	}
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		if !strings.HasPrefix(h.Name, "plugins/idharness/") || !strings.HasSuffix(h.Name, "junit.xml") {
-			continue
-		}
-		var j struct {
-			Suites []struct {
-				Properties []struct {
-					Name  string `xml:"name,attr"`
-					Value string `xml:"value,attr"`
-				} `xml:"properties>property"`
-			} `xml:"testsuite"`
-		}
-		if err := xml.NewDecoder(tr).Decode(&j); err != nil {
-			t.Fatalf("%s in %s: %v", h.Name, archive, err)
-		}
-		for _, s := range j.Suites {
-			for _, p := range s.Properties {
-				if p.Name == "verdict" {
-					r.Verdict = p.Value
-				}
-			}
-		}
-	}
-	if r.Verdict == "" {
-		t.Errorf("no junit.xml with a verdict under plugins/idharness/ in %s", archive)
-	}
-	return r
 }
