@@ -57,21 +57,7 @@ func extract(fsys fs.FS, dir string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(tmp, filepath.FromSlash(p))
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(tmp, fsys); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil && !dirHasSUT(dir) {
