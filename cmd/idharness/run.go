@@ -247,8 +247,6 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	return cmd
 }
 
-// suiteReport is the report of a run of suite from ginkgo's report r, as
-// a local run and the in-cluster runner (run-job) both write it.
 // profileSUT loads the declaration a profile ships for its implementation
 // (reference, aad-pod-identity; fixtures/sut, embedded in this binary),
 // or nil for a profile of components only. The profile's components and
@@ -264,6 +262,8 @@ func profileSUT(profile, cacheDir string) (*sut.SUT, error) {
 	return sut.LoadShipped(name, cacheDir)
 }
 
+// suiteReport is the report of a run of suite from ginkgo's report r, as
+// a local run and the in-cluster runner (run-job) both write it.
 func suiteReport(r types.Report, suite, profile string, claims []string) *report.Report {
 	rep := framework.ToReport(r, suite)
 	onlySuite(rep, suite)

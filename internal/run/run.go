@@ -146,8 +146,9 @@ func knownPrograms() map[string]string {
 // pushed) them with the run's others: their references and IDs.
 func programImages(s *sut.SUT, imgs fixtures.Images, ids map[string]string) []sut.Loaded {
 	var out []sut.Loaded
-	for _, image := range slices.Sorted(maps.Keys(s.Programs())) {
-		ref := imgs.Ref(s.Programs()[image])
+	declared := s.Programs()
+	for _, image := range slices.Sorted(maps.Keys(declared)) {
+		ref := imgs.Ref(declared[image])
 		out = append(out, sut.Loaded{Name: image, Ref: ref, ID: ids[ref]})
 	}
 	return out
@@ -199,9 +200,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	if o.SUT != nil {
-		known := knownPrograms()
-		for _, image := range slices.Sorted(maps.Keys(o.SUT.Programs())) {
-			name := o.SUT.Programs()[image]
+		known, declared := knownPrograms(), o.SUT.Programs()
+		for _, image := range slices.Sorted(maps.Keys(declared)) {
+			name := declared[image]
 			pkg, ok := known[name]
 			if !ok {
 				return nil, fmt.Errorf("implementation %s (%s): image %s: program %q is not one of idharness's programs: use %s", o.SUT.Name, o.SUT.File(), image, name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
@@ -237,18 +238,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if err != nil {
 				return err
 			}
-			img := b.Name
 			built = append(built, b)
-			switch name {
-			case "fakeimds":
-				imgs.FakeIMDS = img
-			case "probe":
-				imgs.Probe = img
-			case "vault":
-				imgs.Vault = img
-			default:
-				imgs.Extra[name] = img
-			}
+			imgs.Set(name, b.Name)
 		}
 		for _, k := range slices.Sorted(maps.Keys(o.ExtraImages)) {
 			b := o.ExtraImages[k]
