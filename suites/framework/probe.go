@@ -263,25 +263,68 @@ func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRu
 		}
 		return got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed, nil
 	})
-	logs, lerr := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
+	escapes := flagValue(p.Args, "escape") != ""
+	logs, lerr := f.probeLogs(ctx, ns, name, err == nil, escapes)
 	if err != nil {
-		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, lerr))
+		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, errText(lerr)))
 	}
 	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
 	run.Results = parseResults(logs)
 	f.journalEvidence(ctx, run)
 	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
-	if flagValue(p.Args, "escape") != "" {
+	if escapes {
 		run.Escapes = parseEscapes(logs)
 		if len(run.Escapes) == 0 {
-			Fail(fmt.Sprintf("probe pod %s/%s printed no escape lines (phase %s):\n%s", ns, name, phase(got), logs))
+			Fail(fmt.Sprintf("probe pod %s/%s printed no escape lines (phase %s):\n%s%s", ns, name, phase(got), logs, errText(lerr)))
 		}
 		return run
 	}
 	if len(run.Results) == 0 {
-		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s", ns, name, phase(got), logs))
+		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s%s", ns, name, phase(got), logs, errText(lerr)))
 	}
 	return run
+}
+
+// probeLogs reads a probe pod's output. A pod that has finished may not
+// have its last lines in the kubelet's log file yet, or the kubelet may
+// answer with an error for a moment (an empty log with phase Succeeded
+// was seen once in CI): when the pod finished and its output holds no
+// line the spec reads, it is read again for up to logSettle.
+func (f *Framework) probeLogs(ctx context.Context, ns, name string, finished, escapes bool) ([]byte, error) {
+	kube := f.stack.Deployer().Kube
+	read := func(ctx context.Context) ([]byte, error) {
+		return kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
+	}
+	logs, err := read(ctx)
+	complete := func() bool {
+		if escapes {
+			return len(parseEscapes(logs)) > 0
+		}
+		return len(parseResults(logs)) > 0
+	}
+	if !finished || (err == nil && complete()) {
+		return logs, err
+	}
+	_ = wait.PollUntilContextTimeout(ctx, time.Second, logSettle, false, func(ctx context.Context) (bool, error) {
+		l, e := read(ctx)
+		if e == nil || len(l) > 0 {
+			logs, err = l, e
+		}
+		return err == nil && complete(), nil
+	})
+	return logs, err
+}
+
+// logSettle bounds how long a finished probe pod's output is read again
+// when it holds no result line.
+const logSettle = 10 * time.Second
+
+// errText formats an error reading a pod's log for a failure message.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "\n(reading the log: " + err.Error() + ")"
 }
 
 func phase(p *corev1.Pod) string {
