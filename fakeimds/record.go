@@ -87,6 +87,7 @@ const maxBodyBytes = maxFormBytes
 // record wraps a face's handler so each request passes throttling and the
 // fault rules, and is journaled and counted.
 func (s *Server) record(face string, h http.Handler) http.Handler {
+	h = s.faulty(face, h)
 	fm := s.metrics.forFace(face)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Bound the body here, before anything reads it: the fault rules'
@@ -109,7 +110,7 @@ func (s *Server) record(face string, h http.Handler) http.Handler {
 				panic(p)
 			}
 		}()
-		s.serveFaulty(face, h, rec, req)
+		h.ServeHTTP(rec, req)
 		s.finish(fm, rec, req, start)
 		// Reused: a handler must not use its ResponseWriter once it has
 		// returned (net/http's rule too), and finish has copied the entry
@@ -128,9 +129,7 @@ func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start
 		rec.status = http.StatusOK
 	}
 	elapsed := time.Since(start)
-	// Filled in place and appended without a copy: the recorder is
-	// reset or dropped after.
-	e := &rec.entry
+	e := rec.entry
 	e.Time = start
 	e.Remote = req.RemoteAddr
 	e.Method = req.Method
@@ -143,7 +142,7 @@ func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start
 	// it, which it does on every call.
 	e.RetryAfter = first(rec.Header()["Retry-After"])
 	e.LatencyMS = float64(elapsed.Microseconds()) / 1000
-	s.journal.Append(e)
+	s.journal.Add(e)
 	fm.observe(rec.status, e.IdentityName, elapsed)
 }
 
