@@ -39,10 +39,8 @@ func TestProgramImages(t *testing.T) {
 			}
 		})
 	}
-	for _, program := range []string{"nodeagent", "wiwebhook"} {
-		if _, ok := knownPrograms()[program]; !ok {
-			t.Errorf("knownPrograms() %v lacks %s, which a shipped declaration names", knownPrograms(), program)
-		}
+	if _, ok := knownPrograms()["nodeagent"]; !ok {
+		t.Errorf("knownPrograms() %v lacks the reference agent", knownPrograms())
 	}
 }
 
@@ -64,17 +62,8 @@ func TestRunRefusesUnknownProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(context.Background(), Options{SUTs: []*sut.SUT{s}, ClusterName: "never-made", CacheDir: dir})
+	_, err = Run(context.Background(), Options{SUT: s, ClusterName: "never-made", CacheDir: dir})
 	if err == nil || !strings.Contains(err.Error(), `image agent: program "nodeagnet" is not one of idharness's programs: use fakeimds, nodeagent, probe, vault, wiwebhook`) {
 		t.Fatalf("error %v", err)
-	}
-	// Two implementations of one name would label their objects alike.
-	wh, err := sut.LoadShipped(sut.ReferenceWebhook, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = Run(context.Background(), Options{SUTs: []*sut.SUT{wh, wh}, ClusterName: "never-made", CacheDir: dir})
-	if err == nil || !strings.Contains(err.Error(), "implementation reference-webhook") || !strings.Contains(err.Error(), "rename one") {
-		t.Fatalf("two implementations of one name: error %v", err)
 	}
 }
