@@ -295,22 +295,31 @@ func (f *Framework) probeLogs(ctx context.Context, ns, name string, finished, es
 	read := func(ctx context.Context) ([]byte, error) {
 		return kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
 	}
+	if !finished {
+		return read(ctx)
+	}
+	complete := func(logs []byte) bool { return len(parseResults(logs)) > 0 }
+	if escapes {
+		complete = func(logs []byte) bool { return len(parseEscapes(logs)) > 0 }
+	}
+	return rereadLogs(ctx, read, complete, time.Second, logSettle)
+}
+
+// rereadLogs reads a log with read until complete says it holds what is
+// wanted, every interval for up to bound. It returns the last log read
+// with its error; an error with no log does not replace a log read
+// before it, so that the failure shows what the pod did print.
+func rereadLogs(ctx context.Context, read func(context.Context) ([]byte, error), complete func([]byte) bool, interval, bound time.Duration) ([]byte, error) {
 	logs, err := read(ctx)
-	complete := func() bool {
-		if escapes {
-			return len(parseEscapes(logs)) > 0
-		}
-		return len(parseResults(logs)) > 0
+	if err == nil && complete(logs) {
+		return logs, nil
 	}
-	if !finished || (err == nil && complete()) {
-		return logs, err
-	}
-	_ = wait.PollUntilContextTimeout(ctx, time.Second, logSettle, false, func(ctx context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, interval, bound, false, func(ctx context.Context) (bool, error) {
 		l, e := read(ctx)
 		if e == nil || len(l) > 0 {
 			logs, err = l, e
 		}
-		return err == nil && complete(), nil
+		return err == nil && complete(logs), nil
 	})
 	return logs, err
 }
