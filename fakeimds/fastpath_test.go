@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/config"
+	"github.com/idharness/idharness/fakeimds/identity"
 	"github.com/idharness/idharness/fakeimds/journal"
 	"github.com/idharness/idharness/fakeimds/token"
 )
@@ -152,6 +153,43 @@ func TestQueryCacheAlternates(t *testing.T) {
 				t.Fatalf("round %d, query %d: resource %q, client_id %q", round, i, r, id)
 			}
 		}
+	}
+}
+
+// TestIMDSQueryKept checks that what the token endpoint reads from a
+// query is the same read from a plain parse, from the cache's first parse
+// and from what the cache kept of it, for each query of queryCases and
+// selector cases the endpoint refuses.
+func TestIMDSQueryKept(t *testing.T) {
+	raws := append([]string{
+		"api-version=2018-02-01&resource=r&client_id=a&object_id=b",
+		"api-version=2018-02-01&resource=r&client_id=a&client_id=a",
+		"api-version=2018-02-01&resource=r&mi_res_id=&msi_res_id=%2Fx",
+		"api-version=2017-12-01&resource=r", "api-version=2018-02-01x&resource=r",
+	}, queryCases...)
+	for _, raw := range raws {
+		var q query
+		if q.parse(raw) != nil {
+			continue
+		}
+		want := readIMDSQuery(&q)
+		c := newUnescapeCache()
+		for i, cache := range []*unescapeCache{nil, c, c, c} {
+			got, err := cache.imdsQueryOf(raw)
+			if err != nil {
+				t.Fatalf("%q, read %d: %v", raw, i, err)
+			}
+			if fmt.Sprint(got.selErr) != fmt.Sprint(want.selErr) {
+				t.Fatalf("%q, read %d: selector error %v, want %v", raw, i, got.selErr, want.selErr)
+			}
+			if got.version != want.version || got.versionOK != want.versionOK || got.resource != want.resource || got.sel != want.sel {
+				t.Fatalf("%q, read %d: %s %v %q %v, want %s %v %q %v", raw, i, got.version, got.versionOK, got.resource, got.sel,
+					want.version, want.versionOK, want.resource, want.sel)
+			}
+		}
+	}
+	if _, err := newUnescapeCache().imdsQueryOf("a=%zz"); err == nil {
+		t.Fatal("a malformed query was read without error")
 	}
 }
 
@@ -504,4 +542,105 @@ func TestCachedBodyNeverStale(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
+}
+
+// TestIMDSAnswerKept asks for one query's token again and again between
+// the changes that must change the answer (identities, the token cache
+// and its settings, the clock, faults) and checks each answer and journal
+// entry against what resolving and issuing give: the kept answer
+// (imdsAnswer) is used only while nothing it depends on has changed.
+func TestIMDSAnswerKept(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	s := newServer(t, func(c *config.Config) { c.Tokens.Lifetime = config.Duration{Duration: time.Hour} }, WithClock(clock))
+	q := "api-version=2018-02-01&resource=r&client_id=" + uaClient
+	type answer struct {
+		code  int
+		body  map[string]any
+		entry journal.Entry
+	}
+	get := func(q string) answer {
+		t.Helper()
+		w := do(s.IMDSHandler(), "GET", imdsURL(q), meta)
+		e := s.Journal().Since(0)
+		return answer{w.Code, decodeObject(t, w.Body), e[len(e)-1]}
+	}
+	// same checks that b is a as the cache gives it again.
+	same := func(step string, a, b answer) {
+		t.Helper()
+		if b.code != 200 || b.body["access_token"] != a.body["access_token"] || b.body["client_id"] != a.body["client_id"] {
+			t.Fatalf("%s: %d %v, want the token of %v", step, b.code, b.body, a.body)
+		}
+		if e := b.entry; !e.Cached || e.Selector != "client_id="+uaClient || e.Identity != uaClient || e.IdentityName != "id-a" || e.Resource != "r" || e.Status != 200 {
+			t.Fatalf("%s: journal entry %+v", step, e)
+		}
+	}
+	fresh := func(step string, a, b answer) {
+		t.Helper()
+		if b.code != 200 || b.body["access_token"] == a.body["access_token"] || b.entry.Cached {
+			t.Fatalf("%s: %d, token reused %v, journaled cached %v; want a new token", step, b.code, b.body["access_token"] == a.body["access_token"], b.entry.Cached)
+		}
+	}
+	first := get(q)
+	second := get(q)
+	same("second request", first, second)
+	iq, _ := s.unescaped.imdsQueryOf(q)
+	if iq.answer.Load() == nil {
+		t.Fatal("no answer kept after a cached token")
+	}
+	same("third request, from the kept answer", second, get(q))
+
+	if _, err := s.Store().Update(identity.Selector{Kind: identity.ByClientID, Value: uaClient}, func(i *identity.Identity) { i.TokenLifetime = 2 * time.Hour }); err != nil {
+		t.Fatal(err)
+	}
+	updated := get(q)
+	fresh("identity's lifetime updated", second, updated)
+	if updated.body["expires_in"] != "7200" {
+		t.Fatalf("identity's lifetime updated: expires_in %v, want 7200", updated.body["expires_in"])
+	}
+	same("after the update", updated, get(q))
+	same("after the update, kept", updated, get(q))
+
+	s.Minter().Flush()
+	flushed := get(q)
+	fresh("cache flushed", updated, flushed)
+	same("after the flush", flushed, get(q))
+	if other := get("api-version=2018-02-01&resource=r2&client_id=" + uaClient); other.body["access_token"] == flushed.body["access_token"] {
+		t.Fatal("another resource got the same token")
+	}
+	same("after another resource", flushed, get(q))
+	same("after another resource, kept", flushed, get(q))
+
+	now.Add(int64(2*time.Hour - 4*time.Minute)) // under the refresh threshold
+	renewed := get(q)
+	fresh("token near expiry", flushed, renewed)
+	same("after renewal", renewed, get(q))
+
+	if err := s.Chaos().Add(rule(t, `{"name":"w","match":{"faces":["imds"]},"action":{"type":"wrong-identity","clientId":"`+ubClient+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if faulted := get(q); faulted.body["access_token"] == renewed.body["access_token"] {
+		t.Fatal("a wrong-identity fault was answered with the kept token")
+	}
+	s.Chaos().Remove("w")
+	same("after the fault", renewed, get(q))
+
+	if _, err := s.Store().Detach(identity.Selector{Kind: identity.ByClientID, Value: uaClient}); err != nil {
+		t.Fatal(err)
+	}
+	if gone := get(q); gone.code != 400 || gone.body["error_description"] != "Identity not found" || gone.entry.Identity != "" {
+		t.Fatalf("identity detached: %d %v, journal %+v; want 400 Identity not found", gone.code, gone.body, gone.entry)
+	}
+	if err := s.Store().Attach(identity.Identity{Name: "id-a", ClientID: uaClient, ObjectID: uaObject}); err != nil {
+		t.Fatal(err)
+	}
+	back := get(q)
+	if back.code != 200 || back.body["expires_in"] == "7200" {
+		t.Fatalf("identity attached again with the default lifetime: %d %v", back.code, back.body)
+	}
+	s.Minter().SetCache(false, 0)
+	off := get(q)
+	fresh("cache off", back, off)
+	fresh("cache off, again", off, get(q))
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/idharness/idharness/fakeimds/identity"
@@ -205,12 +206,12 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
 		return
 	}
-	q := query{unescaped: s.unescaped}
-	if err := q.parse(req.URL.RawQuery); err != nil {
+	iq, err := s.unescaped.imdsQueryOf(req.URL.RawQuery)
+	if err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Malformed query string")
 		return
 	}
-	if v := q.Get("api-version"); !supportedVersion(v, minTokenAPIVersion) {
+	if v := iq.version; !iq.versionOK {
 		note(w).Error = "invalid_request"
 		writeJSON(w, http.StatusBadRequest, OAuthError{
 			Error:          "invalid_request",
@@ -219,7 +220,7 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		})
 		return
 	}
-	resource := q.Get("resource")
+	resource := iq.resource
 	if resource == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Required audience parameter not specified")
 		return
@@ -229,22 +230,76 @@ func (s *Server) serveIMDSToken(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	note(w).Resource = resource
-	sel, err := parseSelectorFrom(&q, selectorParams)
-	if err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	if iq.selErr != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", iq.selErr.Error())
 		return
 	}
+	sel := iq.sel
+	fx := effectsOf(w)
+	if a := iq.answer.Load(); a != nil && fx == nil && a.identities == s.store.Generation() && a.cache == s.minter.CacheGeneration() {
+		// One reading of the clock for the token and its expires_in.
+		now := s.minter.Now()
+		if s.minter.Fresh(a.tok, now) {
+			e := note(w)
+			e.Selector, e.Identity, e.IdentityName, e.Cached = a.selector, a.id.ClientID, a.id.Name, true
+			s.writeIMDSBodyAt(w, a.tok, resource, a.id.ClientID, now)
+			return
+		}
+	}
+	// Read before resolving and issuing: a change while they run leaves
+	// the answer kept below out of date, never one kept as current.
+	identities, cache := s.store.Generation(), s.minter.CacheGeneration()
 	id, ok := s.resolve(w, sel)
 	if !ok {
 		return
 	}
-	// One reading of the clock for the token and its expires_in.
 	now := s.minter.Now()
 	tok, ok := s.issue(w, id, resource, now)
 	if !ok {
 		return
 	}
+	if tok.Cached && fx == nil && iq.kept {
+		iq.answer.Store(&imdsAnswer{identities: identities, cache: cache, selector: sel.String(), id: id, tok: tok})
+	}
 	s.writeIMDSBodyAt(w, tok, resource, id.ClientID, now)
+}
+
+// imdsAnswer is the identity and cached token a kept query was answered
+// with, and the generations of the identities and the token cache then.
+// While both are the same and the token is fresh, resolve and issue
+// would give the same identity and token again, and the cache's order
+// would not change (token.Minter.CacheGeneration): the token endpoint
+// answers with them and journals the request as it would have. Resolving
+// the selector and looking the token up were about 1,000 instructions of
+// a cached token request (docs/performance.md). Faults that change the
+// token (clock skew, wrong identity) never use or keep one.
+type imdsAnswer struct {
+	identities, cache uint64
+	selector          string // sel.String()
+	id                identity.Identity
+	tok               token.Token
+}
+
+// imdsQuery is what the IMDS token endpoint reads from its query; it
+// checks it in the order of the fields.
+type imdsQuery struct {
+	version   string
+	versionOK bool // version is supported
+	resource  string
+	sel       identity.Selector
+	selErr    error // the selector parameters are refused
+	// kept: in the query cache, where answer is kept for the next
+	// request with the same query.
+	kept   bool
+	answer atomic.Pointer[imdsAnswer]
+}
+
+// readIMDSQuery reads q for the IMDS token endpoint.
+func readIMDSQuery(q *query) *imdsQuery {
+	iq := &imdsQuery{version: q.Get("api-version"), resource: q.Get("resource")}
+	iq.versionOK = supportedVersion(iq.version, minTokenAPIVersion)
+	iq.sel, iq.selErr = parseSelectorFrom(q, selectorParams)
+	return iq
 }
 
 // imdsBody is the 200 body of the IMDS and Arc token endpoints.

@@ -37,11 +37,14 @@ type faultListener struct {
 	wake    chan struct{} // the socket is open again
 	changed chan struct{} // the rule set changed
 	done    chan struct{}
+	// deadlines enforces the open connections' read deadlines
+	// (deadline.go).
+	deadlines *deadlineTimer
 }
 
 func newFaultListener(s *Server, ln net.Listener, faces []string, handshakes bool) *faultListener {
 	l := &faultListener{s: s, faces: faces, handshakes: handshakes, addr: ln.Addr().String(), ln: ln, held: map[net.Conn]struct{}{}, open: map[*trackedConn]struct{}{},
-		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), done: make(chan struct{}), deadlines: &deadlineTimer{}}
 	s.engine.OnChange(func() {
 		select {
 		case l.changed <- struct{}{}:
@@ -142,8 +145,7 @@ func (l *faultListener) apply() {
 		// Wake the server's pending reads on open connections; Read then
 		// holds them until the blackhole ends.
 		for c := range l.open {
-			c.kicked.Store(true)
-			_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+			c.kick()
 		}
 	case !hole && l.hole != nil:
 		close(l.hole)
@@ -211,6 +213,12 @@ type trackedConn struct {
 	// handshakeRule names the tls-certificate rule in force for the
 	// connection when it was accepted ("": none).
 	handshakeRule string
+
+	// dmu guards the read deadline (deadline.go): deadline, zero for
+	// none; socketPast, the socket's own deadline is set and passed.
+	dmu        sync.Mutex
+	deadline   time.Time
+	socketPast bool
 }
 
 // Read reads, unless a blackhole started: then it holds the connection

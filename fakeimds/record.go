@@ -87,7 +87,6 @@ const maxBodyBytes = maxFormBytes
 // record wraps a face's handler so each request passes throttling and the
 // fault rules, and is journaled and counted.
 func (s *Server) record(face string, h http.Handler) http.Handler {
-	h = s.faulty(face, h)
 	fm := s.metrics.forFace(face)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Bound the body here, before anything reads it: the fault rules'
@@ -110,7 +109,7 @@ func (s *Server) record(face string, h http.Handler) http.Handler {
 				panic(p)
 			}
 		}()
-		h.ServeHTTP(rec, req)
+		s.serveFaulty(face, h, rec, req)
 		s.finish(fm, rec, req, start)
 		// Reused: a handler must not use its ResponseWriter once it has
 		// returned (net/http's rule too), and finish has copied the entry
@@ -129,7 +128,9 @@ func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start
 		rec.status = http.StatusOK
 	}
 	elapsed := time.Since(start)
-	e := rec.entry
+	// Filled in place and appended without a copy: the recorder is
+	// reset or dropped after.
+	e := &rec.entry
 	e.Time = start
 	e.Remote = req.RemoteAddr
 	e.Method = req.Method
@@ -142,7 +143,7 @@ func (s *Server) finish(fm *faceMetrics, rec *recorder, req *http.Request, start
 	// it, which it does on every call.
 	e.RetryAfter = first(rec.Header()["Retry-After"])
 	e.LatencyMS = float64(elapsed.Microseconds()) / 1000
-	s.journal.Add(e)
+	s.journal.Append(e)
 	fm.observe(rec.status, e.IdentityName, elapsed)
 }
 

@@ -48,6 +48,9 @@ type Server struct {
 	recorders sync.Pool
 	// unescaped keeps the token requests' unescaped resources (query.go).
 	unescaped *unescapeCache
+	// headerTimeout and idleTimeout are every listener's
+	// http.Server ReadHeaderTimeout and IdleTimeout; tests shorten them.
+	headerTimeout, idleTimeout time.Duration
 }
 
 // Option configures a Server.
@@ -72,7 +75,8 @@ func New(cfg config.Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	s := &Server{cfg: cfg, log: slog.Default(), now: time.Now, journalCap: journal.DefaultCapacity, unescaped: newUnescapeCache()}
+	s := &Server{cfg: cfg, log: slog.Default(), now: time.Now, journalCap: journal.DefaultCapacity, unescaped: newUnescapeCache(),
+		headerTimeout: headerTimeout, idleTimeout: idleTimeout}
 	s.recorders.New = func() any { return new(recorder) }
 	for _, o := range opts {
 		o(s)
@@ -123,7 +127,8 @@ func New(cfg config.Config, opts ...Option) (*Server, error) {
 	// canonicalPaths answers "//", "/./" and "/../" paths with IMDS's 404
 	// before the mux can redirect them to a cleaned path that a client
 	// following redirects would then get a token from.
-	s.imdsHandler = s.canonicalPaths(FaceIMDS, s.buildIMDSMux(cfg.Listen.Services == ""))
+	mux, tokenHandler := s.buildIMDSMux(cfg.Listen.Services == "")
+	s.imdsHandler = tokenFirst(tokenHandler, s.canonicalPaths(FaceIMDS, mux))
 	s.servicesHandler = s.canonicalPaths(FaceAppService, s.buildServicesMux())
 	s.controlHandler = controlGuard{token: tok, next: s.buildControlMux()}
 	s.arcHandler = s.record(FaceArc, http.HandlerFunc(s.serveArc))
@@ -136,11 +141,12 @@ func (s *Server) applyTokenSettings() {
 }
 
 // buildIMDSMux serves the metadata faces, and with services the App
-// Service and authority faces too (one listener, as for local use).
-func (s *Server) buildIMDSMux(services bool) http.Handler {
-	mux := http.NewServeMux()
+// Service and authority faces too (one listener, as for local use). It
+// returns the mux and the token endpoint's handler (nil when the IMDS
+// face is off).
+func (s *Server) buildIMDSMux(services bool) (mux *http.ServeMux, tokenHandler http.Handler) {
+	mux = http.NewServeMux()
 	f := s.cfg.Faces
-	var tokenHandler http.Handler
 	if f.IMDS.On() {
 		h := s.record(FaceIMDS, http.HandlerFunc(s.serveIMDSToken))
 		tokenHandler = h
@@ -160,20 +166,26 @@ func (s *Server) buildIMDSMux(services bool) http.Handler {
 	mux.Handle("/", s.record(FaceIMDS, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeInstanceError(w, http.StatusNotFound, "Not found", false)
 	})))
-	if tokenHandler == nil {
-		return mux
+	return mux, tokenHandler
+}
+
+// tokenFirst sends a GET of exactly the token path, sent unescaped, to
+// token (when not nil) before anything else, and every other request to
+// next. ServeMux's matching allocated twice per request and was a tenth
+// of the cached token path's handler time, and each handler passed on the
+// way cost a dispatch. The mux would choose the same handler: its patterns
+// are all host-less, and this one is a literal path, which canonicalPaths
+// passes unchanged.
+func tokenFirst(token, next http.Handler) http.Handler {
+	if token == nil {
+		return next
 	}
-	// A GET of exactly the token path, sent unescaped, goes to its handler
-	// without the mux: ServeMux's matching allocated twice per request and
-	// was a tenth of the cached token path's handler time. The mux would
-	// choose the same handler: its patterns are all host-less, and this
-	// one is a literal path.
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method == http.MethodGet && isTokenPath(req.URL) {
-			tokenHandler.ServeHTTP(w, req)
+			token.ServeHTTP(w, req)
 			return
 		}
-		mux.ServeHTTP(w, req)
+		next.ServeHTTP(w, req)
 	})
 }
 
@@ -236,8 +248,10 @@ type Addrs struct {
 const shutdownGrace = 3 * time.Second
 
 // Server limits on every listener: a workload must not hold connections or
-// memory without bound.
+// memory without bound. The listeners with faces enforce the two timeouts
+// with a timer of their own (deadline.go).
 const (
+	headerTimeout  = 10 * time.Second
 	idleTimeout    = 90 * time.Second
 	maxHeaderBytes = 64 << 10
 )
@@ -268,7 +282,7 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 		if tlsCfg != nil {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: s.headerTimeout, IdleTimeout: s.idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 		srvs = append(srvs, srv{name, ln, hs})
 		return ln.Addr().String(), nil

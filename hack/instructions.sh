@@ -12,6 +12,9 @@
 # asynchronous preemption is off under callgrind (its signals crash it).
 # Needs valgrind and curl. GOGC=off in the environment leaves the
 # collector out, for changes smaller than its cycle-to-cycle variation.
+# INSTR_KEEP=DIR keeps the callgrind outputs there (ceiling.callgrind,
+# fakeimds.callgrind) for callgrind_annotate; INSTR_CALLGRIND_FLAGS adds
+# callgrind options (--dump-instr=yes: costs by address).
 set -euo pipefail
 bin=${1:-_output/bench-instr}
 n=${2:-20000}
@@ -52,9 +55,9 @@ curl -si -H Metadata:true "http://$addr$query" >"$work/answer"
 kill "$pid"
 
 cg=(env GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --log-file="$work/valgrind.%p.log"
-	--callgrind-out-file="$work/callgrind.%p")
+	--callgrind-out-file="$work/callgrind.%p" ${INSTR_CALLGRIND_FLAGS:-})
 
-# count PID ADDR: instructions per request of the server PID at ADDR.
+# count PID ADDR NAME: instructions per request of the server PID at ADDR.
 count() {
 	"$bin/benchhttp" drive -addr "$2" -n 3000
 	callgrind_control -z "$1" >/dev/null 2>&1
@@ -68,6 +71,7 @@ count() {
 	done
 	ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")
 	kill "$1"
+	if [ -n "${INSTR_KEEP:-}" ]; then mkdir -p "$INSTR_KEEP" && cp "$f" "$INSTR_KEEP/$3.callgrind"; fi
 	echo $((ir / n))
 }
 
@@ -75,10 +79,10 @@ count() {
 cpid=$!
 pids+=("$cpid")
 for _ in $(seq 600); do grep -q listening "$work/ceiling.out" && break; sleep 0.2; done
-ceiling=$(count "$cpid" "$(sed -n 's/^listening //p' "$work/ceiling.out")")
+ceiling=$(count "$cpid" "$(sed -n 's/^listening //p' "$work/ceiling.out")" ceiling)
 
 start_fakeimds "$work/callgrind.log" "${cg[@]}"
-fake=$(count "$pid" "$addr")
+fake=$(count "$pid" "$addr" fakeimds)
 
 echo "instructions per request ($n cached token requests, 8 connections${GOGC:+, GOGC=$GOGC}):"
 echo "  ceiling (bare net/http)  $ceiling"

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -110,6 +111,8 @@ var (
 // Store holds a host's attached identities. It is safe for concurrent use;
 // attach and detach take effect for the next request.
 type Store struct {
+	// gen counts the changes to the identities (Generation).
+	gen    atomic.Uint64
 	mu     sync.RWMutex
 	system *Identity
 	users  map[string]Identity // by Key()
@@ -128,6 +131,11 @@ func NewStore(system *Identity, users []Identity) (*Store, error) {
 	return s, nil
 }
 
+// Generation changes whenever the identities may have changed (Replace,
+// Attach, Detach, SetSystem, Update): what Resolve returned under one
+// generation it returns still while the generation is the same.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
+
 // Replace swaps the whole set of identities at once.
 func (s *Store) Replace(system *Identity, users []Identity) error {
 	n := &Store{users: map[string]Identity{}, byObject: map[string]string{}, byResource: map[string]string{}}
@@ -143,6 +151,7 @@ func (s *Store) Replace(system *Identity, users []Identity) error {
 	}
 	s.mu.Lock()
 	s.system, s.users, s.byObject, s.byResource = n.system, n.users, n.byObject, n.byResource
+	s.gen.Add(1)
 	s.mu.Unlock()
 	return nil
 }
@@ -179,6 +188,7 @@ func (s *Store) attach(u Identity) error {
 func (s *Store) Attach(u Identity) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	return s.attach(u)
 }
 
@@ -187,6 +197,7 @@ func (s *Store) Attach(u Identity) error {
 func (s *Store) Detach(sel Selector) (Identity, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	k, ok := s.userKey(sel)
 	if !ok {
 		return Identity{}, fmt.Errorf("detach %s: %w", sel, ErrNotFound)
@@ -202,6 +213,7 @@ func (s *Store) Detach(sel Selector) (Identity, error) {
 func (s *Store) SetSystem(sys *Identity) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	if sys == nil {
 		s.system = nil
 		return
@@ -216,6 +228,7 @@ func (s *Store) SetSystem(sys *Identity) {
 func (s *Store) Update(sel Selector, fn func(*Identity)) (Identity, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1)
 	if s.system != nil && s.matchesSystem(sel) {
 		c := *s.system
 		fn(&c)

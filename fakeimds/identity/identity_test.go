@@ -94,3 +94,39 @@ func TestAttachDetachUpdate(t *testing.T) {
 		t.Errorf("without system identity the only user-assigned one should be the default, got %q", got.ClientID)
 	}
 }
+
+// TestGeneration checks that every change to a store's identities
+// changes its generation, and reads do not.
+func TestGeneration(t *testing.T) {
+	cases := []struct {
+		name    string
+		op      func(s *Store)
+		changes bool
+	}{
+		{"Replace", func(s *Store) { _ = s.Replace(&sys, []Identity{ua}) }, true},
+		{"Attach", func(s *Store) { _ = s.Attach(ub) }, true},
+		{"Detach", func(s *Store) { _, _ = s.Detach(Selector{ByClientID, ua.ClientID}) }, true},
+		{"SetSystem", func(s *Store) { s.SetSystem(nil) }, true},
+		{"Update", func(s *Store) {
+			_, _ = s.Update(Selector{ByClientID, ua.ClientID}, func(i *Identity) { i.TenantID = "t2" })
+		}, true},
+		{"reads", func(s *Store) {
+			_, _ = s.Resolve(Selector{})
+			_, _ = s.Lookup(ua.ClientID)
+			_ = s.List()
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewStore(&sys, []Identity{ua})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := s.Generation()
+			tc.op(s)
+			if changed := s.Generation() != before; changed != tc.changes {
+				t.Errorf("generation changed %v, want %v", changed, tc.changes)
+			}
+		})
+	}
+}

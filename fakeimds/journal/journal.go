@@ -195,14 +195,21 @@ func New(capacity int) *Journal {
 // subscribers; a subscriber that cannot keep up loses entries rather than
 // slowing the server (counted by Dropped). e.Headers is handed to
 // subscribers, not copied: it must not be changed after Add.
-func (j *Journal) Add(e Entry) {
-	if !j.fitsMemo(&e) {
-		e = bounded(e)
+func (j *Journal) Add(e Entry) { j.Append(&e) }
+
+// Append is Add without copying e, which it may change: the caller must
+// not use e after. A server's request path fills one entry per request
+// and hands it over; passing it by value copied its 300 bytes twice per
+// request.
+func (j *Journal) Append(e *Entry) {
+	if !j.fitsMemo(e) {
+		b := bounded(*e)
+		e = &b
 	}
 	j.mu.Lock()
 	j.seq++
 	e.Seq = j.seq
-	j.put(j.next, &e)
+	j.put(j.next, e)
 	j.next++
 	if j.next == len(j.ring) {
 		j.next, j.full = 0, true
@@ -210,7 +217,7 @@ func (j *Journal) Add(e Entry) {
 	if len(j.subs) > 0 {
 		for c := range j.subs {
 			select {
-			case c <- e:
+			case c <- *e:
 			default:
 				j.drops++
 			}

@@ -78,3 +78,62 @@ func distinct(n int) []string {
 	}
 	return out
 }
+
+// TestCacheGeneration checks what changes CacheGeneration: everything
+// that could change IssueAt's answer or the cache's order, and not a hit
+// on the most recently used token (which a server may then skip).
+func TestCacheGeneration(t *testing.T) {
+	id := identity.Identity{ClientID: "A"}
+	cases := []struct {
+		name    string
+		op      func(m *Minter)
+		changes bool
+	}{
+		{"a hit on the most recent token", func(m *Minter) { _, _ = m.Issue(id, "b") }, false},
+		{"a hit on another token", func(m *Minter) { _, _ = m.Issue(id, "a") }, true},
+		{"a token minted and stored", func(m *Minter) { _, _ = m.Issue(id, "c") }, true},
+		{"a token from another identity", func(m *Minter) { _, _ = m.Issue(identity.Identity{ClientID: "B"}, "b") }, true},
+		{"Mint, outside the cache", func(m *Minter) { _, _ = m.Mint(id, "b", Shift{}) }, false},
+		{"Flush", func(m *Minter) { m.Flush() }, true},
+		{"SetLifetime", func(m *Minter) { m.SetLifetime(2 * time.Hour) }, true},
+		{"SetCache", func(m *Minter) { m.SetCache(true, time.Minute) }, true},
+		{"reads", func(m *Minter) { _, _ = m.CacheSettings(); _ = m.CacheLen(); _ = m.Lifetime() }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1_800_000_000, 0)
+			m := NewMinter(testSigner(t), "t", WithClock(func() time.Time { return now }))
+			for _, r := range []string{"a", "b", "b"} { // b is the most recent
+				if _, err := m.Issue(id, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := m.CacheGeneration()
+			tc.op(m)
+			if changed := m.CacheGeneration() != before; changed != tc.changes {
+				t.Errorf("generation changed %v, want %v", changed, tc.changes)
+			}
+		})
+	}
+}
+
+// TestFresh checks Fresh against the cache's own rule: more than the
+// refresh threshold left, and the cache on.
+func TestFresh(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := NewMinter(testSigner(t), "t", WithClock(func() time.Time { return now }))
+	m.SetCache(true, 5*time.Minute)
+	tok := Token{ExpiresOn: now.Add(10 * time.Minute)}
+	for _, tc := range []struct {
+		at   time.Time
+		want bool
+	}{{now, true}, {now.Add(5*time.Minute - time.Nanosecond), true}, {now.Add(5 * time.Minute), false}, {now.Add(time.Hour), false}} {
+		if got := m.Fresh(tok, tc.at); got != tc.want {
+			t.Errorf("Fresh at %v: %v, want %v", tc.at.Sub(now), got, tc.want)
+		}
+	}
+	m.SetCache(false, 5*time.Minute)
+	if m.Fresh(tok, now) {
+		t.Error("Fresh with the cache off")
+	}
+}

@@ -122,6 +122,10 @@ type Minter struct {
 	lru      *list.List
 	capacity int
 
+	// gen counts what may change IssueAt's answer or the cache's order
+	// (CacheGeneration).
+	gen atomic.Uint64
+
 	// lastKey is the client ID a token was asked for last, with its
 	// identity.Key: lower-casing the client ID on every request cost more
 	// than the cache lookup it keys (docs/performance.md), and a client
@@ -200,7 +204,26 @@ func (m *Minter) Signer() *Signer { return m.signer }
 func (m *Minter) Now() time.Time { return m.now() }
 
 // SetLifetime sets the default token lifetime for identities without their own.
-func (m *Minter) SetLifetime(d time.Duration) { m.lifetime.Store(int64(d)) }
+func (m *Minter) SetLifetime(d time.Duration) {
+	m.lifetime.Store(int64(d))
+	m.gen.Add(1)
+}
+
+// CacheGeneration changes whenever IssueAt could answer a request
+// differently or the cache's order changes: a token stored, evicted or
+// flushed, a hit on a token that was not the most recently used, the
+// lifetime or the cache's settings changed. While it is the same, a
+// token IssueAt returned from the cache is what it returns again for the
+// same identity and resource, as long as Fresh says so; and not asking
+// for it leaves the cache as asking would (it is the most recently used
+// already).
+func (m *Minter) CacheGeneration() uint64 { return m.gen.Load() }
+
+// Fresh reports whether the cache, on, would serve t at now: it has more
+// than the refresh threshold left.
+func (m *Minter) Fresh(t Token, now time.Time) bool {
+	return m.cacheOn.Load() && t.ExpiresOn.Sub(now) > time.Duration(m.refreshBefore.Load())
+}
 
 // Lifetime returns the default token lifetime.
 func (m *Minter) Lifetime() time.Duration { return time.Duration(m.lifetime.Load()) }
@@ -210,6 +233,7 @@ func (m *Minter) Lifetime() time.Duration { return time.Duration(m.lifetime.Load
 func (m *Minter) SetCache(on bool, refreshBefore time.Duration) {
 	m.cacheOn.Store(on)
 	m.refreshBefore.Store(int64(refreshBefore))
+	m.gen.Add(1)
 	if !on {
 		m.Flush()
 	}
@@ -225,6 +249,7 @@ func (m *Minter) Flush() {
 	m.mu.Lock()
 	clear(m.cache)
 	m.lru.Init()
+	m.gen.Add(1)
 	m.mu.Unlock()
 }
 
@@ -287,7 +312,10 @@ func (m *Minter) cached(k cacheKey, now time.Time) (Token, bool) {
 	if t.ExpiresOn.Sub(now) <= time.Duration(m.refreshBefore.Load()) {
 		return Token{}, false
 	}
-	m.lru.MoveToFront(el)
+	if el != m.lru.Front() {
+		m.gen.Add(1)
+		m.lru.MoveToFront(el)
+	}
 	return t, true
 }
 
@@ -296,6 +324,7 @@ func (m *Minter) cached(k cacheKey, now time.Time) (Token, bool) {
 func (m *Minter) store(k cacheKey, t Token) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.gen.Add(1)
 	if el, ok := m.cache[k]; ok {
 		el.Value.(*cached).tok = t
 		m.lru.MoveToFront(el)
