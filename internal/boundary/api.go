@@ -37,21 +37,11 @@ func APIRules() []API {
 	return []API{
 		{From: "pkg", Forbid: []string{"internal"}, Why: why},
 		{From: "fakeimds", Forbid: []string{"internal"}, Why: why},
-		{
-			From: "suites/framework", Forbid: []string{"internal"},
-			// Debt: the handle still hands out the stack
-			// (Framework.Stack). Handle methods of public types could
-			// give the conformance specs what they take from it (a
-			// Kubernetes client, fakeimds clients, identities, images,
-			// nodes), but suites/chaos hands the *stack.Stack itself to
-			// internal/scenario's Pool, which has no public form short of
-			// an untyped value, so the exception stays until the suites'
-			// engine sits behind the public handle, as kind's providers
-			// sit behind its Provider. (Runs no longer hand a deployed
-			// stack in: every run connects, RunConnected.)
-			Allow: []string{"internal/stack"},
-			Why:   why,
-		},
+		// The handle's accessors hand out public types only (client-go's,
+		// fakeimds's, fixtures'); Framework.Stack, which handed out the
+		// internal stack, is gone, and Rules keeps the suites from
+		// importing the stack around the handle.
+		{From: "suites/framework", Forbid: []string{"internal"}, Why: why},
 	}
 }
 

@@ -10,7 +10,9 @@
 // The rules are what keep the contract neutral: pkg/api holds Azure's
 // documented contracts, which both the reference implementations
 // (internal/nodeagent, internal/wiwebhook) and the judges (suites,
-// internal/scenario) import, and neither side imports the other.
+// internal/scenario) import, and neither side imports the other. The
+// suites reach the deployed stack only through the public handle
+// (suites/framework), the one suite package that imports internal/stack.
 //
 // A second table, APIRules, governs what the public packages (pkg/,
 // fakeimds/, suites/framework) show other modules: no exported
@@ -45,6 +47,12 @@ type Rule struct {
 	// pkg/cluster wraps its internal providers (the test fails once an
 	// exception is no longer used, so that it goes).
 	Allow []string
+	// Except are packages under From that the rule does not govern: the
+	// one package that wraps what the rule forbids the others, as
+	// suites/framework's public handle wraps internal/stack (the test
+	// fails once an exception no longer imports anything the rule
+	// forbids, so that it goes).
+	Except []string
 	// Transitive forbids reaching Forbid through other packages too (a
 	// package's own test files count; its dependencies' do not, as Go
 	// does not build them).
@@ -81,6 +89,21 @@ func Rules() []Rule {
 			Transitive: true,
 			Why: "the suites judge any implementation (aad-pod-identity, a vendor's webhook) by the contract in pkg/api; " +
 				"taking names or behaviour from the reference implementations would make conformance mean \"behaves like ours\"",
+		},
+		{
+			From:   "suites",
+			Forbid: []string{"internal/stack", "internal/deploy"},
+			// The public handle is the one package that wraps the stack,
+			// as pkg/cluster wraps internal/cluster. Direct imports only:
+			// the chaos suite plays its scenarios through
+			// internal/scenario, which holds a stack of its own
+			// (scenario.ConnectPool), and that is the engine, not a spec
+			// reaching around the handle.
+			Except: []string{"suites/framework"},
+			Why: "specs reach the stack only through the public handle (suites/framework: f.Kube, f.FakeIMDS, " +
+				"f.Identities, f.WorkloadIdentity…), in types another module can name, so that a suite written in another " +
+				"module can do what ours do; a spec holding the stack or the deployer reaches the harness's internals " +
+				"instead of what the handle documents. Add a handle method for what a spec needs",
 		},
 		{
 			From:       "internal/scenario",
@@ -183,7 +206,7 @@ func Check(rules []Rule, pkgs []Package) []Violation {
 	for _, p := range pkgs {
 		var reached []reachedImport // computed once, for the first transitive rule
 		for _, r := range rules {
-			if !Under(p.Path, r.From) {
+			if !Under(p.Path, r.From) || underAny(p.Path, r.Except) {
 				continue
 			}
 			imports := direct(p)

@@ -82,6 +82,20 @@ func TestModuleBoundaries(t *testing.T) {
 				t.Errorf("rule for %q allows %s, which no package there imports any more: remove the exception", r.From, a)
 			}
 		}
+		for _, e := range r.Except {
+			if !Under(e, r.From) {
+				t.Errorf("rule for %q excepts %s, which it does not govern anyway", r.From, e)
+			}
+			wraps := false
+			for _, p := range pkgs {
+				for _, imp := range p.Imports {
+					wraps = wraps || (Under(p.Path, e) && underAny(imp.Path, r.Forbid))
+				}
+			}
+			if !wraps {
+				t.Errorf("rule for %q excepts %s, which imports nothing the rule forbids any more: remove the exception", r.From, e)
+			}
+		}
 	}
 }
 
@@ -90,6 +104,7 @@ func TestCheck(t *testing.T) {
 		{From: "pkg", Forbid: []string{"internal"}, Why: "public"},
 		{From: "suites", Forbid: []string{"internal/nodeagent"}, Allow: []string{"internal/nodeagent/ok"}, Why: "neutral"},
 		{From: "", Forbid: []string{"cmd"}, Why: "thin"},
+		{From: "app", Forbid: []string{"internal/engine"}, Except: []string{"app/handle"}, Why: "through the handle"},
 	}
 	imp := func(path string) Import { return Import{Path: path, File: "f.go"} }
 	for _, tc := range []struct {
@@ -108,6 +123,10 @@ func TestCheck(t *testing.T) {
 		{"two rules at once", Package{Path: "pkg/x", Imports: []Import{imp("internal/a"), imp("cmd/b")}}, []string{"pkg", ""}},
 		{"a package may import its own parts", Package{Path: "cmd/idharness", Imports: []Import{imp("cmd/idharness/sub")}}, nil},
 		{"the root package is not exempt from everything", Package{Path: "", Imports: []Import{imp("cmd/x")}}, []string{""}},
+		{"a package beside the excepted one", Package{Path: "app/spec", Imports: []Import{imp("internal/engine")}}, []string{"app"}},
+		{"the excepted package", Package{Path: "app/handle", Imports: []Import{imp("internal/engine")}}, nil},
+		{"and below it", Package{Path: "app/handle/sub", Imports: []Import{imp("internal/engine")}}, nil},
+		{"exceptions match whole segments", Package{Path: "app/handlex", Imports: []Import{imp("internal/engine")}}, []string{"app"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
@@ -119,6 +138,45 @@ func TestCheck(t *testing.T) {
 			}
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") || len(got) != len(tc.want) {
 				t.Errorf("violated %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Specs reach the stack only through the public handle: the module's
+// own rules report a suite's import of the stack or the deployer (the
+// imports Framework.Stack's removal took away), and not the handle's, nor
+// the chaos suite's import of the scenario engine that holds a stack of
+// its own.
+func TestSuitesReachTheStackThroughTheHandle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pkg  Package
+		want string // the forbidden import reported under the suites' rule; empty: none
+	}{
+		{"the chaos suite imports the stack", Package{Path: "suites/chaos", Imports: []Import{{Path: "internal/stack", File: "suites/chaos/scenarios.go"}}}, "internal/stack"},
+		{"a conformance test imports the stack", Package{Path: "suites/conformance", Imports: []Import{{Path: "internal/stack", File: "suites/conformance/x_test.go", Test: true}}}, "internal/stack"},
+		{"a new suite imports the deployer", Package{Path: "suites/mine", Imports: []Import{{Path: "internal/deploy", File: "suites/mine/m.go"}}}, "internal/deploy"},
+		{"the handle wraps the stack", Package{Path: "suites/framework", Imports: []Import{{Path: "internal/stack", File: "suites/framework/framework.go"}}}, ""},
+		{"the chaos suite plays through the scenario engine", Package{Path: "suites/chaos", Imports: []Import{{Path: "internal/scenario", File: "suites/chaos/scenarios.go"}}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkgs := []Package{tc.pkg, {Path: "internal/scenario", Imports: []Import{{Path: "internal/stack", File: "internal/scenario/incluster.go"}}}}
+			var got []string
+			for _, v := range Check(Rules(), pkgs) {
+				if v.Package == tc.pkg.Path {
+					got = append(got, v.Import.Path)
+					if !strings.Contains(v.String(), "through the public handle") {
+						t.Errorf("violation %q does not say to go through the handle", v)
+					}
+				}
+			}
+			want := []string{}
+			if tc.want != "" {
+				want = []string{tc.want}
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("violations %q, want %q", got, want)
 			}
 		})
 	}

@@ -8,6 +8,10 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // Pool plays in-cluster scenarios concurrently, each on a node of its
@@ -58,9 +62,39 @@ func NewPool(o ClusterOptions, nodes []string) (*Pool, error) {
 	return newPool(o, nodes, RunInCluster)
 }
 
-func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenario, ClusterOptions) (*Result, error)) (*Pool, error) {
+// ConnectPool is NewPool, with no options but the stack, on the stack
+// deployed in namespace ns of the cluster cfg reaches, which it connects
+// to itself (stack.Connect). It is the chaos suite's way in: the suite
+// has the public framework handle (a REST configuration, the stack's
+// namespace), which does not hand the internal stack out, so that the
+// suites import no internal/stack (internal/boundary). Connecting again
+// costs two ConfigMaps and a Secret read once per run, and reads the same
+// stack the handle did.
+func ConnectPool(ctx context.Context, cfg *rest.Config, ns string, nodes []string) (*Pool, error) {
+	if cfg == nil || ns == "" {
+		return nil, fmt.Errorf("scenario pool: no cluster (REST configuration %v) or no stack namespace (%q) to connect to", cfg != nil, ns)
+	}
+	if err := checkNodes(nodes); err != nil {
+		return nil, err
+	}
+	st, err := stack.Connect(ctx, cfg, ns, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scenario pool: %w", err)
+	}
+	return NewPool(ClusterOptions{Stack: st}, nodes)
+}
+
+// checkNodes refuses a pool without nodes, which would play nothing.
+func checkNodes(nodes []string) error {
 	if len(nodes) == 0 {
-		return nil, errors.New("scenario pool without nodes: the stack has no node with a fakeimds to play on")
+		return errors.New("scenario pool without nodes: the stack has no node with a fakeimds to play on")
+	}
+	return nil
+}
+
+func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenario, ClusterOptions) (*Result, error)) (*Pool, error) {
+	if err := checkNodes(nodes); err != nil {
+		return nil, err
 	}
 	if o.Progress != nil {
 		// The plays write their lines at once.

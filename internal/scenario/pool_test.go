@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // fakePlays stands in for RunInCluster: each play lasts until released
@@ -217,6 +219,36 @@ func TestPoolWaitHonoursContext(t *testing.T) {
 func TestNewPoolWithoutNodes(t *testing.T) {
 	if _, err := NewPool(ClusterOptions{}, nil); err == nil {
 		t.Error("a pool without nodes was made")
+	}
+}
+
+// ConnectPool refuses what it cannot connect to before it tries, and says
+// where a connection failed; nothing here has a cluster.
+func TestConnectPool(t *testing.T) {
+	// Loopback's port 1 refuses at once: a cluster that is not there.
+	nowhere := &rest.Config{Host: "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		name  string
+		cfg   *rest.Config
+		ns    string
+		nodes []string
+		want  string
+	}{
+		{"no REST configuration", nil, "idharness-system", []string{"w"}, "no cluster"},
+		{"no namespace", nowhere, "", []string{"w"}, "no stack namespace"},
+		{"no nodes", nowhere, "idharness-system", nil, "without nodes"},
+		{"no stack there", nowhere, "idharness-system", []string{"w"}, "no idharness stack in namespace idharness-system"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ConnectPool(context.Background(), tc.cfg, tc.ns, tc.nodes)
+			if err == nil {
+				p.Close()
+				t.Fatal("a pool was made")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }
 

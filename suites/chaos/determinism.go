@@ -24,16 +24,16 @@ var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered
 
 	Chaos("IDH-CHAOS-0015", MUST, "the node's fault engine MUST take the run's seed, and a probabilistic rule added again with the same seed MUST fault the same requests in the same order",
 		[]string{"determinism", "status-500", "imds-mode"}, func(ctx SpecContext) {
-			names := f.Stack().NodeNames()
+			names := f.NodeNames()
 			// The last node is a worker, where the scenarios run too.
 			node := names[len(names)-1]
-			fc, err := f.Stack().FakeIMDS(ctx, node)
+			fc, err := f.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred(), "fakeimds control API on %s", node)
 			Expect(fc.ResetFaults(ctx)).To(Succeed())
 			DeferCleanup(func(ctx context.Context) { _ = fc.ResetFaults(ctx) })
 			state, err := fc.Chaos(ctx)
 			Expect(err).NotTo(HaveOccurred(), "read the fault engine's state on %s", node)
-			Expect(state.Seed).To(Equal(f.Stack().Seed), "the seed of the fakeimds on %s is not the run's", node)
+			Expect(state.Seed).To(Equal(f.Seed()), "the seed of the fakeimds on %s is not the run's", node)
 
 			const resource = "https://chaos.idharness.test/idh-chaos-0015/raw"
 			var rule fchaos.Rule
@@ -58,7 +58,7 @@ var _ = Describe("chaos: determinism", Label("imds", "system-assigned"), Ordered
 				}
 				patterns[i] = b.String()
 			}
-			AddReportEntry("fault patterns (x: faulted) with seed "+fmt.Sprint(f.Stack().Seed), patterns[0]+"\n"+patterns[1])
+			AddReportEntry("fault patterns (x: faulted) with seed "+fmt.Sprint(f.Seed()), patterns[0]+"\n"+patterns[1])
 			faulted := strings.Count(patterns[0], "x")
 			ok := patterns[0] == patterns[1] && faulted > 0 && faulted < len(patterns[0])
 			verdict := report.Failed

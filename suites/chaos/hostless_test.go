@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/report"
+	"github.com/idharness/idharness/suites/framework"
 )
 
 // TestHostless: a run inside the cluster leaves out
@@ -45,7 +45,7 @@ func TestHostless(t *testing.T) {
 func TestNotApplicable(t *testing.T) {
 	reference := map[string]bool{"wi-reinvocation": true, "wi-slow-webhook-fail": true, "wi-slow-webhook-ignore": true}
 	specs := shippedSpecs()
-	for _, webhook := range []string{"", stack.WIWebhookReference, "acme-wi"} {
+	for _, webhook := range []string{"", framework.WIWebhookReference, "acme-wi"} {
 		rep := &report.Report{Claims: []string{"workload-identity"}}
 		for _, s := range specs {
 			got := unplayable("", webhook, s)

@@ -31,21 +31,23 @@ var _ = Describe(scenariosContainer, Ordered, ContinueOnFailure, func() {
 	var pool *scenario.Pool
 	BeforeAll(func(ctx SpecContext) {
 		f.Setup(ctx)
-		nodes, err := f.Stack().Workers(ctx)
+		nodes, err := f.Workers(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		pool, err = scenario.NewPool(scenario.ClusterOptions{Stack: f.Stack()}, nodes)
+		// The pool connects to the stack itself: the handle does not
+		// hand the internal stack out (scenario.ConnectPool says why).
+		pool, err = scenario.ConnectPool(ctx, f.RESTConfig(), f.StackNamespace(), nodes)
 		Expect(err).NotTo(HaveOccurred())
 		// After the container's last spec, and on an interrupt: running
 		// plays are cancelled and clean their node and namespace up.
 		DeferCleanup(pool.Close)
-		ahead := selected(specs, f.Stack().WIWebhook)
+		ahead := selected(specs, f.WIWebhook())
 		pool.Start(ahead...)
 		GinkgoWriter.Printf("playing %d chaos scenarios on %d nodes (%s), longest first\n", len(ahead), len(nodes), strings.Join(nodes, ", "))
 	})
 
 	for _, s := range specs {
 		Chaos(s.Spec.ID, Level(s.Spec.Level), s.Spec.Statement, s.Spec.Labels, func(ctx SpecContext) {
-			if why := unplayable(NoHost(), f.Stack().WIWebhook, s); why != "" {
+			if why := unplayable(NoHost(), f.WIWebhook(), s); why != "" {
 				Skip(why)
 			}
 			pl, err := pool.Wait(ctx, s)

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idharness/idharness/fixtures"
-	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/escape"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
 )
@@ -26,7 +25,7 @@ import (
 // nodeIP returns node's InternalIP.
 func nodeIP(ctx context.Context, f *Framework, node string) string {
 	GinkgoHelper()
-	n, err := f.Stack().Deployer().Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := f.Kube().CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	for _, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP {
@@ -48,17 +47,14 @@ func escapeParams(ctx context.Context, f *Framework, node string) escape.Params 
 		Resource:   uniqueResource(),
 		NodeIP:     ip,
 		OtherPorts: ports,
-		Services:   []string{"fakeimds." + f.Stack().Namespace + ".svc:80"},
+		Services:   []string{"fakeimds." + f.StackNamespace() + ".svc:80"},
 		Controls:   []string{net.JoinHostPort(ip, strconv.Itoa(fixtures.ControlPort)), net.JoinHostPort("169.254.169.254", strconv.Itoa(fixtures.ControlPort))},
 	}
-	pods, err := f.Stack().Deployer().PodsOf(ctx, f.Stack().Namespace, "app.kubernetes.io/name="+stack.WIAuthorityName)
-	if err == nil {
-		for _, a := range pods {
-			if a.Status.PodIP != "" && a.DeletionTimestamp == nil {
-				p.Controls = append(p.Controls, net.JoinHostPort(a.Status.PodIP, strconv.Itoa(fixtures.ControlPort)))
-			}
-		}
-	}
+	// Without an authority (no workload identity) there is none to try;
+	// a list that failed would leave targets out unseen, so it fails.
+	authority, err := f.AuthorityControls(ctx)
+	Expect(err).NotTo(HaveOccurred(), "find the workload identity authority's control APIs")
+	p.Controls = append(p.Controls, authority...)
 	return p
 }
 
@@ -102,8 +98,8 @@ var _ = Describe("Harness integrity", Label("imds", "security"), func() {
 			node, _ := nodes(f)
 			ns := f.Namespace(ctx)
 			p := escapeParams(ctx, f, node)
-			b, _ := f.Stack().Identities.ByName("id-b")
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
+			b := f.Identity("id-b")
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Identities().ResourceID("id-b")
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			// At 169.254.169.254 without an agent every identity of the
 			// node is the pod's to ask for; judge only the other targets.
@@ -132,13 +128,13 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
 			other := f.PodIdentityNamespace(ctx)
 			p := escapeParams(ctx, f, node)
-			b, _ := f.Stack().Identities.ByName("id-b")
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
+			b := f.Identity("id-b")
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Identities().ResourceID("id-b")
 			p.ImpersonateIP = boundIP
 			run := f.RunProbe(ctx, other, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, "")
-			a, _ := f.Stack().Identities.ByName("id-a")
-			neverServedTo(ctx, f, node, p.Resource, a.ClientID, b.ClientID, f.Stack().Nodes[node].SystemAssigned.ClientID)
+			a := f.Identity("id-a")
+			neverServedTo(ctx, f, node, p.Resource, a.ClientID, b.ClientID, f.SystemAssigned(node).ClientID)
 			wait()
 		})
 
@@ -150,15 +146,15 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			f.BindIdentity(ctx, ns, "id-b", "api")
 			otherIP, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("api"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
-			a, _ := f.Stack().Identities.ByName("id-a")
-			b, _ := f.Stack().Identities.ByName("id-b")
+			a := f.Identity("id-a")
+			b := f.Identity("id-b")
 			p := escapeParams(ctx, f, node)
-			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Stack().Identities.ResourceID("id-b")
+			p.ForeignClientID, p.ForeignObjectID, p.ForeignResourceID = b.ClientID, b.ObjectID, f.Identities().ResourceID("id-b")
 			p.OwnClientID = a.ClientID
 			p.ImpersonateIP = otherIP
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, a.ObjectID)
-			neverServedTo(ctx, f, node, p.Resource, b.ClientID, f.Stack().Nodes[node].SystemAssigned.ClientID)
+			neverServedTo(ctx, f, node, p.Resource, b.ClientID, f.SystemAssigned(node).ClientID)
 			wait()
 		})
 })

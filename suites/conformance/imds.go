@@ -18,10 +18,10 @@ const vaultResource = "https://vault.azure.net"
 // nodes returns a node with every identity (the one id-node is attached
 // to) and another node.
 func nodes(f *Framework) (withNodeID, other string) {
-	names := f.Stack().NodeNames()
-	id, ok := f.Stack().Identities.ByName("id-node")
+	names := f.NodeNames()
+	id, ok := f.Identities().ByName("id-node")
 	for _, n := range names {
-		for _, u := range f.Stack().Nodes[n].UserAssigned {
+		for _, u := range f.UserAssigned(n) {
 			if ok && u.ClientID == id.ClientID {
 				withNodeID = n
 			}
@@ -72,7 +72,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 		[]string{"system-assigned"}, func(ctx SpecContext) {
 			node, _ := nodes(f)
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--resource=" + vaultResource}})
-			expectTokens(run, f.Stack().Nodes[node].SystemAssigned.ObjectID, vaultResource)
+			expectTokens(run, f.SystemAssigned(node).ObjectID, vaultResource)
 		})
 
 	for _, sel := range []struct {
@@ -81,7 +81,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 	}{
 		{"IDH-CONF-0002", "client_id", func(i config.Identity) string { return "client_id=" + i.ClientID }},
 		{"IDH-CONF-0003", "object_id", func(i config.Identity) string { return "object_id=" + i.ObjectID }},
-		{"IDH-CONF-0004", "msi_res_id", func(i config.Identity) string { return "resource_id=" + f.Stack().Identities.ResourceID(i.Name) }},
+		{"IDH-CONF-0004", "msi_res_id", func(i config.Identity) string { return "resource_id=" + f.Identities().ResourceID(i.Name) }},
 	} {
 		Conformance(sel.id, MUST, "a pod selecting a user-assigned identity by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"user-assigned"}, func(ctx SpecContext) {
@@ -110,12 +110,12 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 	Conformance("IDH-CONF-0006", MUST, "a pod on a node with no system-assigned identity and several user-assigned ones asking with no selector gets the 400 'Multiple user assigned identities exist', surfaced by every client",
 		[]string{"user-assigned", "negative", "Serial"}, func(ctx SpecContext) {
 			node, _ := nodes(f)
-			c, err := f.Stack().FakeIMDS(ctx, node)
+			c, err := f.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
-			sys := f.Stack().Nodes[node].SystemAssigned
+			sys := f.SystemAssigned(node)
 			Expect(c.RemoveSystem(ctx)).To(Succeed())
 			DeferCleanup(func(ctx context.Context) {
-				_, err := c.SetSystem(ctx, *sys)
+				_, err := c.SetSystem(ctx, sys)
 				Expect(err).NotTo(HaveOccurred())
 			})
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Args: []string{"--identity=system", "--client=azidentity-mi,msal-mi,raw"}})
@@ -153,7 +153,7 @@ var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
 			for _, r := range run.Results {
 				Expect(r.Status).To(Equal(proberesult.StatusOK), "%s: %s", r.Client, r.Error)
 				Expect(r.Audience).To(Equal(res), "%s", r.Client)
-				Expect(r.IdentityGot).To(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
+				Expect(r.IdentityGot).To(Equal(f.SystemAssigned(node).ObjectID), "%s", r.Client)
 			}
 		})
 

@@ -50,7 +50,7 @@ func containsInt(list []int, v int) bool {
 // fetched and then withheld.
 func neverServed(ctx context.Context, f *Framework, node, clientID, resource string) {
 	GinkgoHelper()
-	c, err := f.Stack().FakeIMDS(ctx, node)
+	c, err := f.FakeIMDS(ctx, node)
 	Expect(err).NotTo(HaveOccurred())
 	entries, err := c.Journal(ctx, 0)
 	Expect(err).NotTo(HaveOccurred())
@@ -72,7 +72,7 @@ func runningProbe(ctx context.Context, f *Framework, ns string, p Probe) (ip str
 		defer close(done)
 		run = f.RunProbe(ctx, ns, p)
 	}()
-	kube := f.Stack().Deployer().Kube
+	kube := f.Kube()
 	Eventually(ctx, func() string {
 		pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
 		if err != nil || len(pods.Items) != 1 || pods.Items[0].Status.Phase != corev1.PodRunning {
@@ -109,7 +109,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 		arg      func(name string, i config.Identity) string
 	}{
 		{"IDH-CONF-0202", "client_id", func(_ string, i config.Identity) string { return "client_id=" + i.ClientID }},
-		{"IDH-CONF-0203", "msi_res_id", func(n string, _ config.Identity) string { return "resource_id=" + f.Stack().Identities.ResourceID(n) }},
+		{"IDH-CONF-0203", "msi_res_id", func(n string, _ config.Identity) string { return "resource_id=" + f.Identities().ResourceID(n) }},
 	} {
 		Conformance(sel.id, MUST, "a pod bound to two identities selecting one by "+sel.kind+" gets a token for that identity, with every client that can select by it",
 			[]string{"pod-identity"}, func(ctx SpecContext) {
@@ -135,7 +135,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Timeout: 3 * time.Minute,
 				Args: []string{"--identity=system", "--resource=" + res}})
 			for _, r := range run.Results {
-				Expect(r.IdentityGot).NotTo(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s got the node's system-assigned identity: the agent failed open on an AzureIdentity without clientID", r.Client)
+				Expect(r.IdentityGot).NotTo(Equal(f.SystemAssigned(node).ObjectID), "%s got the node's system-assigned identity: the agent failed open on an AzureIdentity without clientID", r.Client)
 			}
 			expectRefused(run)
 			neverServed(ctx, f, node, "", res)
@@ -201,7 +201,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			res := uniqueResource()
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("web"), Args: []string{"--identity=system", "--client=raw", "--raw-no-metadata", "--resource=" + res}})
 			expectRefused(run, 400)
-			c, err := f.Stack().FakeIMDS(ctx, node)
+			c, err := f.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
 			entries, err := c.Journal(ctx, 0)
 			Expect(err).NotTo(HaveOccurred())
@@ -222,7 +222,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 				}})
 			for _, r := range run.Results {
 				Expect(r.Status).To(Equal(proberesult.StatusOK), "%s: %s", r.Client, r.Error)
-				Expect(r.IdentityGot).To(Equal(f.Stack().Nodes[node].SystemAssigned.ObjectID), "%s", r.Client)
+				Expect(r.IdentityGot).To(Equal(f.SystemAssigned(node).ObjectID), "%s", r.Client)
 			}
 		})
 
@@ -234,7 +234,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			_, err := f.PodIdentityClient().Resource(podidentity.AzurePodIdentityExceptionGVR).Namespace(ns).Create(ctx, exc, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: map[string]string{"app": "node-agent"}, Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource()}})
-			expectTokens(run, f.Stack().Nodes[node].SystemAssigned.ObjectID, run.Results[0].Resource)
+			expectTokens(run, f.SystemAssigned(node).ObjectID, run.Results[0].Resource)
 		})
 
 	Conformance("IDH-CONF-0211", MUST, "changing a running pod's aadpodidbinding label to one no binding selects revokes its identity for its next token requests",
@@ -246,11 +246,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			_, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("web"),
 				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=8", "--interval=1s"}})
 			time.Sleep(2500 * time.Millisecond)
-			pods, err := f.Stack().Deployer().Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
+			pods, err := f.Kube().CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=probe"})
 			Expect(err).NotTo(HaveOccurred())
 			patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"relabelled"}}}`, podidentity.BindingLabel)
 			changed := time.Now()
-			_, err = f.Stack().Deployer().Kube.CoreV1().Pods(ns).Patch(ctx, pods.Items[0].Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			_, err = f.Kube().CoreV1().Pods(ns).Patch(ctx, pods.Items[0].Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			run := wait()
 			var before, after int
@@ -291,11 +291,11 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 			res2 := uniqueResource()
 			run2 := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Labels: Bound("api"),
 				Args: []string{"--identity=system", "--client=raw", "--raw-forwarded-for=" + boundIP, "--resource=" + res2}})
-			b, _ := f.Stack().Identities.ByName("id-b")
+			b := f.Identity("id-b")
 			for _, r := range run2.Results {
 				Expect(r.IdentityGot).To(Or(BeEmpty(), Equal(b.ObjectID)), "a pod bound to id-b sending X-Forwarded-For %s got a token for oid %s", boundIP, r.IdentityGot)
 			}
-			a, _ := f.Stack().Identities.ByName("id-a")
+			a := f.Identity("id-a")
 			neverServed(ctx, f, node, a.ClientID, res2)
 			Expect(wait().Results).NotTo(BeEmpty())
 		})
@@ -305,7 +305,7 @@ var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailu
 // fakeimds at all, whatever its status.
 func neverReached(ctx context.Context, f *Framework, node, resource string) {
 	GinkgoHelper()
-	c, err := f.Stack().FakeIMDS(ctx, node)
+	c, err := f.FakeIMDS(ctx, node)
 	Expect(err).NotTo(HaveOccurred())
 	entries, err := c.Journal(ctx, 0)
 	Expect(err).NotTo(HaveOccurred())

@@ -14,7 +14,7 @@ import (
 )
 
 func vaultArgs(f *Framework, secret string) []string {
-	return []string{"--vault-url=" + f.Stack().VaultURL(), "--secret=" + secret}
+	return []string{"--vault-url=" + f.VaultURL(), "--secret=" + secret}
 }
 
 // Tokens from the node's metadata endpoint: specs of the imds mode, out of
@@ -23,7 +23,7 @@ var _ = Describe("Protected resource", Label("resource", "imds"), Ordered, func(
 	f := New()
 	BeforeAll(func(ctx SpecContext) {
 		f.Setup(ctx)
-		if f.Stack().Images.Vault == "" {
+		if f.Images().Vault == "" {
 			Skip("the protected resource is not deployed")
 		}
 	})
@@ -74,10 +74,10 @@ var _ = Describe("App Service identity endpoint", Label("app-service"), Ordered,
 			ns := f.Namespace(ctx)
 			id := f.Identity("id-a")
 			good := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID},
-				Env: map[string]string{"IDENTITY_ENDPOINT": f.Stack().AppServiceEndpoint(), "IDENTITY_HEADER": f.Stack().AppServiceSecret}})
+				Env: map[string]string{"IDENTITY_ENDPOINT": f.AppServiceEndpoint(), "IDENTITY_HEADER": f.AppServiceSecret()}})
 			expectTokens(good, id.ObjectID, vaultResource)
 			bad := f.RunProbe(ctx, ns, Probe{Node: node, Args: []string{"--mode=appservice", "--identity=client_id=" + id.ClientID, "--client=azidentity-mi,raw"},
-				Env: map[string]string{"IDENTITY_ENDPOINT": f.Stack().AppServiceEndpoint(), "IDENTITY_HEADER": "wrong"}})
+				Env: map[string]string{"IDENTITY_ENDPOINT": f.AppServiceEndpoint(), "IDENTITY_HEADER": "wrong"}})
 			for _, r := range bad.Results {
 				Expect(r.IdentityGot).To(BeEmpty(), "%s got a token with a wrong header", r.Client)
 				Expect(r.Status).To(Equal(proberesult.StatusError), "%s", r.Client)
@@ -92,7 +92,7 @@ var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 		[]string{"user-assigned", "expiry", "slow", "Serial"}, func(ctx SpecContext) {
 			node, _ := nodes(f)
 			id := f.Identity("id-a")
-			c, err := f.Stack().FakeIMDS(ctx, node)
+			c, err := f.FakeIMDS(ctx, node)
 			Expect(err).NotTo(HaveOccurred())
 			sel := client.Selector{ClientID: id.ClientID}
 			_, err = c.SetIdentityLifetime(ctx, sel, 6*time.Minute)

@@ -18,7 +18,6 @@ import (
 	"github.com/idharness/idharness/fakeimds/config"
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/probe"
-	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/api/workloadidentity"
 	"github.com/idharness/idharness/pkg/proberesult"
 	. "github.com/idharness/idharness/suites/framework" //nolint:revive // the suite's own DSL.
@@ -33,11 +32,11 @@ const (
 // wiNamespace creates the spec's namespace with a copy of the
 // authority's CA certificate, which pods mount: ConfigMaps cannot be
 // mounted across namespaces.
-func wiNamespace(ctx context.Context, f *Framework, wi *stack.WorkloadIdentity) string {
+func wiNamespace(ctx context.Context, f *Framework, wi *WorkloadIdentity) string {
 	GinkgoHelper()
 	ns := f.Namespace(ctx)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wiCAVolume, Namespace: ns, Labels: fixtures.Labels}, Data: map[string]string{"ca.crt": wi.CAPEM}}
-	_, err := f.Stack().Deployer().Kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	_, err := f.Kube().CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred(), "copy the authority's CA into %s", ns)
 	return ns
 }
@@ -47,14 +46,14 @@ func wiNamespace(ctx context.Context, f *Framework, wi *stack.WorkloadIdentity) 
 func wiServiceAccount(ctx context.Context, f *Framework, ns, name string, annotations map[string]string) {
 	GinkgoHelper()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}}
-	_, err := f.Stack().Deployer().Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
+	_, err := f.Kube().CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred(), "create service account %s/%s", ns, name)
 }
 
 // wiTrust replaces the authority's copy of id with one whose only
 // federated credential is fc, and restores the authority's start-up
 // state after the spec.
-func wiTrust(ctx context.Context, wi *stack.WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
+func wiTrust(ctx context.Context, wi *WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
 	GinkgoHelper()
 	c := wi.Authority
 	DeferCleanup(func(ctx context.Context) { Expect(c.Reset(ctx)).To(Succeed()) })
@@ -65,7 +64,7 @@ func wiTrust(ctx context.Context, wi *stack.WorkloadIdentity, id config.Identity
 
 // wiAttach attaches id to the authority with fc as its only federated
 // credential; wiTrust's cleanup, or the caller's, restores the authority.
-func wiAttach(ctx context.Context, wi *stack.WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
+func wiAttach(ctx context.Context, wi *WorkloadIdentity, id config.Identity, fc config.FederatedCredential) {
 	GinkgoHelper()
 	id.FederatedCredentials = []config.FederatedCredential{fc}
 	_, err := wi.Authority.Attach(ctx, id)
@@ -104,7 +103,7 @@ func wiProbe(ctx context.Context, f *Framework, ns, sa string, args ...string) P
 // left it: mutating webhooks run on dry runs, and nothing is started.
 func wiAdmit(ctx context.Context, f *Framework, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
 	pod.Namespace = ns
-	return f.Stack().Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return f.Kube().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 }
 
 // wiPod is a pod with an init container and two containers, labelled for
@@ -115,8 +114,8 @@ func wiPod(f *Framework, sa string, use bool, annotations map[string]string) *co
 		Spec: corev1.PodSpec{
 			ServiceAccountName:           sa,
 			AutomountServiceAccountToken: new(bool),
-			InitContainers:               []corev1.Container{{Name: "init", Image: f.Stack().Images.Probe}},
-			Containers:                   []corev1.Container{{Name: "app", Image: f.Stack().Images.Probe}, {Name: "sidecar", Image: f.Stack().Images.Probe}},
+			InitContainers:               []corev1.Container{{Name: "init", Image: f.Images().Probe}},
+			Containers:                   []corev1.Container{{Name: "app", Image: f.Images().Probe}, {Name: "sidecar", Image: f.Images().Probe}},
 		},
 	}
 	if use {
@@ -189,12 +188,12 @@ func expectAADError(run ProbeRun, code string) {
 var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func() {
 	f := New()
 	// The workload identity part of the stack, set by BeforeAll.
-	var wiEnv *stack.WorkloadIdentity
+	var wiEnv *WorkloadIdentity
 	BeforeAll(func(ctx SpecContext) {
 		f.Setup(ctx)
 		var err error
-		if wiEnv, err = f.Stack().WorkloadIdentity(ctx); err != nil {
-			if f.Stack().Claimed("workload-identity") {
+		if wiEnv, err = f.WorkloadIdentity(ctx); err != nil {
+			if f.Claimed("workload-identity") {
 				Fail("the deployed profile claims workload-identity, but its components are missing: " + err.Error())
 			}
 			Skip(err.Error())
@@ -305,7 +304,7 @@ var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func(
 			// AZURE_FEDERATED_TOKEN_FILE must name the projected token where
 			// the container sees it; the volume's name and mount path are
 			// the webhook's choice.
-			want := map[string]string{workloadidentity.EnvClientID: id.ClientID, workloadidentity.EnvTenantID: f.Stack().Identities.TenantID, workloadidentity.EnvAuthorityHost: wiEnv.AuthorityHost}
+			want := map[string]string{workloadidentity.EnvClientID: id.ClientID, workloadidentity.EnvTenantID: f.Identities().TenantID, workloadidentity.EnvAuthorityHost: wiEnv.AuthorityHost}
 			env, file := wiInjected(got, got.Spec.InitContainers[0])
 			Expect(file).NotTo(BeEmpty(), "init container has the token (volume %s)", vol)
 			want[workloadidentity.EnvTokenFile] = file

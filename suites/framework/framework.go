@@ -154,7 +154,11 @@ var running atomic.Pointer[source]
 // Framework is a spec's handle on the stack: New gives a container one,
 // and before each of its specs (or earlier, from a BeforeAll, by Setup) it
 // is filled in from the run being executed. Its methods create the
-// spec's namespaces, run probe pods and bind pod identities.
+// spec's namespaces, run probe pods and bind pod identities, and tell the
+// spec what it may know of the stack (handle.go: the cluster's client,
+// the nodes and identities, each node's fakeimds control client, the
+// workload identity authority) in types other modules can name; the
+// stack itself is not handed out.
 type Framework struct {
 	stack *stack.Stack
 	// podIDDyn creates the pod identity objects; set by
@@ -185,9 +189,6 @@ func (f *Framework) Setup(ctx context.Context) {
 	}
 	f.stack = src.stack(ctx)
 }
-
-// Stack is the stack the spec runs against.
-func (f *Framework) Stack() *stack.Stack { return f.stack }
 
 // Level is a conformance level.
 type Level string

@@ -20,7 +20,7 @@ var handleSaw *stack.Stack
 
 var _ = Describe("a handle", func() {
 	f := New()
-	It("is connected before its spec", func() { handleSaw = f.Stack() })
+	It("is connected before its spec", func() { handleSaw = f.stack })
 })
 
 // The run of `go test ./suites/...` connects with the flags.
@@ -44,6 +44,7 @@ func TestRun(t *testing.T) {
 		check func(t *testing.T)
 	}{
 		{"RequirePodIdentityAgent", checkRequirePodIdentityAgent},
+		{"the handle's accessors", checkAccessors},
 		{"a run from flags", func(t *testing.T) {
 			if r := specStates["without a kubeconfig"]; r.State != types.SpecStateSkipped || !strings.Contains(r.Failure.Message, "--kubeconfig") {
 				t.Errorf("no kubeconfig: state %v (%q), want skipped, saying how to give one", r.State, r.Failure.Message)
@@ -58,8 +59,11 @@ func TestRun(t *testing.T) {
 			}
 		}},
 		{"progress lines go to the run's writer", func(t *testing.T) {
-			if n := strings.Count(progress.String(), "[spec "); n != 5 {
-				t.Errorf("%d progress lines, want 5:\n%s", n, progress.String())
+			// One per spec: the handle's, the two runs from flags, the two
+			// of RequirePodIdentityAgent and the accessors'.
+			want := 5 + len(accessorCases)
+			if n := strings.Count(progress.String(), "[spec "); n != want {
+				t.Errorf("%d progress lines, want %d:\n%s", n, want, progress.String())
 			}
 		}},
 		{"the report is returned", func(t *testing.T) {
