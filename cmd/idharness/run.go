@@ -94,29 +94,21 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 				// The chaos specs play side by side, one per worker.
 				f.opts.Workers = ChaosWorkers
 			}
-			if f.opts.Components, err = stack.ProfileComponents(f.profile); err != nil {
-				return err
-			}
 			if f.opts.Claims, err = stack.ProfileModes(f.profile); err != nil {
 				return err
 			}
 			sutFile := f.sutFile
 			if sutFile != "" && cmd.Flags().Changed("profile") {
-				return errors.New("give --sut or --profile, not both: an implementation declared in a file is deployed beside fakeimds and the default components, as --profile imds deploys them")
+				return errors.New("give --sut or --profile, not both: an implementation declared in a file is deployed beside fakeimds, the fake authority and, unless it claims workload-identity, the reference workload identity webhook, as --profile imds deploys them")
 			}
-			if sutFile != "" {
-				if f.opts.SUT, err = sut.Load(sutFile); err != nil {
-					return err
-				}
-				f.opts.Claims = f.opts.SUT.Claims
-				f.opts.Components = stack.SUTComponents(f.opts.SUT.Claims)
-			} else if f.opts.SUT, err = profileSUT(f.profile, f.opts.CacheDir); err != nil {
+			if f.opts.SUTs, err = declarations(f.profile, sutFile, f.opts.CacheDir); err != nil {
 				return err
 			}
-			if f.opts.SUT != nil {
-				if labelFilter, err = sutLabelFilter(f.suite, f.labelFilter, f.opts.SUT); err != nil {
-					return err
-				}
+			if sutFile != "" {
+				f.opts.Claims = f.opts.SUTs[0].Claims
+			}
+			if labelFilter, err = sutLabelFilter(f.suite, f.labelFilter, f.opts.SUTs[0]); err != nil {
+				return err
 			}
 			if f.inCluster {
 				if f.parallel > 1 {
@@ -173,15 +165,10 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 			out := cmd.OutOrStdout()
 			if ginkgoReport != nil {
 				rep := suiteReport(*ginkgoReport, f.suite, f.profile, f.opts.Claims)
-				if s := f.opts.SUT; s != nil {
-					if f.sutFile != "" {
-						rep.Profile = ""
-					}
-					rep.Implementation = &report.Implementation{Name: s.Name, Version: s.Version, Vendor: s.Vendor, URL: s.URL, File: s.File()}
-					for _, l := range res.SUTImages {
-						rep.Implementation.Images = append(rep.Implementation.Images, report.Image{Name: l.Name, Ref: l.Ref, ID: l.ID})
-					}
+				if f.sutFile != "" {
+					rep.Profile = ""
 				}
+				recordImplementations(rep, f.opts.SUTs, res)
 				rep.StartedAt, rep.Duration, rep.Cluster = start, report.Seconds(time.Since(start).Seconds()), res.Cluster
 				rep.Seed = res.Seed
 				recordPushed(rep, res)
@@ -224,8 +211,8 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl := cmd.Flags()
 	fl.StringVar(&f.suite, "suite", "conformance", "suite to run: conformance or chaos")
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
-	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds and the reference workload identity webhook), reference (adds the reference pod identity node agent) or aad-pod-identity (its NMI instead of the agent)")
-	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile")
+	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds and the reference workload identity webhook), reference (adds the reference pod identity node agent) or aad-pod-identity (its NMI instead of the agent); each is a list of shipped declarations (fixtures/sut)")
+	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile, with the reference workload identity webhook unless it claims workload-identity")
 	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many groups of specs (a top-level container each) at once, in processes of this binary; the chaos suite plays its specs side by side anyway")
 	fl.BoolVar(&f.inCluster, "in-cluster", false, "run the suites as a Job inside the cluster, with least-privilege RBAC, and copy its report out (docs/in-cluster.md); the specs that need the machine behind the nodes are left out, and the verdict says so")
 	fl.StringVar(&f.runnerImage, "runner-image", "", "--in-cluster: the runner image to use (pullable by the nodes) instead of building one from this program and loading or pushing it with the others")
@@ -247,19 +234,41 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	return cmd
 }
 
-// profileSUT loads the declaration a profile ships for its implementation
-// (reference, aad-pod-identity; fixtures/sut, embedded in this binary),
-// or nil for a profile of components only. The profile's components and
-// claims stay the run's: they cover the declaration's.
-func profileSUT(profile, cacheDir string) (*sut.SUT, error) {
-	name, err := stack.ProfileSUT(profile)
-	if err != nil || name == "" {
-		return nil, err
-	}
+// declarations loads the implementations declared as data that a run
+// deploys, the implementation under test first: the file's (--sut) with
+// the reference workload identity webhook unless it claims workload
+// identity, or the profile's (fixtures/sut, embedded in this binary).
+// The profile's claims stay the run's: they cover its declarations'.
+func declarations(profile, sutFile, cacheDir string) ([]*sut.SUT, error) {
 	if cacheDir == "" {
 		cacheDir = nodeimage.DefaultCacheDir()
 	}
-	return sut.LoadShipped(name, cacheDir)
+	if sutFile == "" {
+		return sut.ForProfile(profile, cacheDir)
+	}
+	s, err := sut.Load(sutFile)
+	if err != nil {
+		return nil, err
+	}
+	return sut.WithCompanions(s, cacheDir)
+}
+
+// recordImplementations names in rep the implementation under test (the
+// first of suts) and its companions, with the images res loaded for each.
+func recordImplementations(rep *report.Report, suts []*sut.SUT, res *run.Result) {
+	for i, s := range suts {
+		im := report.Implementation{Name: s.Name, Version: s.Version, Vendor: s.Vendor, URL: s.URL, File: s.File(), Claims: s.Claims}
+		if res != nil && i < len(res.SUTImages) {
+			for _, l := range res.SUTImages[i] {
+				im.Images = append(im.Images, report.Image{Name: l.Name, Ref: l.Ref, ID: l.ID})
+			}
+		}
+		if i == 0 {
+			rep.Implementation = &im
+		} else {
+			rep.Companions = append(rep.Companions, im)
+		}
+	}
 }
 
 // suiteReport is the report of a run of suite from ginkgo's report r, as

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -231,6 +232,37 @@ func (c *Client) WaitDeployment(ctx context.Context, ns, name string) error {
 		msg := fmt.Sprintf("%d/%d available", st.AvailableReplicas, want)
 		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.AvailableReplicas == want && st.Replicas == want, msg, nil
 	})
+}
+
+// WaitServiceEndpoints waits until Service name in ns has a ready
+// endpoint in its EndpointSlices: a Deployment is available as soon as
+// its pod is ready, but a caller through the Service (the API server
+// calling a webhook) is refused until the endpoint is published.
+func (c *Client) WaitServiceEndpoints(ctx context.Context, ns, name string) error {
+	return c.poll(ctx, "service "+ns+"/"+name+" endpoints", func(ctx context.Context) (bool, string, error) {
+		l, err := c.Kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if err != nil {
+			return false, "", ignoreNotFound(err)
+		}
+		ok, msg := readyEndpoints(l.Items)
+		return ok, msg, nil
+	})
+}
+
+// readyEndpoints reports whether slices hold a ready endpoint, and says
+// how many of how many are.
+func readyEndpoints(slices []discoveryv1.EndpointSlice) (bool, string) {
+	ready, all := 0, 0
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			all++
+			// A nil Ready is ready (the field's documented default).
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				ready++
+			}
+		}
+	}
+	return ready > 0, fmt.Sprintf("%d/%d endpoints ready", ready, all)
 }
 
 func (c *Client) poll(ctx context.Context, what string, cond func(context.Context) (bool, string, error)) error {

@@ -39,8 +39,10 @@ func TestProgramImages(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := knownPrograms()["nodeagent"]; !ok {
-		t.Errorf("knownPrograms() %v lacks the reference agent", knownPrograms())
+	for _, program := range []string{"nodeagent", "wiwebhook"} {
+		if _, ok := knownPrograms()[program]; !ok {
+			t.Errorf("knownPrograms() %v lacks %s, which a shipped declaration names", knownPrograms(), program)
+		}
 	}
 }
 
@@ -62,8 +64,17 @@ func TestRunRefusesUnknownProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(context.Background(), Options{SUT: s, ClusterName: "never-made", CacheDir: dir})
+	_, err = Run(context.Background(), Options{SUTs: []*sut.SUT{s}, ClusterName: "never-made", CacheDir: dir})
 	if err == nil || !strings.Contains(err.Error(), `image agent: program "nodeagnet" is not one of idharness's programs: use fakeimds, nodeagent, probe, vault, wiwebhook`) {
 		t.Fatalf("error %v", err)
+	}
+	// Two implementations of one name would label their objects alike.
+	wh, err := sut.LoadShipped(sut.ReferenceWebhook, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), Options{SUTs: []*sut.SUT{wh, wh}, ClusterName: "never-made", CacheDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "implementation reference-webhook") || !strings.Contains(err.Error(), "rename one") {
+		t.Fatalf("two implementations of one name: error %v", err)
 	}
 }

@@ -46,16 +46,18 @@ func pushImages(ctx context.Context, o Options, cl *cluster.Cluster, res *Result
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if o.SUT != nil {
+	if len(o.SUTs) > 0 {
 		if res.SUTImages, err = prepareSUTImages(ctx, o, dir, node); err != nil {
 			return err
 		}
-		for i, l := range res.SUTImages {
-			img, err := registry.ArchiveImage(l.Archive, filepath.Join(dir, fmt.Sprintf("layout-%d", i)))
-			if err != nil {
-				return fmt.Errorf("implementation %s, image %s: %w", o.SUT.Name, l.Name, err)
+		for i, ls := range res.SUTImages {
+			for j, l := range ls {
+				img, err := registry.ArchiveImage(l.Archive, filepath.Join(dir, fmt.Sprintf("layout-%d-%d", i, j)))
+				if err != nil {
+					return fmt.Errorf("implementation %s, image %s: %w", o.SUTs[i].Name, l.Name, err)
+				}
+				srcs = append(srcs, registry.Source{Local: l.Ref, Image: img})
 			}
-			srcs = append(srcs, registry.Source{Local: l.Ref, Image: img})
 		}
 	}
 	start := time.Now()
@@ -71,10 +73,12 @@ func pushImages(ctx context.Context, o Options, cl *cluster.Cluster, res *Result
 		o.Log.Info("image pushed", "image", p.Local, "ref", p.Ref, "id", p.ID)
 	}
 	retarget(imgs, byLocal)
-	for i := range res.SUTImages {
-		l := &res.SUTImages[i]
-		p := byLocal[l.Ref]
-		l.Ref, l.ID = p.Ref, p.ID
+	for _, ls := range res.SUTImages {
+		for i := range ls {
+			l := &ls[i]
+			p := byLocal[l.Ref]
+			l.Ref, l.ID = p.Ref, p.ID
+		}
 	}
 	// Push returns the images in the order given: the implementation's
 	// come last and are recorded in res.SUTImages.

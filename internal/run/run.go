@@ -63,15 +63,14 @@ type Options struct {
 	ClientImages []string
 	// ImageTag tags the images built for this run.
 	ImageTag string
-	// Components names the stack components to deploy; nil means the
-	// default ones (stack.Register).
-	Components []string
 	// Claims are the identity modes the profile claims, recorded with
 	// the stack (stack.Options.Claims).
 	Claims []string
-	// SUT is an implementation under test declared as data (--sut): its
-	// images are loaded, its manifests deployed after the components.
-	SUT *sut.SUT
+	// SUTs are the implementations declared as data that the run deploys
+	// (sut.ForProfile, sut.WithCompanions): the implementation under test
+	// first, then its companions. Their images are loaded, their
+	// manifests deployed in this order after the components.
+	SUTs []*sut.SUT
 	// AllowAzureNodes deploys even onto Azure VMs, whose real IMDS
 	// fakeimds then hides from their pods (off: such a cluster is refused).
 	AllowAzureNodes bool
@@ -110,8 +109,9 @@ type Result struct {
 	Stack      *stack.Stack
 	Kubeconfig string
 	Cluster    string
-	// SUTImages are the implementation's images as loaded, with IDs.
-	SUTImages []sut.Loaded
+	// SUTImages are the images of each of Options.SUTs (by index) as
+	// loaded, with IDs.
+	SUTImages [][]sut.Loaded
 	// Pushed are the images pushed to Options.ImageRegistry, by digest.
 	Pushed []registry.Pushed
 }
@@ -125,7 +125,9 @@ var Programs = map[string]string{
 
 // Declared are idharness's programs that only an implementation's
 // declaration brings (sut.Image.Program), by main package: the reference
-// pod identity node agent (fixtures/sut/reference).
+// pod identity node agent (fixtures/sut/reference). The reference
+// webhook's (fixtures/sut/reference-webhook) is the authority
+// component's too, whose init container runs it.
 var Declared = map[string]string{
 	"nodeagent": "./cmd/nodeagent",
 }
@@ -154,18 +156,23 @@ func programImages(s *sut.SUT, imgs fixtures.Images, ids map[string]string) []su
 	return out
 }
 
-// prepareSUTImages saves, builds or takes the implementation's images
-// into dir; node (nil when the run has no kind node) gives the node tools.
-func prepareSUTImages(ctx context.Context, o Options, dir string, node kindexec.Cmder) ([]sut.Loaded, error) {
+// prepareSUTImages saves, builds or takes the implementations' images
+// into dir, by implementation; node (nil when the run has no kind node)
+// gives the node tools.
+func prepareSUTImages(ctx context.Context, o Options, dir string, node kindexec.Cmder) ([][]sut.Loaded, error) {
 	cache := o.CacheDir
 	if cache == "" {
 		cache = nodeimage.DefaultCacheDir()
 	}
-	l, err := o.SUT.PrepareImages(ctx, sut.ImageOptions{Dir: dir, CacheDir: cache, Node: node, Log: o.Log})
-	if err != nil {
-		return nil, fmt.Errorf("implementation %s (%s): %w", o.SUT.Name, o.SUT.File(), err)
+	out := make([][]sut.Loaded, len(o.SUTs))
+	for i, s := range o.SUTs {
+		l, err := s.PrepareImages(ctx, sut.ImageOptions{Dir: dir, CacheDir: cache, Node: node, Log: o.Log})
+		if err != nil {
+			return nil, fmt.Errorf("implementation %s (%s): %w", s.Name, s.File(), err)
+		}
+		out[i] = l
 	}
-	return l, nil
+	return out, nil
 }
 
 // Run executes the phases in order and stops at the first failure.
@@ -186,7 +193,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var created bool
 	imgs := fixtures.Images{Extra: map[string]string{}}
 	imageIDs := map[string]string{}
-	comps, err := stack.Selected(o.Components)
+	comps, err := stack.Selected(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -199,13 +206,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			programs[k] = v
 		}
 	}
-	if o.SUT != nil {
-		known, declared := knownPrograms(), o.SUT.Programs()
+	known := knownPrograms()
+	seen := map[string]bool{}
+	for _, s := range o.SUTs {
+		if seen[s.Name] {
+			return nil, fmt.Errorf("implementation %s (%s): two implementations of the run have this name, which labels their objects: rename one", s.Name, s.File())
+		}
+		seen[s.Name] = true
+		declared := s.Programs()
 		for _, image := range slices.Sorted(maps.Keys(declared)) {
 			name := declared[image]
 			pkg, ok := known[name]
 			if !ok {
-				return nil, fmt.Errorf("implementation %s (%s): image %s: program %q is not one of idharness's programs: use %s", o.SUT.Name, o.SUT.File(), image, name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+				return nil, fmt.Errorf("implementation %s (%s): image %s: program %q is not one of idharness's programs: use %s", s.Name, s.File(), image, name, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
 			}
 			programs[name] = pkg
 		}
@@ -261,7 +274,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		if cl.Existing() {
 			o.Log.Warn("existing cluster: images are not loaded; make them pullable by its nodes, or push them with --image-registry (docs/registry.md)", "images", imgs)
-			if o.SUT != nil {
+			if len(o.SUTs) > 0 {
 				// The manifests still need the images' references.
 				dir, err := os.MkdirTemp("", "idharness-sut-images-")
 				if err != nil {
@@ -290,7 +303,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
 			return err
 		}
-		if o.SUT == nil {
+		if len(o.SUTs) == 0 {
 			return nil
 		}
 		var node kindexec.Cmder
@@ -300,12 +313,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if res.SUTImages, err = prepareSUTImages(ctx, o, dir, node); err != nil {
 			return err
 		}
-		for _, l := range res.SUTImages {
-			if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {
-				return fmt.Errorf("implementation %s, image %s: %w", o.SUT.Name, l.Name, err)
+		for i, ls := range res.SUTImages {
+			for _, l := range ls {
+				if err := images.LoadArchive(cl.Provider(), res.Cluster, l.Archive); err != nil {
+					return fmt.Errorf("implementation %s, image %s: %w", o.SUTs[i].Name, l.Name, err)
+				}
+				imageIDs[l.Ref] = l.ID
+				o.Log.Info("implementation image loaded", "implementation", o.SUTs[i].Name, "name", l.Name, "ref", l.Ref, "id", l.ID)
 			}
-			imageIDs[l.Ref] = l.ID
-			o.Log.Info("implementation image loaded", "name", l.Name, "ref", l.Ref, "id", l.ID)
 		}
 		return nil
 	}
@@ -346,8 +361,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if err := loadImages(ctx); err != nil {
 				return err
 			}
-			if o.SUT != nil {
-				res.SUTImages = append(res.SUTImages, programImages(o.SUT, imgs, imageIDs)...)
+			if res.SUTImages == nil {
+				res.SUTImages = make([][]sut.Loaded, len(o.SUTs))
+			}
+			for i, s := range o.SUTs {
+				res.SUTImages[i] = append(res.SUTImages[i], programImages(s, imgs, imageIDs)...)
 			}
 			return nil
 		}},
@@ -367,14 +385,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					break
 				}
 			}
-			all := comps
-			var agents []string
-			var sutName string
-			if o.SUT != nil {
-				all = append(append([]stack.Component{}, comps...), o.SUT.Component(res.SUTImages))
-				agents, sutName = o.SUT.Agents(), o.SUT.Name
+			// The implementations after the components: the reference
+			// webhook mounts the authority's CA.
+			all := slices.Clone(comps)
+			for i, s := range o.SUTs {
+				all = append(all, s.Component(res.SUTImages[i]))
 			}
-			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Claims: o.Claims, Agents: agents, SUT: sutName, Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: all, ShadowMetadata: o.AllowAzureNodes}, o.Log)
+			res.Stack, err = stack.Deploy(ctx, cfg, stack.Options{Images: imgs, ImageIDs: imageIDs, Claims: o.Claims, Agents: sut.Agents(o.SUTs),
+				SUTs: sut.Names(o.SUTs), WIWebhook: sut.WIWebhook(o.SUTs), Identities: fixtures.DefaultIdentities(onlyOn), Seed: o.Seed, Components: all, ShadowMetadata: o.AllowAzureNodes}, o.Log)
 			return err
 		}},
 		{"suites", func(ctx context.Context) error {

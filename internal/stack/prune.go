@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -111,13 +112,10 @@ func sutResources() []deploy.Resource {
 }
 
 // pruneSUTs removes what implementations declared as data left on the
-// cluster, but for the one this run deploys (keep, "" for none) and the
-// objects the run deploys anyway.
-func pruneSUTs(ctx context.Context, dc *deploy.Client, ns, keep string, deployed []rendered, log *slog.Logger) error {
-	sel := SUTLabel
-	if keep != "" {
-		sel += "," + SUTLabel + "!=" + keep
-	}
+// cluster, but for those this run deploys (keep) and the objects the run
+// deploys anyway.
+func pruneSUTs(ctx context.Context, dc *deploy.Client, ns string, keep []string, deployed []rendered, log *slog.Logger) error {
+	sel := sutSelector(keep)
 	kept := map[string]bool{}
 	for _, r := range deployed {
 		for _, o := range r.objs {
@@ -132,4 +130,13 @@ func pruneSUTs(ctx context.Context, dc *deploy.Client, ns, keep string, deployed
 		log.Info("implementation removed: this run does not deploy it", "objects", deleted)
 	}
 	return nil
+}
+
+// sutSelector selects the objects of implementations declared as data
+// other than keep.
+func sutSelector(keep []string) string {
+	if len(keep) == 0 {
+		return SUTLabel
+	}
+	return SUTLabel + "," + SUTLabel + " notin (" + strings.Join(keep, ",") + ")"
 }

@@ -56,12 +56,17 @@ type Options struct {
 	// annotation, so its pods are replaced instead of running the old
 	// image until they happen to restart.
 	ImageIDs map[string]string
-	// Agents are the pod identity agents' DaemonSets of the implementation
-	// declared as data (--sut, or a profile's shipped declaration).
+	// Agents are the pod identity agents' DaemonSets of the
+	// implementations declared as data (--sut, or a profile's shipped
+	// declarations).
 	Agents []string
-	// SUT names the implementation declared as data that Components
-	// include, if any: those of others are removed (SUTLabel).
-	SUT string
+	// SUTs name the implementations declared as data that Components
+	// include: the objects of others are removed (SUTLabel).
+	SUTs []string
+	// WIWebhook names the workload identity webhook under test
+	// (Stack.WIWebhook): WIWebhookReference, an implementation's name, or
+	// WIWebhookNone (the default when empty).
+	WIWebhook string
 }
 
 // Stack is a deployed idharness stack.
@@ -81,10 +86,11 @@ type Stack struct {
 	// Agents are the DaemonSets of the deployed implementation's pod
 	// identity agents (Options.Agents).
 	Agents []string
-	// WIWebhook names the workload identity webhook under test:
-	// WIWebhookReference, the name of an implementation declared as data
-	// that claims workload identity, or WIWebhookNone; empty when the
-	// stack does not say (deployed before this was recorded).
+	// WIWebhook names the workload identity webhook under test
+	// (Options.WIWebhook): WIWebhookReference, the name of an
+	// implementation declared as data that claims workload identity, or
+	// WIWebhookNone; empty when the stack does not say (deployed before
+	// this was recorded).
 	WIWebhook string
 
 	rest   *rest.Config
@@ -156,7 +162,10 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims, Agents: opts.Agents, WIWebhook: wiWebhookOf(opts)})
+	if opts.WIWebhook == "" {
+		opts.WIWebhook = WIWebhookNone
+	}
+	info, _ := json.Marshal(runInfo{Images: opts.Images, Identities: opts.Identities, Seed: opts.Seed, AppServiceSecret: opts.AppServiceSecret, Claims: opts.Claims, Agents: opts.Agents, WIWebhook: opts.WIWebhook})
 	infoCM := fixtures.ConfigMap(opts.Namespace, runInfoName, map[string]string{"run.json": string(info)})
 	manifests := []string{"fakeimds"}
 	if opts.Images.Vault != "" {
@@ -197,7 +206,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err := pruneOthers(ctx, dc, p, comps, log); err != nil {
 		return nil, err
 	}
-	if err := pruneSUTs(ctx, dc, opts.Namespace, opts.SUT, comps, log); err != nil {
+	if err := pruneSUTs(ctx, dc, opts.Namespace, opts.SUTs, comps, log); err != nil {
 		return nil, err
 	}
 	for _, rc := range comps {

@@ -70,30 +70,27 @@ func TestProfileSwitchE2E(t *testing.T) {
 	}
 	deployWith := func(profile string) {
 		t.Helper()
-		names, err := stack.ProfileComponents(profile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		comps, err := stack.Selected(names)
+		comps, err := stack.Selected(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		claims, _ := stack.ProfileModes(profile)
 		opts := stack.Options{Images: st.Images, Identities: st.Identities, Seed: st.Seed, Claims: claims}
-		// The profile's declaration (the reference agent's), deployed as
-		// idharness run deploys it: its program images are the run's.
-		if name, _ := stack.ProfileSUT(profile); name != "" {
-			s, err := sut.LoadShipped(name, t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+		// The profile's declarations (the reference agent's, the
+		// reference webhook's), deployed as idharness run deploys them:
+		// their program images are the run's.
+		suts, err := sut.ForProfile(profile, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range suts {
 			var loaded []sut.Loaded
 			for image, program := range s.Programs() {
 				loaded = append(loaded, sut.Loaded{Name: image, Ref: st.Images.Ref(program)})
 			}
 			comps = append(comps, s.Component(loaded))
-			opts.Agents, opts.SUT = s.Agents(), s.Name
 		}
+		opts.Agents, opts.SUTs, opts.WIWebhook = sut.Agents(suts), sut.Names(suts), sut.WIWebhook(suts)
 		opts.Components = comps
 		if _, err := stack.Deploy(ctx, cfg, opts, log); err != nil {
 			t.Fatalf("deploy the %s profile: %v", profile, err)
@@ -113,6 +110,13 @@ func TestProfileSwitchE2E(t *testing.T) {
 	}
 	if with := hooks(); len(with) > 0 {
 		t.Errorf("after the switch, nodes %v still have the agent's boot hook: they would refuse pods' metadata requests after a reboot", with)
+	}
+	// Both profiles deploy the reference webhook's declaration: it stays.
+	if _, err := kube.AppsV1().Deployments(st.Namespace).Get(ctx, stack.WIWebhookName, metav1.GetOptions{}); err != nil {
+		t.Errorf("after switching to the imds profile the reference webhook's Deployment is gone: %v", err)
+	}
+	if _, err := kube.AppsV1().Deployments(st.Namespace).Get(ctx, stack.WIAuthorityName, metav1.GetOptions{}); err != nil {
+		t.Errorf("after switching to the imds profile the authority's Deployment is gone: %v", err)
 	}
 	if _, err := kube.Discovery().ServerResourcesForGroupVersion("aadpodidentity.k8s.io/v1"); err != nil {
 		t.Errorf("the pod identity CRDs were removed: CRDs are shared and stay (%v)", err)

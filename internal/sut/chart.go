@@ -90,8 +90,14 @@ func (s *SUT) chartValues(v Values) (vals map[string]any, field string, err erro
 	for k, ref := range v.Images {
 		images[k] = ref
 	}
+	certs := map[string]any{}
+	for k, c := range v.Certificates {
+		certs[k] = map[string]any{"cert": string(c.certPEM), "key": string(c.keyPEM), "ca": string(c.caPEM), "caBundle": c.CABundle, "hash": c.Hash}
+	}
 	vals[ValuesKey] = map[string]any{"name": s.Name, "namespace": v.Namespace, "upstream": v.Upstream, "images": images,
-		"labels": labels, "optInLabel": v.OptInLabel, "optInValue": v.OptInValue}
+		"labels": labels, "optInLabel": v.OptInLabel, "optInValue": v.OptInValue, "certificates": certs, "tenantID": v.TenantID,
+		"authorityHost": v.AuthorityHost, "authorityCAConfigMap": v.AuthorityCAConfigMap, "ownWebhookLabel": v.OwnWebhookLabel,
+		"clusterSuffix": v.ClusterSuffix}
 	return vals, "", nil
 }
 

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/deploy"
-	"github.com/idharness/idharness/internal/podidentity"
 	"github.com/idharness/idharness/internal/stack"
 )
 
@@ -35,8 +35,11 @@ func (s *SUT) Component(images []Loaded) stack.Component {
 			for k, v := range fixtures.Labels {
 				labels[k] = v
 			}
-			return s.Render(Values{Namespace: p.Namespace, Upstream: Upstream, Images: refs, Labels: inlineMap(fixtures.Labels),
-				OptInLabel: podidentity.OptInLabel, OptInValue: podidentity.OptInValue}, labels)
+			v, err := s.values(p.Namespace, p.Identities.TenantID, refs, inlineMap(fixtures.Labels), time.Now())
+			if err != nil {
+				return nil, err
+			}
+			return s.Render(v, labels)
 		},
 		Wait: func(ctx context.Context, dc *deploy.Client, ns string) error {
 			for _, d := range s.Readiness.DaemonSets {
@@ -47,6 +50,15 @@ func (s *SUT) Component(images []Loaded) stack.Component {
 			for _, d := range s.Readiness.Deployments {
 				if err := dc.WaitDeployment(ctx, ns, d); err != nil {
 					return fmt.Errorf("%s: %w (look at: kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s)", s.Name, err, ns, d, ns, d)
+				}
+			}
+			// A certificate's Service is one the API server calls (a
+			// webhook's): until its endpoint is published the API server
+			// is refused, and a webhook with failurePolicy Fail refuses
+			// the specs' pods.
+			for _, c := range s.Certificates {
+				if err := dc.WaitServiceEndpoints(ctx, ns, c.Service); err != nil {
+					return fmt.Errorf("%s: %w (look at: kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s; kubectl -n %s describe service/%s)", s.Name, err, ns, c.Service, ns, c.Service)
 				}
 			}
 			return nil

@@ -34,6 +34,29 @@
 // reference), .Labels (idharness's labels, an inline YAML map) and
 // .OptInLabel / .OptInValue (the namespace label of pod identity specs).
 //
+// A workload identity webhook needs more of the run, which any
+// declaration may use:
+//
+//	certificates:
+//	  - name: webhook                         # .Certificates.webhook
+//	    service: wiwebhook                    # a Service of the manifests
+//
+// makes, at each deploy, a CA and a serving certificate for the Service
+// (its names SERVICE, SERVICE.NAMESPACE, SERVICE.NAMESPACE.svc and
+// SERVICE.NAMESPACE.svc.cluster.local): .Certificates.NAME.Cert, .Key and
+// .CA are PEM, already quoted as YAML strings (write them bare:
+// `tls.crt: {{ .Certificates.webhook.Cert }}`), .CABundle is the CA
+// in base64 (a webhook configuration's caBundle) and .Hash a short digest
+// of the certificate, for a pod template annotation that restarts the
+// pods when it changes. .TenantID is the run's tenant, .AuthorityHost the
+// fake authority's URL (the stand-in for Entra ID: AZURE_AUTHORITY_HOST),
+// .AuthorityCAConfigMap the ConfigMap in .Namespace whose ca.crt is the
+// authority's CA, .OwnWebhookLabel the namespace label of namespaces whose
+// pods a chaos step gives a webhook configuration of their own (leave
+// them out of yours), and .ClusterSuffix ("-" and the namespace) ends the
+// names of cluster-scoped objects, so that two stacks on a cluster do not
+// share them.
+//
 // Instead of manifests, a local Helm chart (chart.go):
 //
 //	chart:
@@ -42,11 +65,18 @@
 //	  values: {image: "{{ .Images.agent }}"}  # likewise, merged last
 //
 // The chart also gets the variables as .Values.idharness (namespace,
-// upstream, images.NAME, labels, optInLabel, optInValue, name).
+// upstream, images.NAME, labels, optInLabel, optInValue, name,
+// certificates.NAME.{cert,key,ca,caBundle,hash} with the PEM unquoted,
+// tenantID, authorityHost, authorityCAConfigMap, ownWebhookLabel,
+// clusterSuffix).
 package sut
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,11 +88,15 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/idharness/idharness/fakeimds"
 	"github.com/idharness/idharness/internal/images"
+	"github.com/idharness/idharness/internal/podidentity"
+	"github.com/idharness/idharness/internal/stack"
 	"github.com/idharness/idharness/pkg/yamlfile"
 )
 
@@ -110,11 +144,28 @@ type SUT struct {
 	// Chart is a Helm chart instead.
 	Manifests string `json:"manifests,omitempty"`
 	Chart     *Chart `json:"chart,omitempty"`
+	// Certificates are serving certificates the run makes for the
+	// implementation's Services, at each deploy (.Certificates.NAME).
+	Certificates []Certificate `json:"certificates,omitempty"`
 	// Readiness is what the run waits for before the suites start.
 	Readiness Readiness `json:"readiness"`
 
 	file string
 	data []byte
+	// shipped is the name of the declaration idharness ships that this
+	// is (LoadShipped), empty for a user's file.
+	shipped string
+}
+
+// Certificate asks for a serving certificate for one of the
+// implementation's Services, such as a webhook's: the API server reaches
+// a webhook over TLS only, trusting the configuration's caBundle.
+type Certificate struct {
+	// Name is the certificate's key in .Certificates.
+	Name string `json:"name"`
+	// Service is the Service, in the stack's namespace, whose DNS names
+	// the certificate covers; the manifests must hold it.
+	Service string `json:"service"`
 }
 
 // Image is an image the implementation brings: exactly one of Archive
@@ -215,13 +266,9 @@ func (s *SUT) validate() error {
 	names := map[string]bool{}
 	for i, im := range s.Images {
 		f := fmt.Sprintf("images[%d]", i)
-		if !dnsLabel.MatchString(im.Name) {
-			return s.fail(f+".name", "%q is not a DNS label: manifests refer to it as .Images.NAME", im.Name)
+		if err := s.uniqueName(f+".name", im.Name, dnsLabel, "is not a DNS label: manifests refer to it as .Images.NAME", names); err != nil {
+			return err
 		}
-		if names[im.Name] {
-			return s.fail(f+".name", "%q is given twice", im.Name)
-		}
-		names[im.Name] = true
 		given := 0
 		for _, set := range []bool{im.Archive != "", im.Ref != "", im.Build != nil, im.Program != ""} {
 			if set {
@@ -243,11 +290,19 @@ func (s *SUT) validate() error {
 			return err
 		}
 	}
+	if err := s.validateCertificates(); err != nil {
+		return err
+	}
+	ph, err := s.placeholders()
+	if err != nil {
+		return s.fail("certificates", "%v", err)
+	}
+	var objs []*unstructured.Unstructured
 	switch {
 	case (s.Manifests == "") == (s.Chart == nil):
 		return s.fail("manifests", "give exactly one of manifests (a directory of manifest templates) or chart (a Helm chart)")
 	case s.Chart != nil:
-		if err := s.validateChart(); err != nil {
+		if objs, err = s.validateChart(ph); err != nil {
 			return err
 		}
 	default:
@@ -256,9 +311,12 @@ func (s *SUT) validate() error {
 		}
 		// Rendered now, with placeholder images, so that a template error
 		// stops the run before it builds a cluster.
-		if _, err := s.Render(s.placeholders(), nil); err != nil {
+		if objs, err = s.Render(ph, nil); err != nil {
 			return s.fail("manifests", "%v", err)
 		}
+	}
+	if err := s.certificatesServed(objs, ph.Namespace); err != nil {
+		return err
 	}
 	if len(s.Readiness.DaemonSets)+len(s.Readiness.Deployments) == 0 {
 		return s.fail("readiness", "names no workload: list the DaemonSets and Deployments that must be ready before the specs start")
@@ -286,38 +344,89 @@ func (s *SUT) validateBuild(field string, b *Build) error {
 	return nil
 }
 
-// validateChart loads the chart and renders it with placeholder images,
-// so that a broken chart or values fail before the run builds a cluster.
-func (s *SUT) validateChart() error {
+// validateChart loads the chart and renders it with the placeholder
+// variables ph, so that a broken chart or values fail before the run
+// builds a cluster; it returns the chart's objects.
+func (s *SUT) validateChart(ph Values) ([]*unstructured.Unstructured, error) {
 	if s.Chart.Path == "" {
-		return s.fail("chart.path", "is empty: name the chart's directory or .tgz")
+		return nil, s.fail("chart.path", "is empty: name the chart's directory or .tgz")
 	}
 	if _, err := s.loadChart(); err != nil {
-		return s.fail("chart.path", "%v", err)
+		return nil, s.fail("chart.path", "%v", err)
 	}
 	for i, f := range s.Chart.ValuesFiles {
 		if _, err := os.Stat(s.Path(f)); err != nil {
-			return s.fail(fmt.Sprintf("chart.valuesFiles[%d]", i), "%v", err)
+			return nil, s.fail(fmt.Sprintf("chart.valuesFiles[%d]", i), "%v", err)
 		}
 	}
-	if _, err := s.renderChart(s.placeholders()); err != nil {
+	objs, err := s.renderChart(ph)
+	if err != nil {
 		var ye *yamlfile.Error
 		if errors.As(err, &ye) {
+			return nil, err
+		}
+		return nil, s.fail("chart", "%v", err)
+	}
+	return objs, nil
+}
+
+// templateKey is what a certificate's name must be for a template to
+// read it as .Certificates.NAME (a Go template field name).
+var templateKey = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+
+// uniqueName checks the name at field: it must match pattern (else the
+// error says it "notMatched") and not be in seen, to which it is added.
+func (s *SUT) uniqueName(field, name string, pattern *regexp.Regexp, notMatched string, seen map[string]bool) error {
+	if !pattern.MatchString(name) {
+		return s.fail(field, "%q %s", name, notMatched)
+	}
+	if seen[name] {
+		return s.fail(field, "%q is given twice", name)
+	}
+	seen[name] = true
+	return nil
+}
+
+// validateCertificates checks the certificates' names and Services.
+func (s *SUT) validateCertificates() error {
+	seen := map[string]bool{}
+	for i, c := range s.Certificates {
+		f := fmt.Sprintf("certificates[%d]", i)
+		if err := s.uniqueName(f+".name", c.Name, templateKey, "is not a template key (a letter, then letters, digits and '_'): the manifests read it as .Certificates.NAME", seen); err != nil {
 			return err
 		}
-		return s.fail("chart", "%v", err)
+		if !dnsLabel.MatchString(c.Service) || len(c.Service) > 63 {
+			return s.fail(f+".service", "%q is not a Service name (a DNS label): name the Service, in the stack's namespace, that serves with the certificate", c.Service)
+		}
+	}
+	return nil
+}
+
+// certificatesServed checks that each certificate's Service is among
+// objs, the manifests rendered in namespace ns: a certificate for a
+// Service nobody deploys would never be served, and a webhook
+// configuration pointing at it would fail every pod it selects.
+func (s *SUT) certificatesServed(objs []*unstructured.Unstructured, ns string) error {
+	for i, c := range s.Certificates {
+		found := false
+		for _, o := range objs {
+			found = found || (o.GetKind() == "Service" && o.GetName() == c.Service && (o.GetNamespace() == ns || o.GetNamespace() == ""))
+		}
+		if !found {
+			return s.fail(fmt.Sprintf("certificates[%d].service", i), "the manifests hold no Service %q in the stack's namespace ({{ .Namespace }}): add it, or name the Service the certificate is for", c.Service)
+		}
 	}
 	return nil
 }
 
 // placeholders are template variables for checking templates at load:
-// each image's reference is a placeholder.
-func (s *SUT) placeholders() Values {
+// each image's reference is a placeholder, the certificates are real.
+func (s *SUT) placeholders() (Values, error) {
 	refs := map[string]string{}
 	for _, n := range s.imageNames() {
 		refs[n] = "idharness.local/" + n + ":placeholder"
 	}
-	return Values{Namespace: "idharness-system", Upstream: Upstream, Images: refs, Labels: "{}", OptInLabel: "idharness.io/pod-identity", OptInValue: "true"}
+	return s.values("idharness-system", "00000000-0000-0000-0000-000000000000", refs, "{}", time.Now())
 }
 
 // Path resolves p against the file's directory.
@@ -331,7 +440,8 @@ func (s *SUT) Path(p string) string {
 // File is the path the SUT was loaded from.
 func (s *SUT) File() string { return s.file }
 
-// Values are the template variables of the manifests.
+// Values are the template variables of the manifests (the package
+// doc says what each is).
 type Values struct {
 	Namespace  string
 	Upstream   string
@@ -339,6 +449,56 @@ type Values struct {
 	Labels     string
 	OptInLabel string
 	OptInValue string
+	// Certificates are the serving certificates of Certificates, by name.
+	Certificates         map[string]ServingCert
+	TenantID             string
+	AuthorityHost        string
+	AuthorityCAConfigMap string
+	OwnWebhookLabel      string
+	ClusterSuffix        string
+}
+
+// ServingCert is a serving certificate the run made, as templates read
+// it: Cert, Key and CA are PEM quoted as a YAML (JSON) string, so that
+// they can stand as a value anywhere; CABundle is the CA's PEM in base64.
+type ServingCert struct {
+	Cert, Key, CA, CABundle string
+	// Hash is a short digest of the certificate: an annotation of the pod
+	// template that restarts the pods when the certificate changes.
+	Hash string
+
+	certPEM, keyPEM, caPEM []byte
+}
+
+// values returns the template variables of a deploy into ns, with a new
+// certificate for each of s.Certificates (made at now).
+func (s *SUT) values(ns, tenantID string, images map[string]string, labels string, now time.Time) (Values, error) {
+	v := Values{Namespace: ns, Upstream: Upstream, Images: images, Labels: labels,
+		OptInLabel: podidentity.OptInLabel, OptInValue: podidentity.OptInValue,
+		Certificates: map[string]ServingCert{}, TenantID: tenantID, AuthorityHost: stack.WIAuthorityHost(ns),
+		AuthorityCAConfigMap: stack.WIAuthorityCAConfigMap, OwnWebhookLabel: stack.WIOwnWebhookLabel, ClusterSuffix: stack.ClusterSuffix(ns)}
+	for _, c := range s.Certificates {
+		sc, err := newServingCert(c.Service, ns, now)
+		if err != nil {
+			return Values{}, fmt.Errorf("certificate %s for Service %s: %w", c.Name, c.Service, err)
+		}
+		v.Certificates[c.Name] = sc
+	}
+	return v, nil
+}
+
+// newServingCert makes a CA and a certificate it signs for the names of
+// Service svc in namespace ns.
+func newServingCert(svc, ns string, now time.Time) (ServingCert, error) {
+	names := []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+	ca, cert, key, err := fakeimds.NewServingCertPEM(names, now)
+	if err != nil {
+		return ServingCert{}, err
+	}
+	q := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+	sum := sha256.Sum256(cert)
+	return ServingCert{Cert: q(cert), Key: q(key), CA: q(ca), CABundle: base64.StdEncoding.EncodeToString(ca),
+		Hash: hex.EncodeToString(sum[:8]), certPEM: cert, keyPEM: key, caPEM: ca}, nil
 }
 
 // Render renders the manifests (or the chart) with v and returns their
@@ -394,7 +554,7 @@ func expand(name, text string, v Values) (string, error) {
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, v); err != nil {
-		return "", fmt.Errorf("%w (variables: .Namespace, .Upstream, .Images.NAME for %s, .Labels, .OptInLabel, .OptInValue)", err, strings.Join(slices.Sorted(maps.Keys(v.Images)), ", "))
+		return "", fmt.Errorf("%w (variables: .Namespace, .Upstream, .Images.NAME for %s, .Labels, .OptInLabel, .OptInValue, .Certificates.NAME for %s, .TenantID, .AuthorityHost, .AuthorityCAConfigMap, .OwnWebhookLabel, .ClusterSuffix)", err, listOrNone(slices.Sorted(maps.Keys(v.Images))), listOrNone(slices.Sorted(maps.Keys(v.Certificates))))
 	}
 	return buf.String(), nil
 }
@@ -433,6 +593,14 @@ func (s *SUT) Programs() map[string]string {
 		}
 	}
 	return out
+}
+
+// listOrNone joins names, or says there are none.
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func (s *SUT) imageNames() []string {

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/mod/module"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/images/imagestest"
 	"github.com/idharness/idharness/pkg/api/podidentity"
@@ -192,11 +194,11 @@ func TestShipped(t *testing.T) {
 		images []Loaded
 		kinds  map[string]int
 		filter string
-		check  func(t *testing.T, s *SUT)
+		check  func(t *testing.T, s *SUT, objs []*unstructured.Unstructured)
 	}{
 		{name: "aad-pod-identity", images: []Loaded{{Name: "nmi", Ref: "idharness.local/aad-pod-identity-nmi:v1.8.17"}},
 			kinds: map[string]int{"CustomResourceDefinition": 3, "DaemonSet": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "ServiceAccount": 1}, filter: "pod-identity",
-			check: func(t *testing.T, s *SUT) {
+			check: func(t *testing.T, s *SUT, _ []*unstructured.Unstructured) {
 				// NMI's image is built by the run, with the nodes' iptables.
 				if b := s.Images[0].Build; b == nil || s.BuildRef(s.Images[0]) != "idharness.local/aad-pod-identity-nmi:v1.8.17" || len(b.NodeTools) != 1 {
 					t.Errorf("NMI's image %+v: want a build with nodeTools [iptables], referenced as idharness.local/aad-pod-identity-nmi:v1.8.17", s.Images[0])
@@ -204,7 +206,7 @@ func TestShipped(t *testing.T) {
 			}},
 		{name: "reference", images: []Loaded{{Name: "nodeagent", Ref: "idharness.local/nodeagent:dev"}},
 			kinds: map[string]int{"CustomResourceDefinition": 3, "DaemonSet": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "ServiceAccount": 1},
-			check: func(t *testing.T, s *SUT) {
+			check: func(t *testing.T, s *SUT, _ []*unstructured.Unstructured) {
 				// The agent is idharness's own program: the run builds it.
 				if got := s.Programs(); len(got) != 1 || got["nodeagent"] != "nodeagent" {
 					t.Errorf("programs %v, want nodeagent", got)
@@ -216,6 +218,9 @@ func TestShipped(t *testing.T) {
 					t.Errorf("agents %v, want [nodeagent]", got)
 				}
 			}},
+		{name: ReferenceWebhook, images: []Loaded{{Name: "wiwebhook", Ref: "idharness.local/wiwebhook:dev"}},
+			kinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Secret": 1, "Deployment": 1, "Service": 1, "MutatingWebhookConfiguration": 1},
+			check: checkReferenceWebhook},
 	}
 	crds := map[string][]string{}
 	for _, tt := range tests {
@@ -224,7 +229,7 @@ func TestShipped(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			objs, err := s.Component(tt.images).Objects(fixtures.Params{Namespace: "idharness-system"})
+			objs, err := s.Component(tt.images).Objects(fixtures.Params{Namespace: "idharness-system", Identities: fixtures.DefaultIdentities("")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,7 +249,7 @@ func TestShipped(t *testing.T) {
 			if s.LabelFilter() != tt.filter {
 				t.Errorf("label filter %q, want %q", s.LabelFilter(), tt.filter)
 			}
-			tt.check(t, s)
+			tt.check(t, s, objs)
 		})
 	}
 	// Both agents read the contract's CRDs (pkg/api/podidentity): each

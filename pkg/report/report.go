@@ -54,15 +54,19 @@ type Report struct {
 	Suite   string `json:"suite"`
 	Profile string `json:"profile,omitempty"`
 	// Implementation is the implementation under test when it was
-	// declared as data (--sut).
+	// declared as data (--sut, or a profile's first declaration).
 	Implementation *Implementation `json:"implementation,omitempty"`
-	Seed           int64           `json:"seed"`
-	Cluster        string          `json:"cluster,omitempty"`
-	StartedAt      time.Time       `json:"startedAt"`
-	Duration       Seconds         `json:"durationSeconds"`
-	Phases         []Phase         `json:"phases,omitempty"`
-	Specs          []Spec          `json:"specs"`
-	Summary        Summary         `json:"summary"`
+	// Companions are the implementations declared as data that the run
+	// deployed beside it (the reference workload identity webhook, say):
+	// recorded, but the verdict covers Claims, as for Implementation.
+	Companions []Implementation `json:"companions,omitempty"`
+	Seed       int64            `json:"seed"`
+	Cluster    string           `json:"cluster,omitempty"`
+	StartedAt  time.Time        `json:"startedAt"`
+	Duration   Seconds          `json:"durationSeconds"`
+	Phases     []Phase          `json:"phases,omitempty"`
+	Specs      []Spec           `json:"specs"`
+	Summary    Summary          `json:"summary"`
 	// Images are idharness's own images (programs and clients) as the
 	// run deployed them from a registry (--image-registry): Ref is the
 	// digest reference the pods ran, ID the config digest; the
@@ -85,12 +89,15 @@ type Report struct {
 // Implementation identifies an implementation under test declared as
 // data: what it says it is and the images that ran, by ID.
 type Implementation struct {
-	Name    string  `json:"name"`
-	Version string  `json:"version,omitempty"`
-	Vendor  string  `json:"vendor,omitempty"`
-	URL     string  `json:"url,omitempty"`
-	File    string  `json:"file"`
-	Images  []Image `json:"images,omitempty"`
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	Vendor  string `json:"vendor,omitempty"`
+	URL     string `json:"url,omitempty"`
+	File    string `json:"file"`
+	// Claims are the modes its declaration claims (the run's claims are
+	// Report.Claims).
+	Claims []string `json:"claims,omitempty"`
+	Images []Image  `json:"images,omitempty"`
 }
 
 // Image is one of an implementation's images: its name in the file, its
@@ -377,6 +384,13 @@ func (r *Report) Markdown() string {
 		if len(im.Images) > 0 {
 			b.WriteString("\n")
 		}
+	}
+	for _, c := range r.Companions {
+		name := "**" + mdEscape(c.Name) + "**"
+		if c.Version != "" {
+			name += " " + mdEscape(c.Version)
+		}
+		fmt.Fprintf(&b, "Deployed beside it: %s, from `%s`, claims %s.\n\n", name, c.File, strings.Join(c.Claims, ", "))
 	}
 	for _, i := range r.Images {
 		fmt.Fprintf(&b, "- image %s: `%s` (%s)\n", mdEscape(i.Name), i.Ref, i.ID)

@@ -122,3 +122,21 @@ func TestVersionRecorded(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownImplementations: the summary names the implementation under
+// test and, after it, the companions deployed beside it with their own
+// claims.
+func TestMarkdownImplementations(t *testing.T) {
+	r := &Report{Suite: "conformance", Profile: "reference", Claims: []string{"pod-identity", "workload-identity"},
+		Implementation: &Implementation{Name: "reference", File: "/c/reference/sut.yaml", Claims: []string{"pod-identity"}},
+		Companions:     []Implementation{{Name: "reference-webhook", File: "/c/wh/sut.yaml", Claims: []string{"workload-identity"}}}}
+	md := r.Markdown()
+	for _, want := range []string{"Implementation under test: **reference**", "Deployed beside it: **reference-webhook**, from `/c/wh/sut.yaml`, claims workload-identity."} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Index(md, "reference-webhook") < strings.Index(md, "Implementation under test") {
+		t.Errorf("a companion comes before the implementation under test:\n%s", md)
+	}
+}

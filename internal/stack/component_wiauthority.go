@@ -1,22 +1,22 @@
 package stack
 
-// The workload identity component: the reference webhook (cmd/wiwebhook)
-// and a fake authority — fakeimds with only its authority face, over
-// HTTPS — that trusts the cluster's service account issuer. Pods the
-// webhook mutates get AZURE_AUTHORITY_HOST pointing at that authority;
-// they must trust its CA (the wi-authority-ca ConfigMap), which suites
-// copy into their namespaces.
+// The workload identity authority component: fakeimds with only its
+// authority face, over HTTPS, that trusts the cluster's service account
+// issuer, the harness's stand-in for Entra ID. The workload identity
+// webhook under test (idharness's reference webhook, cmd/wiwebhook,
+// declared as data in fixtures/sut/reference-webhook, or a vendor's)
+// points pods at it with AZURE_AUTHORITY_HOST; they must trust its CA
+// (the wi-authority-ca ConfigMap), which suites copy into their
+// namespaces.
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	_ "embed"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -35,15 +35,14 @@ import (
 	"github.com/idharness/idharness/internal/deploy"
 )
 
-// Names of the workload identity component's objects.
+// Names of workload identity's objects: the authority's, and those of
+// the reference webhook's declaration that suites reach it by.
 const (
-	// WorkloadIdentityComponent is the reference webhook's component.
-	WorkloadIdentityComponent = "workload-identity"
-	// WIAuthorityComponent is the fake authority's component, kept apart
-	// so that a profile can replace the webhook with a vendor's and still
-	// have the authority (see Profile.Without).
+	// WIAuthorityComponent is the fake authority's component.
 	WIAuthorityComponent = "wi-authority"
-	// WIWebhookName is the webhook's Deployment and Service.
+	// WIWebhookName is the reference webhook's Deployment and Service
+	// (fixtures/sut/reference-webhook), and the program image the
+	// authority's init container runs (wiwebhook issuer-keys).
 	WIWebhookName = "wiwebhook"
 	// WIAuthorityName is the authority's Deployment and Service.
 	WIAuthorityName = "wi-authority"
@@ -59,49 +58,28 @@ const (
 // Values of Stack.WIWebhook besides an implementation's name.
 const (
 	// WIWebhookReference: the workload identity webhook under test is
-	// the reference one (cmd/wiwebhook, WorkloadIdentityComponent).
+	// the reference one (cmd/wiwebhook, the shipped declaration
+	// reference-webhook).
 	WIWebhookReference = "reference"
 	// WIWebhookNone: the stack deploys no workload identity webhook.
 	WIWebhookNone = "none"
-	// claimWorkloadIdentity is the mode an implementation claims for its
+	// ClaimWorkloadIdentity is the mode an implementation claims for its
 	// webhook (sut.Modes, Profile.Modes).
-	claimWorkloadIdentity = "workload-identity"
+	ClaimWorkloadIdentity = "workload-identity"
 )
 
-// wiWebhookOf names the workload identity webhook under test in a stack
-// deployed with opts: an implementation declared as data that claims
-// workload identity brings its own, which is then the one judged even
-// if the reference webhook is deployed beside it; otherwise the
-// reference webhook, if its component is deployed. Steps that reach the
-// reference webhook's test paths apply to it alone.
-func wiWebhookOf(opts Options) string {
-	if opts.SUT != "" && slices.Contains(opts.Claims, claimWorkloadIdentity) {
-		return opts.SUT
-	}
-	for _, c := range opts.Components {
-		if c.Name == WorkloadIdentityComponent {
-			return WIWebhookReference
-		}
-	}
-	return WIWebhookNone
-}
-
-//go:embed wiwebhook.yaml
+//go:embed wiauthority.yaml
 var wiManifest string
 
 func init() {
 	Register(Component{
-		Name:     WorkloadIdentityComponent,
+		Name: WIAuthorityComponent,
+		// The init container that reads the cluster's issuer keys is a
+		// subcommand of the webhook's program.
 		Programs: map[string]string{WIWebhookName: "./cmd/wiwebhook"},
-		Objects:  wiPart(false),
-		Wait:     waitDeployments(WIWebhookName),
+		Objects:  wiObjects,
+		Wait:     waitDeployments(WIAuthorityName),
 		Default:  true,
-	})
-	Register(Component{
-		Name:    WIAuthorityComponent,
-		Objects: wiPart(true),
-		Wait:    waitDeployments(WIAuthorityName),
-		Default: true,
 	})
 }
 
@@ -118,58 +96,33 @@ func waitDeployments(names ...string) func(ctx context.Context, dc *deploy.Clien
 	}
 }
 
-// wiPart renders the authority's objects (their names start with
-// wi-authority) or the webhook's (all the others).
-func wiPart(authority bool) func(fixtures.Params) ([]*unstructured.Unstructured, error) {
-	return func(p fixtures.Params) ([]*unstructured.Unstructured, error) {
-		objs, err := wiObjects(p, !authority)
-		if err != nil {
-			return nil, err
-		}
-		var out []*unstructured.Unstructured
-		for _, o := range objs {
-			if strings.HasPrefix(o.GetName(), WIAuthorityName) == authority {
-				out = append(out, o)
-			}
-		}
-		return out, nil
-	}
-}
-
 // WIAuthorityHost is AZURE_AUTHORITY_HOST for pods: the authority's
 // Service, whose certificate covers this name.
 func WIAuthorityHost(ns string) string { return "https://" + WIAuthorityName + "." + ns + ".svc/" }
 
-// WIWebhookConfigName is the MutatingWebhookConfiguration (and RBAC
-// objects) of the stack in ns: cluster-wide objects, so named per stack.
-func WIWebhookConfigName(ns string) string { return "idharness-wiwebhook-" + ns }
+// ClusterSuffix ends the names of cluster-scoped objects of the stack
+// in ns ("-" and ns), so that two stacks on one cluster do not share
+// them (sut.Values.ClusterSuffix).
+func ClusterSuffix(ns string) string { return "-" + ns }
 
-// wiObjects renders both parts of workload identity for p (the webhook's
-// image is needed only when webhook is set). TLS certificates are made here,
-// at deploy time, with a CA per server: the webhook's goes into the
-// MutatingWebhookConfiguration's caBundle, the authority's into a
-// ConfigMap for clients.
-func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, error) {
+// WIWebhookConfigName is the reference webhook's
+// MutatingWebhookConfiguration (and RBAC objects) of the stack in ns, as
+// its declaration names it.
+func WIWebhookConfigName(ns string) string { return "idharness-wiwebhook" + ClusterSuffix(ns) }
+
+// wiObjects renders the authority for p. Its TLS certificate is made
+// here, at deploy time, with a CA of its own, which goes into a
+// ConfigMap for clients; the authority keeps the CA's key: its
+// tls-certificate fault serves an expired certificate from the CA
+// clients trust.
+func wiObjects(p fixtures.Params) ([]*unstructured.Unstructured, error) {
 	image := p.Images.Extra[WIWebhookName]
-	if (webhook && image == "") || p.Images.FakeIMDS == "" {
-		return nil, fmt.Errorf("workload identity needs the %s and fakeimds images (build them: idharness run builds ./cmd/%s)", WIWebhookName, WIWebhookName)
-	}
-	if image == "" {
-		// Only the authority's objects are kept; the webhook's need an
-		// image name to render.
-		image = "unused.invalid/wiwebhook:none"
+	if image == "" || p.Images.FakeIMDS == "" {
+		return nil, fmt.Errorf("the workload identity authority needs the %s and fakeimds images (build them: idharness run builds ./cmd/%s)", WIWebhookName, WIWebhookName)
 	}
 	now := time.Now()
-	svcNames := func(name string) []string {
-		return []string{name, name + "." + p.Namespace, name + "." + p.Namespace + ".svc", name + "." + p.Namespace + ".svc.cluster.local"}
-	}
-	whCA, whCert, whKey, err := fakeimds.NewServingCertPEM(svcNames(WIWebhookName), now)
-	if err != nil {
-		return nil, fmt.Errorf("webhook certificate: %w", err)
-	}
-	// The authority keeps its CA's key: its tls-certificate fault serves
-	// an expired certificate from the CA clients trust.
-	auCA, auCAKey, auCert, auKey, err := fakeimds.NewServingCertWithCAPEM(svcNames(WIAuthorityName), now)
+	names := []string{WIAuthorityName, WIAuthorityName + "." + p.Namespace, WIAuthorityName + "." + p.Namespace + ".svc", WIAuthorityName + "." + p.Namespace + ".svc.cluster.local"}
+	auCA, auCAKey, auCert, auKey, err := fakeimds.NewServingCertWithCAPEM(names, now)
 	if err != nil {
 		return nil, fmt.Errorf("authority certificate: %w", err)
 	}
@@ -183,37 +136,35 @@ func wiObjects(p fixtures.Params, webhook bool) ([]*unstructured.Unstructured, e
 	}
 	sort.Strings(labels)
 	h := sha256.New()
-	for _, b := range [][]byte{whCert, auCert, auCAKey, cfg} {
+	for _, b := range [][]byte{auCert, auCAKey, cfg} {
 		h.Write(b)
 	}
 	q := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
 	data := map[string]string{
-		"Namespace": p.Namespace, "ClusterName": WIWebhookConfigName(p.Namespace), "Labels": "{" + strings.Join(labels, ", ") + "}",
-		"Image": image, "FakeIMDSImage": p.Images.FakeIMDS, "TenantID": p.Identities.TenantID,
-		"AuthorityHost": WIAuthorityHost(p.Namespace), "FailurePolicy": "Fail",
-		"WebhookCert": q(whCert), "WebhookKey": q(whKey), "CABundle": base64.StdEncoding.EncodeToString(whCA),
+		"Namespace": p.Namespace, "Labels": "{" + strings.Join(labels, ", ") + "}",
+		"IssuerKeysImage": image, "FakeIMDSImage": p.Images.FakeIMDS,
 		"AuthorityCert": q(auCert), "AuthorityKey": q(auKey), "AuthorityCA": q(auCA), "AuthorityCAKey": q(auCAKey), "AuthorityConfig": q(cfg),
-		"Hash": hex.EncodeToString(h.Sum(nil))[:16], "OwnWebhookLabel": WIOwnWebhookLabel,
+		"Hash": hex.EncodeToString(h.Sum(nil))[:16],
 	}
-	t, err := template.New("wiwebhook").Option("missingkey=error").Parse(wiManifest)
+	t, err := template.New("wiauthority").Option("missingkey=error").Parse(wiManifest)
 	if err != nil {
-		return nil, fmt.Errorf("parse wiwebhook.yaml: %w", err)
+		return nil, fmt.Errorf("parse wiauthority.yaml: %w", err)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("render wiwebhook.yaml: %w", err)
+		return nil, fmt.Errorf("render wiauthority.yaml: %w", err)
 	}
 	// Strict decoding catches a key given twice in the template.
 	var list map[string]any
 	if err := yaml.UnmarshalStrict(buf.Bytes(), &list); err != nil {
-		return nil, fmt.Errorf("render wiwebhook.yaml: %w", err)
+		return nil, fmt.Errorf("render wiauthority.yaml: %w", err)
 	}
 	items, _ := list["items"].([]any)
 	out := make([]*unstructured.Unstructured, 0, len(items))
 	for _, o := range items {
 		m, ok := o.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("render wiwebhook.yaml: an item is not an object")
+			return nil, fmt.Errorf("render wiauthority.yaml: an item is not an object")
 		}
 		out = append(out, &unstructured.Unstructured{Object: m})
 	}
@@ -279,13 +230,13 @@ type WorkloadIdentity struct {
 	stack *Stack
 }
 
-// WorkloadIdentity returns the stack's workload identity component, or an
-// error saying how to deploy it.
+// WorkloadIdentity returns the stack's workload identity authority, with
+// handles on the reference webhook, or an error saying how to deploy it.
 func (s *Stack) WorkloadIdentity(ctx context.Context) (*WorkloadIdentity, error) {
 	kube := s.deploy.Kube
 	cm, err := kube.CoreV1().ConfigMaps(s.Namespace).Get(ctx, WIAuthorityCAConfigMap, metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("workload identity is not deployed in %s (idharness run deploys the %s component): %w", s.Namespace, WorkloadIdentityComponent, err)
+		return nil, fmt.Errorf("workload identity is not deployed in %s (idharness run deploys the %s component): %w", s.Namespace, WIAuthorityComponent, err)
 	}
 	pods, err := s.deploy.PodsOf(ctx, s.Namespace, "app.kubernetes.io/name="+WIAuthorityName)
 	if err != nil {
