@@ -33,7 +33,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/internal/images"
@@ -282,7 +281,7 @@ func hostCABundle() string {
 // Image assembles p's image for goarch (empty: this machine's) from its
 // root and the probe binary, both of that architecture.
 func Image(root, probeBin, goarch string, p *clients.Program, name string) (images.Built, error) {
-	rootLayer, err := tarball.LayerFromFile(root)
+	rootLayer, err := images.CachedLayerFromFile(root)
 	if err != nil {
 		return images.Built{}, fmt.Errorf("client image %s: %w", name, err)
 	}
