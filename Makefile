@@ -59,9 +59,7 @@ bench: ## benchmarks (fakeimds token endpoint vs a bare net/http ceiling)
 
 # The reference profile adds the pod identity node agent, so that every
 # conformance spec runs (it serves only namespaces labelled for pod identity).
-# --parallel 3: the specs' groups in 3 processes at once (the suite 6 min 9 s
-# against 8 min 18 s in one process, docs/conformance.md).
-E2E_FLAGS  ?= --profile reference --parallel 3
+E2E_FLAGS  ?= --profile reference
 REPORT_DIR ?= _output/report
 e2e: prereqs idharness-bin ## the main job: cluster up (offline node image if needed), deploy, the whole conformance suite, report in $(REPORT_DIR)
 	$(IDHARNESS) run --cluster $(CLUSTER)-e2e --node-image $(NODE_IMAGE) --report-dir $(REPORT_DIR) $(E2E_FLAGS)
