@@ -306,7 +306,15 @@ func (w *WorkloadIdentity) ScaleWebhook(ctx context.Context, replicas int32) err
 		return fmt.Errorf("scale the webhook: %w", err)
 	}
 	if replicas > 0 {
-		return w.stack.deploy.WaitDeployment(ctx, ns, WIWebhookName)
+		// Available is not reachable: the API server is refused until
+		// the endpoint is published and routed (deploy.WaitWebhookCalls).
+		if err := w.stack.deploy.WaitDeployment(ctx, ns, WIWebhookName); err != nil {
+			return err
+		}
+		if err := w.stack.deploy.WaitServiceEndpoints(ctx, ns, WIWebhookName); err != nil {
+			return err
+		}
+		return w.stack.deploy.WaitWebhookCalls(ctx, ns, WIWebhookName)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {

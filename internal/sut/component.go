@@ -55,10 +55,14 @@ func (s *SUT) Component(images []Loaded) stack.Component {
 			// A certificate's Service is one the API server calls (a
 			// webhook's): until its endpoint is published the API server
 			// is refused, and a webhook with failurePolicy Fail refuses
-			// the specs' pods.
+			// the specs' pods; nor until kube-proxy on the API server's
+			// node routes the Service, which a dry-run pod shows.
 			for _, c := range s.Certificates {
 				if err := dc.WaitServiceEndpoints(ctx, ns, c.Service); err != nil {
 					return fmt.Errorf("%s: %w (look at: kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s; kubectl -n %s describe service/%s)", s.Name, err, ns, c.Service, ns, c.Service)
+				}
+				if err := dc.WaitWebhookCalls(ctx, ns, c.Service); err != nil {
+					return fmt.Errorf("%s: %w (look at: kubectl -n %s describe service/%s; kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations -o yaml)", s.Name, err, ns, c.Service)
 				}
 			}
 			return nil
