@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -253,11 +255,33 @@ func (s *Server) controlJournal(w http.ResponseWriter, req *http.Request) {
 		controlError(w, http.StatusBadRequest, "since", "%v", err)
 		return
 	}
-	entries := s.journal.Since(since)
+	entries := filterRemotes(s.journal.Since(since), req.URL.Query()["remote"])
 	if entries == nil {
 		entries = []journal.Entry{}
 	}
 	writeJSON(w, http.StatusOK, entries)
+}
+
+// filterRemotes keeps the entries whose remote address is one of hosts
+// (IP addresses, without ports), all of them when hosts is empty: a spec
+// wants its own pods' requests, not the whole journal, which grows to
+// thousands of entries over a suite and went whole through the API
+// server's proxy once per probe pod.
+func filterRemotes(entries []journal.Entry, hosts []string) []journal.Entry {
+	if len(hosts) == 0 {
+		return entries
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		h, _, err := net.SplitHostPort(e.Remote)
+		if err != nil {
+			h = e.Remote
+		}
+		if slices.Contains(hosts, h) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // controlJournalStream sends entries as JSON lines, first those after

@@ -178,8 +178,8 @@ func runEscapes(ctx context.Context, plan string, timeout time.Duration, stdout 
 		timeout = 5 * time.Second
 	}
 	enc := json.NewEncoder(stdout)
-	for _, a := range escape.Plan(p) {
-		if err := enc.Encode(escape.Send(ctx, a, timeout)); err != nil {
+	for _, r := range escape.SendAll(ctx, escape.Plan(p), timeout, escape.InFlight) {
+		if err := enc.Encode(r); err != nil {
 			return err
 		}
 	}

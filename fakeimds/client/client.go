@@ -236,8 +236,19 @@ func (c *Client) FlushTokens(ctx context.Context) error {
 
 // Journal returns the journal entries after sequence number since.
 func (c *Client) Journal(ctx context.Context, since uint64) ([]journal.Entry, error) {
+	return c.JournalFrom(ctx, since)
+}
+
+// JournalFrom returns the journal entries after sequence number since
+// that came from one of hosts (IP addresses); every entry when hosts is
+// empty. The server filters, so only those entries travel.
+func (c *Client) JournalFrom(ctx context.Context, since uint64, hosts ...string) ([]journal.Entry, error) {
+	q := url.Values{"since": {strconv.FormatUint(since, 10)}}
+	if len(hosts) > 0 {
+		q["remote"] = hosts
+	}
 	var out []journal.Entry
-	return out, c.do(ctx, http.MethodGet, api.PathJournal+"?since="+strconv.FormatUint(since, 10), nil, &out)
+	return out, c.do(ctx, http.MethodGet, api.PathJournal+"?"+q.Encode(), nil, &out)
 }
 
 // ResetJournal forgets the journal's entries (sequence numbers go on).

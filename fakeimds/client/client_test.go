@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +216,53 @@ func TestNewRejectsBadAddress(t *testing.T) {
 		if _, err := client.New(a); err == nil {
 			t.Errorf("New(%q) accepted", a)
 		}
+	}
+}
+
+// TestJournalFrom: the server keeps only the entries from the addresses
+// asked for (a spec's own pods), all of them when none is given.
+func TestJournalFrom(t *testing.T) {
+	c, imds := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Two callers: 127.0.0.1 and, bound as the source, 127.0.0.2 (the
+	// whole of 127/8 is loopback on Linux).
+	token(t, imds, "")
+	from2 := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+imds+fakeimds.IMDSTokenPath+"?api-version=2018-02-01&resource=https://vault.azure.net", nil)
+	req.Header.Set("Metadata", "true")
+	resp, err := from2.Do(req)
+	if err != nil {
+		t.Skipf("cannot send from 127.0.0.2 here: %v", err)
+	}
+	resp.Body.Close()
+	token(t, imds, "&client_id=nope")
+	for _, tc := range []struct {
+		hosts []string
+		want  []string // remote hosts, in order
+	}{
+		{nil, []string{"127.0.0.1", "127.0.0.2", "127.0.0.1"}},
+		{[]string{"127.0.0.2"}, []string{"127.0.0.2"}},
+		{[]string{"127.0.0.1"}, []string{"127.0.0.1", "127.0.0.1"}},
+		{[]string{"127.0.0.2", "127.0.0.1"}, []string{"127.0.0.1", "127.0.0.2", "127.0.0.1"}},
+		{[]string{"10.9.9.9"}, nil},
+	} {
+		entries, err := c.JournalFrom(ctx, 0, tc.hosts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range entries {
+			h, _, _ := net.SplitHostPort(e.Remote)
+			got = append(got, h)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("JournalFrom(%v) = %v, want %v", tc.hosts, got, tc.want)
+		}
+	}
+	// since still applies.
+	all, _ := c.Journal(ctx, 0)
+	if later, err := c.JournalFrom(ctx, all[0].Seq, "127.0.0.1"); err != nil || len(later) != 1 || later[0].Seq != all[2].Seq {
+		t.Errorf("JournalFrom(since %d, 127.0.0.1) = %+v, %v; want the third entry", all[0].Seq, later, err)
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -98,6 +100,13 @@ type Stack struct {
 	log    *slog.Logger
 	// controlToken opens the control APIs of fakeimds and the authority.
 	controlToken string
+	// controlHTTP is the control APIs' HTTP client, made once: one made
+	// per call opened a TLS connection to the API server every time, a
+	// dozen at once when a spec's probe pods finish.
+	controlHTTP struct {
+		sync.Mutex
+		c *http.Client
+	}
 }
 
 // runInfo is stored in the cluster so that suites run later (go test
@@ -418,6 +427,22 @@ func (s *Stack) FakeIMDS(ctx context.Context, node string) (*client.Client, erro
 // authority), reached through the API server's pod proxy with the run's
 // control token.
 func (s *Stack) controlClient(pod string) (*client.Client, error) {
+	hc, err := s.controlHTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", s.rest.Host, s.Namespace, pod, fixtures.ControlPort)
+	return client.New(base, client.WithHTTPClient(hc))
+}
+
+// controlHTTPClient returns the control APIs' HTTP client: the API
+// server's, with the control token and a bound on each call.
+func (s *Stack) controlHTTPClient() (*http.Client, error) {
+	s.controlHTTP.Lock()
+	defer s.controlHTTP.Unlock()
+	if s.controlHTTP.c != nil {
+		return s.controlHTTP.c, nil
+	}
 	hc, err := rest.HTTPClientFor(s.rest)
 	if err != nil {
 		return nil, fmt.Errorf("API server client: %w", err)
@@ -426,8 +451,8 @@ func (s *Stack) controlClient(pod string) (*client.Client, error) {
 	// A hung proxy or fakeimds must not hang a spec (journal streams
 	// drop the bound themselves).
 	hc.Timeout = client.DefaultTimeout
-	base := fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", s.rest.Host, s.Namespace, pod, fixtures.ControlPort)
-	return client.New(base, client.WithHTTPClient(hc))
+	s.controlHTTP.c = hc
+	return hc, nil
 }
 
 // PodIdentityAgents are the DaemonSets of the pod identity agents the

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -226,6 +227,33 @@ func Plan(p Params) []Attempt {
 			out = append(out, Attempt{Name: "control " + c + path, Kind: KindControl, Addr: c, Method: "GET", Target: path})
 		}
 	}
+	return out
+}
+
+// InFlight is how many attempts SendAll sends at once: below IMDS's
+// documented 5 concurrent identity requests, so that no attempt is
+// answered 429 (which would hide whether it could have escaped), while an
+// agent that holds a refusal for seconds (waiting for a binding that may
+// yet appear, as NMI and the reference agent do) costs the plan a quarter
+// of its time.
+const InFlight = 4
+
+// SendAll sends the attempts, at most inFlight at once (1: one after
+// another), and returns their results in the attempts' order.
+func SendAll(ctx context.Context, attempts []Attempt, timeout time.Duration, inFlight int) []Result {
+	out := make([]Result, len(attempts))
+	slots := make(chan struct{}, max(inFlight, 1))
+	var wg sync.WaitGroup
+	for i, a := range attempts {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			out[i] = Send(ctx, a, timeout)
+		}()
+	}
+	wg.Wait()
 	return out
 }
 

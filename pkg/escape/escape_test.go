@@ -114,3 +114,67 @@ func TestParamsRoundTrip(t *testing.T) {
 		t.Fatal("params without foreignClientId accepted")
 	}
 }
+
+// TestSendAll checks that SendAll keeps the attempts' order and never has
+// more than inFlight of them at the server at once, yet does overlap them:
+// the server holds each request until as many as allowed have arrived
+// (50 ms at most), so an unbounded sender overshoots and a serial one
+// never reaches two.
+func TestSendAll(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		inFlight, attempts int
+		wantAtOnce         int
+	}{
+		{name: "one at a time", inFlight: 1, attempts: 5, wantAtOnce: 1},
+		{name: "zero means one", inFlight: 0, attempts: 3, wantAtOnce: 1},
+		{name: "four at once", inFlight: 4, attempts: 12, wantAtOnce: 4},
+		{name: "fewer attempts than slots", inFlight: 4, attempts: 2, wantAtOnce: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			now, most := 0, 0
+			full := make(chan struct{})
+			var once sync.Once
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				now++
+				most = max(most, now)
+				if now >= tc.wantAtOnce {
+					once.Do(func() { close(full) })
+				}
+				mu.Unlock()
+				select {
+				case <-full:
+				case <-time.After(50 * time.Millisecond):
+				}
+				if tc.wantAtOnce == 1 {
+					time.Sleep(20 * time.Millisecond) // room for a second one to arrive
+				}
+				mu.Lock()
+				now--
+				mu.Unlock()
+				w.Write([]byte(r.URL.Path))
+			}))
+			defer srv.Close()
+			addr := strings.TrimPrefix(srv.URL, "http://")
+			var as []Attempt
+			for i := range tc.attempts {
+				n := string(rune('a' + i))
+				as = append(as, Attempt{Name: n, Kind: KindToken, Addr: addr, Method: "GET", Target: "/" + n})
+			}
+			rs := SendAll(context.Background(), as, 5*time.Second, tc.inFlight)
+			if len(rs) != len(as) {
+				t.Fatalf("%d results for %d attempts", len(rs), len(as))
+			}
+			for i, r := range rs {
+				if r.Escape != as[i].Name || r.Status != 200 || r.Body != as[i].Target {
+					t.Fatalf("result %d is %+v, want attempt %s's", i, r, as[i].Name)
+				}
+			}
+			if most != tc.wantAtOnce {
+				t.Fatalf("%d attempts at the server at once at most, want %d", most, tc.wantAtOnce)
+			}
+		})
+	}
+}

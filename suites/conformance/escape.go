@@ -124,8 +124,12 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			node, _ := nodes(f)
 			ns := f.PodIdentityNamespace(ctx)
 			f.BindIdentity(ctx, ns, "id-a", "web")
-			boundIP, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("web"),
-				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
+			// The bound pod asks for tokens all along (an agent that
+			// remembered a pod's token by address would hand it out), and
+			// is deleted once the escape attempts are done.
+			bound := f.StartProbe(ctx, ns, Probe{Node: node, Labels: Bound("web"),
+				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--duration=3m", "--interval=1s", "--exit-zero"}})
+			boundIP := bound.PodIP
 			other := f.PodIdentityNamespace(ctx)
 			p := escapeParams(ctx, f, node)
 			b := f.Identity("id-b")
@@ -135,7 +139,7 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			expectNoEscape(run, "")
 			a := f.Identity("id-a")
 			neverServedTo(ctx, f, node, p.Resource, a.ClientID, b.ClientID, f.SystemAssigned(node).ClientID)
-			wait()
+			bound.Stop(ctx)
 		})
 
 	Conformance("IDH-CONF-0217", MUST, "a pod bound to one identity gets no other identity's token (nor the node's) by any request shape, and cannot reach the harness's control APIs",
@@ -144,8 +148,9 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			ns := f.PodIdentityNamespace(ctx)
 			f.BindIdentity(ctx, ns, "id-a", "web")
 			f.BindIdentity(ctx, ns, "id-b", "api")
-			otherIP, wait := runningProbe(ctx, f, ns, Probe{Node: node, Labels: Bound("api"),
-				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--count=30", "--interval=1s", "--exit-zero"}})
+			other := f.StartProbe(ctx, ns, Probe{Node: node, Labels: Bound("api"),
+				Args: []string{"--identity=system", "--client=raw", "--resource=" + uniqueResource(), "--duration=3m", "--interval=1s", "--exit-zero"}})
+			otherIP := other.PodIP
 			a := f.Identity("id-a")
 			b := f.Identity("id-b")
 			p := escapeParams(ctx, f, node)
@@ -155,6 +160,6 @@ var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Orde
 			run := f.RunProbe(ctx, ns, Probe{StartDelay: PodIdentityWarmUp, Node: node, Shared: true, Labels: Bound("web"), Args: []string{"--escape=" + p.Encode()}})
 			expectNoEscape(run, a.ObjectID)
 			neverServedTo(ctx, f, node, p.Resource, b.ClientID, f.SystemAssigned(node).ClientID)
-			wait()
+			other.Stop(ctx)
 		})
 })

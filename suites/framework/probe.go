@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/idharness/idharness/clients"
+	"github.com/idharness/idharness/fakeimds/journal"
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/probe"
 	"github.com/idharness/idharness/internal/probepod"
@@ -100,7 +103,9 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	}
 	clients := f.probeClients(p.Args)
 	if p.Shared || len(clients) < 2 {
-		return f.runProbePod(ctx, ns, p)
+		run := f.runProbePod(ctx, ns, p)
+		f.journalEvidence(ctx, run)
+		return run
 	}
 	runs := make([]ProbeRun, len(clients))
 	var wg sync.WaitGroup
@@ -115,6 +120,7 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 		}()
 	}
 	wg.Wait()
+	f.journalEvidence(ctx, runs...)
 	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: f.notApplicable(p.Args)}
 	var pods, logs []string
 	for _, r := range runs {
@@ -234,34 +240,117 @@ func withoutFlag(args []string, name string) []string {
 	return out
 }
 
-// runProbePod runs one probe pod.
-func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
+// Background is a probe pod a spec keeps running while it does something
+// else (a bound pod whose address another pod names): it makes its
+// requests until Stop deletes it, and its results are not read.
+type Background struct {
+	Pod, Node, PodIP string
+	ns               string
+	f                *Framework
+}
+
+// StartProbe creates one probe pod with p's flags (every client of
+// p.Args in it) and returns once it runs and has an address. The pod is
+// deleted by Stop, or after the spec.
+func (f *Framework) StartProbe(ctx context.Context, ns string, p Probe) Background {
 	GinkgoHelper()
-	kube := f.stack.Deployer().Kube
-	name := "probe-" + rand.String(5)
+	if p.StartDelay > 0 {
+		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
+	}
+	name := "probe-bg-" + rand.String(5)
+	f.createProbePod(ctx, ns, name, p)
+	b := Background{Pod: name, ns: ns, f: f}
+	DeferCleanup(b.Stop)
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	got, err := f.pollPod(ctx, ns, name, 200*time.Millisecond, timeout, func(got *corev1.Pod) (bool, error) {
+		if got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed {
+			return false, fmt.Errorf("it ended (phase %s) before the spec was done with it: give it a longer --duration", got.Status.Phase)
+		}
+		return got.Status.Phase == corev1.PodRunning && got.Status.PodIP != "", nil
+	})
+	if err != nil {
+		logs, _ := f.probeLogs(ctx, ns, name, false, false)
+		Fail(fmt.Sprintf("background probe pod %s/%s not running with an address after %s (phase %s): %v\nlogs:\n%s", ns, name, timeout, phase(got), err, logs))
+	}
+	b.Node, b.PodIP = got.Spec.NodeName, got.Status.PodIP
+	return b
+}
+
+// Stop deletes the background pod at once; it may be called again.
+func (b Background) Stop(ctx context.Context) {
+	zero := int64(0)
+	_ = b.f.stack.Deployer().Kube.CoreV1().Pods(b.ns).Delete(ctx, b.Pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+}
+
+// createProbePod creates probe pod name in ns with p's flags, image,
+// environment, labels and customization.
+func (f *Framework) createProbePod(ctx context.Context, ns, name string, p Probe) {
+	GinkgoHelper()
 	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: f.imageFor(p.Args), Args: p.Args, Env: p.Env,
 		ServiceAccount: p.ServiceAccount, Labels: p.Labels, Annotations: p.Annotations})
 	if p.Customize != nil {
 		p.Customize(pod)
 	}
-	if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if _, err := f.stack.Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		Fail(fmt.Sprintf("create probe pod: %v", err))
 	}
-	timeout := p.Timeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
-	}
+}
+
+// pollPod reads pod ns/name every interval until done says so, done
+// fails, or timeout passes; a pod not yet found is waited for. It returns
+// the last pod read (nil if none was).
+func (f *Framework) pollPod(ctx context.Context, ns, name string, interval, timeout time.Duration, done func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
+	kube := f.stack.Deployer().Kube
 	var got *corev1.Pod
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		var err error
-		got, err = kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		pod, err := kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		return got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed, nil
+		got = pod
+		return done(pod)
+	})
+	return got, err
+}
+
+// finished reports whether the pod's work is done: its phase says so, or
+// (restart policy Never, so that nothing starts again) every one of its
+// containers has terminated. The kubelet sets the phase
+// about a second after the last container ends (its next status sync);
+// the logs are whole once the containers are, and a spec waits on every
+// pod it runs, so that second counts once per spec.
+func finished(p *corev1.Pod) bool {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return true
+	}
+	if p.Spec.RestartPolicy != corev1.RestartPolicyNever || len(p.Spec.Containers) == 0 || len(p.Status.ContainerStatuses) != len(p.Spec.Containers) {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Terminated == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// runProbePod runs one probe pod.
+func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
+	GinkgoHelper()
+	name := "probe-" + rand.String(5)
+	f.createProbePod(ctx, ns, name, p)
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	got, err := f.pollPod(ctx, ns, name, 500*time.Millisecond, timeout, func(got *corev1.Pod) (bool, error) {
+		return finished(got), nil
 	})
 	escapes := flagValue(p.Args, "escape") != ""
 	logs, lerr := f.probeLogs(ctx, ns, name, err == nil, escapes)
@@ -270,7 +359,6 @@ func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRu
 	}
 	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
 	run.Results = parseResults(logs)
-	f.journalEvidence(ctx, run)
 	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
 	if escapes {
 		run.Escapes = parseEscapes(logs)
@@ -417,28 +505,59 @@ func RecordClients(outcome map[string]bool, notApplicable ...map[string]string) 
 
 const clientsEntry = "idharness-clients"
 
-// journalEvidence adds to the report what the node's fakeimds journaled
-// for the probe pod's address: the server's side of the same requests.
-func (f *Framework) journalEvidence(ctx context.Context, run ProbeRun) {
-	if run.PodIP == "" || run.Node == "" {
-		return
-	}
-	c, err := f.stack.FakeIMDS(ctx, run.Node)
-	if err != nil {
-		return
-	}
-	entries, err := c.Journal(ctx, 0)
-	if err != nil {
-		return
-	}
-	var lines []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Remote, run.PodIP+":") {
-			b, _ := json.Marshal(e)
-			lines = append(lines, string(b))
+// journalEvidence adds to the report what each run's node's fakeimds
+// journaled for its pod's address: the server's side of the same
+// requests.
+func (f *Framework) journalEvidence(ctx context.Context, runs ...ProbeRun) {
+	byNode := map[string][]ProbeRun{}
+	for _, r := range runs {
+		if r.PodIP != "" && r.Node != "" {
+			byNode[r.Node] = append(byNode[r.Node], r)
 		}
 	}
-	if len(lines) > 0 {
-		AddReportEntry("fakeimds journal on "+run.Node+" for "+run.Pod, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(lines, "\n"))
+	for _, node := range slices.Sorted(maps.Keys(byNode)) {
+		rs := byNode[node]
+		c, err := f.stack.FakeIMDS(ctx, node)
+		if err != nil {
+			continue
+		}
+		ips := make([]string, 0, len(rs))
+		for _, r := range rs {
+			ips = append(ips, r.PodIP)
+		}
+		// One read per node for the spec's pods, filtered by the server:
+		// the whole journal, read once per pod, went through the API
+		// server's proxy a dozen times at once.
+		entries, err := c.JournalFrom(ctx, 0, ips...)
+		if err != nil {
+			continue
+		}
+		lines := journalLines(entries, rs)
+		for _, r := range rs {
+			if l := lines[r.Pod]; len(l) > 0 {
+				AddReportEntry("fakeimds journal on "+r.Node+" for "+r.Pod, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(l, "\n"))
+			}
+		}
 	}
+}
+
+// journalLines sorts entries to the runs' pods by source address, as
+// JSON lines, keyed by pod name.
+func journalLines(entries []journal.Entry, runs []ProbeRun) map[string][]string {
+	pods := map[string]string{}
+	for _, r := range runs {
+		pods[r.PodIP] = r.Pod
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		host, _, err := net.SplitHostPort(e.Remote)
+		if err != nil {
+			continue
+		}
+		if pod, ok := pods[host]; ok {
+			b, _ := json.Marshal(e)
+			out[pod] = append(out[pod], string(b))
+		}
+	}
+	return out
 }

@@ -2,9 +2,15 @@ package framework
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/idharness/idharness/fakeimds/journal"
 )
 
 func TestRereadLogs(t *testing.T) {
@@ -49,5 +55,65 @@ func TestRereadLogs(t *testing.T) {
 				t.Errorf("%d reads: an incomplete log must be read again until the bound", n)
 			}
 		})
+	}
+}
+
+// TestJournalLines: each journal entry goes to the pod whose address sent
+// it, by the whole address: 10.244.1.2 is not 10.244.1.23.
+func TestJournalLines(t *testing.T) {
+	entries := []journal.Entry{
+		{Seq: 1, Remote: "10.244.1.2:40000"},
+		{Seq: 2, Remote: "10.244.1.23:40001"},
+		{Seq: 3, Remote: "10.244.1.2:40002"},
+		{Seq: 4, Remote: "10.244.1.9:40003"},
+		{Seq: 5, Remote: "not an address"},
+	}
+	runs := []ProbeRun{{Pod: "a", PodIP: "10.244.1.2"}, {Pod: "b", PodIP: "10.244.1.23"}, {Pod: "c", PodIP: "10.244.1.3"}}
+	got := journalLines(entries, runs)
+	seqs := map[string][]uint64{}
+	for pod, lines := range got {
+		for _, l := range lines {
+			var e journal.Entry
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatal(err)
+			}
+			seqs[pod] = append(seqs[pod], e.Seq)
+		}
+	}
+	want := map[string][]uint64{"a": {1, 3}, "b": {2}}
+	if !reflect.DeepEqual(seqs, want) {
+		t.Errorf("journalLines: %v, want %v", seqs, want)
+	}
+}
+
+func TestFinished(t *testing.T) {
+	term := corev1.ContainerStatus{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}
+	run := corev1.ContainerStatus{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
+	pod := func(policy corev1.RestartPolicy, phase corev1.PodPhase, containers int, st ...corev1.ContainerStatus) *corev1.Pod {
+		p := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: policy}, Status: corev1.PodStatus{Phase: phase, ContainerStatuses: st}}
+		for range containers {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{})
+		}
+		return p
+	}
+	never, onFailure := corev1.RestartPolicyNever, corev1.RestartPolicyOnFailure
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"succeeded", pod(never, corev1.PodSucceeded, 1, term), true},
+		{"failed", pod(never, corev1.PodFailed, 1, term), true},
+		{"pending, no status yet", pod(never, corev1.PodPending, 1), false},
+		{"running", pod(never, corev1.PodRunning, 1, run), false},
+		{"its only container ended, phase not yet set", pod(never, corev1.PodRunning, 1, term), true},
+		{"one of two containers ended", pod(never, corev1.PodRunning, 2, term, run), false},
+		{"both containers ended", pod(never, corev1.PodRunning, 2, term, term), true},
+		{"one status for two containers", pod(never, corev1.PodRunning, 2, term), false},
+		{"ended but may restart", pod(onFailure, corev1.PodRunning, 1, term), false},
+	} {
+		if got := finished(tc.pod); got != tc.want {
+			t.Errorf("%s: finished = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
