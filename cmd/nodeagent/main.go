@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	optIn := fs.String("opt-in-label", "", "label selector of the namespaces that get pod identity; pods elsewhere are passed through unchanged (empty: every namespace)")
 	attempts := fs.Int("attempts", 5, "tries to find a pod's binding (and the pod) before refusing")
 	interval := fs.Duration("interval", 500*time.Millisecond, "wait between those tries")
-	podWait := fs.Duration("pod-wait", 10*time.Second, "how long to wait for a calling pod to show up (its IP in the API server), polled every --interval, before refusing")
+	podWait := fs.Duration("pod-wait", 10*time.Second, "how long to wait for a calling pod to show up (its IP in the API server), looked for at every pod event and every --interval, before refusing")
 	retryAfter := fs.Duration("retry-after", 0, "when positive, refuse unbound pods with 503 and this Retry-After instead of 404")
 	block := fs.Bool("block-instance-metadata", false, "refuse /metadata/instance to pods with 403")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (empty: in-cluster configuration)")

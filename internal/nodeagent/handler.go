@@ -32,6 +32,16 @@ type Lookup interface {
 	Live(ctx context.Context, namespace, pod string) (Pod, []Identity, []Binding, error)
 }
 
+// PodNotifier is a Lookup that says when its pods change (Informers
+// does), so that a request from a pod it does not know yet is answered as
+// soon as the pod shows up rather than at the next poll: on a busy node
+// the poll every Interval cost each new pod's first request up to 500 ms.
+type PodNotifier interface {
+	// PodsChanged returns a channel closed at the next change of the
+	// pods PodByIP looks in.
+	PodsChanged() <-chan struct{}
+}
+
 // Config configures the handler.
 type Config struct {
 	// Upstream is the node's metadata endpoint, e.g. http://169.254.169.254.
@@ -376,17 +386,36 @@ func tokenQuery(raw string) (url.Values, error) {
 	return out, nil
 }
 
-// podByIP waits up to the configured attempts for the informers to know
-// the pod: a pod's first request can beat the watch event carrying its IP.
+// podByIP waits up to PodWait for the informers to know the pod: a pod's
+// first request can beat the watch event carrying its IP. It looks again
+// at every change of the pods when the lookup is a PodNotifier, and every
+// Interval in any case.
 func (h *Handler) podByIP(ctx context.Context, ip string) (Pod, bool) {
 	deadline := time.Now().Add(h.cfg.PodWait)
+	n, _ := h.lookup.(PodNotifier)
 	for {
+		var changed <-chan struct{} // nil, never ready, without a notifier
+		if n != nil {
+			// Taken before the look, so that a change between the two
+			// still wakes the wait below.
+			changed = n.PodsChanged()
+		}
 		if p, ok := h.lookup.PodByIP(ip); ok {
 			return p, true
 		}
-		if !time.Now().Add(h.cfg.Interval).Before(deadline) || !sleep(ctx, h.cfg.Interval) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return Pod{}, false
 		}
+		t := time.NewTimer(min(h.cfg.Interval, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Pod{}, false
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 

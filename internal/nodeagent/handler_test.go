@@ -340,3 +340,56 @@ func TestPassThroughSendsOnce(t *testing.T) {
 		t.Errorf("3 pod requests while upstream resets connections reached it %d times, want 3 (one each)", requests)
 	}
 }
+
+// TestHandlerWakesWhenThePodShowsUp: a request from a pod the informers do
+// not know yet is answered once the pod's event arrives, not at the next
+// poll. The poll interval here is an hour, so only the informers' signal
+// can answer the request within the test's bound.
+func TestHandlerWakesWhenThePodShowsUp(t *testing.T) {
+	up := startUpstream(t)
+	kube, dynObjs := cluster()
+	kc := kubefake.NewClientset(kube...)
+	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inf, err := StartInformers(ctx, kc, dc, node, nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Interval: time.Hour, PodWait: time.Hour, Log: slog.New(slog.DiscardHandler)}, inf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const newIP = "10.244.1.40"
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		r := httptest.NewRequest(http.MethodGet, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net", nil)
+		r.RemoteAddr = newIP + ":40000"
+		r.Header.Set("Metadata", "true")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		done <- w
+	}()
+	// Unrelated pod events wake the wait too; the request must go on
+	// waiting through them.
+	other := pod("app", "unrelated", "10.244.1.41", nil)
+	if _, err := kc.CoreV1().Pods("app").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-done:
+		t.Fatalf("answered %d before the pod existed: %s", w.Code, w.Body)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := kc.CoreV1().Pods("app").Create(ctx, pod("app", "new-web", newIP, map[string]string{podidentity.BindingLabel: "web"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-done:
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), clientA) {
+			t.Fatalf("status %d, want 200 with %s's token: %s", w.Code, clientA, w.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request was not answered within 10 s of its pod's creation: the agent waits for its poll (an hour here) instead of the informers' event")
+	}
+}

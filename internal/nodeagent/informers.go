@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,8 @@ type Informers struct {
 	pods, ids, binds, excs cache.Indexer
 	namespaces             cache.Store
 	optIn                  labels.Selector
+	// podsChanged fires at every pod event, once the pod store has it.
+	podsChanged *signal
 	// live reads the API server directly, for Live.
 	live LiveClients
 }
@@ -72,6 +75,13 @@ func StartInformers(ctx context.Context, kube kubernetes.Interface, dyn dynamic.
 	if err := podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
 		return nil, fmt.Errorf("pod IP index: %w", err)
 	}
+	// The informer updates its store before it hands the event to the
+	// handlers, so a request woken by the signal finds the pod.
+	podsChanged := newSignal()
+	fire := func(any) { podsChanged.fire() }
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: fire, UpdateFunc: func(_, obj any) { fire(obj) }, DeleteFunc: fire}); err != nil {
+		return nil, fmt.Errorf("pod event handler: %w", err)
+	}
 	// Namespaces are cluster-wide: a separate factory without the node filter.
 	nsInf := informers.NewSharedInformerFactory(kube, 0).Core().V1().Namespaces().Informer()
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
@@ -88,7 +98,7 @@ func StartInformers(ctx context.Context, kube kubernetes.Interface, dyn dynamic.
 		return nil, fmt.Errorf("informers not synced within %s: are the aadpodidentity.k8s.io CRDs installed and may the agent's service account list pods, namespaces and them?", timeout)
 	}
 	return &Informers{pods: podInf.GetIndexer(), namespaces: nsInf.GetStore(), ids: ids.GetIndexer(), binds: binds.GetIndexer(), excs: excs.GetIndexer(), optIn: optIn,
-		live: LiveClients{Kube: kube, Dyn: dyn}}, nil
+		podsChanged: podsChanged, live: LiveClients{Kube: kube, Dyn: dyn}}, nil
 }
 
 // podIPs indexes pods that own their IPs: not host-network pods (they
@@ -121,6 +131,31 @@ func (i *Informers) PodByIP(ip string) (Pod, bool) {
 	})
 	p := objs[0].(*corev1.Pod)
 	return Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels}, true
+}
+
+// PodsChanged implements PodNotifier.
+func (i *Informers) PodsChanged() <-chan struct{} { return i.podsChanged.wait() }
+
+// signal wakes every waiter at once: fire closes the channel that wait
+// handed out and starts a new one.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.ch)
+	s.ch = make(chan struct{})
 }
 
 // OptedIn implements Lookup.

@@ -102,10 +102,13 @@ var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 				_, _ = c.SetIdentityLifetime(ctx, sel, 0)
 				_ = c.FlushTokens(ctx)
 			})
-			// Clients refresh once less than 5 minutes are left: after
-			// the first minute. 100 s of calls every 10 s cover it.
+			// Clients refresh once less than 5 minutes are left: 60 s
+			// after the first call, which gets a new token (the cache was
+			// flushed). Calls every 5 s for 80 s (the last at 75 s) see
+			// that refresh and three calls after it (on 2026-12-04 every
+			// client refreshed at the 60 s call).
 			run := f.RunProbe(ctx, f.Namespace(ctx), Probe{Node: node, Timeout: 4 * time.Minute,
-				Args: append([]string{"--identity=client_id=" + id.ClientID, "--resource=" + vaultResource, "--duration=100s", "--interval=10s",
+				Args: append([]string{"--identity=client_id=" + id.ClientID, "--resource=" + vaultResource, "--duration=80s", "--interval=5s",
 					"--client=azidentity-mi,msal-mi,raw"}, vaultArgs(f, fixtures.SecretApp)...)})
 			outcome := map[string]bool{}
 			for c, rs := range ByClient(run.Results) {
@@ -121,7 +124,7 @@ var _ = Describe("Expiry refresh", Label("expiry", "imds"), Ordered, func() {
 				}
 				ok = ok && len(exps) >= 2
 				outcome[c] = ok
-				Expect(len(exps)).To(BeNumerically(">=", 2), "%s never refreshed its 6-minute token within 100 s", c)
+				Expect(len(exps)).To(BeNumerically(">=", 2), "%s never refreshed its 6-minute token within 80 s", c)
 			}
 			RecordClients(outcome)
 		})
