@@ -110,17 +110,25 @@ func cluster() ([]runtime.Object, []runtime.Object) {
 	return kube, dyn
 }
 
-func TestHandler(t *testing.T) {
-	up := startUpstream(t)
+// startCluster starts informers on cluster()'s objects, in fake clients
+// the test may change, until the test ends.
+func startCluster(t *testing.T, optIn labels.Selector) (context.Context, *kubefake.Clientset, *dynamicfake.FakeDynamicClient, *Informers) {
+	t.Helper()
 	kube, dynObjs := cluster()
 	kc := kubefake.NewClientset(kube...)
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	inf, err := StartInformers(ctx, kc, dc, node, labels.SelectorFromSet(labels.Set{"idharness.io/pod-identity": "true"}), 10*time.Second)
+	inf, err := StartInformers(ctx, kc, dc, node, optIn, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, kc, dc, inf
+}
+
+func TestHandler(t *testing.T) {
+	up := startUpstream(t)
+	_, _, _, inf := startCluster(t, labels.SelectorFromSet(labels.Set{"idharness.io/pod-identity": "true"}))
 	const attempts, interval = 3, 20 * time.Millisecond
 	handler := func(mut func(*Config)) *Handler {
 		cfg := Config{Upstream: up.url, Attempts: attempts, Interval: interval, Log: slog.New(slog.DiscardHandler)}
@@ -235,15 +243,7 @@ func TestHandler(t *testing.T) {
 // retries.
 func TestHandlerBindingArrivesDuringRetries(t *testing.T) {
 	up := startUpstream(t)
-	kube, dynObjs := cluster()
-	kc := kubefake.NewClientset(kube...)
-	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	inf, err := StartInformers(ctx, kc, dc, node, nil, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, dc, inf := startCluster(t, nil)
 	h, err := NewHandler(Config{Upstream: up.url, Attempts: 40, Interval: 50 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}, inf)
 	if err != nil {
 		t.Fatal(err)
@@ -347,15 +347,7 @@ func TestPassThroughSendsOnce(t *testing.T) {
 // can answer the request within the test's bound.
 func TestHandlerWakesWhenThePodShowsUp(t *testing.T) {
 	up := startUpstream(t)
-	kube, dynObjs := cluster()
-	kc := kubefake.NewClientset(kube...)
-	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, dynObjs...)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	inf, err := StartInformers(ctx, kc, dc, node, nil, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, kc, _, inf := startCluster(t, nil)
 	h, err := NewHandler(Config{Upstream: up.url, Attempts: 1, Interval: time.Hour, PodWait: time.Hour, Log: slog.New(slog.DiscardHandler)}, inf)
 	if err != nil {
 		t.Fatal(err)
