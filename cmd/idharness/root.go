@@ -32,7 +32,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail and the output of long external commands")
-	root.AddCommand(newVersionCommand(), newClusterCommand(), newScenarioCommand(), newRunCommand(), newConformanceCommand(), newClientsCommand(), newRunUnitCommand(), newRunJobCommand(), newSonobuoyCommand(), newRegistryCommand(), newReleaseCommand())
+	root.AddCommand(newVersionCommand(), newClusterCommand(), newScenarioCommand(), newRunCommand(), newConformanceCommand(), newClientsCommand(), newRunUnitCommand(), newRunJobCommand(), newSonobuoyCommand(), newRegistryCommand(), newReleaseCommand(), newReportCommand())
 	return root
 }
 
