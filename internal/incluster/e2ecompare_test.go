@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,28 +122,27 @@ func checkReference(local result) error {
 }
 
 // compare returns how got differs from local: the verdict, and every
-// spec ID either lists with another outcome or lists alone.
+// spec ID either lists with another outcome or lists alone
+// (report.Compare, on reports without clients: Sonobuoy's have none).
 func compare(what string, local, got result) []string {
 	var diffs []string
-	if got.Verdict != local.Verdict {
-		diffs = append(diffs, fmt.Sprintf("%s verdict %q, local %q", what, got.Verdict, local.Verdict))
-	}
-	var ids []string
-	for id := range local.Specs {
-		ids = append(ids, id)
-	}
-	for id := range got.Specs {
-		if _, ok := local.Specs[id]; !ok {
-			ids = append(ids, id)
+	for _, d := range report.Compare(local.report(), got.report()) {
+		if d.ID == "" {
+			diffs = append(diffs, fmt.Sprintf("%s verdict %q, local %q", what, d.B, d.A))
+			continue
 		}
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if local.Specs[id] != got.Specs[id] {
-			diffs = append(diffs, fmt.Sprintf("%s %s: %q, local %q", what, id, got.Specs[id], local.Specs[id]))
-		}
+		diffs = append(diffs, fmt.Sprintf("%s %s: %q, local %q", what, d.ID, d.B, d.A))
 	}
 	return diffs
+}
+
+// report is r as a report of its verdict and spec states.
+func (r result) report() *report.Report {
+	out := &report.Report{Verdict: r.Verdict}
+	for id, state := range r.Specs {
+		out.Specs = append(out.Specs, report.Spec{ID: id, State: state})
+	}
+	return out
 }
 
 var specID = regexp.MustCompile(`IDH-[A-Z]+-\d{4}`)
