@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -273,11 +272,7 @@ func filterRemotes(entries []journal.Entry, hosts []string) []journal.Entry {
 	}
 	out := entries[:0]
 	for _, e := range entries {
-		h, _, err := net.SplitHostPort(e.Remote)
-		if err != nil {
-			h = e.Remote
-		}
-		if slices.Contains(hosts, h) {
+		if slices.Contains(hosts, e.RemoteHost()) {
 			out = append(out, e)
 		}
 	}

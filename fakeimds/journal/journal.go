@@ -5,6 +5,7 @@ package journal
 
 import (
 	"maps"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,16 @@ type Entry struct {
 	// Truncated names the fields cut to MaxFieldBytes ("query",
 	// "headers.User-Agent", …); their values are the first bytes only.
 	Truncated []string `json:"truncated,omitempty"`
+}
+
+// RemoteHost is the address the request came from without its port
+// (Remote itself when it has none): what readers match a pod's or a
+// client's IP address against.
+func (e *Entry) RemoteHost() string {
+	if h, _, err := net.SplitHostPort(e.Remote); err == nil {
+		return h
+	}
+	return e.Remote
 }
 
 // MaxFieldBytes bounds each string an entry keeps. Requests carry what

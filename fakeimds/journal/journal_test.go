@@ -50,3 +50,17 @@ func TestSubscribe(t *testing.T) {
 	}
 	j.Add(Entry{}) // must not block or panic with no subscribers
 }
+
+func TestRemoteHost(t *testing.T) {
+	for _, tc := range []struct{ remote, want string }{
+		{"10.244.1.2:40000", "10.244.1.2"},
+		{"[fd00::2]:40000", "fd00::2"},
+		{"10.244.1.2", "10.244.1.2"}, // no port: as it is
+		{"", ""},
+	} {
+		e := Entry{Remote: tc.remote}
+		if got := e.RemoteHost(); got != tc.want {
+			t.Errorf("RemoteHost(%q) = %q, want %q", tc.remote, got, tc.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -466,10 +465,8 @@ func (r *runner) fetchJournal(ctx context.Context) error {
 // came from (every local client has a loopback address of its own), else
 // by the tag in its User-Agent (in-cluster probes behind a node agent).
 func (r *runner) clientOf(e journal.Entry) string {
-	if host, _, err := net.SplitHostPort(e.Remote); err == nil {
-		if c, ok := r.source[host]; ok {
-			return c
-		}
+	if c, ok := r.source[e.RemoteHost()]; ok {
+		return c
 	}
 	return clientOf(e.Headers["User-Agent"])
 }

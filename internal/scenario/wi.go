@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 
 	"github.com/idharness/idharness/fakeimds/chaos"
@@ -76,8 +75,7 @@ func (r *runner) authorityJournal(ctx context.Context) []Request {
 		if e.Time.Before(r.start) {
 			continue
 		}
-		host, _, _ := net.SplitHostPort(e.Remote)
-		if _, pod := r.source[host]; !pod && !slices.ContainsFunc(e.Faults, ours) {
+		if _, pod := r.source[e.RemoteHost()]; !pod && !slices.ContainsFunc(e.Faults, ours) {
 			continue
 		}
 		out = append(out, Request{At: Millis(e.Time.Sub(r.start)), Client: r.clientOf(e), Entry: e})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -550,11 +549,7 @@ func journalLines(entries []journal.Entry, runs []ProbeRun) map[string][]string 
 	}
 	out := map[string][]string{}
 	for _, e := range entries {
-		host, _, err := net.SplitHostPort(e.Remote)
-		if err != nil {
-			continue
-		}
-		if pod, ok := pods[host]; ok {
+		if pod, ok := pods[e.RemoteHost()]; ok {
 			b, _ := json.Marshal(e)
 			out[pod] = append(out[pod], string(b))
 		}
