@@ -97,9 +97,7 @@ func (f *Framework) Namespace(ctx context.Context) string {
 // error here: specs judge the results.
 func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
-	if p.StartDelay > 0 {
-		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
-	}
+	p = p.withStartDelay()
 	clients := f.probeClients(p.Args)
 	if p.Shared || len(clients) < 2 {
 		run := f.runProbePod(ctx, ns, p)
@@ -239,6 +237,15 @@ func withoutFlag(args []string, name string) []string {
 	return out
 }
 
+// withStartDelay returns p with its StartDelay passed to the probe as
+// --start-delay.
+func (p Probe) withStartDelay() Probe {
+	if p.StartDelay > 0 {
+		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
+	}
+	return p
+}
+
 // Background is a probe pod a spec keeps running while it does something
 // else (a bound pod whose address another pod names): it makes its
 // requests until Stop deletes it, and its results are not read.
@@ -253,9 +260,7 @@ type Background struct {
 // deleted by Stop, or after the spec.
 func (f *Framework) StartProbe(ctx context.Context, ns string, p Probe) Background {
 	GinkgoHelper()
-	if p.StartDelay > 0 {
-		p.Args = append(slices.Clone(p.Args), "--start-delay="+p.StartDelay.String())
-	}
+	p = p.withStartDelay()
 	name := "probe-bg-" + rand.String(5)
 	f.createProbePod(ctx, ns, name, p)
 	b := Background{Pod: name, ns: ns, f: f}

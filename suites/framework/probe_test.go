@@ -117,3 +117,17 @@ func TestFinished(t *testing.T) {
 		}
 	}
 }
+
+func TestWithStartDelay(t *testing.T) {
+	args := []string{"--client=raw"}
+	if got := (Probe{Args: args}).withStartDelay().Args; !reflect.DeepEqual(got, args) {
+		t.Errorf("no delay: args %v, want %v", got, args)
+	}
+	got := (Probe{Args: args, StartDelay: 3 * time.Second}).withStartDelay().Args
+	if want := []string{"--client=raw", "--start-delay=3s"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("3 s: args %v, want %v", got, want)
+	}
+	if len(args) != 1 {
+		t.Errorf("the caller's args changed: %v", args)
+	}
+}
