@@ -81,16 +81,9 @@ type result struct {
 
 // readReport reads the verdict and the spec outcomes of a report.json.
 func readReport(path string) (result, error) {
-	b, err := os.ReadFile(path)
+	rep, err := report.Read(path)
 	if err != nil {
 		return result{}, err
-	}
-	var rep struct {
-		Verdict string
-		Specs   []struct{ ID, State string }
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return result{}, fmt.Errorf("%s: %w", path, err)
 	}
 	r := result{Verdict: rep.Verdict, Specs: map[string]string{}}
 	for _, s := range rep.Specs {
