@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 )
 
 // Read reads a report.json, given as the file or the report directory
@@ -76,51 +76,20 @@ func Compare(a, b *Report) []Difference {
 		out = append(out, Difference{A: a.Verdict, B: b.Verdict})
 	}
 	as, bs := specsByID(a), specsByID(b)
-	ids := make([]string, 0, len(as)+len(bs))
-	for id := range as {
-		ids = append(ids, id)
-	}
-	for id := range bs {
-		if _, ok := as[id]; !ok {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range keysOfBoth(as, bs) {
 		sa, inA := as[id]
 		sb, inB := bs[id]
-		stateA, stateB := Absent, Absent
-		if inA {
-			stateA = sa.State
-		}
-		if inB {
-			stateB = sb.State
-		}
+		stateA, stateB := orAbsent(sa.State, inA), orAbsent(sb.State, inB)
 		if stateA != stateB {
 			out = append(out, Difference{ID: id, A: stateA, B: stateB})
 		}
 		if !inA || !inB {
 			continue
 		}
-		clients := make([]string, 0, len(sa.Clients)+len(sb.Clients))
-		for c := range sa.Clients {
-			clients = append(clients, c)
-		}
-		for c := range sb.Clients {
-			if _, ok := sa.Clients[c]; !ok {
-				clients = append(clients, c)
-			}
-		}
-		slices.Sort(clients)
-		for _, c := range clients {
+		for _, c := range keysOfBoth(sa.Clients, sb.Clients) {
 			ca, okA := sa.Clients[c]
 			cb, okB := sb.Clients[c]
-			if !okA {
-				ca = Absent
-			}
-			if !okB {
-				cb = Absent
-			}
+			ca, cb = orAbsent(ca, okA), orAbsent(cb, okB)
 			if ca != cb {
 				out = append(out, Difference{ID: id, Client: c, A: ca, B: cb})
 			}
@@ -135,6 +104,26 @@ func Outcomes(r *Report) (specs, clients int) {
 		clients += len(s.Clients)
 	}
 	return len(r.Specs), clients
+}
+
+// orAbsent is v when present, else Absent.
+func orAbsent(v string, present bool) string {
+	if !present {
+		return Absent
+	}
+	return v
+}
+
+// keysOfBoth returns the keys of a and of b, once each, sorted.
+func keysOfBoth[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func specsByID(r *Report) map[string]Spec {
