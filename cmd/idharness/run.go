@@ -213,7 +213,7 @@ the report to --report-dir. A cluster it created is deleted at the end unless --
 	fl.StringVar(&f.labelFilter, "label-filter", "", "ginkgo label filter, e.g. 'user-assigned && MUST'")
 	fl.StringVar(&f.profile, "profile", "imds", "identity implementation to deploy: imds (fakeimds and the reference workload identity webhook), reference (adds the reference pod identity node agent) or aad-pod-identity (its NMI instead of the agent); each is a list of shipped declarations (fixtures/sut)")
 	fl.StringVar(&f.sutFile, "sut", "", "implementation under test declared in a file (sut.yaml: images, manifests, readiness, claimed modes; docs/extending.md), deployed instead of a --profile, with the reference workload identity webhook unless it claims workload-identity")
-	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many groups of specs (a top-level container each) at once, in processes of this binary; the chaos suite plays its specs side by side anyway")
+	fl.IntVar(&f.parallel, "parallel", 1, "conformance specs: run this many specs at once, each in a process of this binary, taking turns at starting client runtimes; the chaos suite plays its specs side by side anyway")
 	fl.BoolVar(&f.inCluster, "in-cluster", false, "run the suites as a Job inside the cluster, with least-privilege RBAC, and copy its report out (docs/in-cluster.md); the specs that need the machine behind the nodes are left out, and the verdict says so")
 	fl.StringVar(&f.runnerImage, "runner-image", "", "--in-cluster: the runner image to use (pullable by the nodes) instead of building one from this program and loading or pushing it with the others")
 	fl.StringVar(&f.focus, "focus", "", "run only specs whose text matches this regular expression")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -33,6 +34,7 @@ func newRunUnitCommand() *cobra.Command {
 		focus       string
 		seed        int64
 		reportFile  string
+		startGate   string
 	)
 	cmd := &cobra.Command{
 		Use:    runUnitCommand,
@@ -43,7 +45,7 @@ func newRunUnitCommand() *cobra.Command {
 			if flags.Kubeconfig == "" || reportFile == "" {
 				return errors.New("run-unit needs --kubeconfig and --report-json; it is started by idharness run --parallel")
 			}
-			r, _ := framework.RunConnected(description, flags, framework.RunOptions{LabelFilter: labelFilter, Focus: focus, Seed: seed, Progress: cmd.ErrOrStderr()})
+			r, _ := framework.RunConnected(description, flags, framework.RunOptions{LabelFilter: labelFilter, Focus: focus, Seed: seed, Progress: cmd.ErrOrStderr(), StartGate: startGate})
 			b, err := json.Marshal(r)
 			if err != nil {
 				return err
@@ -61,6 +63,7 @@ func newRunUnitCommand() *cobra.Command {
 	fl.StringVar(&focus, "focus", "", "the unit's specs")
 	fl.Int64Var(&seed, "seed", 0, "the run's seed")
 	fl.StringVar(&reportFile, "report-json", "", "where ginkgo's report goes")
+	fl.StringVar(&startGate, "start-gate", "", "the file the run's processes lock in turn to start client runtimes (internal/startgate)")
 	return cmd
 }
 
@@ -77,13 +80,20 @@ func runParallel(ctx context.Context, description string, st *stack.Stack, kubec
 	if err != nil {
 		return types.Report{}, fmt.Errorf("find this binary to start the parallel run's processes: %w", err)
 	}
-	fmt.Fprintf(output, "running %d groups of specs, %d at a time (--parallel)\n", len(units), procs)
+	fmt.Fprintf(output, "running %d specs, %d at a time (--parallel)\n", len(units), procs)
+	dir, err := os.MkdirTemp("", "idharness-gate-")
+	if err != nil {
+		return types.Report{}, fmt.Errorf("the parallel run's start gate: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	gate := filepath.Join(dir, "start-gate")
 	start := func(ctx context.Context, u parallel.Unit, reportFile string) *exec.Cmd {
 		// The user's focus was applied by the preview: the unit's specs
 		// are within it.
 		return exec.CommandContext(ctx, self, runUnitCommand,
 			"--kubeconfig", kubeconfig, "--idh-namespace", st.Namespace, "--description", description,
-			"--label-filter", o.LabelFilter, "--focus", u.Focus(), "--seed", strconv.FormatInt(o.Seed, 10), "--report-json", reportFile)
+			"--label-filter", o.LabelFilter, "--focus", u.Focus(), "--seed", strconv.FormatInt(o.Seed, 10), "--report-json", reportFile,
+			"--start-gate", gate)
 	}
 	return parallel.Run(ctx, preview, units, parallel.Options{Procs: procs, Start: start, Output: output})
 }

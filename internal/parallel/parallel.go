@@ -3,17 +3,21 @@
 //
 // Ginkgo runs a suite once per process, and its own parallel mode needs
 // its CLI; idharness is one binary. So a parallel run previews the specs
-// it would run (framework.Preview), splits them into units — a top-level
-// container each, because an Ordered container's specs share a BeforeAll
-// and may depend on each other's order — and starts a process of the same
-// binary per unit, a few at a time, each running its unit's specs against
-// the stack the parent deployed (framework.RunConnected). Most of a
+// it would run (framework.Preview), splits them into units, and starts a
+// process of the same binary per unit, a few at a time, each running its
+// unit's specs against the stack the parent deployed
+// (framework.RunConnected). A spec is a unit of its own, so that
+// whichever process is free takes the next one (a process costs about
+// 0.2 s), except in an Ordered container: its specs share what its
+// BeforeAll set up or what one leaves for the next (the workload identity
+// specs share the authority's federated credentials), so they are one
+// unit, run one after another. A unit runs its specs' container set-up
+// in its own process, as a focused run (--focus) does. Most of a
 // conformance spec's time is waiting for pods, so the machine is idle
 // enough for several. Specs isolate themselves (a namespace, probe pods
 // and fault rules scoped to those pods' addresses each); a spec labelled
 // Serial changes what every pod sees (the authority's clock, a node's
-// identities, the webhook), so it runs in a unit of its own, alone, after
-// the others.
+// identities, the webhook), so it runs alone, after the others.
 package parallel
 
 import (
@@ -39,15 +43,34 @@ import (
 // SerialLabel marks a spec that must not run beside any other.
 const SerialLabel = "Serial"
 
-// Unit is the specs of one top-level container that a run selects: what
-// one process runs.
+// SlowLabel marks a spec that takes much longer than the others (IDH-CONF-0015's
+// 80 s of 6-minute tokens): it starts first, so that it does not end the
+// run alone.
+const SlowLabel = "slow"
+
+// Unit is what one process runs: a spec, or an Ordered container's.
 type Unit struct {
-	// Name is the container's text.
+	// Name is the top-level container's text.
 	Name string
 	// IDs are the unit's spec IDs ("IDH-CONF-0001"), in tree order.
 	IDs []string
 	// Serial units run alone, after the others (SerialLabel).
 	Serial bool
+	// Slow units start before the others: a spec of theirs is labelled
+	// SlowLabel.
+	Slow bool
+}
+
+// label names the unit in its process's output lines: its spec's ID, or
+// its container's text, shortened.
+func (u Unit) label() string {
+	if len(u.IDs) == 1 {
+		return u.IDs[0]
+	}
+	if r := []rune(u.Name); len(r) > 24 {
+		return string(r[:23]) + "…"
+	}
+	return u.Name
 }
 
 // Focus is the regular expression that selects the unit's specs by ID
@@ -71,15 +94,13 @@ func idOf(leaf string) string {
 	return ""
 }
 
-// Units groups the specs a preview would run (reported passed) by their
-// top-level container, in the preview's order, and splits a container's
-// specs labelled Serial into a serial unit of their own (named after the
-// container, with " (serial)"), so that one such spec does not hold its
-// container's other specs back from running side by side. Both units run
-// the container's BeforeAll: specs must not depend on each other's side
-// effects, only on their container's set-up, as a focused run (--focus)
-// already requires. A spec without an ID cannot be focused alone, so it
-// is an error: every suite spec has one.
+// Units splits the specs a preview would run (reported passed) into
+// units, in the preview's order: a unit per spec, but one per top-level
+// container for the specs of an Ordered container. A spec labelled
+// Serial makes a serial unit (named after its container, with
+// " (serial)"), shared with its Ordered container's other serial specs.
+// A spec without an ID cannot be focused alone, so it is an error: every
+// suite spec has one.
 func Units(preview types.Report) ([]Unit, error) {
 	var units []Unit
 	index := map[string]int{}
@@ -99,6 +120,11 @@ func Units(preview types.Report) ([]Unit, error) {
 		if serial {
 			name += " (serial)"
 		}
+		slow := slices.Contains(s.Labels(), SlowLabel)
+		if !s.IsInOrderedContainer {
+			units = append(units, Unit{Name: name, IDs: []string{id}, Serial: serial, Slow: slow})
+			continue
+		}
 		i, ok := index[name]
 		if !ok {
 			i = len(units)
@@ -106,6 +132,7 @@ func Units(preview types.Report) ([]Unit, error) {
 			units = append(units, Unit{Name: name, Serial: serial})
 		}
 		units[i].IDs = append(units[i].IDs, id)
+		units[i].Slow = units[i].Slow || slow
 	}
 	return units, nil
 }
@@ -167,10 +194,17 @@ func Run(ctx context.Context, preview types.Report, units []Unit, o Options) (ty
 			par = append(par, i)
 		}
 	}
-	// Longest first: the fewest idle slots at the end. A unit's length
-	// is its spec count, a rough but stable measure (the order must not
-	// depend on a previous run's timings).
-	sort.SliceStable(par, func(a, b int) bool { return len(units[par[a]].IDs) > len(units[par[b]].IDs) })
+	// Longest first: the fewest idle slots at the end. The order must
+	// not depend on a previous run's timings, so a unit with a spec
+	// labelled slow comes first, then units by spec count; equal ones
+	// keep the preview's (the seed's) order.
+	sort.SliceStable(par, func(a, b int) bool {
+		ua, ub := units[par[a]], units[par[b]]
+		if ua.Slow != ub.Slow {
+			return ua.Slow
+		}
+		return len(ua.IDs) > len(ub.IDs)
+	})
 	results := make([]unitResult, len(units))
 	start := time.Now()
 	runBatch := func(idx []int, procs int) {
@@ -220,7 +254,7 @@ func runUnit(ctx context.Context, u Unit, i int, dir string, start Starter, out 
 	// progress lines go to standard error, and on one pipe ginkgo's
 	// unterminated output would run into a progress line.
 	tail := &tailBuffer{max: 40}
-	prefix := fmt.Sprintf("[%s] ", shortName(u.Name))
+	prefix := fmt.Sprintf("[%s] ", u.label())
 	var readers sync.WaitGroup
 	pipe := func() *io.PipeWriter {
 		pr, pw := io.Pipe()
@@ -239,7 +273,7 @@ func runUnit(ctx context.Context, u Unit, i int, dir string, start Starter, out 
 	}
 	stdout, stderr := pipe(), pipe()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	out.line(prefix, fmt.Sprintf("running %d specs: %s", len(u.IDs), strings.Join(u.IDs, " ")))
+	out.line(prefix, fmt.Sprintf("running %s, in %s", strings.Join(u.IDs, " "), u.Name))
 	runErr := cmd.Run()
 	stdout.Close()
 	stderr.Close()
@@ -256,14 +290,6 @@ func runUnit(ctx context.Context, u Unit, i int, dir string, start Starter, out 
 		return unitResult{err: fmt.Errorf("unit report %s: %w", file, err), tail: tail.String()}
 	}
 	return unitResult{report: &r}
-}
-
-// shortName is a unit's name cut for a line prefix.
-func shortName(s string) string {
-	if r := []rune(s); len(r) > 24 {
-		return string(r[:23]) + "…"
-	}
-	return s
 }
 
 // Merge builds the run's report from preview's tree and the units'

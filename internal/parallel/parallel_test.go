@@ -32,6 +32,12 @@ var _ = Describe("Greet", func() {
 	It("[IDH-TEST-0007] MUST run alone too", Label(SerialLabel), func() {})
 })
 
+// Ordered: its specs share state, so they are one unit.
+var _ = Describe("Pair", Label("pair"), Ordered, func() {
+	It("[IDH-TEST-0008] MUST come first", func() {})
+	It("[IDH-TEST-0009] MUST come second", func() {})
+})
+
 var _ = Describe("Alone", Label("alone"), func() {
 	It("[IDH-TEST-0004] MUST run alone", Label(SerialLabel), func() {})
 })
@@ -130,13 +136,16 @@ func TestUnits(t *testing.T) {
 		labels string
 		want   []Unit
 	}{
-		{"!crash && !slow", []Unit{
+		{"!crash", []Unit{
 			{Name: "Meet", IDs: []string{"IDH-TEST-0001"}},
-			{Name: "Greet", IDs: []string{"IDH-TEST-0002", "IDH-TEST-0003"}},
+			{Name: "Greet", IDs: []string{"IDH-TEST-0002"}},
+			{Name: "Greet", IDs: []string{"IDH-TEST-0003"}},
 			{Name: "Greet (serial)", IDs: []string{"IDH-TEST-0007"}, Serial: true},
 			{Name: "Alone (serial)", IDs: []string{"IDH-TEST-0004"}, Serial: true},
+			{Name: "Slow", IDs: []string{"IDH-TEST-0006"}, Slow: true},
+			{Name: "Pair", IDs: []string{"IDH-TEST-0008", "IDH-TEST-0009"}},
 		}},
-		{"!crash && !slow && !failing && !alone && !Serial", []Unit{
+		{"!crash && !slow && !failing && !alone && !Serial && !pair", []Unit{
 			{Name: "Meet", IDs: []string{"IDH-TEST-0001"}},
 			{Name: "Greet", IDs: []string{"IDH-TEST-0002"}},
 		}},
@@ -145,17 +154,38 @@ func TestUnits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The preview's order is the seed's; the grouping is what counts.
-		sort.Slice(got, func(i, j int) bool { return got[i].Name > got[j].Name })
-		sort.Slice(tc.want, func(i, j int) bool { return tc.want[i].Name > tc.want[j].Name })
+		// The preview's order is the seed's; the units are what count.
+		byID := func(us []Unit) func(i, j int) bool {
+			return func(i, j int) bool { return us[i].IDs[0] < us[j].IDs[0] }
+		}
+		sort.Slice(got, byID(got))
+		sort.Slice(tc.want, byID(tc.want))
 		if len(got) != len(tc.want) {
 			t.Fatalf("%s: units %+v, want %+v", tc.labels, got, tc.want)
 		}
 		for i := range got {
-			if got[i].Name != tc.want[i].Name || strings.Join(got[i].IDs, ",") != strings.Join(tc.want[i].IDs, ",") || got[i].Serial != tc.want[i].Serial {
+			if got[i].Name != tc.want[i].Name || strings.Join(got[i].IDs, ",") != strings.Join(tc.want[i].IDs, ",") || got[i].Serial != tc.want[i].Serial || got[i].Slow != tc.want[i].Slow {
 				t.Errorf("%s: unit %d = %+v, want %+v", tc.labels, i, got[i], tc.want[i])
 			}
 		}
+	}
+}
+
+// TestRunLongestFirst: a slow unit starts before the others, then the
+// units with more specs; equal ones keep their order, and serial units
+// come last.
+func TestRunLongestFirst(t *testing.T) {
+	units := []Unit{{IDs: []string{"A"}}, {IDs: []string{"S"}, Serial: true}, {IDs: []string{"B"}}, {IDs: []string{"Z"}, Slow: true}, {IDs: []string{"P", "Q"}}, {IDs: []string{"C"}}}
+	var order []string
+	start := func(ctx context.Context, u Unit, _ string) *exec.Cmd {
+		order = append(order, u.IDs[0]) // one process at a time: no race
+		return exec.CommandContext(ctx, "true")
+	}
+	if _, err := Run(context.Background(), types.Report{}, units, Options{Procs: 1, Start: start}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ","); got != "Z,P,A,B,C,S" {
+		t.Fatalf("started %s, want Z,P,A,B,C,S", got)
 	}
 }
 
@@ -199,6 +229,7 @@ func TestRun(t *testing.T) {
 	want := map[string]types.SpecState{
 		"IDH-TEST-0001": types.SpecStatePassed, "IDH-TEST-0002": types.SpecStatePassed, "IDH-TEST-0003": types.SpecStateFailed,
 		"IDH-TEST-0004": types.SpecStatePassed, "IDH-TEST-0007": types.SpecStatePassed, "IDH-TEST-0005": types.SpecStateSkipped, "IDH-TEST-0006": types.SpecStateSkipped,
+		"IDH-TEST-0008": types.SpecStatePassed, "IDH-TEST-0009": types.SpecStatePassed,
 	}
 	got := states(r)
 	for id, st := range want {
@@ -214,7 +245,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("progress line %d appears %d times, want once (numbered across the run):\n%s", i, n, out.String())
 		}
 	}
-	if !strings.Contains(out.String(), "[Greet] running 2 specs") {
+	if !strings.Contains(out.String(), "[IDH-TEST-0002] running IDH-TEST-0002, in Greet") || !strings.Contains(out.String(), "[Pair] running IDH-TEST-0008 IDH-TEST-0009, in Pair") {
 		t.Errorf("output does not name the unit's lines:\n%s", out.String())
 	}
 }

@@ -82,7 +82,7 @@ func TestReleaseRunE2E(t *testing.T) {
 	start = time.Now()
 	reuse := os.Getenv("IDHARNESS_E2E_REUSE") != ""
 	run := exec.CommandContext(ctx, filepath.Join(empty, "idharness"), "run", "--cluster", cluster, fmt.Sprintf("--reuse-cluster=%t", reuse), fmt.Sprintf("--keep-cluster=%t", reuse),
-		"--workers", envOr("IDHARNESS_E2E_WORKERS", "1"), "--node-image", nodeImage, "--label-filter", "imds && !slow", "--client-images", clientImages, "--report-dir", "report")
+		"--workers", envOr("IDHARNESS_E2E_WORKERS", "1"), "--node-image", nodeImage, "--label-filter", "imds && !slow", "--client-images", clientImages, "--parallel", "3", "--report-dir", "report")
 	run.Dir = empty
 	if !reuse {
 		t.Cleanup(func() {
@@ -108,11 +108,13 @@ func TestReleaseRunE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The release is what is judged here, not the specs: the IMDS specs
-	// but the slow one (IDH-CONF-0015's 80 s of 6-minute tokens) show its
-	// images run. The filter leaves the claimed modes' other MUST specs
-	// unrun, so the verdict is Partial, never Conformant (a filtered run
-	// cannot vouch for what it did not run): every spec that ran must
-	// have passed. A missing image fails the run before its cluster.
+	// but the slow one (IDH-CONF-0015's 80 s of 6-minute tokens) show
+	// that its images run, and --parallel that its binary starts itself
+	// for each spec. The filter leaves the claimed modes' other MUST
+	// specs unrun, so the verdict is Partial, never Conformant (a
+	// filtered run cannot vouch for what it did not run): every spec that
+	// ran must have passed. A missing image fails the run before its
+	// cluster.
 	if runErr != nil || rep.Summary.Failed != 0 || (rep.Verdict != "Conformant" && rep.Verdict != "Partial") {
 		t.Fatalf("run: %v; verdict %q (%d passed, %d failed), want every spec that ran passed; see %s", runErr, rep.Verdict, rep.Summary.Passed, rep.Summary.Failed, filepath.Join(empty, "report", "summary.md"))
 	}

@@ -115,9 +115,11 @@ var _ = Describe("Harness integrity", Label("imds", "security"), func() {
 		})
 })
 
-var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), Ordered, ContinueOnFailure, func() {
+// Not Ordered: each spec has its namespace, bindings and resource, so a
+// parallel run spreads them (internal/parallel).
+var _ = Describe("Pod identity escapes", Label("pod-identity", "security"), func() {
 	f := New()
-	BeforeAll(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
+	BeforeEach(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0216", MUST, "a pod with no binding gets no token by any request shape (path variants, methods, selectors, forwarding headers, the node's other addresses and ports, Services) and cannot reach the harness's control APIs",
 		[]string{"pod-identity", "security", "negative"}, func(ctx SpecContext) {

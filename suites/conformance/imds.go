@@ -65,7 +65,9 @@ func expectTokens(run ProbeRun, wantOID, resource string) {
 	Expect(problems).To(BeEmpty(), "on node %s", run.Node)
 }
 
-var _ = Describe("IMDS managed identity", Label("imds"), Ordered, func() {
+// Not Ordered: no spec depends on another, so a parallel run spreads
+// them (internal/parallel).
+var _ = Describe("IMDS managed identity", Label("imds"), func() {
 	f := New()
 
 	Conformance("IDH-CONF-0001", MUST, "a pod asking IMDS with no identity selector gets a token for its node's system-assigned identity, with every client",

@@ -89,11 +89,12 @@ func runningProbe(ctx context.Context, f *Framework, ns string, p Probe) (ip str
 // and SDK caches are this spec's own.
 func uniqueResource() string { return "api://idharness-podid-" + rand.String(6) }
 
-// Ordered for the shared BeforeAll; ContinueOnFailure so that one failed
-// spec does not hide the verdicts of the others.
-var _ = Describe("Pod identity", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
+// Not Ordered: each spec has its namespace, bindings and resource, so a
+// parallel run spreads them (internal/parallel), and one failed spec
+// cannot hide the verdicts of the others.
+var _ = Describe("Pod identity", Label("pod-identity"), func() {
 	f := New()
-	BeforeAll(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
+	BeforeEach(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0201", MUST, "a pod bound to a user-assigned identity asking with no selector gets a token for the bound identity, with every client",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
@@ -316,10 +317,9 @@ func neverReached(ctx context.Context, f *Framework, node, resource string) {
 	}
 }
 
-// ContinueOnFailure: 0213 failing must not leave 0214 unjudged.
-var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), Ordered, ContinueOnFailure, func() {
+var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"), func() {
 	f := New()
-	BeforeAll(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
+	BeforeEach(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0213", MUST, "a bound pod's init container gets the bound identity's token, as its other containers do",
 		[]string{"pod-identity"}, func(ctx SpecContext) {
@@ -360,9 +360,9 @@ var _ = Describe("Pod identity, init containers and nodes", Label("pod-identity"
 		})
 })
 
-var _ = Describe("Pod identity, binding latency", Label("pod-identity"), Ordered, func() {
+var _ = Describe("Pod identity, binding latency", Label("pod-identity"), func() {
 	f := New()
-	BeforeAll(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
+	BeforeEach(func(ctx SpecContext) { f.RequirePodIdentityAgent(ctx) })
 
 	Conformance("IDH-CONF-0215", SHOULD, "a running pod whose binding is created later gets its bound identity's token within 10 s of the binding's creation",
 		[]string{"pod-identity"}, func(ctx SpecContext) {

@@ -185,6 +185,9 @@ func expectAADError(run ProbeRun, code string) {
 	}
 }
 
+// Ordered: its specs replace id-a's federated credentials at the one
+// authority, skew its clock and reset it after, so they run one after
+// another, in one process of a parallel run (internal/parallel).
 var _ = Describe("Workload identity", Label("workload-identity"), Ordered, func() {
 	f := New()
 	// The workload identity part of the stack, set by BeforeAll.

@@ -41,6 +41,7 @@ import (
 
 	"github.com/idharness/idharness/fixtures"
 	"github.com/idharness/idharness/internal/stack"
+	"github.com/idharness/idharness/internal/startgate"
 )
 
 // Flags are the options of `go test ./suites/...` (after -args).
@@ -76,6 +77,8 @@ type source struct {
 	flags  Flags
 	// noHost is RunOptions.NoHost.
 	noHost string
+	// gate is RunOptions.StartGate's (nil or open: no other process).
+	gate *startgate.Gate
 
 	mu        sync.Mutex
 	connected *stack.Stack
@@ -164,6 +167,8 @@ type Framework struct {
 	// podIDDyn creates the pod identity objects; set by
 	// RequirePodIdentityAgent.
 	podIDDyn dynamic.Interface
+	// gate is the run's start gate (RunOptions.StartGate).
+	gate *startgate.Gate
 }
 
 // New returns a handle for the specs of the container whose body calls
@@ -188,6 +193,7 @@ func (f *Framework) Setup(ctx context.Context) {
 		Fail("framework: no run: run the specs with framework.RunConnected or framework.RunSuite")
 	}
 	f.stack = src.stack(ctx)
+	f.gate = src.gate
 }
 
 // Level is a conformance level.

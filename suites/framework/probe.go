@@ -100,23 +100,31 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	p = p.withStartDelay()
 	clients := f.probeClients(p.Args)
 	if p.Shared || len(clients) < 2 {
-		run := f.runProbePod(ctx, ns, p)
+		// One pod, in the image of its one client, or the probe's when
+		// it runs several (Shared) or none (--escape).
+		run := func() ProbeRun {
+			defer f.enterGate(ctx, f.imageFor(p.Args) != f.stack.Images.Probe, clients)()
+			return f.runProbePod(ctx, ns, p)
+		}()
 		f.journalEvidence(ctx, run)
 		return run
 	}
 	runs := make([]ProbeRun, len(clients))
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		one := p
-		one.Args = append(withoutFlag(p.Args, "client"), "--client="+c)
-		wg.Add(1)
-		go func() {
-			defer GinkgoRecover()
-			defer wg.Done()
-			runs[i] = f.runProbePod(ctx, ns, one)
-		}()
-	}
-	wg.Wait()
+	func() {
+		defer f.enterGate(ctx, f.startsRuntimes(clients), clients)()
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			one := p
+			one.Args = append(withoutFlag(p.Args, "client"), "--client="+c)
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				runs[i] = f.runProbePod(ctx, ns, one)
+			}()
+		}
+		wg.Wait()
+	}()
 	f.journalEvidence(ctx, runs...)
 	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: f.notApplicable(p.Args)}
 	var pods, logs []string
@@ -128,6 +136,42 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	merged.Pod, merged.Log = strings.Join(pods, ","), strings.Join(logs, "\n")
 	sort.SliceStable(merged.Results, func(i, j int) bool { return merged.Results[i].Time.Before(merged.Results[j].Time) })
 	return merged
+}
+
+// enterGate holds the run's start gate (RunOptions.StartGate) when the
+// probe starts a pod in a client image (heavy: a program that is not
+// Go, whose pod boots a runtime: a JVM, Node.js, Python), and returns
+// what leaves it: the processes of a parallel run take turns at such
+// bursts, so that no client's first call runs on a machine starved by
+// another process's (internal/startgate). A run of one process has an
+// open gate.
+func (f *Framework) enterGate(ctx context.Context, heavy bool, clients []string) (leave func()) {
+	GinkgoHelper()
+	if f.gate.Path() == "" || !heavy {
+		return func() {}
+	}
+	start := time.Now()
+	leave, err := f.gate.Enter(ctx)
+	if err != nil {
+		Fail(fmt.Sprintf("wait for the start gate %s: %v", f.gate.Path(), err))
+	}
+	if waited := time.Since(start); waited >= time.Second {
+		AddReportEntry("start gate", types.ReportEntryVisibilityFailureOrVerbose,
+			fmt.Sprintf("waited %s for another process's client runtimes to start before starting %s", waited.Round(100*time.Millisecond), strings.Join(clients, ",")))
+	}
+	return leave
+}
+
+// startsRuntimes reports whether any of clients runs in a client image
+// (a program that is not Go) rather than in the probe's own.
+func (f *Framework) startsRuntimes(clients []string) bool {
+	GinkgoHelper()
+	for _, c := range clients {
+		if f.imageFor([]string{"--client=" + c}) != f.stack.Images.Probe {
+			return true
+		}
+	}
+	return false
 }
 
 // probeClients returns the clients a probe with args runs: --client, or

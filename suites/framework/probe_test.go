@@ -9,8 +9,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/idharness/idharness/fakeimds/journal"
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/stack"
 )
 
 func TestRereadLogs(t *testing.T) {
@@ -129,5 +132,30 @@ func TestWithStartDelay(t *testing.T) {
 	}
 	if len(args) != 1 {
 		t.Errorf("the caller's args changed: %v", args)
+	}
+}
+
+// TestStartsRuntimes: the start gate is for clients whose pods boot a
+// runtime (a client image), never for the Go clients of the probe's own
+// image; a run asking for one such client among Go ones takes it.
+func TestStartsRuntimes(t *testing.T) {
+	st := stack.NewForTest("idharness-system", kubefake.NewClientset(), []string{"imds"})
+	st.Images = fixtures.Images{Probe: "idharness.local/probe:dev", Clients: map[string]string{
+		"java-azure-identity": "idharness.local/client-java-azure-identity:dev", "node-azure-identity": "idharness.local/client-node-azure-identity:dev",
+		"python-azure-identity": "idharness.local/client-python-azure-identity:dev"}}
+	f := &Framework{stack: st}
+	for _, tc := range []struct {
+		clients []string
+		want    bool
+	}{
+		{nil, false},
+		{[]string{"azidentity-mi", "msal-mi", "raw"}, false},
+		{[]string{"raw", "js-azidentity-mi"}, true},
+		{[]string{"py-msal-mi"}, true},
+		{[]string{"java-azidentity-default", "azidentity-default"}, true},
+	} {
+		if got := f.startsRuntimes(tc.clients); got != tc.want {
+			t.Errorf("startsRuntimes(%v) = %v, want %v", tc.clients, got, tc.want)
+		}
 	}
 }

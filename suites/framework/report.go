@@ -15,6 +15,7 @@ import (
 	"github.com/onsi/gomega"
 	"golang.org/x/term"
 
+	"github.com/idharness/idharness/internal/startgate"
 	"github.com/idharness/idharness/pkg/report"
 )
 
@@ -114,6 +115,10 @@ type RunOptions struct {
 	// the nodes (it runs in a pod): the specs that need it skip with
 	// this reason (NoHost()).
 	NoHost string
+	// StartGate, when set, is the file the processes of a parallel run
+	// lock in turn while their probes start client runtimes other than
+	// Go (internal/startgate); empty in a run of one process.
+	StartGate string
 }
 
 // RunConnected runs the specs registered in this process (import the
@@ -124,7 +129,7 @@ type RunOptions struct {
 // (internal/parallel) for its share, the in-cluster runner. It can run
 // once per process, as ginkgo allows.
 func RunConnected(description string, flags Flags, o RunOptions) (types.Report, bool) {
-	return runWith(description, &source{flags: flags, noHost: o.NoHost}, o)
+	return runWith(description, &source{flags: flags, noHost: o.NoHost, gate: startgate.New(o.StartGate)}, o)
 }
 
 // Preview returns the specs a run with o's selection would run, without
