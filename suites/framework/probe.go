@@ -40,10 +40,12 @@ type Probe struct {
 	Env map[string]string
 	// Timeout bounds the wait for the pod to finish (default 2 minutes).
 	Timeout time.Duration
-	// Shared runs every client in one pod. By default each client gets a
-	// pod of its own: MSAL Go and azidentity share one token cache per
-	// process, so in a shared pod only the first client would really ask
-	// the metadata endpoint and the others would be served its token.
+	// Shared runs every client in one process. By default each client
+	// gets a process of its own, a container of one pod (a pod of its own
+	// when Customize makes init containers): MSAL Go and azidentity share
+	// one token cache per process, so in one process only the first
+	// client would really ask the metadata endpoint and the others would
+	// be served its token.
 	Shared bool
 	// ServiceAccount runs the pod as this service account (default: the
 	// namespace's "default").
@@ -91,9 +93,9 @@ func (f *Framework) Namespace(ctx context.Context) string {
 	return ns
 }
 
-// RunProbe runs the probe in ns with p's flags — a pod per client unless
-// p.Shared, all at once — waits for it to finish and returns the result
-// lines. The probe exits non-zero when an attempt failed; that is not an
+// RunProbe runs the probe in ns with p's flags — a container per client
+// in one pod unless p.Shared, all at once — waits for it to finish and
+// returns the result lines. The probe exits non-zero when an attempt failed; that is not an
 // error here: specs judge the results.
 func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
@@ -112,15 +114,18 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	runs := make([]ProbeRun, len(clients))
 	func() {
 		defer f.enterGate(ctx, f.startsRuntimes(clients), clients)()
+		name := "probe-" + rand.String(5)
+		if pod := f.clientsPod(ns, name, p, clients); pod != nil {
+			runs = f.runPod(ctx, ns, pod, p, clients)
+			return
+		}
 		var wg sync.WaitGroup
 		for i, c := range clients {
-			one := p
-			one.Args = append(withoutFlag(p.Args, "client"), "--client="+c)
 			wg.Add(1)
 			go func() {
 				defer GinkgoRecover()
 				defer wg.Done()
-				runs[i] = f.runProbePod(ctx, ns, one)
+				runs[i] = f.runProbePod(ctx, ns, p.forClient(c))
 			}()
 		}
 		wg.Wait()
@@ -129,7 +134,9 @@ func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	merged := ProbeRun{Node: runs[0].Node, PodIP: runs[0].PodIP, NotApplicable: f.notApplicable(p.Args)}
 	var pods, logs []string
 	for _, r := range runs {
-		pods = append(pods, r.Pod)
+		if !slices.Contains(pods, r.Pod) {
+			pods = append(pods, r.Pod)
+		}
 		logs = append(logs, r.Log)
 		merged.Results = append(merged.Results, r.Results...)
 	}
@@ -320,7 +327,7 @@ func (f *Framework) StartProbe(ctx context.Context, ns string, p Probe) Backgrou
 		return got.Status.Phase == corev1.PodRunning && got.Status.PodIP != "", nil
 	})
 	if err != nil {
-		logs, _ := f.probeLogs(ctx, ns, name, false, false)
+		logs, _ := f.probeLogs(ctx, ns, name, probepod.Container, false, false)
 		Fail(fmt.Sprintf("background probe pod %s/%s not running with an address after %s (phase %s): %v\nlogs:\n%s", ns, name, timeout, phase(got), err, logs))
 	}
 	b.Node, b.PodIP = got.Spec.NodeName, got.Status.PodIP
@@ -333,16 +340,71 @@ func (b Background) Stop(ctx context.Context) {
 	_ = b.f.stack.Deployer().Kube.CoreV1().Pods(b.ns).Delete(ctx, b.Pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 }
 
-// createProbePod creates probe pod name in ns with p's flags, image,
+// probePod returns probe pod name in ns with p's flags, image,
 // environment, labels and customization.
-func (f *Framework) createProbePod(ctx context.Context, ns, name string, p Probe) {
+func (f *Framework) probePod(ns, name string, p Probe) *corev1.Pod {
 	GinkgoHelper()
 	pod := probepod.Pod(probepod.Spec{Name: name, Namespace: ns, Node: p.Node, Image: f.imageFor(p.Args), Args: p.Args, Env: p.Env,
 		ServiceAccount: p.ServiceAccount, Labels: p.Labels, Annotations: p.Annotations})
 	if p.Customize != nil {
 		p.Customize(pod)
 	}
-	if _, err := f.stack.Deployer().Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	return pod
+}
+
+// forClient is p for one of its clients: its flags with --client=c.
+func (p Probe) forClient(c string) Probe {
+	p.Args = append(withoutFlag(p.Args, "client"), "--client="+c)
+	return p
+}
+
+// clientsPod returns one pod for p with a container per client, named
+// after it, in its image, with p's flags and --client=that client: the
+// pod of each, as probePod makes it, merged. A client's process is its
+// own (its token cache too), as in a pod of its own, and one pod instead
+// of a dozen spares the node a sandbox, a network set-up and the API
+// server's objects for each (docs/performance.md). It returns nil when
+// p.Customize gives a client's pod init containers (IDH-CONF-0213), which
+// would run one after another in one pod.
+func (f *Framework) clientsPod(ns, name string, p Probe, clients []string) *corev1.Pod {
+	GinkgoHelper()
+	var pod *corev1.Pod
+	volumes := map[string]bool{}
+	for _, c := range clients {
+		one := f.probePod(ns, name, p.forClient(c))
+		if len(one.Spec.InitContainers) > 0 || len(one.Spec.Containers) != 1 {
+			return nil
+		}
+		ct := one.Spec.Containers[0]
+		ct.Name = c
+		if pod == nil {
+			pod = one
+			pod.Spec.Containers = nil
+		}
+		for _, v := range one.Spec.Volumes {
+			if !volumes[v.Name] {
+				volumes[v.Name] = true
+				if pod != one {
+					pod.Spec.Volumes = append(pod.Spec.Volumes, v)
+				}
+			}
+		}
+		pod.Spec.Containers = append(pod.Spec.Containers, ct)
+	}
+	return pod
+}
+
+// createProbePod creates probe pod name in ns with p's flags, image,
+// environment, labels and customization.
+func (f *Framework) createProbePod(ctx context.Context, ns, name string, p Probe) {
+	GinkgoHelper()
+	f.createPod(ctx, f.probePod(ns, name, p))
+}
+
+// createPod creates pod.
+func (f *Framework) createPod(ctx context.Context, pod *corev1.Pod) {
+	GinkgoHelper()
+	if _, err := f.stack.Deployer().Kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		Fail(fmt.Sprintf("create probe pod: %v", err))
 	}
 }
@@ -388,11 +450,21 @@ func finished(p *corev1.Pod) bool {
 	return true
 }
 
-// runProbePod runs one probe pod.
+// runProbePod runs one probe pod, its probe in the container
+// probepod.Container (an init container, if p.Customize made it one).
 func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
-	name := "probe-" + rand.String(5)
-	f.createProbePod(ctx, ns, name, p)
+	return f.runPod(ctx, ns, f.probePod(ns, "probe-"+rand.String(5), p), p, []string{probepod.Container})[0]
+}
+
+// runPod creates pod, waits up to p's timeout for it to finish and
+// returns a run per container named in containers, in that order: each
+// container's result lines (or escape lines, for --escape). A container
+// that printed none fails the spec.
+func (f *Framework) runPod(ctx context.Context, ns string, pod *corev1.Pod, p Probe, containers []string) []ProbeRun {
+	GinkgoHelper()
+	name := pod.Name
+	f.createPod(ctx, pod)
 	timeout := p.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Minute
@@ -401,35 +473,60 @@ func (f *Framework) runProbePod(ctx context.Context, ns string, p Probe) ProbeRu
 		return finished(got), nil
 	})
 	escapes := flagValue(p.Args, "escape") != ""
-	logs, lerr := f.probeLogs(ctx, ns, name, err == nil, escapes)
+	logs := make([][]byte, len(containers))
+	lerrs := make([]error, len(containers))
+	for i, c := range containers {
+		logs[i], lerrs[i] = f.probeLogs(ctx, ns, name, c, err == nil, escapes)
+	}
 	if err != nil {
-		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s%s", ns, name, timeout, phase(got), err, logs, errText(lerr)))
-	}
-	run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs)}
-	run.Results = parseResults(logs)
-	AddReportEntry("probe "+name+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(p.Args, " ")}, nonEmpty(strings.Split(string(logs), "\n"))...), "\n"))
-	if escapes {
-		run.Escapes = parseEscapes(logs)
-		if len(run.Escapes) == 0 {
-			Fail(fmt.Sprintf("probe pod %s/%s printed no escape lines (phase %s):\n%s%s", ns, name, phase(got), logs, errText(lerr)))
+		var all []string
+		for i, c := range containers {
+			all = append(all, fmt.Sprintf("container %s:\n%s%s", c, logs[i], errText(lerrs[i])))
 		}
-		return run
+		Fail(fmt.Sprintf("probe pod %s/%s did not finish in %s (phase %s): %v\nlogs:\n%s", ns, name, timeout, phase(got), err, strings.Join(all, "\n")))
 	}
-	if len(run.Results) == 0 {
-		Fail(fmt.Sprintf("probe pod %s/%s printed no result lines (phase %s):\n%s%s", ns, name, phase(got), logs, errText(lerr)))
+	runs := make([]ProbeRun, len(containers))
+	for i, c := range containers {
+		what := name
+		if len(containers) > 1 {
+			what = name + "/" + c
+		}
+		run := ProbeRun{Pod: name, Node: got.Spec.NodeName, PodIP: got.Status.PodIP, Log: string(logs[i])}
+		run.Results = parseResults(logs[i])
+		AddReportEntry("probe "+what+" on "+run.Node, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(append([]string{"args: " + strings.Join(containerArgs(pod, c), " ")}, nonEmpty(strings.Split(string(logs[i]), "\n"))...), "\n"))
+		if escapes {
+			run.Escapes = parseEscapes(logs[i])
+			if len(run.Escapes) == 0 {
+				Fail(fmt.Sprintf("probe pod %s printed no escape lines (phase %s):\n%s%s", what, phase(got), logs[i], errText(lerrs[i])))
+			}
+		} else if len(run.Results) == 0 {
+			Fail(fmt.Sprintf("probe pod %s printed no result lines (phase %s):\n%s%s", what, phase(got), logs[i], errText(lerrs[i])))
+		}
+		runs[i] = run
 	}
-	return run
+	return runs
 }
 
-// probeLogs reads a probe pod's output. A pod that has finished may not
+// containerArgs returns the arguments of pod's container (or init
+// container) name, without the --exit-zero every probe pod gets.
+func containerArgs(pod *corev1.Pod, name string) []string {
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		if c.Name == name {
+			return slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return a == "--exit-zero" })
+		}
+	}
+	return nil
+}
+
+// probeLogs reads the output of a probe pod's container. A pod that has finished may not
 // have its last lines in the kubelet's log file yet, or the kubelet may
 // answer with an error for a moment (an empty log with phase Succeeded
 // was seen once in CI): when the pod finished and its output holds no
 // line the spec reads, it is read again for up to logSettle.
-func (f *Framework) probeLogs(ctx context.Context, ns, name string, finished, escapes bool) ([]byte, error) {
+func (f *Framework) probeLogs(ctx context.Context, ns, name, container string, finished, escapes bool) ([]byte, error) {
 	kube := f.stack.Deployer().Kube
 	read := func(ctx context.Context) ([]byte, error) {
-		return kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: probepod.Container}).DoRaw(ctx)
+		return kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
 	}
 	if !finished {
 		return read(ctx)
@@ -581,7 +678,13 @@ func (f *Framework) journalEvidence(ctx context.Context, runs ...ProbeRun) {
 			continue
 		}
 		lines := journalLines(entries, rs)
+		seen := map[string]bool{}
 		for _, r := range rs {
+			// The runs of one pod's containers share its address.
+			if seen[r.Pod] {
+				continue
+			}
+			seen[r.Pod] = true
 			if l := lines[r.Pod]; len(l) > 0 {
 				AddReportEntry("fakeimds journal on "+r.Node+" for "+r.Pod, types.ReportEntryVisibilityFailureOrVerbose, strings.Join(l, "\n"))
 			}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +159,53 @@ func TestStartsRuntimes(t *testing.T) {
 		if got := f.startsRuntimes(tc.clients); got != tc.want {
 			t.Errorf("startsRuntimes(%v) = %v, want %v", tc.clients, got, tc.want)
 		}
+	}
+}
+
+// TestClientsPod: one container per client, each named after it, in its
+// image, with --client=it in place of the list; a customization's volume
+// once; no merged pod when the customization makes init containers.
+func TestClientsPod(t *testing.T) {
+	st := stack.NewForTest("idharness-system", kubefake.NewClientset(), []string{"imds"})
+	st.Images = fixtures.Images{Probe: "probe:dev", Clients: map[string]string{"node-azure-identity": "client-node:dev"}}
+	f := &Framework{stack: st}
+	withCA := func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "ca"})
+		c := &p.Spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ca", MountPath: "/ca"})
+	}
+	p := Probe{Node: "w1", Args: []string{"--identity=system", "--client=azidentity-mi,js-azidentity-mi,raw"}, Customize: withCA}
+	pod := f.clientsPod("ns", "probe-x", p, []string{"azidentity-mi", "js-azidentity-mi", "raw"})
+	if pod == nil {
+		t.Fatal("no pod")
+	}
+	want := []struct{ name, image string }{{"azidentity-mi", "probe:dev"}, {"js-azidentity-mi", "client-node:dev"}, {"raw", "probe:dev"}}
+	if len(pod.Spec.Containers) != len(want) {
+		t.Fatalf("%d containers, want %d", len(pod.Spec.Containers), len(want))
+	}
+	for i, w := range want {
+		c := pod.Spec.Containers[i]
+		if c.Name != w.name || c.Image != w.image {
+			t.Errorf("container %d: %s in %s, want %s in %s", i, c.Name, c.Image, w.name, w.image)
+		}
+		args := strings.Join(c.Args, " ")
+		if !strings.Contains(args, "--client="+w.name) || strings.Count(args, "--client=") != 1 || !strings.Contains(args, "--identity=system") {
+			t.Errorf("container %s args %q, want its own --client and the probe's flags", c.Name, args)
+		}
+		if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].Name != "ca" {
+			t.Errorf("container %s mounts %v, want the customization's", c.Name, c.VolumeMounts)
+		}
+		if got := containerArgs(pod, c.Name); slices.Contains(got, "--exit-zero") || !slices.Contains(got, "--client="+w.name) {
+			t.Errorf("containerArgs(%s) = %v", c.Name, got)
+		}
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Name != "probe-x" || pod.Namespace != "ns" || pod.Spec.NodeName != "w1" {
+		t.Errorf("pod %s/%s on %q with volumes %v, want ns/probe-x on w1 with one", pod.Namespace, pod.Name, pod.Spec.NodeName, pod.Spec.Volumes)
+	}
+	p.Customize = func(p *corev1.Pod) {
+		p.Spec.InitContainers, p.Spec.Containers = p.Spec.Containers, []corev1.Container{{Name: "main"}}
+	}
+	if pod := f.clientsPod("ns", "probe-y", p, []string{"azidentity-mi", "raw"}); pod != nil {
+		t.Errorf("a customization with init containers merged into one pod: %v", pod.Spec.InitContainers)
 	}
 }
