@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/constants"
 	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 )
@@ -53,12 +54,54 @@ const loadConcurrency = 3
 // store of every node of the kind cluster clusterName, as `kind load
 // image-archive` does, several nodes at once.
 func LoadArchive(provider *cluster.Provider, clusterName, path string) error {
-	nodes, err := provider.ListInternalNodes(clusterName)
+	return LoadArchiveOn(provider, clusterName, path, AllNodes)
+}
+
+// AllNodes is the node choice of LoadArchiveOn that loads every node.
+func AllNodes([]string) []bool { return nil }
+
+// WorkersIfAny is the node choice of LoadArchiveOn that loads the worker
+// nodes only, or every node of a cluster without workers (whose control
+// plane runs every pod): for images of pods that never run on a control
+// plane, such as the chaos suite's, whose plays take workers only.
+func WorkersIfAny(roles []string) []bool {
+	keep := make([]bool, len(roles))
+	some := false
+	for i, r := range roles {
+		keep[i] = r != constants.ControlPlaneNodeRoleValue
+		some = some || keep[i]
+	}
+	if !some {
+		return nil
+	}
+	return keep
+}
+
+// LoadArchiveOn loads the archive at path as LoadArchive does, into the
+// nodes choose keeps: given the nodes' roles, it returns whether to load
+// each, or nil for every node.
+func LoadArchiveOn(provider *cluster.Provider, clusterName, path string, choose func(roles []string) []bool) error {
+	all, err := provider.ListInternalNodes(clusterName)
 	if err != nil {
 		return fmt.Errorf("list nodes of cluster %q: %w", clusterName, err)
 	}
-	if len(nodes) == 0 {
+	if len(all) == 0 {
 		return fmt.Errorf("cluster %q has no nodes; create it first (idharness cluster create --name %s)", clusterName, clusterName)
+	}
+	roles := make([]string, len(all))
+	for i, n := range all {
+		if roles[i], err = n.Role(); err != nil {
+			return fmt.Errorf("role of node %s: %w", n.String(), err)
+		}
+	}
+	nodes := all
+	if keep := choose(roles); keep != nil {
+		nodes = nil
+		for i, n := range all {
+			if keep[i] {
+				nodes = append(nodes, n)
+			}
+		}
 	}
 	return loadEach(nodes, loadConcurrency, func(n kindnodes.Node) error {
 		f, err := os.Open(path)

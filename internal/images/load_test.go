@@ -76,3 +76,23 @@ func TestLoadEach(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkersIfAny(t *testing.T) {
+	for _, tc := range []struct {
+		roles []string
+		want  []bool
+	}{
+		{[]string{"control-plane", "worker", "worker"}, []bool{false, true, true}},
+		{[]string{"worker", "control-plane"}, []bool{true, false}},
+		// A cluster of one node runs every pod on its control plane.
+		{[]string{"control-plane"}, nil},
+		{nil, nil},
+	} {
+		if got := WorkersIfAny(tc.roles); !slices.Equal(got, tc.want) {
+			t.Errorf("WorkersIfAny(%v) = %v, want %v", tc.roles, got, tc.want)
+		}
+	}
+	if got := AllNodes([]string{"control-plane", "worker"}); got != nil {
+		t.Errorf("AllNodes = %v, want nil (every node)", got)
+	}
+}

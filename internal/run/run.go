@@ -61,6 +61,11 @@ type Options struct {
 	// program whose image is not built only on request, "all" every
 	// program, "none" none.
 	ClientImages []string
+	// ClientImagesOnWorkers loads the client images into the worker nodes
+	// only (every node of a cluster without workers): the chaos suite's
+	// plays take workers, so a control plane would import hundreds of MB
+	// that no pod of the run uses.
+	ClientImagesOnWorkers bool
 	// ImageTag tags the images built for this run.
 	ImageTag string
 	// Claims are the identity modes the profile claims, recorded with
@@ -265,9 +270,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return err
 		}
 		imgs.Clients = map[string]string{}
-		for prog, b := range clientImgs {
+		var clientBuilt []images.Built
+		for _, prog := range slices.Sorted(maps.Keys(clientImgs)) {
+			b := clientImgs[prog]
 			imgs.Clients[prog] = b.Name
-			built = append(built, b)
+			clientBuilt = append(clientBuilt, b)
+		}
+		if o.ImageRegistry != "" || cl.Existing() || !o.ClientImagesOnWorkers {
+			built, clientBuilt = append(built, clientBuilt...), nil
 		}
 		if o.ImageRegistry != "" {
 			return pushImages(ctx, o, cl, res, built, &imgs, imageIDs)
@@ -302,6 +312,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
 			return err
+		}
+		if len(clientBuilt) > 0 {
+			clientArchive := filepath.Join(dir, "client-images.tar")
+			if err := images.WriteBuiltArchive(clientArchive, clientBuilt...); err != nil {
+				return err
+			}
+			for _, b := range clientBuilt {
+				if id, err := b.Image.ConfigName(); err == nil {
+					imageIDs[b.Name] = id.String()
+				}
+			}
+			if err := images.LoadArchiveOn(cl.Provider(), res.Cluster, clientArchive, images.WorkersIfAny); err != nil {
+				return err
+			}
 		}
 		if len(o.SUTs) == 0 {
 			return nil
