@@ -33,6 +33,10 @@ func TestMultiNode(t *testing.T) {
 	if os.Getenv("IDHARNESS_SKIP_MULTINODE") != "" {
 		t.Skip("IDHARNESS_SKIP_MULTINODE set")
 	}
+	// Beside TestSmoke (a cluster of its own each): most of a creation
+	// is waiting for the nodes, so two at once take less than two after
+	// each other. TestInterrupt, not parallel, runs before both.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -30,6 +30,8 @@ import (
 // IDHARNESS_NODE_IMAGE picks the node image (default offline);
 // IDHARNESS_SMOKE_KEEP=1 keeps the cluster afterwards.
 func TestSmoke(t *testing.T) {
+	// Beside TestMultiNode: see there.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
