@@ -301,29 +301,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		archive := filepath.Join(dir, "images.tar")
-		if err := images.WriteBuiltArchive(archive, built...); err != nil {
-			return err
-		}
-		for _, b := range built {
-			if id, err := b.Image.ConfigName(); err == nil {
-				imageIDs[b.Name] = id.String()
-			}
-		}
-		if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
-			return err
-		}
-		if len(clientBuilt) > 0 {
-			clientArchive := filepath.Join(dir, "client-images.tar")
-			if err := images.WriteBuiltArchive(clientArchive, clientBuilt...); err != nil {
+		// load writes bs to one archive, records their IDs and loads it
+		// into the nodes choose keeps.
+		load := func(file string, bs []images.Built, choose func(roles []string) []bool) error {
+			archive := filepath.Join(dir, file)
+			if err := images.WriteBuiltArchive(archive, bs...); err != nil {
 				return err
 			}
-			for _, b := range clientBuilt {
+			for _, b := range bs {
 				if id, err := b.Image.ConfigName(); err == nil {
 					imageIDs[b.Name] = id.String()
 				}
 			}
-			if err := images.LoadArchiveOn(cl.Provider(), res.Cluster, clientArchive, images.WorkersIfAny); err != nil {
+			return images.LoadArchiveOn(cl.Provider(), res.Cluster, archive, choose)
+		}
+		if err := load("images.tar", built, images.AllNodes); err != nil {
+			return err
+		}
+		if len(clientBuilt) > 0 {
+			if err := load("client-images.tar", clientBuilt, images.WorkersIfAny); err != nil {
 				return err
 			}
 		}
