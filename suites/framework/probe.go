@@ -95,8 +95,8 @@ func (f *Framework) Namespace(ctx context.Context) string {
 
 // RunProbe runs the probe in ns with p's flags — a container per client
 // in one pod unless p.Shared, all at once — waits for it to finish and
-// returns the result lines. The probe exits non-zero when an attempt failed; that is not an
-// error here: specs judge the results.
+// returns the result lines. The probe exits non-zero when an attempt
+// failed; that is not an error here: specs judge the results.
 func (f *Framework) RunProbe(ctx context.Context, ns string, p Probe) ProbeRun {
 	GinkgoHelper()
 	p = p.withStartDelay()
@@ -313,7 +313,7 @@ func (f *Framework) StartProbe(ctx context.Context, ns string, p Probe) Backgrou
 	GinkgoHelper()
 	p = p.withStartDelay()
 	name := "probe-bg-" + rand.String(5)
-	f.createProbePod(ctx, ns, name, p)
+	f.createPod(ctx, f.probePod(ns, name, p))
 	b := Background{Pod: name, ns: ns, f: f}
 	DeferCleanup(b.Stop)
 	timeout := p.Timeout
@@ -392,13 +392,6 @@ func (f *Framework) clientsPod(ns, name string, p Probe, clients []string) *core
 		pod.Spec.Containers = append(pod.Spec.Containers, ct)
 	}
 	return pod
-}
-
-// createProbePod creates probe pod name in ns with p's flags, image,
-// environment, labels and customization.
-func (f *Framework) createProbePod(ctx context.Context, ns, name string, p Probe) {
-	GinkgoHelper()
-	f.createPod(ctx, f.probePod(ns, name, p))
 }
 
 // createPod creates pod.
