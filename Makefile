@@ -34,8 +34,13 @@ fmt-check: ## fail if any Go file is not gofmt-clean
 vet: ## go vet
 	$(GO) vet -race $(PKGS)
 
+# go test starts packages in the order it is given them. internal/scenario's
+# tests play real clients for about 80 s, mostly waiting on fault windows:
+# given first, they run while the other packages compile and link, instead
+# of after them. Only when every package is tested (PKGS=./...).
+UNIT_FIRST ?= $(if $(filter ./...,$(PKGS)),./internal/scenario/)
 unit: ## unit and integration tests, race detector on
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(UNIT_FIRST) $(PKGS)
 
 # The example modules (examples/*/go.mod) are other modules, as a user's
 # or a vendor's would be: they import only idharness's public packages

@@ -42,10 +42,11 @@ type runFlags struct {
 
 // ChaosWorkers is the number of kind workers a chaos run creates unless
 // --workers says otherwise: the specs play side by side, each on a worker
-// of its own; with six the suite takes about a sixth of its specs' total
-// time, and the control plane imports no client image (measured in
-// docs/chaos.md: 356 s against five's 421 s, the images 141 s against 159 s).
-const ChaosWorkers = 6
+// of its own, so the suite takes about an eighth of its plays' total time
+// (docs/chaos.md#side-by-side: 8 workers against 6). A worker more costs
+// its node's share of the images, which it loads while the cluster
+// becomes ready.
+const ChaosWorkers = 8
 
 func newRunCommand() *cobra.Command {
 	f := &runFlags{}

@@ -118,7 +118,7 @@ func (c *Cluster) Create(ctx context.Context) (*Info, error) {
 			{"check for an existing cluster", c.reuseAction},
 			{"select node image", c.imageAction},
 			{"create nodes (kind)", c.createAction},
-			{"wait for nodes and kube-system", c.waitAction},
+			{"wait for nodes and kube-system", c.waitNewAction},
 		}
 		if len(c.opts.Mirrors) > 0 {
 			actions = slices.Insert(actions, 3, action{"configure registry mirrors", c.mirrorAction})
@@ -341,6 +341,26 @@ func (c *Cluster) createAction(ctx context.Context, st *createState) (bool, erro
 		removeRecord(c.opts.CacheDir, c.opts.Name)
 		return false, ctx.Err()
 	}
+}
+
+// waitNewAction is waitAction for the nodes createAction made, with
+// Options.WhileWaiting beside it.
+func (c *Cluster) waitNewAction(ctx context.Context, st *createState) (bool, error) {
+	if c.opts.WhileWaiting == nil {
+		return c.waitAction(ctx, st)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	side := make(chan error, 1)
+	go func() { side <- c.opts.WhileWaiting(ctx) }()
+	_, err := c.waitAction(ctx, st)
+	if err != nil {
+		cancel()
+	}
+	if serr := <-side; serr != nil && err == nil {
+		err = serr
+	}
+	return false, err
 }
 
 func (c *Cluster) waitAction(ctx context.Context, st *createState) (bool, error) {

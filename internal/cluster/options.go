@@ -14,6 +14,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -73,6 +74,9 @@ type Options struct {
 	// Mirrors are registries the nodes pull from elsewhere than their
 	// names say (WithRegistryMirror).
 	Mirrors []Mirror
+	// WhileWaiting runs beside the readiness wait of a cluster Create
+	// made (WithWhileWaiting).
+	WhileWaiting func(ctx context.Context) error
 }
 
 // Option sets one of the Options.
@@ -123,6 +127,18 @@ func WithNodeImageOptions(opts ...nodeimage.Option) Option {
 // WithPuller replaces the function that pulls a published node image.
 func WithPuller(pull func(image string) error) Option {
 	return func(o *Options) { o.Puller = pull }
+}
+
+// WithWhileWaiting runs fn beside the readiness wait of a cluster that
+// Create makes: its nodes exist and their containerd answers, while the
+// kubelets register and kube-system starts. It is where a run loads its
+// images into the nodes, which waited for the whole cluster before (a
+// 9-node cluster waits about 45 s). Create returns once both are done,
+// with fn's error if it fails, and cancels fn's context if the wait fails.
+// fn is not called for a reused or an existing cluster: the caller tells
+// by whether it ran.
+func WithWhileWaiting(fn func(ctx context.Context) error) Option {
+	return func(o *Options) { o.WhileWaiting = fn }
 }
 
 // defaults returns the default options.

@@ -60,8 +60,21 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := cluster.New(cluster.WithName(name), cluster.WithNodeImage(nodeImage),
-		cluster.WithReuse(false), cluster.WithLogger(log))
+	// The images go in while the nodes become ready (WithWhileWaiting), as
+	// idharness run loads its own: the pods below never pull, so they
+	// start only if the load really happened.
+	var c *cluster.Cluster
+	var loadTook time.Duration
+	c, err = cluster.New(cluster.WithName(name), cluster.WithNodeImage(nodeImage),
+		cluster.WithReuse(false), cluster.WithLogger(log),
+		cluster.WithWhileWaiting(func(context.Context) error {
+			start := time.Now()
+			if err := c.LoadImageArchive(archive); err != nil {
+				return err
+			}
+			loadTook = time.Since(start)
+			return nil
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +103,10 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
-	start = time.Now()
-	if err := c.LoadImageArchive(archive); err != nil {
-		t.Fatalf("load images: %v", err)
+	if loadTook == 0 {
+		t.Fatal("the images were not loaded beside the readiness wait")
 	}
-	t.Logf("images loaded in %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("images loaded in %s, beside the readiness wait", loadTook.Round(100*time.Millisecond))
 
 	cfg, err := c.RESTConfig()
 	if err != nil {

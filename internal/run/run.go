@@ -195,7 +195,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Cluster: o.ClusterName, Kubeconfig: o.Kubeconfig, Seed: o.Seed}
 	var cl *cluster.Cluster
-	var created bool
+	// created: this run made the cluster (and deletes it unless kept);
+	// loadedEarly: the images went in while it became ready.
+	var created, loadedEarly bool
 	imgs := fixtures.Images{Extra: map[string]string{}}
 	imageIDs := map[string]string{}
 	comps, err := stack.Selected(nil)
@@ -365,6 +367,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			for _, m := range o.RegistryMirrors {
 				opts = append(opts, cluster.WithRegistryMirror(m.Host, m.Endpoint))
 			}
+			// A cluster Create makes gets its images while its nodes
+			// register and kube-system starts, instead of after: the
+			// images phase then has nothing left to load.
+			opts = append(opts, cluster.WithWhileWaiting(func(ctx context.Context) error {
+				created, res.Cluster = true, cl.Name()
+				if err := loadImages(ctx); err != nil {
+					return fmt.Errorf("images, loaded while the cluster became ready: %w", err)
+				}
+				loadedEarly = true
+				return nil
+			}))
 			var err error
 			if cl, err = cluster.New(opts...); err != nil {
 				return err
@@ -378,7 +391,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil
 		}},
 		{"images", func(ctx context.Context) error {
-			if err := loadImages(ctx); err != nil {
+			if loadedEarly {
+				o.Log.Info("images loaded while the cluster became ready")
+			} else if err := loadImages(ctx); err != nil {
 				return err
 			}
 			if res.SUTImages == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -404,5 +405,33 @@ func TestSetStart(t *testing.T) {
 		if got := pod.Annotations[probepod.StartAnnotation+"-nudge"]; got != "2" {
 			t.Errorf("%s nudged %q times, want 2", p.pod, got)
 		}
+	}
+}
+
+// TestStartsLight checks which shipped plays start their pods without
+// the start gate: few Go pods only. The storms and the client programs'
+// runtimes keep it; a gate skipped by either would let them start their
+// pods over another play's start.
+func TestStartsLight(t *testing.T) {
+	cases := []struct {
+		file  string
+		light bool
+	}{
+		{"token-refresh-during-outage.yaml", true},   // IDH-CHAOS-0011: three Go clients
+		{"imds-429-cold-start-storm.yaml", false},    // IDH-CHAOS-0004: 50 pods
+		{"authority-503-token-exchange.yaml", false}, // IDH-CHAOS-0020: Python, JavaScript, Java
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			s, err := LoadFile(filepath.Join("..", "..", "scenarios", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &runner{s: s}
+			pods := len(r.planPods())
+			if got := s.startsLight(pods); got != tc.light {
+				t.Errorf("startsLight(%d pods, programs %v) = %v, want %v", pods, s.ClientPrograms(), got, tc.light)
+			}
+		})
 	}
 }
