@@ -4,14 +4,15 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/kind/pkg/cluster"
-	"sigs.k8s.io/kind/pkg/cluster/constants"
 	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 )
@@ -54,62 +55,65 @@ const loadConcurrency = 3
 // store of every node of the kind cluster clusterName, as `kind load
 // image-archive` does, several nodes at once.
 func LoadArchive(provider *cluster.Provider, clusterName, path string) error {
-	return LoadArchiveOn(provider, clusterName, path, AllNodes)
+	nodes, err := provider.ListInternalNodes(clusterName)
+	if err != nil {
+		return fmt.Errorf("list nodes of cluster %q: %w", clusterName, err)
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("cluster %q has no nodes; create it first (idharness cluster create --name %s)", clusterName, clusterName)
+	}
+	return loadNodes(nodes, path, nodeutils.LoadImageArchive)
 }
 
-// AllNodes is the node choice of LoadArchiveOn that loads every node.
-func AllNodes([]string) []bool { return nil }
-
-// WorkersIfAny is the node choice of LoadArchiveOn that loads the worker
-// nodes only, or every node of a cluster without workers (whose control
-// plane runs every pod): for images of pods that never run on a control
-// plane, such as the chaos suite's, whose plays take workers only.
-func WorkersIfAny(roles []string) []bool {
-	keep := make([]bool, len(roles))
-	some := false
-	for i, r := range roles {
-		keep[i] = r != constants.ControlPlaneNodeRoleValue
-		some = some || keep[i]
-	}
-	if !some {
-		return nil
-	}
-	return keep
-}
-
-// LoadArchiveOn loads the archive at path as LoadArchive does, into the
-// nodes choose keeps: given the nodes' roles, it returns whether to load
-// each, or nil for every node.
-func LoadArchiveOn(provider *cluster.Provider, clusterName, path string, choose func(roles []string) []bool) error {
+// LoadArchiveInto loads the archive at path into the named nodes of the
+// cluster. Unpacked, as LoadArchive does; or not, its content only
+// (`ctr images import --no-unpack`): containerd then unpacks an image on
+// a node the first time a pod there runs it. A node's import of the
+// three client images took 41 CPU-s unpacked and 9 CPU-s not
+// (docs/performance.md#loading-images), so a run unpacks big images only
+// on the nodes that will run them.
+func LoadArchiveInto(provider *cluster.Provider, clusterName, path string, names []string, unpack bool) error {
 	all, err := provider.ListInternalNodes(clusterName)
 	if err != nil {
 		return fmt.Errorf("list nodes of cluster %q: %w", clusterName, err)
 	}
-	if len(all) == 0 {
-		return fmt.Errorf("cluster %q has no nodes; create it first (idharness cluster create --name %s)", clusterName, clusterName)
-	}
-	roles := make([]string, len(all))
-	for i, n := range all {
-		if roles[i], err = n.Role(); err != nil {
-			return fmt.Errorf("role of node %s: %w", n.String(), err)
+	var nodes []kindnodes.Node
+	for _, name := range names {
+		i := slices.IndexFunc(all, func(n kindnodes.Node) bool { return n.String() == name })
+		if i < 0 {
+			return fmt.Errorf("cluster %q has no node %s to load %s into", clusterName, name, path)
 		}
+		nodes = append(nodes, all[i])
 	}
-	nodes := all
-	if keep := choose(roles); keep != nil {
-		nodes = nil
-		for i, n := range all {
-			if keep[i] {
-				nodes = append(nodes, n)
-			}
-		}
+	load := nodeutils.LoadImageArchive
+	if !unpack {
+		load = importContent
 	}
+	return loadNodes(nodes, path, load)
+}
+
+// importContent imports the archive read from r into n's containerd
+// without unpacking it.
+func importContent(n kindnodes.Node, r io.Reader) error {
+	return n.Command(importArgs()[0], importArgs()[1:]...).SetStdin(r).Run()
+}
+
+// importArgs is the command importContent runs on a node: kind's
+// LoadImageArchive's, with no snapshotter and no unpacking.
+func importArgs() []string {
+	return []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--no-unpack", "-"}
+}
+
+// loadNodes loads the archive at path into nodes with load, several at
+// once.
+func loadNodes(nodes []kindnodes.Node, path string, load func(kindnodes.Node, io.Reader) error) error {
 	return loadEach(nodes, loadConcurrency, func(n kindnodes.Node) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("load images: %w", err)
 		}
 		defer f.Close()
-		if err := nodeutils.LoadImageArchive(n, f); err != nil {
+		if err := load(n, f); err != nil {
 			return fmt.Errorf("load %s into node %s: %w", path, n.String(), err)
 		}
 		return nil

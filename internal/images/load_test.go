@@ -77,22 +77,14 @@ func TestLoadEach(t *testing.T) {
 	}
 }
 
-func TestWorkersIfAny(t *testing.T) {
-	for _, tc := range []struct {
-		roles []string
-		want  []bool
-	}{
-		{[]string{"control-plane", "worker", "worker"}, []bool{false, true, true}},
-		{[]string{"worker", "control-plane"}, []bool{true, false}},
-		// A cluster of one node runs every pod on its control plane.
-		{[]string{"control-plane"}, nil},
-		{nil, nil},
-	} {
-		if got := WorkersIfAny(tc.roles); !slices.Equal(got, tc.want) {
-			t.Errorf("WorkersIfAny(%v) = %v, want %v", tc.roles, got, tc.want)
-		}
+// TestImportArgs checks that a content-only load leaves the unpacking
+// to containerd: the command has --no-unpack and names no snapshotter.
+func TestImportArgs(t *testing.T) {
+	args := importArgs()
+	if !slices.Contains(args, "--no-unpack") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--snapshotter") }) {
+		t.Errorf("import command %q: want --no-unpack and no snapshotter", args)
 	}
-	if got := AllNodes([]string{"control-plane", "worker"}); got != nil {
-		t.Errorf("AllNodes = %v, want nil (every node)", got)
+	if args[0] != "ctr" || !slices.Contains(args, "--namespace=k8s.io") || args[len(args)-1] != "-" {
+		t.Errorf("import command %q: want ctr in the kubelet's namespace, reading the archive from stdin", args)
 	}
 }

@@ -201,7 +201,7 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	if why := s.NotApplicable(st.WIWebhook); why != "" {
 		return nil, errors.New(why)
 	}
-	node, err := pickNode(st, o.Node)
+	node, err := pickNode(st, o.Node, len(s.ClientPrograms()) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -248,13 +248,23 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 	return c.run(ctx)
 }
 
-// pickNode returns the node to run on: the one asked for, or the last.
-func pickNode(st *stack.Stack, want string) (string, error) {
+// pickNode returns the node to run on: the one asked for, or the last;
+// for a run of client programs (programs), the last of the nodes with
+// their images unpacked, if the run that deployed the stack unpacked
+// them on some nodes only (Images.ClientNodes).
+func pickNode(st *stack.Stack, want string, programs bool) (string, error) {
 	names := st.NodeNames()
 	if len(names) == 0 {
 		return "", fmt.Errorf("the stack in %s has no fakeimds nodes; redeploy it with `idharness run --keep-cluster`", st.Namespace)
 	}
 	if want == "" {
+		if programs {
+			for i := len(names) - 1; i >= 0; i-- {
+				if slices.Contains(st.Images.ClientNodes, names[i]) {
+					return names[i], nil
+				}
+			}
+		}
 		// The last node is a worker: the API server's node stays out of it.
 		return names[len(names)-1], nil
 	}

@@ -272,12 +272,23 @@ func TestPickNode(t *testing.T) {
 		{"kind-worker9", "", `node "kind-worker9" has no fakeimds; nodes: kind-control-plane, kind-worker, kind-worker2`},
 	}
 	for _, c := range cases {
-		got, err := pickNode(st, c.want)
+		got, err := pickNode(st, c.want, false)
 		if got != c.got || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
 			t.Errorf("pickNode(%q) = %q, %v; want %q, %q", c.want, got, err, c.got, c.err)
 		}
 	}
-	if _, err := pickNode(&stack.Stack{Namespace: "x"}, ""); err == nil || !strings.Contains(err.Error(), "idharness run --keep-cluster") {
+	// Client programs go to the last node with their images unpacked; Go
+	// clients, and a cluster that unpacked them everywhere, to the last.
+	st.Images.ClientNodes = []string{"kind-worker"}
+	for _, c := range []struct {
+		programs bool
+		got      string
+	}{{true, "kind-worker"}, {false, "kind-worker2"}} {
+		if got, err := pickNode(st, "", c.programs); got != c.got || err != nil {
+			t.Errorf("pickNode with ClientNodes %v, programs %v = %q, %v; want %q", st.Images.ClientNodes, c.programs, got, err, c.got)
+		}
+	}
+	if _, err := pickNode(&stack.Stack{Namespace: "x"}, "", false); err == nil || !strings.Contains(err.Error(), "idharness run --keep-cluster") {
 		t.Errorf("no nodes: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,9 +27,11 @@ type Pool struct {
 	o ClusterOptions
 	// run plays one scenario on a node: RunInCluster, or a test's stand-in
 	// for the pool's own scheduling tests.
-	run    func(context.Context, *Scenario, ClusterOptions) (*Result, error)
-	free   chan string
-	ctx    context.Context
+	run func(context.Context, *Scenario, ClusterOptions) (*Result, error)
+	// clientNodes are the nodes whose containerd has the client programs'
+	// images unpacked (the stack's Images.ClientNodes); empty: every node.
+	clientNodes map[string]bool
+	ctx         context.Context
 	cancel context.CancelFunc
 	wake   chan struct{}
 	wg     sync.WaitGroup
@@ -36,6 +39,7 @@ type Pool struct {
 	mu     sync.Mutex
 	plays  map[*Scenario]*Play
 	queue  []*Play
+	free   []string
 	closed bool
 }
 
@@ -103,10 +107,13 @@ func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenar
 	ctx, cancel := context.WithCancel(context.Background())
 	// One run at a time starts its pods (ClusterOptions.StartGate).
 	o.StartGate = make(chan struct{}, 1)
-	p := &Pool{o: o, run: run, free: make(chan string, len(nodes)), ctx: ctx, cancel: cancel,
+	p := &Pool{o: o, run: run, free: slices.Clone(nodes), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), plays: map[*Scenario]*Play{}}
-	for _, n := range nodes {
-		p.free <- n
+	if o.Stack != nil && len(o.Stack.Images.ClientNodes) > 0 {
+		p.clientNodes = map[string]bool{}
+		for _, n := range o.Stack.Images.ClientNodes {
+			p.clientNodes[n] = true
+		}
 	}
 	p.wg.Add(1)
 	go p.dispatch()
@@ -187,17 +194,12 @@ func (p *Pool) signal() {
 	}
 }
 
-// dispatch gives each free node the first queued play.
+// dispatch gives the first queued play that a free node can take a
+// node, until the pool is closed.
 func (p *Pool) dispatch() {
 	defer p.wg.Done()
 	for {
-		var node string
-		select {
-		case node = <-p.free:
-		case <-p.ctx.Done():
-			return
-		}
-		pl := p.next()
+		pl, node := p.next()
 		if pl == nil {
 			return
 		}
@@ -205,29 +207,60 @@ func (p *Pool) dispatch() {
 		go func() {
 			defer p.wg.Done()
 			pl.play(p.ctx, p.run, p.o, node)
-			p.free <- node
+			p.mu.Lock()
+			p.free = append(p.free, node)
+			p.mu.Unlock()
+			p.signal()
 		}()
 	}
 }
 
-// next returns the first queued play, waiting for one; nil once the pool
-// is closed.
-func (p *Pool) next() *Play {
+// next returns the first queued play a free node can take, and that
+// node, waiting for both; nil once the pool is closed.
+func (p *Pool) next() (*Play, string) {
 	for {
 		p.mu.Lock()
-		if len(p.queue) > 0 {
-			pl := p.queue[0]
-			p.queue = p.queue[1:]
-			p.mu.Unlock()
-			return pl
+		for i, pl := range p.queue {
+			if j := p.nodeFor(pl.s); j >= 0 {
+				node := p.free[j]
+				p.free = slices.Delete(p.free, j, j+1)
+				p.queue = slices.Delete(p.queue, i, i+1)
+				p.mu.Unlock()
+				return pl, node
+			}
 		}
 		p.mu.Unlock()
 		select {
 		case <-p.wake:
 		case <-p.ctx.Done():
-			return nil
+			return nil, ""
 		}
 	}
+}
+
+// nodeFor returns the index in p.free of the node s should play on, or
+// -1 if none of the free nodes fits it; p.mu is held. A scenario that
+// runs client programs (Python, JavaScript, Java) plays on a node that
+// has their images unpacked; on another its pods would first unpack
+// hundreds of MB, under the start gate. Any other scenario takes a node
+// without them first, keeping those for the scenarios that need them.
+func (p *Pool) nodeFor(s *Scenario) int {
+	if len(p.free) == 0 {
+		return -1
+	}
+	if len(p.clientNodes) == 0 {
+		return 0
+	}
+	programs := len(s.ClientPrograms()) > 0
+	for i, n := range p.free {
+		if p.clientNodes[n] == programs {
+			return i
+		}
+	}
+	if programs {
+		return -1
+	}
+	return 0
 }
 
 func (pl *Play) play(ctx context.Context, run func(context.Context, *Scenario, ClusterOptions) (*Result, error), o ClusterOptions, node string) {

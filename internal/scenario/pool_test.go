@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/idharness/idharness/fixtures"
+	"github.com/idharness/idharness/internal/stack"
 )
 
 // fakePlays stands in for RunInCluster: each play lasts until released
@@ -253,3 +256,46 @@ func TestConnectPool(t *testing.T) {
 }
 
 func must(_ *Result, err error) error { return err }
+
+// TestPoolClientNodes checks where a pool sends plays when the client
+// images are unpacked on some nodes only (the stack's ClientNodes): a
+// play of client programs waits for one of those nodes even while
+// another is free, and a Go play takes another node first.
+func TestPoolClientNodes(t *testing.T) {
+	program := func(id string) *Scenario {
+		return &Scenario{ID: id, Workload: Workload{Clients: []ClientGroup{{Client: "py-azidentity-mi"}}}}
+	}
+	p1, g1, p2, g2 := program("p1"), &Scenario{ID: "g1"}, program("p2"), &Scenario{ID: "g2"}
+	f := newFakePlays("p1", "g1", "p2", "g2")
+	st := &stack.Stack{Images: fixtures.Images{ClientNodes: []string{"n1"}}}
+	p, err := newPool(ClusterOptions{Stack: st}, []string{"n2", "n1", "n3"}, f.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Start(p1, g1, p2, g2)
+	waitStarted(t, f, "p1", "g1", "g2")
+	select {
+	case id := <-f.started:
+		t.Fatalf("%s started while the only node with the client images was busy", id)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(f.release["p1"])
+	waitStarted(t, f, "p2")
+	close(f.release["g1"])
+	close(f.release["g2"])
+	close(f.release["p2"])
+	want := map[*Scenario]string{p1: "n1", p2: "n1"}
+	for _, s := range []*Scenario{p1, g1, p2, g2} {
+		pl, err := p.Wait(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[s]; ok && pl.Node() != w {
+			t.Errorf("%s played on %s, want %s (the client images' node)", s.ID, pl.Node(), w)
+		}
+		if _, ok := want[s]; !ok && pl.Node() == "n1" {
+			t.Errorf("Go play %s took n1, which the client programs' plays need, while n2 and n3 were free", s.ID)
+		}
+	}
+}
