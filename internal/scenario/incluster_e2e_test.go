@@ -45,9 +45,18 @@ func TestRunInClusterE2E(t *testing.T) {
 	if res.InCluster == nil || res.InCluster.Node == "" || len(res.InCluster.Pods) != 5 {
 		t.Errorf("in-cluster record %+v: want the node and 5 pods", res.InCluster)
 	}
+	unattributed := false
 	for _, cl := range res.Clients {
 		if len(cl.Attempts) == 0 || cl.Attempts[0].Requests == 0 {
 			t.Errorf("client %s: attempts %+v, want a first attempt with its requests attributed", cl.Name, cl.Attempts)
+			unattributed = true
+		}
+	}
+	if unattributed {
+		// What the attribution saw: each request's time from the start,
+		// its client and the User-Agent it came with.
+		for _, q := range res.Requests {
+			t.Logf("request %d at %s: client %q, remote %s, latency %.3f ms, User-Agent %q", q.Seq, q.At.D(), q.Client, q.Remote, q.LatencyMS, q.Headers["User-Agent"])
 		}
 	}
 	for _, q := range res.Requests {
