@@ -303,6 +303,12 @@ func (r *Runner) attempt(ctx context.Context, c runClient, round int) proberesul
 	}
 	tctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	t0 := r.now()
+	// The attempt's time is its token call's start, the same instant its
+	// latency counts from: a scenario counts the journal's requests
+	// between the two as the attempt's, and a Time read earlier left a
+	// request that came a few ms late on a busy node outside that window
+	// (an in-cluster run attributed none to a client's only attempt).
+	res.Time = t0.UTC()
 	tok, err := c.client.GetToken(tctx, r.cfg.Resource)
 	res.LatencyMs = proberesult.Millis(r.now().Sub(t0))
 	cancel()

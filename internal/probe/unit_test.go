@@ -1,10 +1,13 @@
 package probe
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idharness/idharness/fakeimds/fakeimdstest"
 )
@@ -85,5 +88,42 @@ func TestNewRunnerValidation(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// clockedClient is a client whose token call happens at the time its
+// clock gives, which it records.
+type clockedClient struct {
+	now    func() time.Time
+	called time.Time
+}
+
+func (c *clockedClient) GetToken(context.Context, string) (Token, error) {
+	c.called = c.now()
+	return Token{}, errors.New("no token here")
+}
+
+// TestAttemptWindowHoldsTheCall checks that an attempt's window, from
+// its Time for LatencyMs, holds the moment its token call ran: scenarios
+// count the requests in that window as the attempt's. The clock's first
+// reading is 5 s before the others, which are 1 ms apart, as on a busy
+// node where the attempt was set up, then descheduled before its call: a
+// Time read then would leave the call after the window's end.
+func TestAttemptWindowHoldsTheCall(t *testing.T) {
+	base := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	readings := 0
+	now := func() time.Time {
+		readings++
+		if readings == 1 {
+			return base
+		}
+		return base.Add(5*time.Second + time.Duration(readings)*time.Millisecond)
+	}
+	c := &clockedClient{now: now}
+	r := &Runner{cfg: Config{Resource: DefaultResource, Timeout: time.Second}, now: now}
+	res := r.attempt(context.Background(), runClient{name: "c", client: c}, 1)
+	end := res.Time.Add(res.LatencyMs.D())
+	if c.called.Before(res.Time) || c.called.After(end) {
+		t.Errorf("the token call ran at %s, outside the attempt's window %s to %s", c.called.Format(time.StampMilli), res.Time.Format(time.StampMilli), end.Format(time.StampMilli))
 	}
 }

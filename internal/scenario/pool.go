@@ -32,9 +32,9 @@ type Pool struct {
 	// images unpacked (the stack's Images.ClientNodes); empty: every node.
 	clientNodes map[string]bool
 	ctx         context.Context
-	cancel context.CancelFunc
-	wake   chan struct{}
-	wg     sync.WaitGroup
+	cancel      context.CancelFunc
+	wake        chan struct{}
+	wg          sync.WaitGroup
 
 	mu     sync.Mutex
 	plays  map[*Scenario]*Play
