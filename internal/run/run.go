@@ -63,9 +63,10 @@ type Options struct {
 	// program, "none" none.
 	ClientImages []string
 	// ClientImagesOnWorkers loads the client images into the worker nodes
-	// only (every node of a cluster without workers): the chaos suite's
-	// plays take workers, so a control plane would import hundreds of MB
-	// that no pod of the run uses.
+	// only (every node of a cluster without workers), unpacked on half of
+	// them and their content only on the others (clientNodes): the chaos
+	// suite's plays take workers, and scenario.Pool sends the plays of
+	// client programs to the nodes that have them unpacked.
 	ClientImagesOnWorkers bool
 	// ImageTag tags the images built for this run.
 	ImageTag string
@@ -336,10 +337,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if archive, err = write("client-images.tar", clientBuilt); err != nil {
 				return err
 			}
-			if err := images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, unpack, true); err != nil {
-				return err
-			}
-			if err := images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, content, false); err != nil {
+			if err := images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, unpack, content); err != nil {
 				return err
 			}
 			if len(content) > 0 {
