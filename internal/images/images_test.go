@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -273,5 +275,84 @@ func TestBuildGoArch(t *testing.T) {
 				t.Errorf("binary for %v, want %v", f.Machine, tc.machine)
 			}
 		})
+	}
+}
+
+// TestBuildGoCached builds a program twice with one CacheDir: the second
+// build must not link again (its kept binary is the same file) and must give
+// the same image, and each image's binary must be a copy in its own
+// WorkDir, which a later build cannot change under its layer.
+func TestBuildGoCached(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go command not available")
+	}
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	cache := t.TempDir()
+	p := GoProgram{Package: "./testdata/hello", Image: "idharness.local/hello:test", CacheDir: cache}
+	build := func() (Built, os.FileInfo) {
+		t.Helper()
+		q := p
+		q.WorkDir = t.TempDir()
+		b, err := BuildGo(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Dir(b.Binary) != q.WorkDir {
+			t.Fatalf("binary %s is not in the build's WorkDir %s", b.Binary, q.WorkDir)
+		}
+		dir, err := q.cacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "hello"))
+		if err != nil {
+			t.Fatalf("no kept binary: %v", err)
+		}
+		return b, fi
+	}
+	// go build moves a new link's output into place (a new inode) and
+	// only touches an output that is current.
+	first, kept1 := build()
+	second, kept2 := build()
+	if i1, i2 := kept1.Sys().(*syscall.Stat_t).Ino, kept2.Sys().(*syscall.Stat_t).Ino; i1 != i2 {
+		t.Errorf("the second build linked again: kept binary's inode %d, then %d", i1, i2)
+	}
+	d1, _ := first.Image.Digest()
+	d2, _ := second.Image.Digest()
+	if d1 != d2 {
+		t.Errorf("same program, two images: %s and %s", d1, d2)
+	}
+}
+
+// TestCacheDirKey: runs of two checkouts, two programs or two
+// architectures never share a kept binary.
+func TestCacheDirKey(t *testing.T) {
+	base := GoProgram{Package: "./cmd/fakeimds", ModuleDir: "/src/a", Image: "x:y", CacheDir: "/c"}
+	dir := func(p GoProgram) string {
+		d, err := p.cacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	other := map[string]GoProgram{}
+	o := base
+	o.ModuleDir = "/src/b"
+	other["another checkout"] = o
+	o = base
+	o.Package = "./cmd/probe"
+	other["another program"] = o
+	o = base
+	o.Arch = map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	other["another architecture"] = o
+	for why, p := range other {
+		if dir(p) == dir(base) {
+			t.Errorf("%s shares %s", why, dir(base))
+		}
+	}
+	if !strings.HasPrefix(dir(base), "/c/programs/fakeimds-") {
+		t.Errorf("dir %s", dir(base))
 	}
 }

@@ -219,7 +219,7 @@ func buildPlatform(ctx context.Context, o Options, stage, goos, goarch, tag stri
 			return nil, err
 		}
 		if prog.Binary {
-			if err := copyFile(b.Binary, filepath.Join(dir, prog.Name)); err != nil {
+			if err := images.CopyExecutable(b.Binary, filepath.Join(dir, prog.Name)); err != nil {
 				return nil, err
 			}
 			if err := addFile(prog.Name); err != nil {
@@ -316,13 +316,4 @@ func ImageTag(version string) string {
 		t = t[:128]
 	}
 	return t
-}
-
-// copyFile copies src to dst, executable.
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o755)
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/idharness/idharness/clients"
 	"github.com/idharness/idharness/internal/clientimage"
 	"github.com/idharness/idharness/internal/images"
-	"github.com/idharness/idharness/internal/nodeimage"
 )
 
 // clientPrograms returns the client programs whose images this run
@@ -33,11 +32,7 @@ func clientPrograms(o Options) (build, skip []*clients.Program, b *clientimage.B
 			skip = append(skip, p)
 		}
 	}
-	cache := o.CacheDir
-	if cache == "" {
-		cache = nodeimage.DefaultCacheDir()
-	}
-	return build, skip, &clientimage.Builder{CacheDir: cache, Log: o.Log}, nil
+	return build, skip, &clientimage.Builder{CacheDir: o.cacheDir(), Log: o.Log}, nil
 }
 
 // buildClientImages builds the image of every client program (Python,

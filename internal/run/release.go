@@ -146,7 +146,9 @@ func (s *imageSource) program(ctx context.Context, name string) (images.Built, e
 		return b, err
 	}
 	img := "idharness.local/" + name + ":" + s.o.ImageTag
-	b, err := images.BuildGo(ctx, images.GoProgram{Package: s.programs[name], ModuleDir: s.o.ModuleDir, Image: img, User: userFor(name)})
+	// The cache keeps each program's last build: a run whose programs did
+	// not change links none of them.
+	b, err := images.BuildGo(ctx, images.GoProgram{Package: s.programs[name], ModuleDir: s.o.ModuleDir, Image: img, User: userFor(name), CacheDir: s.o.cacheDir()})
 	if err != nil {
 		return images.Built{}, fmt.Errorf("build image %s: %w", img, err)
 	}

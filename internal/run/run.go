@@ -163,14 +163,19 @@ func programImages(s *sut.SUT, imgs fixtures.Images, ids map[string]string) []su
 	return out
 }
 
+// cacheDir is o.CacheDir, or idharness's default cache.
+func (o Options) cacheDir() string {
+	if o.CacheDir == "" {
+		return nodeimage.DefaultCacheDir()
+	}
+	return o.CacheDir
+}
+
 // prepareSUTImages saves, builds or takes the implementations' images
 // into dir, by implementation; node (nil when the run has no kind node)
 // gives the node tools.
 func prepareSUTImages(ctx context.Context, o Options, dir string, node kindexec.Cmder) ([][]sut.Loaded, error) {
-	cache := o.CacheDir
-	if cache == "" {
-		cache = nodeimage.DefaultCacheDir()
-	}
+	cache := o.cacheDir()
 	out := make([][]sut.Loaded, len(o.SUTs))
 	for i, s := range o.SUTs {
 		l, err := s.PrepareImages(ctx, sut.ImageOptions{Dir: dir, CacheDir: cache, Node: node, Log: o.Log})
@@ -305,43 +310,64 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		// write writes bs to one archive and records their IDs.
-		write := func(file string, bs []images.Built) (string, error) {
-			archive := filepath.Join(dir, file)
-			if err := images.WriteBuiltArchive(archive, bs...); err != nil {
-				return "", err
-			}
-			for _, b := range bs {
-				if id, err := b.Image.ConfigName(); err == nil {
-					imageIDs[b.Name] = id.String()
-				}
-			}
-			return archive, nil
-		}
-		archive, err := write("images.tar", built)
+		nodes, err := cl.Nodes()
 		if err != nil {
 			return err
 		}
-		if err := images.LoadArchive(cl.Provider(), res.Cluster, archive); err != nil {
+		var all []string
+		for _, n := range nodes {
+			all = append(all, n.String())
+		}
+		// load writes bs to one archive, records their IDs, and loads it
+		// into those nodes of unpack and content that lack one of them:
+		// unpacked into the first, content only into the second. A kept
+		// cluster run again holds its last run's images, so it gets only
+		// what changed (images.Lacking); a cluster this run made holds
+		// none yet.
+		load := func(file string, bs []images.Built, unpack, content []string) error {
+			want := map[string]string{}
+			for _, b := range bs {
+				id, err := b.Image.ConfigName()
+				if err != nil {
+					return fmt.Errorf("image %s: %w", b.Name, err)
+				}
+				want[b.Name] = id.String()
+				imageIDs[b.Name] = id.String()
+			}
+			if !created {
+				lacking, err := images.Lacking(cl.Provider(), res.Cluster, append(slices.Clone(unpack), content...), want)
+				if err != nil {
+					return err
+				}
+				held := len(unpack) + len(content) - len(lacking)
+				in := func(n string) bool { return !slices.Contains(lacking, n) }
+				unpack, content = slices.DeleteFunc(slices.Clone(unpack), in), slices.DeleteFunc(slices.Clone(content), in)
+				if held > 0 {
+					o.Log.Info("images already on nodes, not loaded again", "archive", file, "nodes", held)
+				}
+			}
+			if len(unpack)+len(content) == 0 {
+				return nil
+			}
+			archive := filepath.Join(dir, file)
+			if err := images.WriteBuiltArchive(archive, bs...); err != nil {
+				return err
+			}
+			return images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, unpack, content)
+		}
+		if err := load("images.tar", built, all, nil); err != nil {
 			return err
 		}
 		if len(clientBuilt) > 0 {
 			// A chaos run's client programs play on some workers only
 			// (scenario.Pool sends their plays there): the images are
 			// unpacked there and only imported on the other workers.
-			nodes, err := cl.Nodes()
-			if err != nil {
-				return err
-			}
 			unpack, content := clientNodes(nodes)
-			if archive, err = write("client-images.tar", clientBuilt); err != nil {
-				return err
-			}
-			if err := images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, unpack, content); err != nil {
-				return err
-			}
 			if len(content) > 0 {
 				imgs.ClientNodes = unpack
+			}
+			if err := load("client-images.tar", clientBuilt, unpack, content); err != nil {
+				return err
 			}
 			o.Log.Info("client images loaded", "unpacked on", unpack, "content only on", content)
 		}
