@@ -4,51 +4,40 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 
-	"sigs.k8s.io/kind/pkg/cluster"
+	"golang.org/x/sync/errgroup"
 	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 )
 
-// Lacking returns those of the named nodes of the kind cluster whose
-// containerd lacks one of want (an image's name and its ID, the digest
-// of its config): the nodes an archive of want must still be loaded
-// into. A kept cluster run again holds the images of its last run, and
+// Lacking returns the names of those nodes whose containerd lacks one
+// of want (an image's name and its ID, the digest of its config): the
+// nodes an archive of want must still be loaded into, in the order
+// given. A kept cluster run again holds the images of its last run, and
 // loading them again took 18 s on 9 nodes for nothing. A node whose
 // images cannot be listed counts as lacking them.
-func Lacking(provider *cluster.Provider, clusterName string, names []string, want map[string]string) ([]string, error) {
-	all, err := provider.ListInternalNodes(clusterName)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes of cluster %q: %w", clusterName, err)
-	}
-	var nodes []kindnodes.Node
-	for _, n := range all {
-		if slices.Contains(names, n.String()) {
-			nodes = append(nodes, n)
-		}
-	}
+func Lacking(nodes []kindnodes.Node, want map[string]string) []string {
 	lacks := make([]bool, len(nodes))
-	idx := make([]int, len(nodes))
-	for i := range idx {
-		idx[i] = i
-	}
-	loadEach(idx, len(idx), func(i int) error {
-		var out bytes.Buffer
-		if err := nodes[i].Command("crictl", "images", "-o", "json").SetStdout(&out).Run(); err != nil {
-			lacks[i] = true
+	var g errgroup.Group
+	for i, n := range nodes {
+		g.Go(func() error {
+			var out bytes.Buffer
+			if err := n.Command("crictl", "images", "-o", "json").SetStdout(&out).Run(); err != nil {
+				lacks[i] = true
+				return nil
+			}
+			held, err := heldImages(out.Bytes())
+			lacks[i] = err != nil || !holdsAll(held, want)
 			return nil
-		}
-		held, err := heldImages(out.Bytes())
-		lacks[i] = err != nil || !holdsAll(held, want)
-		return nil
-	})
+		})
+	}
+	g.Wait()
 	var out []string
 	for i, n := range nodes {
 		if lacks[i] {
 			out = append(out, n.String())
 		}
 	}
-	return out, nil
+	return out
 }
 
 // heldImages reads `crictl images -o json`: each image name a node holds,

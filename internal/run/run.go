@@ -20,6 +20,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster/constants"
+	kindnodes "sigs.k8s.io/kind/pkg/cluster/nodes"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 
 	"github.com/idharness/idharness/fixtures"
@@ -335,11 +336,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				imageIDs[b.Name] = id.String()
 			}
 			if !created {
-				lacking, err := images.Lacking(cl.Provider(), res.Cluster, append(slices.Clone(unpack), content...), want)
-				if err != nil {
-					return err
+				var targets []kindnodes.Node
+				for _, n := range nodes {
+					if slices.Contains(unpack, n.String()) || slices.Contains(content, n.String()) {
+						targets = append(targets, n)
+					}
 				}
-				held := len(unpack) + len(content) - len(lacking)
+				lacking := images.Lacking(targets, want)
+				held := len(targets) - len(lacking)
 				in := func(n string) bool { return !slices.Contains(lacking, n) }
 				unpack, content = slices.DeleteFunc(slices.Clone(unpack), in), slices.DeleteFunc(slices.Clone(content), in)
 				if held > 0 {
