@@ -260,7 +260,7 @@ func pickNode(st *stack.Stack, want string, programs bool) (string, error) {
 	if want == "" {
 		if programs {
 			for i := len(names) - 1; i >= 0; i-- {
-				if slices.Contains(st.Images.ClientNodes, names[i]) {
+				if st.Images.ClientsUnpacked(names[i]) {
 					return names[i], nil
 				}
 			}

@@ -27,14 +27,11 @@ type Pool struct {
 	o ClusterOptions
 	// run plays one scenario on a node: RunInCluster, or a test's stand-in
 	// for the pool's own scheduling tests.
-	run func(context.Context, *Scenario, ClusterOptions) (*Result, error)
-	// clientNodes are the nodes whose containerd has the client programs'
-	// images unpacked (the stack's Images.ClientNodes); empty: every node.
-	clientNodes map[string]bool
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wake        chan struct{}
-	wg          sync.WaitGroup
+	run    func(context.Context, *Scenario, ClusterOptions) (*Result, error)
+	ctx    context.Context
+	cancel context.CancelFunc
+	wake   chan struct{}
+	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	plays  map[*Scenario]*Play
@@ -109,12 +106,6 @@ func newPool(o ClusterOptions, nodes []string, run func(context.Context, *Scenar
 	o.StartGate = make(chan struct{}, 1)
 	p := &Pool{o: o, run: run, free: slices.Clone(nodes), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), plays: map[*Scenario]*Play{}}
-	if o.Stack != nil && len(o.Stack.Images.ClientNodes) > 0 {
-		p.clientNodes = map[string]bool{}
-		for _, n := range o.Stack.Images.ClientNodes {
-			p.clientNodes[n] = true
-		}
-	}
 	p.wg.Add(1)
 	go p.dispatch()
 	return p, nil
@@ -248,12 +239,12 @@ func (p *Pool) nodeFor(s *Scenario) int {
 	if len(p.free) == 0 {
 		return -1
 	}
-	if len(p.clientNodes) == 0 {
+	if p.o.Stack == nil {
 		return 0
 	}
 	programs := len(s.ClientPrograms()) > 0
 	for i, n := range p.free {
-		if p.clientNodes[n] == programs {
+		if p.o.Stack.Images.ClientsUnpacked(n) == programs {
 			return i
 		}
 	}
