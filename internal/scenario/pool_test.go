@@ -89,6 +89,17 @@ func waitStarted(t *testing.T, f *fakePlays, want ...string) {
 	}
 }
 
+// noneStarted fails if a scenario starts within 100 ms: why says what
+// should have held it back.
+func noneStarted(t *testing.T, f *fakePlays, why string) {
+	t.Helper()
+	select {
+	case id := <-f.started:
+		t.Fatalf("%s started %s", id, why)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 func TestPoolOnePlayPerNodeInOrder(t *testing.T) {
 	ss := poolScenarios("a", "b", "c", "d", "e")
 	f := newFakePlays("a", "b", "c", "d", "e")
@@ -100,11 +111,7 @@ func TestPoolOnePlayPerNodeInOrder(t *testing.T) {
 	defer p.Close()
 	p.Start(ss...)
 	waitStarted(t, f, "a", "b")
-	select {
-	case id := <-f.started:
-		t.Fatalf("%s started with both nodes busy", id)
-	case <-time.After(100 * time.Millisecond):
-	}
+	noneStarted(t, f, "with both nodes busy")
 	close(f.release["b"])
 	waitStarted(t, f, "c")
 	close(f.release["a"])
@@ -275,11 +282,7 @@ func TestPoolClientNodes(t *testing.T) {
 	defer p.Close()
 	p.Start(p1, g1, p2, g2)
 	waitStarted(t, f, "p1", "g1", "g2")
-	select {
-	case id := <-f.started:
-		t.Fatalf("%s started while the only node with the client images was busy", id)
-	case <-time.After(100 * time.Millisecond):
-	}
+	noneStarted(t, f, "while the only node with the client images was busy")
 	close(f.release["p1"])
 	waitStarted(t, f, "p2")
 	close(f.release["g1"])
