@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -111,7 +112,7 @@ func (c *Client) resource(o *unstructured.Unstructured) (ri dynamic.ResourceInte
 // kinds the cluster does not know and absent objects are skipped. It
 // returns "Kind namespace/name" of each object it deleted.
 func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs ...*unstructured.Unstructured) ([]string, error) {
-	var deleted []string
+	var gone []doomed
 	for i := len(objs) - 1; i >= 0; i-- {
 		o := objs[i]
 		ri, ok := c.resource(o)
@@ -124,18 +125,15 @@ func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs 
 			continue
 		}
 		if err != nil {
-			return deleted, fmt.Errorf("look up %s: %w", what, err)
+			return nil, fmt.Errorf("look up %s: %w", what, err)
 		}
 		if !hasLabels(live.GetLabels(), owned) {
 			c.log.Info("left in place: not idharness's", "object", what)
 			continue
 		}
-		if err := c.deleteAndWait(ctx, ri, o.GetName(), what); err != nil {
-			return deleted, err
-		}
-		deleted = append(deleted, what)
+		gone = append(gone, doomed{ri, o.GetKind(), o.GetName(), what})
 	}
-	return deleted, nil
+	return c.deleteAll(ctx, gone)
 }
 
 // Resource is a kind of object DeleteSelected looks through.
@@ -150,7 +148,7 @@ type Resource struct {
 // order of resources, and waits until they are gone, workloads with their
 // pods. It returns "Kind namespace/name" of each.
 func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resources []Resource, remove func(*unstructured.Unstructured) bool) ([]string, error) {
-	var deleted []string
+	var gone []doomed
 	for _, r := range resources {
 		var ri dynamic.ResourceInterface = c.dyn.Resource(r.GroupVersionResource)
 		if r.Namespaced {
@@ -158,38 +156,80 @@ func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resour
 		}
 		l, err := ri.List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
-			return deleted, fmt.Errorf("list %s labelled %s: %w", r.Resource, selector, err)
+			return nil, fmt.Errorf("list %s labelled %s: %w", r.Resource, selector, err)
 		}
 		for i := range l.Items {
 			o := &l.Items[i]
-			if !remove(o) {
-				continue
+			if remove(o) {
+				gone = append(gone, doomed{ri, o.GetKind(), o.GetName(), o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()})
 			}
-			what := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
-			if err := c.deleteAndWait(ctx, ri, o.GetName(), what); err != nil {
-				return deleted, err
-			}
-			deleted = append(deleted, what)
 		}
 	}
-	return deleted, nil
+	return c.deleteAll(ctx, gone)
 }
 
-// deleteAndWait deletes one object in the foreground and waits until it
-// is gone, so that a workload is gone once its pods are. An object
-// already gone counts as deleted.
-func (c *Client) deleteAndWait(ctx context.Context, ri dynamic.ResourceInterface, name, what string) error {
-	fg := metav1.DeletePropagationForeground
-	if err := ri.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
-		return fmt.Errorf("delete %s: %w", what, err)
+// doomed is an object to delete: where it is, its kind and name, and
+// how logs and errors name it ("Kind namespace/name").
+type doomed struct {
+	ri   dynamic.ResourceInterface
+	kind string
+	name string
+	what string
+}
+
+// runsPods reports whether kind is a workload, whose pods may still need
+// the objects deleted after it while they stop.
+func runsPods(kind string) bool {
+	switch kind {
+	case "DaemonSet", "Deployment", "StatefulSet", "ReplicaSet", "Job", "Pod":
+		return true
 	}
-	return c.poll(ctx, what+" deletion", func(ctx context.Context) (bool, string, error) {
-		_, err := ri.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, "", nil
+	return false
+}
+
+// deleteAll deletes objs in their order, in the foreground (a workload
+// is gone once its pods are), and waits until every one is gone. An
+// object is deleted only once the workloads before it are gone: a pod
+// that stops may still need its ServiceAccount and RBAC (the reference
+// agent reads its DaemonSet on SIGTERM to tell an uninstall from a
+// restart, and keeps its redirect when it cannot). Objects with no
+// workload between them are deleted together and waited for together:
+// waiting for each before deleting the next took a poll per object. An
+// object already gone counts as deleted. It returns what each deleted
+// object is.
+func (c *Client) deleteAll(ctx context.Context, objs []doomed) ([]string, error) {
+	fg := metav1.DeletePropagationForeground
+	var deleted []string
+	var pending []doomed
+	waitPending := func() error {
+		for _, o := range pending {
+			err := c.poll(ctx, o.what+" deletion", func(ctx context.Context) (bool, string, error) {
+				_, err := o.ri.Get(ctx, o.name, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return true, "", nil
+				}
+				return false, "deleting", err
+			})
+			if err != nil {
+				return err
+			}
 		}
-		return false, "deleting", err
-	})
+		pending = nil
+		return nil
+	}
+	for _, o := range objs {
+		if slices.ContainsFunc(pending, func(p doomed) bool { return runsPods(p.kind) }) {
+			if err := waitPending(); err != nil {
+				return deleted, err
+			}
+		}
+		if err := o.ri.Delete(ctx, o.name, metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
+			return deleted, fmt.Errorf("delete %s: %w", o.what, err)
+		}
+		deleted = append(deleted, o.what)
+		pending = append(pending, o)
+	}
+	return deleted, waitPending()
 }
 
 func hasLabels(have, want map[string]string) bool {
@@ -265,12 +305,20 @@ func readyEndpoints(slices []discoveryv1.EndpointSlice) (bool, string) {
 	return ready > 0, fmt.Sprintf("%d/%d endpoints ready", ready, all)
 }
 
+// pollInterval is how often a wait asks the API server again. A deploy
+// waits a dozen times (each workload's rollout, each deletion, the
+// webhook's first call); at a second, each wait overshot its condition
+// by half a second on average, and a run's deploys (make e2e, make chaos
+// and the redeploys CI makes on the kept cluster) add up to dozens. A
+// GET every quarter second is nothing to the API server.
+const pollInterval = 250 * time.Millisecond
+
 func (c *Client) poll(ctx context.Context, what string, cond func(context.Context) (bool, string, error)) error {
 	start := time.Now()
 	var last string
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
 		ok, msg, err := cond(ctx)
 		if msg != last && msg != "" {
 			c.log.Info("waiting", "for", what, "status", msg, "elapsed", time.Since(start).Round(time.Second))

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -196,14 +197,6 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 	if err := dc.Apply(ctx, append(objs, rest...)...); err != nil {
 		return nil, err
 	}
-	if err := dc.WaitDaemonSet(ctx, opts.Namespace, "fakeimds"); err != nil {
-		return nil, fmt.Errorf("%w (look at: kubectl -n %s describe ds/fakeimds; kubectl -n %s logs ds/fakeimds)", err, opts.Namespace, opts.Namespace)
-	}
-	if opts.Images.Vault != "" {
-		if err := dc.WaitDeployment(ctx, opts.Namespace, "vault"); err != nil {
-			return nil, fmt.Errorf("%w (look at: kubectl -n %s logs deploy/vault)", err, opts.Namespace)
-		}
-	}
 	var comps []rendered
 	for _, c := range opts.Components {
 		objs, err := c.Objects(p)
@@ -212,24 +205,54 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts Options, log *slog.Logge
 		}
 		comps = append(comps, rendered{c, objs})
 	}
-	if err := pruneOthers(ctx, dc, p, comps, log); err != nil {
-		return nil, err
-	}
-	if err := pruneSUTs(ctx, dc, opts.Namespace, opts.SUTs, comps, log); err != nil {
-		return nil, err
-	}
-	for _, rc := range comps {
-		c, objs := rc.Component, rc.objs
-		stampImages(objs, opts.ImageIDs)
-		if err := dc.Apply(ctx, objs...); err != nil {
-			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+	// The rollouts are waited for side by side: each takes seconds (a
+	// DaemonSet's pods on every node, a Deployment's one pod), and waited
+	// for one after another they added up (the example agent's redeploy
+	// on the 9-node chaos cluster: 20 s, against 8 s side by side). The
+	// components are still applied in their order, after what an earlier
+	// run left is removed, so that a run's agent never starts beside
+	// another's.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := dc.WaitDaemonSet(gctx, opts.Namespace, "fakeimds"); err != nil {
+			return fmt.Errorf("%w (look at: kubectl -n %s describe ds/fakeimds; kubectl -n %s logs ds/fakeimds)", err, opts.Namespace, opts.Namespace)
 		}
-		if c.Wait != nil {
-			if err := c.Wait(ctx, dc, opts.Namespace); err != nil {
-				return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		return nil
+	})
+	if opts.Images.Vault != "" {
+		g.Go(func() error {
+			if err := dc.WaitDeployment(gctx, opts.Namespace, "vault"); err != nil {
+				return fmt.Errorf("%w (look at: kubectl -n %s logs deploy/vault)", err, opts.Namespace)
 			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		if err := pruneOthers(gctx, dc, p, comps, log); err != nil {
+			return err
 		}
-		log.Info("component deployed", "name", c.Name)
+		if err := pruneSUTs(gctx, dc, opts.Namespace, opts.SUTs, comps, log); err != nil {
+			return err
+		}
+		for _, rc := range comps {
+			stampImages(rc.objs, opts.ImageIDs)
+			if err := dc.Apply(gctx, rc.objs...); err != nil {
+				return fmt.Errorf("component %s: %w", rc.Name, err)
+			}
+			g.Go(func() error {
+				if rc.Wait != nil {
+					if err := rc.Wait(gctx, dc, opts.Namespace); err != nil {
+						return fmt.Errorf("component %s: %w", rc.Name, err)
+					}
+				}
+				log.Info("component deployed", "name", rc.Name)
+				return nil
+			})
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	log.Info("deployed", "elapsed", time.Since(start).Round(time.Millisecond))
 	return Connect(ctx, cfg, opts.Namespace, log)
