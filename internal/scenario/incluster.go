@@ -1073,7 +1073,9 @@ func (c *clusterRun) probePods(ctx context.Context) (*corev1.PodList, error) {
 	return c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: scenarioLabel})
 }
 
-// waitDone waits until every probe pod has exited.
+// waitDone waits until every probe pod has exited. It asks every quarter
+// second: the pods end together at the workload's end (--end-at), and a
+// play waited half a second on average past it at one ask a second.
 func (c *clusterRun) waitDone(ctx context.Context, n int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
@@ -1099,7 +1101,7 @@ func (c *clusterRun) waitDone(ctx context.Context, n int, limit time.Duration) e
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("run interrupted: %w", ctx.Err())
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -1176,24 +1178,30 @@ func (c *clusterRun) cleanup() {
 			// Wait until the pods are gone: the node tears their sandboxes
 			// down one by one, and a run that starts meanwhile (the next
 			// chaos spec) would find its own pods queued behind them, not
-			// running at its start.
+			// running at its start. The pods are deleted here rather than
+			// left to the namespace controller, which came to them about
+			// 5 s after the namespace's deletion, and only they are waited
+			// for: the namespace itself goes on being deleted.
 			c.r.printf("cleanup: deleting namespace %s and its pods", c.ns)
+			if err := c.kube.CoreV1().Pods(c.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				c.r.printf("cleanup: could not delete the pods of namespace %s: %v; the namespace's deletion deletes them", c.ns, err)
+			}
 			gone := false
 			for !gone && ctx.Err() == nil {
-				if _, err := c.kube.CoreV1().Namespaces().Get(ctx, c.ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				if l, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{}); err == nil && len(l.Items) == 0 {
 					gone = true
 					break
 				}
 				select {
 				case <-ctx.Done():
-				case <-time.After(time.Second):
+				case <-time.After(250 * time.Millisecond):
 				}
 			}
 			if !gone {
-				c.r.printf("cleanup: namespace %s is still being deleted; the next run on %s may find the node busy", c.ns, c.node)
+				c.r.printf("cleanup: the pods of namespace %s are still being deleted; the next run on %s may find the node busy", c.ns, c.node)
 				return
 			}
-			c.r.printf("cleanup: namespace %s and its pods deleted", c.ns)
+			c.r.printf("cleanup: the pods of namespace %s are gone (the namespace goes on being deleted)", c.ns)
 		}()
 	}
 	wg.Wait()

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // clusterScenario has one group of every kind and every way of naming
@@ -444,5 +446,44 @@ func TestStartsLight(t *testing.T) {
 				t.Errorf("startsLight(%d pods, programs %v) = %v, want %v", pods, s.ClientPrograms(), got, tc.light)
 			}
 		})
+	}
+}
+
+// TestCleanupWaitsForThePodsOnly: cleanup deletes the run's pods itself
+// and returns once they are gone, while the namespace is still being
+// deleted (the namespace controller took 5 s more, each chaos play).
+func TestCleanupWaitsForThePodsOnly(t *testing.T) {
+	s := mustParse(t, clusterScenario)
+	kube := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "run"}},
+		s.probePod(podPlan{pod: "probe-a-1"}, "run", "w", "img"), s.probePod(podPlan{pod: "probe-a-2"}, "run", "w", "img"))
+	// The namespace stays, terminating, and deletes none of its pods.
+	kube.PrependReactor("delete", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, nil })
+	// The fake's tracker has no delete-collection: delete them one by one.
+	kube.PrependReactor("delete-collection", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		l, err := kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("pods"), corev1.SchemeGroupVersion.WithKind("Pod"), a.GetNamespace())
+		if err != nil {
+			return true, nil, err
+		}
+		for _, p := range l.(*corev1.PodList).Items {
+			if err := kube.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), a.GetNamespace(), p.Name); err != nil {
+				return true, nil, err
+			}
+		}
+		return true, nil, nil
+	})
+	var out bytes.Buffer
+	c := &clusterRun{r: &runner{progress: &out, kube: &kubeEnv{}}, kube: kube, ns: "run", node: "w", nsCreated: true}
+	done := make(chan struct{})
+	go func() { c.cleanup(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("cleanup still waiting 10 s after the pods were deleted: it waits for the namespace")
+	}
+	if l, _ := kube.CoreV1().Pods("run").List(context.Background(), metav1.ListOptions{}); len(l.Items) > 0 {
+		t.Errorf("%d pods left", len(l.Items))
+	}
+	if !strings.Contains(out.String(), "pods of namespace run are gone") {
+		t.Errorf("progress:\n%s", out.String())
 	}
 }
