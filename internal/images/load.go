@@ -65,48 +65,24 @@ func LoadArchive(provider *cluster.Provider, clusterName, path string) error {
 	return loadNodes(nodes, path, nodeutils.LoadImageArchive)
 }
 
-// LoadArchiveInto loads the archive at path into named nodes of the
-// cluster, several at once: unpacked into the nodes in unpack, as
-// LoadArchive does, and its content only into those in content (`ctr
-// images import --no-unpack`), where containerd unpacks an image the
-// first time a pod there runs it. A node's import of the three client
-// images took 41 CPU-s unpacked and 9 CPU-s not
-// (docs/performance.md#loading-images), so a run unpacks big images only
-// on the nodes that will run them.
-func LoadArchiveInto(provider *cluster.Provider, clusterName, path string, unpack, content []string) error {
+// LoadArchiveInto loads the archive at path into the named nodes of the
+// cluster, unpacked as LoadArchive does, several at once: a run unpacks
+// big images (the client programs', 18 CPU-s a node) only on the nodes
+// that will run them.
+func LoadArchiveInto(provider *cluster.Provider, clusterName, path string, names []string) error {
 	all, err := provider.ListInternalNodes(clusterName)
 	if err != nil {
 		return fmt.Errorf("list nodes of cluster %q: %w", clusterName, err)
 	}
 	var nodes []kindnodes.Node
-	loaders := map[string]func(kindnodes.Node, io.Reader) error{}
-	for _, set := range []struct {
-		names []string
-		load  func(kindnodes.Node, io.Reader) error
-	}{{unpack, nodeutils.LoadImageArchive}, {content, importContent}} {
-		for _, name := range set.names {
-			i := slices.IndexFunc(all, func(n kindnodes.Node) bool { return n.String() == name })
-			if i < 0 {
-				return fmt.Errorf("cluster %q has no node %s to load %s into", clusterName, name, path)
-			}
-			nodes = append(nodes, all[i])
-			loaders[name] = set.load
+	for _, name := range names {
+		i := slices.IndexFunc(all, func(n kindnodes.Node) bool { return n.String() == name })
+		if i < 0 {
+			return fmt.Errorf("cluster %q has no node %s to load %s into", clusterName, name, path)
 		}
+		nodes = append(nodes, all[i])
 	}
-	return loadNodes(nodes, path, func(n kindnodes.Node, r io.Reader) error { return loaders[n.String()](n, r) })
-}
-
-// importContent imports the archive read from r into n's containerd
-// without unpacking it.
-func importContent(n kindnodes.Node, r io.Reader) error {
-	args := importArgs()
-	return n.Command(args[0], args[1:]...).SetStdin(r).Run()
-}
-
-// importArgs is the command importContent runs on a node: kind's
-// LoadImageArchive's, with no snapshotter and no unpacking.
-func importArgs() []string {
-	return []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--no-unpack", "-"}
+	return loadNodes(nodes, path, nodeutils.LoadImageArchive)
 }
 
 // loadNodes loads the archive at path into nodes with load, several at

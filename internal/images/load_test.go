@@ -76,15 +76,3 @@ func TestLoadEach(t *testing.T) {
 		})
 	}
 }
-
-// TestImportArgs checks that a content-only load leaves the unpacking
-// to containerd: the command has --no-unpack and names no snapshotter.
-func TestImportArgs(t *testing.T) {
-	args := importArgs()
-	if !slices.Contains(args, "--no-unpack") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--snapshotter") }) {
-		t.Errorf("import command %q: want --no-unpack and no snapshotter", args)
-	}
-	if args[0] != "ctr" || !slices.Contains(args, "--namespace=k8s.io") || args[len(args)-1] != "-" {
-		t.Errorf("import command %q: want ctr in the kubelet's namespace, reading the archive from stdin", args)
-	}
-}

@@ -63,11 +63,10 @@ type Options struct {
 	// program whose image is not built only on request, "all" every
 	// program, "none" none.
 	ClientImages []string
-	// ClientImagesOnWorkers loads the client images into the worker nodes
-	// only (every node of a cluster without workers), unpacked on half of
-	// them and their content only on the others (clientNodes): the chaos
-	// suite's plays take workers, and scenario.Pool sends the plays of
-	// client programs to the nodes that have them unpacked.
+	// ClientImagesOnWorkers loads the client images into half the worker
+	// nodes only (every node of a cluster without workers; clientNodes):
+	// the chaos suite's plays take workers, and scenario.Pool sends the
+	// plays of client programs to the nodes that have them.
 	ClientImagesOnWorkers bool
 	// ImageTag tags the images built for this run.
 	ImageTag string
@@ -320,12 +319,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			all = append(all, n.String())
 		}
 		// load writes bs to one archive, records their IDs, and loads it
-		// into those nodes of unpack and content that lack one of them:
-		// unpacked into the first, content only into the second. A kept
-		// cluster run again holds its last run's images, so it gets only
-		// what changed (images.Lacking); a cluster this run made holds
-		// none yet.
-		load := func(file string, bs []images.Built, unpack, content []string) error {
+		// into those of into that lack one of them. A kept cluster run
+		// again holds its last run's images, so it gets only what changed
+		// (images.Lacking); a cluster this run made holds none yet.
+		load := func(file string, bs []images.Built, into []string) error {
 			want := map[string]string{}
 			for _, b := range bs {
 				id, err := b.Image.ConfigName()
@@ -338,42 +335,41 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if !created {
 				var targets []kindnodes.Node
 				for _, n := range nodes {
-					if slices.Contains(unpack, n.String()) || slices.Contains(content, n.String()) {
+					if slices.Contains(into, n.String()) {
 						targets = append(targets, n)
 					}
 				}
 				lacking := images.Lacking(targets, want)
 				held := len(targets) - len(lacking)
-				in := func(n string) bool { return !slices.Contains(lacking, n) }
-				unpack, content = slices.DeleteFunc(slices.Clone(unpack), in), slices.DeleteFunc(slices.Clone(content), in)
+				into = lacking
 				if held > 0 {
 					o.Log.Info("images already on nodes, not loaded again", "archive", file, "nodes", held)
 				}
 			}
-			if len(unpack)+len(content) == 0 {
+			if len(into) == 0 {
 				return nil
 			}
 			archive := filepath.Join(dir, file)
 			if err := images.WriteBuiltArchive(archive, bs...); err != nil {
 				return err
 			}
-			return images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, unpack, content)
+			return images.LoadArchiveInto(cl.Provider(), res.Cluster, archive, into)
 		}
-		if err := load("images.tar", built, all, nil); err != nil {
+		if err := load("images.tar", built, all); err != nil {
 			return err
 		}
 		if len(clientBuilt) > 0 {
 			// A chaos run's client programs play on some workers only
-			// (scenario.Pool sends their plays there): the images are
-			// unpacked there and only imported on the other workers.
-			unpack, content := clientNodes(nodes)
-			if len(content) > 0 {
-				imgs.ClientNodes = unpack
+			// (scenario.Pool sends their plays there, pickNode a
+			// scenario's): the images go there only.
+			into := clientNodes(nodes)
+			if len(into) < len(nodes) {
+				imgs.ClientNodes = into
 			}
-			if err := load("client-images.tar", clientBuilt, unpack, content); err != nil {
+			if err := load("client-images.tar", clientBuilt, into); err != nil {
 				return err
 			}
-			o.Log.Info("client images loaded", "unpacked on", unpack, "content only on", content)
+			o.Log.Info("client images loaded", "into", into)
 		}
 		if len(o.SUTs) == 0 {
 			return nil
@@ -565,17 +561,19 @@ func userFor(name string) string {
 	return ""
 }
 
-// clientNodes splits a cluster's nodes for a chaos run's client images:
-// unpacked on the first half of the workers by name (rounded up), their
-// content only on the other workers, nothing on the control plane, on
-// which no play runs. A cluster without workers unpacks them on every
-// node. The chaos suite's client-program plays, 7 of 28, take about a
-// third of its plays' time, so half the workers hold them; unpacking on
-// a node costs 32 CPU-s that the other half saves.
+// clientNodes returns the nodes a chaos run loads its client images
+// into: the first half of the workers by name (rounded up), not the
+// control plane, on which no play runs; every node of a cluster without
+// workers. The chaos suite's client-program plays, 7 of 28, take about a
+// third of its plays' time, so half the workers hold them. Unpacking
+// them on a node costs 18 CPU-s; the other workers get nothing (their
+// content only, for containerd to unpack on first use, cost 9 CPU-s a
+// node and was never used: scenario.Pool and pickNode send every
+// client-program play to the nodes that have them).
 func clientNodes[N interface {
 	String() string
 	Role() (string, error)
-}](nodes []N) (unpack, content []string) {
+}](nodes []N) []string {
 	var workers, all []string
 	for _, n := range nodes {
 		all = append(all, n.String())
@@ -585,9 +583,8 @@ func clientNodes[N interface {
 	}
 	if len(workers) == 0 {
 		slices.Sort(all)
-		return all, nil
+		return all
 	}
 	slices.Sort(workers)
-	k := (len(workers) + 1) / 2
-	return workers[:k], workers[k:]
+	return workers[:(len(workers)+1)/2]
 }

@@ -250,8 +250,8 @@ func RunInCluster(ctx context.Context, s *Scenario, o ClusterOptions) (*Result, 
 
 // pickNode returns the node to run on: the one asked for, or the last;
 // for a run of client programs (programs), the last of the nodes with
-// their images unpacked, if the run that deployed the stack unpacked
-// them on some nodes only (Images.ClientNodes).
+// their images, if the run that deployed the stack loaded them into
+// some nodes only (Images.ClientNodes), and never another.
 func pickNode(st *stack.Stack, want string, programs bool) (string, error) {
 	names := st.NodeNames()
 	if len(names) == 0 {
@@ -269,9 +269,13 @@ func pickNode(st *stack.Stack, want string, programs bool) (string, error) {
 		return names[len(names)-1], nil
 	}
 	for _, n := range names {
-		if n == want {
-			return n, nil
+		if n != want {
+			continue
 		}
+		if programs && !st.Images.ClientsUnpacked(n) {
+			return "", fmt.Errorf("node %q lacks the client programs' images (the run that deployed the stack loaded them into %s only): pass one of those to --node, or leave --node out", want, strings.Join(st.Images.ClientNodes, ", "))
+		}
+		return n, nil
 	}
 	return "", fmt.Errorf("node %q has no fakeimds; nodes: %s", want, strings.Join(names, ", "))
 }

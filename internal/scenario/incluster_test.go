@@ -290,6 +290,14 @@ func TestPickNode(t *testing.T) {
 			t.Errorf("pickNode with ClientNodes %v, programs %v = %q, %v; want %q", st.Images.ClientNodes, c.programs, got, err, c.got)
 		}
 	}
+	// Asked for by name, a node without the client images is refused for
+	// client programs (their pods would never start), not for Go clients.
+	if got, err := pickNode(st, "kind-worker2", true); err == nil || !strings.Contains(err.Error(), `node "kind-worker2" lacks the client programs' images (the run that deployed the stack loaded them into kind-worker only)`) {
+		t.Errorf("client programs on a node without their images: %q, %v", got, err)
+	}
+	if got, err := pickNode(st, "kind-worker2", false); got != "kind-worker2" || err != nil {
+		t.Errorf("Go clients on a node without the client images: %q, %v", got, err)
+	}
 	if _, err := pickNode(&stack.Stack{Namespace: "x"}, "", false); err == nil || !strings.Contains(err.Error(), "idharness run --keep-cluster") {
 		t.Errorf("no nodes: %v", err)
 	}
