@@ -1187,8 +1187,14 @@ func (c *clusterRun) cleanup() {
 			// 5 s after the namespace's deletion, and only they are waited
 			// for: the namespace itself goes on being deleted.
 			c.r.printf("cleanup: deleting namespace %s and its pods", c.ns)
-			if err := c.kube.CoreV1().Pods(c.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				c.r.printf("cleanup: could not delete the pods of namespace %s: %v; the namespace's deletion deletes them", c.ns, err)
+			// One by one, not DeleteCollection: the in-cluster runner's
+			// role grants delete, not deletecollection (internal/incluster).
+			if l, err := c.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{}); err == nil {
+				for _, p := range l.Items {
+					if err := c.kube.CoreV1().Pods(c.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+						c.r.printf("cleanup: could not delete pod %s/%s: %v; the namespace's deletion deletes it", c.ns, p.Name, err)
+					}
+				}
 			}
 			gone := false
 			for !gone && ctx.Err() == nil {

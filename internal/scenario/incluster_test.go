@@ -466,19 +466,6 @@ func TestCleanupWaitsForThePodsOnly(t *testing.T) {
 		s.probePod(podPlan{pod: "probe-a-1"}, "run", "w", "img"), s.probePod(podPlan{pod: "probe-a-2"}, "run", "w", "img"))
 	// The namespace stays, terminating, and deletes none of its pods.
 	kube.PrependReactor("delete", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, nil })
-	// The fake's tracker has no delete-collection: delete them one by one.
-	kube.PrependReactor("delete-collection", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		l, err := kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("pods"), corev1.SchemeGroupVersion.WithKind("Pod"), a.GetNamespace())
-		if err != nil {
-			return true, nil, err
-		}
-		for _, p := range l.(*corev1.PodList).Items {
-			if err := kube.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), a.GetNamespace(), p.Name); err != nil {
-				return true, nil, err
-			}
-		}
-		return true, nil, nil
-	})
 	var out bytes.Buffer
 	c := &clusterRun{r: &runner{progress: &out, kube: &kubeEnv{}}, kube: kube, ns: "run", node: "w", nsCreated: true}
 	done := make(chan struct{})
