@@ -8,11 +8,10 @@
 #   2. the offline kind node image, built with no registry and cached under a
 #      content key (IDHARNESS_CACHE_DIR, default /var/cache/idharness; Docker's
 #      image store): cold ~10-25 min on 2 cores, warm seconds;
-#   3. the smoke tests (internal/cluster, -tags e2e): a 1-node cluster with
-#      fakeimds behind a Service, DNS, the API server and a metadata DNAT to a
-#      host-network pod, then a 2-node cluster for the pod network across nodes
-#      (IDHARNESS_SKIP_MULTINODE=1 skips it), and Ctrl-C during creation leaving
-#      no containers;
+#   3. the smoke tests (internal/cluster, -tags e2e), side by side: Ctrl-C
+#      during creation leaving no containers, and a 2-node cluster with
+#      fakeimds behind a Service, DNS and pod traffic across nodes, the API
+#      server and a metadata DNAT to a host-network pod;
 #   4. the smoke clusters are deleted at the end, pass or fail (other clusters,
 #      such as a developer's, are left alone).
 # IDHARNESS_FORCE_NODE_IMAGE=1 rebuilds the node image even when it is cached.
@@ -41,7 +40,7 @@ CGO_ENABLED=0 "$GO" build -trimpath -o "$BIN/idharness" ./cmd/idharness
 cleanup() {
   local rc=$?
   echo "[ci-cluster] == cleanup: deleting the smoke clusters"
-  for c in idh-smoke idh-multinode idh-interrupt; do "$BIN/idharness" cluster delete --name "$c" || rc=1; done
+  for c in idh-smoke idh-interrupt; do "$BIN/idharness" cluster delete --name "$c" || rc=1; done
   echo "[ci-cluster] total $(($(date +%s) - t0))s (exit $rc)"
   exit $rc
 }
@@ -51,5 +50,5 @@ phase "node image"
 "$BIN/idharness" cluster image build ${IDHARNESS_FORCE_NODE_IMAGE:+--force}
 
 phase "smoke"
-IDHARNESS_BIN="$(cd "$BIN" && pwd)/idharness" IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestMultiNode|TestInterrupt' -v -timeout 40m ./internal/cluster/
+IDHARNESS_BIN="$(cd "$BIN" && pwd)/idharness" IDHARNESS_NODE_IMAGE=offline CGO_ENABLED=0 "$GO" test -tags e2e -count=1 -run 'TestSmoke|TestInterrupt' -v -timeout 40m ./internal/cluster/
 phase "done"

@@ -18,6 +18,9 @@ import (
 // kind creates the nodes and while it waits for kube-system, and checks that
 // no container of the cluster is left behind.
 func TestInterrupt(t *testing.T) {
+	// Beside TestSmoke, whose cluster it does not look at: it lists only
+	// the containers labelled with its own cluster's name.
+	t.Parallel()
 	// IDHARNESS_BIN names a built idharness (hack/ci-cluster.sh passes its own).
 	bin := os.Getenv("IDHARNESS_BIN")
 	if bin == "" {

@@ -35,7 +35,12 @@ import (
 // IDHARNESS_E2E_CLIENT_IMAGES chooses the client images packaged and run
 // (default none: the Go clients in the probe image, which keeps the test
 // minutes shorter); IDHARNESS_NODE_IMAGE the node image (default
-// offline).
+// offline). IDHARNESS_E2E_SUT, the absolute path of an implementation's
+// declaration (sut.yaml), has the release judge that implementation,
+// on the specs of the modes it claims, instead of the reference
+// profile's IMDS specs: CI judges the example agent
+// (examples/podidentity-agent) so, a vendor's view of a release, in one
+// run instead of two on its kept cluster.
 func TestReleaseRunE2E(t *testing.T) {
 	if os.Getenv("IDHARNESS_E2E_RELEASE") == "" {
 		t.Skip("set IDHARNESS_E2E_RELEASE=1 to build a release and run it on a kind cluster")
@@ -81,8 +86,16 @@ func TestReleaseRunE2E(t *testing.T) {
 
 	start = time.Now()
 	reuse := os.Getenv("IDHARNESS_E2E_REUSE") != ""
-	run := exec.CommandContext(ctx, filepath.Join(empty, "idharness"), "run", "--cluster", cluster, fmt.Sprintf("--reuse-cluster=%t", reuse), fmt.Sprintf("--keep-cluster=%t", reuse),
-		"--workers", envOr("IDHARNESS_E2E_WORKERS", "1"), "--node-image", nodeImage, "--label-filter", "imds && !slow", "--client-images", clientImages, "--parallel", "3", "--report-dir", "report")
+	judged := []string{"--label-filter", "imds && !slow"}
+	if decl := os.Getenv("IDHARNESS_E2E_SUT"); decl != "" {
+		if !filepath.IsAbs(decl) {
+			t.Fatalf("IDHARNESS_E2E_SUT=%s: give an absolute path (the run starts in an empty directory)", decl)
+		}
+		judged = []string{"--sut", decl}
+	}
+	args := append([]string{"run", "--cluster", cluster, fmt.Sprintf("--reuse-cluster=%t", reuse), fmt.Sprintf("--keep-cluster=%t", reuse),
+		"--workers", envOr("IDHARNESS_E2E_WORKERS", "1"), "--node-image", nodeImage, "--client-images", clientImages, "--parallel", "3", "--report-dir", "report"}, judged...)
+	run := exec.CommandContext(ctx, filepath.Join(empty, "idharness"), args...)
 	run.Dir = empty
 	if !reuse {
 		t.Cleanup(func() {
@@ -108,13 +121,13 @@ func TestReleaseRunE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The release is what is judged here, not the specs: the IMDS specs
-	// but the slow one (IDH-CONF-0015's 80 s of 6-minute tokens) show
-	// that its images run, and --parallel that its binary starts itself
-	// for each spec. The filter leaves the claimed modes' other MUST
-	// specs unrun, so the verdict is Partial, never Conformant (a
-	// filtered run cannot vouch for what it did not run): every spec that
-	// ran must have passed. A missing image fails the run before its
-	// cluster.
+	// but the slow one (IDH-CONF-0015's 80 s of 6-minute tokens), or the
+	// declared implementation's, show that its images run, and
+	// --parallel that its binary starts itself for each spec. The filter
+	// leaves the claimed modes' other MUST specs unrun, so the verdict is
+	// Partial, never Conformant (a filtered run cannot vouch for what it
+	// did not run): every spec that ran must have passed. A missing image
+	// fails the run before its cluster.
 	if runErr != nil || rep.Summary.Failed != 0 || (rep.Verdict != "Conformant" && rep.Verdict != "Partial") {
 		t.Fatalf("run: %v; verdict %q (%d passed, %d failed), want every spec that ran passed; see %s", runErr, rep.Verdict, rep.Summary.Passed, rep.Summary.Failed, filepath.Join(empty, "report", "summary.md"))
 	}
