@@ -11,9 +11,9 @@ type fakeNode struct{ name, role string }
 func (n fakeNode) String() string        { return n.name }
 func (n fakeNode) Role() (string, error) { return n.role, nil }
 
-// TestClientNodes checks where a chaos run loads its client images: half
-// the workers by name (rounded up), never the control plane, and every
-// node of a cluster without workers.
+// TestClientNodes checks where a chaos run loads its client images: two
+// fifths of the workers by name (rounded up), never the control plane,
+// and every node of a cluster without workers.
 func TestClientNodes(t *testing.T) {
 	cp := fakeNode{"c-control-plane", "control-plane"}
 	w := func(name string) fakeNode { return fakeNode{name, "worker"} }
@@ -28,6 +28,8 @@ func TestClientNodes(t *testing.T) {
 			[]string{"c-worker", "c-worker2"}},
 		{"eight workers", []fakeNode{cp, w("c-worker"), w("c-worker2"), w("c-worker3"), w("c-worker4"), w("c-worker5"), w("c-worker6"), w("c-worker7"), w("c-worker8")},
 			[]string{"c-worker", "c-worker2", "c-worker3", "c-worker4"}},
+		{"ten workers", []fakeNode{cp, w("c-worker"), w("c-worker2"), w("c-worker3"), w("c-worker4"), w("c-worker5"), w("c-worker6"), w("c-worker7"), w("c-worker8"), w("c-worker9"), w("c-worker10")},
+			[]string{"c-worker", "c-worker10", "c-worker2", "c-worker3"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
