@@ -43,7 +43,7 @@ type runFlags struct {
 // ChaosWorkers is the number of kind workers a chaos run creates unless
 // --workers says otherwise: the specs play side by side, each on a worker
 // of its own, so the suite takes about a tenth of its plays' total time
-// (docs/chaos.md#side-by-side: 10 workers against 8, 3 min 38 s against
+// (docs/chaos.md, its table of workers: 10 against 8, 3 min 38 s against
 // 4 min 23 s). A worker more costs its node's start and its share of the
 // images, which it loads while the cluster becomes ready (8 s more for
 // the two).
