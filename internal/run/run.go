@@ -63,10 +63,11 @@ type Options struct {
 	// program whose image is not built only on request, "all" every
 	// program, "none" none.
 	ClientImages []string
-	// ClientImagesOnWorkers loads the client images into half the worker
-	// nodes only (every node of a cluster without workers; clientNodes):
-	// the chaos suite's plays take workers, and scenario.Pool sends the
-	// plays of client programs to the nodes that have them.
+	// ClientImagesOnWorkers loads the client images into two fifths of the
+	// worker nodes only (every node of a cluster without workers;
+	// clientNodes): the chaos suite's plays take workers, and
+	// scenario.Pool sends the plays of client programs to the nodes that
+	// have them.
 	ClientImagesOnWorkers bool
 	// ImageTag tags the images built for this run.
 	ImageTag string
