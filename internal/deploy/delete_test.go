@@ -53,9 +53,9 @@ func TestDeleteAllOrder(t *testing.T) {
 	})
 	c := &Client{dyn: dyn, log: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 10 * time.Second}
 	objs := []doomed{
-		{dyn.Resource(gvr("daemonsets")), "DaemonSet", "agent", "DaemonSet ns/agent"},
-		{dyn.Resource(gvr("clusterroles")), "ClusterRole", "role", "ClusterRole /role"},
-		{dyn.Resource(gvr("serviceaccounts")), "ServiceAccount", "sa", "ServiceAccount ns/sa"},
+		{dyn.Resource(gvr("daemonsets")), "DaemonSet", "ns", "agent"},
+		{dyn.Resource(gvr("clusterroles")), "ClusterRole", "", "role"},
+		{dyn.Resource(gvr("serviceaccounts")), "ServiceAccount", "ns", "sa"},
 	}
 	deleted, err := c.deleteAll(context.Background(), objs)
 	if err != nil {

@@ -119,19 +119,19 @@ func (c *Client) DeleteOwned(ctx context.Context, owned map[string]string, objs 
 		if !ok {
 			continue
 		}
-		what := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
-		live, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
+		d := doomedOf(ri, o)
+		live, err := ri.Get(ctx, d.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("look up %s: %w", what, err)
+			return nil, fmt.Errorf("look up %s: %w", d.what(), err)
 		}
 		if !hasLabels(live.GetLabels(), owned) {
-			c.log.Info("left in place: not idharness's", "object", what)
+			c.log.Info("left in place: not idharness's", "object", d.what())
 			continue
 		}
-		gone = append(gone, doomed{ri, o.GetKind(), o.GetName(), what})
+		gone = append(gone, d)
 	}
 	return c.deleteAll(ctx, gone)
 }
@@ -161,21 +161,27 @@ func (c *Client) DeleteSelected(ctx context.Context, ns, selector string, resour
 		for i := range l.Items {
 			o := &l.Items[i]
 			if remove(o) {
-				gone = append(gone, doomed{ri, o.GetKind(), o.GetName(), o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()})
+				gone = append(gone, doomedOf(ri, o))
 			}
 		}
 	}
 	return c.deleteAll(ctx, gone)
 }
 
-// doomed is an object to delete: where it is, its kind and name, and
-// how logs and errors name it ("Kind namespace/name").
+// doomed is an object to delete: where it is, its kind, namespace and
+// name.
 type doomed struct {
-	ri   dynamic.ResourceInterface
-	kind string
-	name string
-	what string
+	ri                    dynamic.ResourceInterface
+	kind, namespace, name string
 }
+
+// doomedOf is o, found through ri, as an object to delete.
+func doomedOf(ri dynamic.ResourceInterface, o *unstructured.Unstructured) doomed {
+	return doomed{ri, o.GetKind(), o.GetNamespace(), o.GetName()}
+}
+
+// what names d in logs, errors and the deleted list: "Kind namespace/name".
+func (d doomed) what() string { return d.kind + " " + d.namespace + "/" + d.name }
 
 // runsPods reports whether kind is a workload, whose pods may still need
 // the objects deleted after it while they stop.
@@ -203,7 +209,7 @@ func (c *Client) deleteAll(ctx context.Context, objs []doomed) ([]string, error)
 	var pending []doomed
 	waitPending := func() error {
 		for _, o := range pending {
-			err := c.poll(ctx, o.what+" deletion", func(ctx context.Context) (bool, string, error) {
+			err := c.poll(ctx, o.what()+" deletion", func(ctx context.Context) (bool, string, error) {
 				_, err := o.ri.Get(ctx, o.name, metav1.GetOptions{})
 				if apierrors.IsNotFound(err) {
 					return true, "", nil
@@ -224,9 +230,9 @@ func (c *Client) deleteAll(ctx context.Context, objs []doomed) ([]string, error)
 			}
 		}
 		if err := o.ri.Delete(ctx, o.name, metav1.DeleteOptions{PropagationPolicy: &fg}); ignoreNotFound(err) != nil {
-			return deleted, fmt.Errorf("delete %s: %w", o.what, err)
+			return deleted, fmt.Errorf("delete %s: %w", o.what(), err)
 		}
-		deleted = append(deleted, o.what)
+		deleted = append(deleted, o.what())
 		pending = append(pending, o)
 	}
 	return deleted, waitPending()
